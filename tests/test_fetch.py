@@ -1,0 +1,278 @@
+"""ensure_file against a real HTTP server on 127.0.0.1 that each test scripts."""
+
+from __future__ import annotations
+
+import hashlib
+import http.server
+import socket
+import threading
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import pytest
+
+from tuning.errors import FetchError
+from tuning.fetch import ensure_file, sha256_of
+
+MODEL = Path(__file__).parent.parent / "models" / "mnist-12.onnx"
+MODEL_SHA256 = "5c688690f8bacf667d4c2074af5ad0646ca328d7ab03eccf944a65b320171bdd"
+PAYLOAD = MODEL.read_bytes()
+
+
+@dataclass
+class Reply:
+    """One scripted response: status, body, and how to misbehave."""
+
+    status: int = 200
+    body: bytes = PAYLOAD
+    truncate: bool = False  # send the full Content-Length but only half the body
+    delay_s: float = 0.0  # sleep before answering
+    headers: dict[str, str] = field(default_factory=dict)
+
+
+@dataclass
+class Server:
+    url: str
+    replies: list[Reply] = field(default_factory=list)
+    requests: int = 0
+    lock: threading.Lock = field(default_factory=threading.Lock)
+
+    def next_reply(self) -> Reply:
+        with self.lock:
+            self.requests += 1
+            # The last scripted reply repeats, so "always fail" needs one entry.
+            return self.replies.pop(0) if len(self.replies) > 1 else self.replies[0]
+
+
+@pytest.fixture
+def server():
+    state = Server(url="")
+
+    class Handler(http.server.BaseHTTPRequestHandler):
+        def do_GET(self) -> None:
+            reply = state.next_reply()
+            if reply.delay_s:
+                time.sleep(reply.delay_s)
+            try:
+                self.send_response(reply.status)
+                self.send_header("Content-Length", str(len(reply.body)))
+                for name, value in reply.headers.items():
+                    self.send_header(name, value)
+                self.end_headers()
+                self.wfile.write(reply.body[: len(reply.body) // 2] if reply.truncate else reply.body)
+                self.wfile.flush()
+            except OSError:
+                pass  # the client gave up (timeout tests); nothing to answer
+            self.close_connection = True
+
+        def log_message(self, format: str, *args: object) -> None:
+            pass
+
+    httpd = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+    thread = threading.Thread(target=httpd.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True)
+    thread.start()
+    state.url = f"http://127.0.0.1:{httpd.server_address[1]}/mnist-12.onnx"
+    try:
+        yield state
+    finally:
+        httpd.shutdown()
+        httpd.server_close()
+        thread.join(timeout=5)
+
+
+def temp_files(folder: Path) -> list[Path]:
+    return [p for p in folder.iterdir() if p.name.endswith(".tmp")]
+
+
+def fetch(server: Server, dest: Path, **kwargs: object) -> Path:
+    kwargs.setdefault("backoff_s", 0.01)
+    return ensure_file(dest, server.url, MODEL_SHA256, **kwargs)  # type: ignore[arg-type]
+
+
+def test_payload_is_the_real_model() -> None:
+    assert hashlib.sha256(PAYLOAD).hexdigest() == MODEL_SHA256
+    assert sha256_of(MODEL) == MODEL_SHA256
+
+
+def test_good_download(server: Server, tmp_path: Path) -> None:
+    server.replies = [Reply()]
+    dest = tmp_path / "mnist-12.onnx"
+    assert fetch(server, dest) == dest
+    assert dest.read_bytes() == PAYLOAD
+    assert sha256_of(dest) == MODEL_SHA256
+    assert server.requests == 1
+    assert temp_files(tmp_path) == []
+
+
+def test_verified_copy_is_not_downloaded_again(server: Server, tmp_path: Path) -> None:
+    server.replies = [Reply()]
+    dest = tmp_path / "mnist-12.onnx"
+    dest.write_bytes(PAYLOAD)
+    assert fetch(server, dest) == dest
+    assert server.requests == 0
+    assert dest.read_bytes() == PAYLOAD
+
+
+def test_served_body_with_wrong_checksum(server: Server, tmp_path: Path) -> None:
+    wrong = b"not the model" * 100
+    server.replies = [Reply(body=wrong)]
+    dest = tmp_path / "mnist-12.onnx"
+    with pytest.raises(FetchError) as info:
+        fetch(server, dest)
+    message = str(info.value)
+    assert MODEL_SHA256 in message
+    assert hashlib.sha256(wrong).hexdigest() in message
+    assert "expected" in message and "got" in message
+    assert "\n" not in message
+    assert server.requests == 1  # a wrong file is not retried
+    assert not dest.exists()
+    assert temp_files(tmp_path) == []
+
+
+def test_truncated_every_time(server: Server, tmp_path: Path) -> None:
+    server.replies = [Reply(truncate=True)]
+    dest = tmp_path / "mnist-12.onnx"
+    with pytest.raises(FetchError) as info:
+        fetch(server, dest, retries=3)
+    message = str(info.value)
+    assert "truncated" in message
+    assert f"of {len(PAYLOAD)} bytes" in message
+    assert "3 attempts" in message
+    assert server.requests == 3
+    assert not dest.exists()
+    assert temp_files(tmp_path) == []
+
+
+def test_truncated_once_then_good(server: Server, tmp_path: Path) -> None:
+    server.replies = [Reply(truncate=True), Reply()]
+    dest = tmp_path / "mnist-12.onnx"
+    fetch(server, dest)
+    assert dest.read_bytes() == PAYLOAD
+    assert server.requests == 2
+    assert temp_files(tmp_path) == []
+
+
+def test_http_500_then_success(server: Server, tmp_path: Path) -> None:
+    server.replies = [Reply(status=500, body=b"oops"), Reply()]
+    dest = tmp_path / "mnist-12.onnx"
+    fetch(server, dest)
+    assert sha256_of(dest) == MODEL_SHA256
+    assert server.requests == 2
+    assert temp_files(tmp_path) == []
+
+
+def test_http_500_every_time(server: Server, tmp_path: Path) -> None:
+    server.replies = [Reply(status=500, body=b"oops")]
+    dest = tmp_path / "mnist-12.onnx"
+    with pytest.raises(FetchError, match="after 2 attempts: HTTP 500 Internal Server Error"):
+        fetch(server, dest, retries=2)
+    assert server.requests == 2
+    assert not dest.exists()
+    assert temp_files(tmp_path) == []
+
+
+def test_http_404_is_not_retried(server: Server, tmp_path: Path) -> None:
+    server.replies = [Reply(status=404, body=b"missing")]
+    dest = tmp_path / "mnist-12.onnx"
+    with pytest.raises(FetchError, match="HTTP 404 Not Found"):
+        fetch(server, dest, retries=3)
+    assert server.requests == 1
+    assert not dest.exists()
+    assert temp_files(tmp_path) == []
+
+
+def test_existing_file_with_wrong_hash_is_left_alone(server: Server, tmp_path: Path) -> None:
+    server.replies = [Reply()]
+    dest = tmp_path / "mnist-12.onnx"
+    stale = PAYLOAD[:-1] + b"\x00"
+    dest.write_bytes(stale)
+    with pytest.raises(FetchError) as info:
+        fetch(server, dest)
+    message = str(info.value)
+    assert str(dest) in message
+    assert MODEL_SHA256 in message
+    assert hashlib.sha256(stale).hexdigest() in message
+    assert "delete the file" in message and "model.sha256" in message
+    assert dest.read_bytes() == stale
+    assert server.requests == 0
+
+
+def test_plain_http_to_remote_host_is_refused(tmp_path: Path) -> None:
+    dest = tmp_path / "mnist-12.onnx"
+    url = "http://example.com/mnist-12.onnx"
+    with pytest.raises(FetchError) as info:
+        ensure_file(dest, url, MODEL_SHA256, timeout_s=0.5, retries=1)
+    assert url in str(info.value)
+    assert "only https" in str(info.value)
+    assert not dest.exists()
+    assert list(tmp_path.iterdir()) == []  # refused before even creating a temp file
+
+
+def test_redirect_to_plain_http_remote_is_refused(server: Server, tmp_path: Path) -> None:
+    target = "http://example.com/mnist-12.onnx"
+    server.replies = [Reply(status=302, body=b"", headers={"Location": target})]
+    dest = tmp_path / "mnist-12.onnx"
+    with pytest.raises(FetchError, match="only https") as info:
+        fetch(server, dest)
+    assert target in str(info.value)
+    assert server.requests == 1
+    assert not dest.exists()
+    assert temp_files(tmp_path) == []
+
+
+def test_redirect_to_loopback_is_followed(server: Server, tmp_path: Path) -> None:
+    server.replies = [Reply(status=302, body=b"", headers={"Location": "/moved.onnx"}), Reply()]
+    dest = tmp_path / "mnist-12.onnx"
+    fetch(server, dest)
+    assert dest.read_bytes() == PAYLOAD
+    assert server.requests == 2
+
+
+def test_response_larger_than_max_bytes(server: Server, tmp_path: Path) -> None:
+    server.replies = [Reply()]
+    dest = tmp_path / "mnist-12.onnx"
+    with pytest.raises(FetchError, match="1000"):
+        fetch(server, dest, max_bytes=1000)
+    assert server.requests == 1  # too large is not retried
+    assert not dest.exists()
+    assert temp_files(tmp_path) == []
+
+
+def test_timeout_is_retried(server: Server, tmp_path: Path) -> None:
+    server.replies = [Reply(delay_s=1.0)]
+    dest = tmp_path / "mnist-12.onnx"
+    with pytest.raises(FetchError, match="timed out after 0.5 s") as info:
+        fetch(server, dest, timeout_s=0.5, retries=2)
+    assert "2 attempts" in str(info.value)
+    assert server.requests == 2
+    assert not dest.exists()
+    assert temp_files(tmp_path) == []
+
+
+def test_connection_refused(tmp_path: Path) -> None:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port = sock.getsockname()[1]
+    url = f"http://127.0.0.1:{port}/mnist-12.onnx"
+    dest = tmp_path / "mnist-12.onnx"
+    with pytest.raises(FetchError, match="connection refused") as info:
+        ensure_file(dest, url, MODEL_SHA256, retries=2, backoff_s=0.01)
+    assert url in str(info.value)
+    assert not dest.exists()
+    assert temp_files(tmp_path) == []
+
+
+def test_missing_file_without_url(tmp_path: Path) -> None:
+    dest = tmp_path / "mnist-12.onnx"
+    with pytest.raises(FetchError, match="no model.url"):
+        ensure_file(dest, None, MODEL_SHA256)
+
+
+def test_missing_file_without_sha256_is_not_downloaded(server: Server, tmp_path: Path) -> None:
+    server.replies = [Reply()]
+    dest = tmp_path / "mnist-12.onnx"
+    with pytest.raises(FetchError, match="model.sha256"):
+        ensure_file(dest, server.url, None)
+    assert server.requests == 0
+    assert not dest.exists()

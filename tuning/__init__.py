@@ -1,0 +1,1 @@
+"""Accuracy-driven INC quantization of ONNX classifiers."""

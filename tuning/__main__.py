@@ -1,0 +1,3 @@
+from tuning.cli import main
+
+main()

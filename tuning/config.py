@@ -1,0 +1,282 @@
+"""The YAML config: one schema, every option typed and validated, its default here.
+
+``load_config`` reads a YAML file, applies ``key.path=value`` overrides from the command
+line, and returns a frozen :class:`PipelineConfig`. Every problem becomes one
+:class:`~tuning.errors.ConfigError` line naming the file and the key path.
+Relative paths in the config are resolved against the current working directory.
+"""
+
+from __future__ import annotations
+
+import difflib
+import hashlib
+import json
+from enum import Enum
+from pathlib import Path
+from typing import Annotated, Any
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, StrictBool, StrictInt, StringConstraints, ValidationError
+
+from tuning.errors import ConfigError
+
+Sha256 = Annotated[str, StringConstraints(pattern=r"^[0-9a-f]{64}$")]
+PositiveInt = Annotated[StrictInt, Field(ge=1)]
+NonNegativeInt = Annotated[StrictInt, Field(ge=0)]
+
+
+class PixelScale(str, Enum):
+    """How raw 0..255 pixels are scaled before mean/std normalisation."""
+
+    UNIT = "unit"  # pixels / 255, in [0, 1] (the zoo card's preprocessing)
+    RAW = "raw"  # pixels as they are, 0..255
+
+    @property
+    def factor(self) -> float:
+        return 1.0 / 255.0 if self is PixelScale.UNIT else 1.0
+
+
+class Split(str, Enum):
+    TRAIN = "train"
+    TEST = "test"
+
+
+class Approach(str, Enum):
+    STATIC = "static"
+    DYNAMIC = "dynamic"
+
+
+class QuantFormat(str, Enum):
+    QOPERATOR = "QOperator"
+    QDQ = "QDQ"
+
+
+class CalibrationAlgorithm(str, Enum):
+    """INC's activation calibration algorithms for the onnxruntime backend."""
+
+    MINMAX = "minmax"
+    KL = "kl"
+    PERCENTILE = "percentile"
+
+
+class Strategy(str, Enum):
+    """INC tuning strategies. ``auto`` is INC's default (quant_level auto); the others set quant_level 1."""
+
+    AUTO = "auto"
+    BASIC = "basic"
+    CONSERVATIVE = "conservative"
+    BAYESIAN = "bayesian"
+    EXHAUSTIVE = "exhaustive"
+    MSE = "mse"
+    RANDOM = "random"
+
+
+class CriterionKind(str, Enum):
+    RELATIVE = "relative"  # tolerated loss as a fraction of the fp32 accuracy
+    ABSOLUTE = "absolute"  # tolerated loss in accuracy (0.001 = 0.1 percentage point)
+
+
+class _Section(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True, use_enum_values=False)
+
+
+class ModelSection(_Section):
+    path: Path = Path("models/mnist-12.onnx")
+    url: str | None = (
+        "https://github.com/onnx/models/raw/main/validated/vision/classification/mnist/model/mnist-12.onnx"
+    )
+    sha256: Sha256 | None = "5c688690f8bacf667d4c2074af5ad0646ca328d7ab03eccf944a65b320171bdd"
+
+
+class DatasetSection(_Section):
+    name: str = "MNIST"  # a torchvision.datasets class reading 28x28 IDX files (MNIST, FashionMNIST, KMNIST)
+    root: Path = Path("data")
+    pixel_scale: PixelScale = PixelScale.UNIT
+    mean: float = 0.0
+    std: Annotated[float, Field(gt=0)] = 1.0
+
+
+class CalibrationSection(_Section):
+    split: Split = Split.TRAIN
+    sampling_size: PositiveInt = 100
+    batch_size: PositiveInt = 1
+    seed: NonNegativeInt = 0
+
+
+class EvaluationSection(_Section):
+    split: Split = Split.TEST
+    batch_size: PositiveInt = 1
+
+
+class QuantizationSection(_Section):
+    approach: Approach = Approach.STATIC
+    format: QuantFormat = QuantFormat.QOPERATOR
+    calibration_algorithm: CalibrationAlgorithm = CalibrationAlgorithm.MINMAX
+    fp32_op_types: tuple[str, ...] = ()
+    fp32_op_names: tuple[str, ...] = ()
+
+
+class AccuracyCriterionSection(_Section):
+    kind: CriterionKind = CriterionKind.RELATIVE
+    tolerance: Annotated[float, Field(ge=0, lt=1)] = 0.01
+
+
+class TuningSection(_Section):
+    strategy: Strategy = Strategy.AUTO
+    accuracy_criterion: AccuracyCriterionSection = AccuracyCriterionSection()
+    max_trials: PositiveInt = 100
+    timeout_s: NonNegativeInt = 0  # 0: no time limit
+    seed: NonNegativeInt = 1978
+
+
+class OutputSection(_Section):
+    model: Path = Path("models/mnist-12-int8.onnx")
+    dir: Path = Path("outputs")  # run summary, reports, INC's workspace and log
+
+
+class BenchmarkSection(_Section):
+    warmup: NonNegativeInt = 200
+    iterations: PositiveInt = 2000
+    batch_sizes: tuple[PositiveInt, ...] = (1, 16, 64, 256)
+    intra_op_threads: PositiveInt = 1
+    reference_models: tuple[Path, ...] = (Path("models/zoo-mnist-12-int8.onnx"),)
+
+
+class GatesSection(_Section):
+    max_int8_top1_error_pct: Annotated[float, Field(ge=0, le=100)] = 1.5
+    max_accuracy_drop_pp: Annotated[float, Field(ge=0, le=100)] = 0.1
+    max_latency_ratio: Annotated[float, Field(gt=0)] | None = None
+    min_throughput_ratio: Annotated[float, Field(gt=0)] | None = None
+    baseline: Path | None = None
+    baseline_accuracy_tolerance_pp: Annotated[float, Field(ge=0)] = 0.1
+    baseline_performance_tolerance_pct: Annotated[float, Field(ge=0)] = 10.0
+    fail_on_missing_performance: StrictBool = True
+
+
+class PipelineConfig(_Section):
+    model: ModelSection = ModelSection()
+    dataset: DatasetSection = DatasetSection()
+    calibration: CalibrationSection = CalibrationSection()
+    evaluation: EvaluationSection = EvaluationSection()
+    quantization: QuantizationSection = QuantizationSection()
+    tuning: TuningSection = TuningSection()
+    output: OutputSection = OutputSection()
+    benchmark: BenchmarkSection = BenchmarkSection()
+    gates: GatesSection = GatesSection()
+
+    @property
+    def preprocessing(self) -> dict[str, Any]:
+        """What the int8 model expects as input; written into its metadata."""
+        return {
+            "pixel_scale": self.dataset.pixel_scale.value,
+            "mean": self.dataset.mean,
+            "std": self.dataset.std,
+        }
+
+    def quantization_sha256(self) -> str:
+        """Hash of every setting that decides the int8 model's bytes.
+
+        Output paths, benchmark and gate settings are left out so that moving an
+        output does not change the model it holds.
+        """
+        relevant = self.model_dump(
+            mode="json", include={"dataset", "calibration", "evaluation", "quantization", "tuning"}
+        )
+        relevant["model"] = {"sha256": self.model.sha256}
+        relevant["dataset"].pop("root")
+        canonical = json.dumps(relevant, sort_keys=True, separators=(",", ":"))
+        return hashlib.sha256(canonical.encode()).hexdigest()
+
+
+Overrides = dict[str, Any]
+
+
+def load_config(path: Path | None, overrides: Overrides | None = None) -> PipelineConfig:
+    """Read ``path`` (or only the defaults when None), apply dotted-key overrides, validate."""
+    source = str(path) if path is not None else "<defaults>"
+    raw: dict[str, Any] = {} if path is None else _read_yaml(path)
+    for dotted_key, value in (overrides or {}).items():
+        _set_dotted(raw, dotted_key, value, source)
+    try:
+        return PipelineConfig.model_validate(raw)
+    except ValidationError as exc:
+        raise ConfigError(f"{source}: {_describe(exc)}") from None
+
+
+def parse_override(assignment: str) -> tuple[str, Any]:
+    """Split ``key.path=value``; the value is read as YAML (``5``, ``0.01``, ``[1, 2]``, ``null``)."""
+    key, sep, text = assignment.partition("=")
+    if not sep or not key.strip():
+        raise ConfigError(f"--set {assignment!r}: expected KEY.PATH=VALUE, e.g. tuning.max_trials=5")
+    try:
+        return key.strip(), yaml.safe_load(text)
+    except yaml.YAMLError:
+        raise ConfigError(f"--set {assignment!r}: the value is not valid YAML") from None
+
+
+def _read_yaml(path: Path) -> dict[str, Any]:
+    try:
+        text = path.read_text(encoding="utf-8")
+    except FileNotFoundError:
+        raise ConfigError(f"{path}: config file not found") from None
+    except (OSError, UnicodeDecodeError) as exc:
+        raise ConfigError(f"{path}: cannot read config ({exc.__class__.__name__}: {exc})") from None
+    try:
+        data = yaml.safe_load(text)
+    except yaml.YAMLError as exc:
+        mark = getattr(exc, "problem_mark", None)
+        where = f" at line {mark.line + 1}, column {mark.column + 1}" if mark else ""
+        problem = getattr(exc, "problem", None) or "invalid YAML"
+        raise ConfigError(f"{path}: not valid YAML{where}: {problem}") from None
+    if data is None:
+        raise ConfigError(f"{path}: the config is empty; expected a mapping with sections such as 'model:'")
+    if not isinstance(data, dict):
+        raise ConfigError(f"{path}: expected a mapping of sections at the top level, got {type(data).__name__}")
+    return data
+
+
+def _set_dotted(raw: dict[str, Any], dotted_key: str, value: Any, source: str) -> None:
+    *parents, leaf = dotted_key.split(".")
+    node = raw
+    for depth, part in enumerate(parents):
+        child = node.setdefault(part, {})
+        if not isinstance(child, dict):
+            where = ".".join(parents[: depth + 1])
+            raise ConfigError(f"{source}: cannot override {dotted_key!r}: {where!r} is not a section")
+        node = child
+    node[leaf] = value
+
+
+def _describe(exc: ValidationError) -> str:
+    """One line for the first problem, naming the key path, expected and got."""
+    error = exc.errors()[0]
+    loc = tuple(str(part) for part in error["loc"])
+    key = ".".join(loc)
+    if error["type"] == "extra_forbidden":
+        valid = _valid_keys(loc[:-1])
+        close = difflib.get_close_matches(loc[-1], valid, n=1)
+        hint = f"did you mean {close[0]!r}?" if close else f"valid keys: {', '.join(valid)}"
+        return f"unknown key {key!r} ({hint})"
+    more = f" (and {len(exc.errors()) - 1} more problems)" if len(exc.errors()) > 1 else ""
+    return f"{key}: {error['msg']}, got {error['input']!r}{more}"
+
+
+def _valid_keys(loc: tuple[str, ...]) -> list[str]:
+    section: type[BaseModel] = PipelineConfig
+    for part in loc:  # only sections nest, so every annotation on the way is a section class
+        section = section.model_fields[part].annotation
+    return list(section.model_fields)
+
+
+__all__ = [
+    "Approach",
+    "CalibrationAlgorithm",
+    "CriterionKind",
+    "PipelineConfig",
+    "PixelScale",
+    "QuantFormat",
+    "Split",
+    "Strategy",
+    "load_config",
+    "parse_override",
+]

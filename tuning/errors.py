@@ -1,0 +1,47 @@
+"""Errors a user can act on, each with its documented exit code.
+
+The CLI prints ``error: <message>`` on one line and exits with ``exit_code``; anything
+else escaping is a bug in this package.
+"""
+
+from __future__ import annotations
+
+
+class PipelineError(Exception):
+    """Base class: a failure with a one-line message for the user."""
+
+    exit_code = 1
+
+
+class ConfigError(PipelineError):
+    """The YAML config or a command-line override is invalid."""
+
+    exit_code = 2
+
+
+class InputError(PipelineError):
+    """A model, dataset or report file is missing, corrupt or does not fit."""
+
+    exit_code = 3
+
+
+class FetchError(InputError):
+    """A download failed or its checksum did not match."""
+
+
+class TuningError(PipelineError):
+    """INC found no int8 model meeting the accuracy criterion, or failed inside."""
+
+    exit_code = 4
+
+
+class OutputError(PipelineError):
+    """An output could not be written (read-only folder, disk full)."""
+
+    exit_code = 5
+
+
+class Interrupted(PipelineError):
+    """The run was stopped by Ctrl-C or SIGTERM; no partial output was kept."""
+
+    exit_code = 130
