@@ -18,12 +18,15 @@ fi
 
 venv="$project_root/.venv"
 python="${PYTHON:-python3}"
-# The stamp records which lock files the environment was built from, so a changed pin rebuilds it.
-stamp="$venv/.installed-$profile"
-wanted="$(cat "$project_root/requirements.lock" "$lock" "$project_root/pyproject.toml" | sha256sum | cut -d' ' -f1)"
-if [[ -f "$stamp" && "$(cat "$stamp")" == "$wanted" ]]; then
+# A stamp records the lock files an environment was built from, so a changed pin reinstalls.
+# The dev environment is a superset of the runtime one, so its stamp satisfies both.
+lock_hash() { cat "$project_root/requirements.lock" "$1" "$project_root/pyproject.toml" | sha256sum | cut -d' ' -f1; }
+is_current() { [[ -f "$venv/.installed-$1" && "$(cat "$venv/.installed-$1")" == "$(lock_hash "$2")" ]]; }
+if is_current "$profile" "$lock" || is_current dev "$project_root/requirements-dev.lock"; then
   exit 0
 fi
+stamp="$venv/.installed-$profile"
+wanted="$(lock_hash "$lock")"
 
 echo "Setting up $venv ($profile dependencies from $(basename "$lock")); this runs once." >&2
 if [[ ! -x "$venv/bin/python" ]]; then

@@ -101,19 +101,20 @@ def calibration_images(
 def _dataset_class(name: str) -> type:
     datasets = torchvision_datasets()
     dataset_class = getattr(datasets, name, None)
-    if not (isinstance(dataset_class, type) and issubclass(dataset_class, datasets.MNIST)):
+    if not _is_idx_dataset(dataset_class, datasets.MNIST):
         choices = sorted(n for n in dir(datasets) if _is_idx_dataset(getattr(datasets, n), datasets.MNIST))
         raise ConfigError(f"dataset.name: expected a torchvision IDX dataset ({', '.join(choices)}), got {name!r}")
     return dataset_class
 
 
 def _is_idx_dataset(candidate: object, base: type) -> bool:
-    resources = getattr(candidate, "resources", [])
+    """MNIST-like classes declaring their own ``resources`` as (file.gz, md5) pairs (not EMNIST, QMNIST)."""
+    resources = vars(candidate).get("resources") if isinstance(candidate, type) else None
     return (
         isinstance(candidate, type)
         and issubclass(candidate, base)
-        and bool(resources)
-        and all(filename.endswith(".gz") for filename, _ in resources)
+        and isinstance(resources, list)
+        and all(isinstance(item, tuple) and str(item[0]).endswith(".gz") for item in resources)
     )
 
 

@@ -1,0 +1,78 @@
+"""The CLI as users call it: run_tuning.sh in a subprocess, exit codes and one-line errors."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import onnx
+
+from tuning.onnx_io import read_metadata
+
+from conftest import ROOT
+
+
+def run_tuning_sh(*args: str, cwd: Path = ROOT) -> subprocess.CompletedProcess:
+    # The test interpreter's environment counts as activated, so the script does not build .venv.
+    env = {**os.environ, "VIRTUAL_ENV": sys.prefix, "PATH": f"{Path(sys.executable).parent}:{os.environ['PATH']}"}
+    return subprocess.run(
+        ["bash", str(ROOT / "run_tuning.sh"), *args], cwd=cwd, env=env, capture_output=True, text=True, timeout=600
+    )
+
+
+def assert_one_line_error(result: subprocess.CompletedProcess, code: int, *fragments: str) -> None:
+    assert result.returncode == code, result.stderr
+    lines = result.stderr.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("error: "), result.stderr
+    for fragment in fragments:
+        assert fragment in lines[0]
+
+
+def test_run_tuning_sh_with_inc_style_flags(tmp_path):
+    output = tmp_path / "out" / "mnist-12-int8.onnx"
+    result = run_tuning_sh(
+        "--input_model=models/mnist-12.onnx",
+        "--config",
+        "configs/mnist.yaml",
+        f"--output_model={output}",
+        "--set",
+        f"output.dir={tmp_path / 'run'}",
+    )
+    assert result.returncode == 0, result.stderr
+    assert f"-> {output}" in result.stdout
+    assert "top-1 error" in result.stdout and "trial 1:" in result.stdout
+    metadata = read_metadata(onnx.load(str(output)))
+    assert metadata["source_sha256"] == "5c688690f8bacf667d4c2074af5ad0646ca328d7ab03eccf944a65b320171bdd"
+    assert not (ROOT / "nc_workspace").exists() and not (tmp_path / "nc_workspace").exists()
+    assert (tmp_path / "run" / "nc_workspace" / "inc.log").is_file()
+
+
+def test_config_error_is_one_line_with_exit_code_2(tmp_path):
+    bad = tmp_path / "bad.yaml"
+    bad.write_text("tuning:\n  max_trails: 3\n")
+    assert_one_line_error(run_tuning_sh(f"--config={bad}"), 2, "unknown key 'tuning.max_trails'", "max_trials")
+
+
+def test_missing_input_model_is_exit_code_3(tmp_path):
+    result = run_tuning_sh(f"--input_model={tmp_path / 'absent.onnx'}", "--set", "model.url=null")
+    assert_one_line_error(result, 3, "absent.onnx")
+
+
+def test_unmet_criterion_is_exit_code_4_and_keeps_the_existing_output(tmp_path):
+    output = tmp_path / "kept.onnx"
+    output.write_bytes(b"previous model")
+    result = run_tuning_sh(
+        f"--output_model={output}",
+        "--set",
+        "tuning.accuracy_criterion.tolerance=0",
+        "--set",
+        "tuning.max_trials=1",
+        "--set",
+        "tuning.strategy=basic",
+        "--set",
+        f"output.dir={tmp_path / 'run'}",
+    )
+    assert_one_line_error(result, 4, "no int8 model meeting the accuracy criterion")
+    assert output.read_bytes() == b"previous model"

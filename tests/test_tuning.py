@@ -1,0 +1,86 @@
+"""Real INC tuning runs on the real model and MNIST: accuracy, metadata, determinism, fp32 fallback."""
+
+from __future__ import annotations
+
+import json
+
+import onnx
+import pytest
+
+from tuning import onnx_io
+from tuning.config import Split
+from tuning.data import evaluation_images
+from tuning.errors import TuningError
+from tuning.evaluate import make_session, predict, top1_accuracy
+from tuning.fetch import sha256_of
+from tuning.graph import Precision, node_precisions
+from tuning.pipeline import run_tuning
+
+from conftest import project_config
+
+
+def test_int8_error_within_a_tenth_of_a_point_of_fp32(default_run):
+    config, summary = default_run
+    model = onnx_io.load_model(config.output.model)
+    spec = onnx_io.describe(model)
+    test_set = evaluation_images(config.dataset, Split.TEST, spec.sample_shape)
+    int8_accuracy = top1_accuracy(predict(make_session(config.output.model), test_set, 1), test_set.labels)
+    fp32_accuracy = top1_accuracy(predict(make_session(config.model.path), test_set, 1), test_set.labels)
+    assert len(test_set) == 10000
+    assert abs(int8_accuracy - fp32_accuracy) <= 0.001
+    assert summary.int8_top1_accuracy == pytest.approx(int8_accuracy)
+    assert summary.fp32_top1_accuracy == pytest.approx(fp32_accuracy)
+
+
+def test_output_is_quantized_and_carries_its_provenance(default_run):
+    config, summary = default_run
+    model = onnx.load(str(config.output.model))
+    onnx.checker.check_model(model)
+    precisions = node_precisions(model)
+    assert Precision.INT8 in precisions.values()
+    metadata = onnx_io.read_metadata(model)
+    assert metadata["preprocessing"] == {"pixel_scale": "unit", "mean": 0.0, "std": 1.0}
+    assert metadata["source_sha256"] == sha256_of(config.model.path) == config.model.sha256
+    assert metadata["config_sha256"] == config.quantization_sha256()
+    assert metadata["int8_top1_accuracy"] == summary.int8_top1_accuracy
+    assert metadata["fp32_top1_accuracy"] == summary.fp32_top1_accuracy
+
+
+def test_summary_file_lists_the_trials(default_run):
+    config, summary = default_run
+    written = json.loads((config.output.dir / "tuning_summary.json").read_text())
+    assert written["int8_top1_accuracy"] == summary.int8_top1_accuracy
+    assert len(written["trials"]) == len(summary.trials) >= 2
+    assert written["trials"][0]["index"] == 0
+    assert written["trials"][-1]["meets_criterion"] is True
+    assert (config.output.dir / "nc_workspace" / "inc.log").stat().st_size > 0
+
+
+def test_same_config_and_seed_give_the_same_bytes(default_run, tmp_path):
+    config, _ = default_run
+    again = project_config(tmp_path)
+    run_tuning(again)
+    assert again.output.model.read_bytes() == config.output.model.read_bytes()
+
+
+def test_tight_criterion_makes_inc_fall_back_ops_to_fp32(tmp_path):
+    config = project_config(tmp_path, **{"tuning.accuracy_criterion.tolerance": 0.0, "tuning.max_trials": 10})
+    summary = run_tuning(config)
+    first, chosen = summary.trials[1], summary.trials[-1]
+    assert not first.fp32_nodes, "INC's first candidate quantizes every op"
+    assert not first.meets_criterion
+    assert chosen.meets_criterion and chosen.fp32_nodes
+    precisions = node_precisions(onnx.load(str(config.output.model)))
+    assert Precision.FP32 in precisions.values()
+    assert summary.int8_top1_accuracy >= summary.fp32_top1_accuracy
+
+
+def test_unreachable_criterion_is_an_error_and_writes_no_model(tmp_path):
+    # One trial of the fully quantized model cannot match fp32 exactly (98.89 % vs 98.90 %).
+    config = project_config(
+        tmp_path, **{"tuning.accuracy_criterion.tolerance": 0.0, "tuning.max_trials": 1, "tuning.strategy": "basic"}
+    )
+    with pytest.raises(TuningError, match="no int8 model meeting the accuracy criterion in 1 trials"):
+        run_tuning(config)
+    assert not config.output.model.exists()
+    assert not [path for path in tmp_path.iterdir() if path.name.endswith(".tmp")]
