@@ -85,9 +85,7 @@ def _describe(exc: BaseException, timeout_s: float) -> str:
     return str(exc) or type(exc).__name__
 
 
-def _attempt(
-    url: str, dest: Path, sha256: str, timeout_s: float, max_bytes: int
-) -> None:
+def _attempt(url: str, dest: Path, sha256: str, timeout_s: float, max_bytes: int) -> None:
     """Download once into place; raise _Retryable for failures worth another try."""
     with atomic_output(dest) as tmp:
         # Network OSErrors are caught here: atomic_output would report them as OutputError.
@@ -104,7 +102,9 @@ def _attempt(
 
         with response:
             length_header = response.headers.get("Content-Length")
-            expected_len = int(length_header) if length_header and length_header.isdigit() else None
+            expected_len = (
+                int(length_header) if length_header and length_header.isdigit() else None
+            )
             if expected_len is not None and expected_len > max_bytes:
                 raise FetchError(
                     f"{url}: response is {expected_len} bytes, more than the {max_bytes} allowed"
@@ -148,7 +148,7 @@ def ensure_file(
     backoff_s: float = 1.0,
     max_bytes: int = 512 * 1024 * 1024,
 ) -> Path:
-    """Return ``dest``, downloading it from ``url`` first if missing; verify it against ``sha256``."""
+    """Return ``dest`` verified against ``sha256``, downloading it from ``url`` if missing."""
     dest = Path(dest)
     expected = sha256.strip().lower() if sha256 is not None else None
 
