@@ -32,6 +32,12 @@ echo "Setting up $venv ($profile dependencies from $(basename "$lock")); this ru
 if [[ ! -x "$venv/bin/python" ]]; then
   "$python" -m venv "$venv"
 fi
-"$venv/bin/python" -m pip install --quiet --disable-pip-version-check -r "$lock"
-"$venv/bin/python" -m pip install --quiet --disable-pip-version-check --no-deps --no-build-isolation -e "$project_root"
+# Some machines list local index folders that do not hold every package; pip warns once per package.
+pip_install() {
+  "$venv/bin/python" -m pip install --quiet --disable-pip-version-check "$@" 2>&1 \
+    | { grep -v "is ignored: it is neither a file nor a directory" || true; } >&2
+  return "${PIPESTATUS[0]}"
+}
+pip_install -r "$lock"
+pip_install --no-deps --no-build-isolation -e "$project_root"
 echo "$wanted" > "$stamp"
