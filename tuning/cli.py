@@ -103,8 +103,149 @@ def tune(
     click.echo(f"Summary: {summary.summary_path}")
 
 
+@cli.command()
+@config_option
+@set_option
+@click.option("--input_model", "--input-model", type=click.Path(path_type=Path), help="Default: model.path.")
+@click.option(
+    "--mode", type=click.Choice(["accuracy", "performance"]), default="performance", show_default=True
+)
+@click.option("--batch_size", "--batch-size", type=click.IntRange(min=1), default=1, show_default=True)
+def benchmark(
+    config_path: Path, assignments: tuple[str, ...], input_model: Path | None, mode: str, batch_size: int
+) -> None:
+    """Benchmark one model, printing the lines of INC's examples (what run_benchmark.sh does).
+
+    \b
+    accuracy:    Batch size = 1 / Accuracy: 0.98910  (top-1 on the evaluation split)
+    performance: Batch size = 1 / Latency: 0.041 ms / Throughput: 24390.2 images/sec
+    then one line with the conditions. Warm-up and iterations: benchmark: section of the config.
+    """
+    from tuning.benchmark import run_benchmark
+
+    config = build_config(config_path, assignments)
+    run = run_benchmark(config, input_model or config.model.path, mode, batch_size)
+    for warning in run.warnings:
+        click.echo(warning, err=True)
+    for line in run.lines():
+        click.echo(line)
+
+
+@cli.command()
+@config_option
+@set_option
+@click.option("--float-model", type=click.Path(path_type=Path, dir_okay=False), help="Default: model.path.")
+@click.option(
+    "--int8-model", type=click.Path(path_type=Path, dir_okay=False), help="Default: output.model (the tuned model)."
+)
+@click.option(
+    "--reference",
+    "references",
+    multiple=True,
+    metavar="[NAME=]PATH",
+    help="A model to compare with (repeatable). Default: benchmark.reference_models.",
+)
+@click.option("--out-dir", type=click.Path(path_type=Path, file_okay=False), help="Default: <output.dir>/report.")
+@click.option("--skip-performance", is_flag=True, help="Accuracy, size and ops only; latency and throughput null.")
+def report(
+    config_path: Path,
+    assignments: tuple[str, ...],
+    float_model: Path | None,
+    int8_model: Path | None,
+    references: tuple[str, ...],
+    out_dir: Path | None,
+    skip_performance: bool,
+) -> None:
+    """Compare the float, int8 and reference models: report.json, report.md and PNG plots.
+
+    Accuracy at the configured and the other pixel scale, agreement with the float model,
+    latency and throughput (interleaved, one run), size and op types. Schema: docs/report-schema.md.
+    """
+    from tuning.report import model_entries, run_report
+
+    config = build_config(config_path, assignments)
+    entries = model_entries(
+        float_model or config.model.path,
+        int8_model or config.output.model,
+        references or config.benchmark.reference_models,
+    )
+    files = run_report(config, entries, out_dir or config.output.dir / "report", performance=not skip_performance)
+    click.echo(files.summary_table)
+    click.echo(f"Report: {files.markdown}, {files.json}; plots: {', '.join(str(plot) for plot in files.plots)}")
+
+
+@cli.command()
+@click.argument("report", required=False, type=click.Path(path_type=Path, dir_okay=False))
+@config_option
+@set_option
+@click.option("--max-int8-top1-error-pct", type=float, help="Overrides gates.max_int8_top1_error_pct.")
+@click.option("--max-accuracy-drop-pp", type=float, help="Overrides gates.max_accuracy_drop_pp.")
+@click.option("--max-latency-ratio", type=float, help="Overrides gates.max_latency_ratio.")
+@click.option("--min-throughput-ratio", type=float, help="Overrides gates.min_throughput_ratio.")
+@click.option("--baseline", type=click.Path(path_type=Path, dir_okay=False), help="Overrides gates.baseline.")
+@click.option(
+    "--junit", "junit_path", type=click.Path(path_type=Path, dir_okay=False), help="Also write the checks as JUnit XML."
+)
+@click.option(
+    "--write-baseline",
+    type=click.Path(path_type=Path, dir_okay=False),
+    help="Accept the report's numbers as the new baseline: write them here if every other check passes.",
+)
+def gate(
+    report: Path | None,
+    config_path: Path,
+    assignments: tuple[str, ...],
+    max_int8_top1_error_pct: float | None,
+    max_accuracy_drop_pp: float | None,
+    max_latency_ratio: float | None,
+    min_throughput_ratio: float | None,
+    baseline: Path | None,
+    junit_path: Path | None,
+    write_baseline: Path | None,
+) -> None:
+    """Check REPORT (default <output.dir>/report/report.json) against the gates: section.
+
+    Exit 0 when every check passes, 1 when one fails, 2 for a usage or config error,
+    3 for a missing or malformed report or baseline. Checks and formats: docs/gate.md.
+    """
+    from tuning.atomic import write_text_atomic
+    from tuning.errors import GateFailed
+    from tuning.gate import baseline_json, evaluate_gates, junit_xml, load_baseline, load_report
+
+    config = build_config(
+        config_path,
+        assignments,
+        **{
+            "gates.max_int8_top1_error_pct": max_int8_top1_error_pct,
+            "gates.max_accuracy_drop_pp": max_accuracy_drop_pp,
+            "gates.max_latency_ratio": max_latency_ratio,
+            "gates.min_throughput_ratio": min_throughput_ratio,
+            "gates.baseline": baseline,
+        },
+    )
+    report_data = load_report(report or config.output.dir / "report" / "report.json")
+    # Accepting a new baseline replaces the old one, so comparing against the old one would only get in the way.
+    accepted = None if write_baseline or config.gates.baseline is None else load_baseline(config.gates.baseline)
+    checks = evaluate_gates(report_data, config.gates, accepted)
+    for check in checks:
+        click.echo(f"{check.status} {check.message}")
+    if junit_path is not None:
+        write_text_atomic(junit_path, junit_xml(checks))
+    failed = [check for check in checks if not check.passed]
+    if failed:
+        unwritten = f"; baseline {write_baseline} not written" if write_baseline else ""
+        names = ", ".join(check.name for check in failed)
+        raise GateFailed(f"gate FAILED ({len(failed)} of {len(checks)} checks): {names}{unwritten}")
+    if write_baseline is not None:
+        write_text_atomic(write_baseline, baseline_json(report_data))
+        click.echo(f"baseline written to {write_baseline}")
+    skipped = sum(1 for check in checks if check.skipped)
+    click.echo(f"gate: passed ({len(checks)} checks" + (f", {skipped} skipped)" if skipped else ")"))
+
+
 def _raise_interrupted(signum: int, _frame: object) -> None:
-    raise Interrupted(f"stopped by {signal.Signals(signum).name}; no partial output was kept")
+    # KeyboardInterrupt, not an Exception: INC's fit() swallows Exceptions and would carry on.
+    raise KeyboardInterrupt(signal.Signals(signum).name)
 
 
 def main(argv: list[str] | None = None) -> None:

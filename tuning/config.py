@@ -135,21 +135,28 @@ class OutputSection(_Section):
 
 
 class BenchmarkSection(_Section):
+    """Conditions of ``benchmark`` and ``report``; warmup and iterations count images at batch 1
+    (at batch b about 1/b as many batches run; the rule: tuning/benchmark.py)."""
+
     warmup: NonNegativeInt = 200
     iterations: PositiveInt = 2000
-    batch_sizes: tuple[PositiveInt, ...] = (1, 16, 64, 256)
+    batch_sizes: Annotated[tuple[PositiveInt, ...], Field(min_length=1)] = (1, 16, 64, 256)
     intra_op_threads: PositiveInt = 1
     reference_models: tuple[Path, ...] = (Path("models/zoo-mnist-12-int8.onnx"),)
 
 
 class GatesSection(_Section):
+    """Thresholds of ``python -m tuning gate`` (docs/gate.md); None switches a check off."""
+
     max_int8_top1_error_pct: Annotated[float, Field(ge=0, le=100)] = 1.5
+    # Same allowance as the shipped tuning.accuracy_criterion (absolute 0.001), so a tuned model passes.
     max_accuracy_drop_pp: Annotated[float, Field(ge=0, le=100)] = 0.1
-    max_latency_ratio: Annotated[float, Field(gt=0)] | None = None
-    min_throughput_ratio: Annotated[float, Field(gt=0)] | None = None
-    baseline: Path | None = None
+    max_latency_ratio: Annotated[float, Field(gt=0)] | None = None  # int8/float p50 latency
+    min_throughput_ratio: Annotated[float, Field(gt=0)] | None = None  # int8/float, largest batch size
+    baseline: Path | None = None  # written by `gate --write-baseline`
     baseline_accuracy_tolerance_pp: Annotated[float, Field(ge=0)] = 0.1
-    baseline_performance_tolerance_pct: Annotated[float, Field(ge=0)] = 10.0
+    # Above 100 % the throughput check could never fail.
+    baseline_performance_tolerance_pct: Annotated[float, Field(ge=0, lt=100)] = 10.0
     fail_on_missing_performance: StrictBool = True
 
 

@@ -13,6 +13,12 @@ class PipelineError(Exception):
     exit_code = 1
 
 
+class GateFailed(PipelineError):
+    """A quality-gate check failed: the numbers are valid but not good enough."""
+
+    exit_code = 1
+
+
 class ConfigError(PipelineError):
     """The YAML config or a command-line override is invalid."""
 

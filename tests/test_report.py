@@ -1,0 +1,309 @@
+"""The report command end to end: a freshly tuned int8 model, the vendored float and zoo models, real MNIST.
+
+Every accuracy number is checked against an independent computation: the IDX files read
+with gzip and numpy, plain onnxruntime sessions at the models' own batch size, counts by
+numpy. report.json is validated against the JSON Schema in docs/report-schema.md.
+"""
+
+from __future__ import annotations
+
+import gzip
+import hashlib
+import json
+import re
+from collections import Counter
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import onnx
+import onnxruntime as ort
+import pytest
+
+from tuning.cli import main
+from tuning.config import load_config
+from tuning.errors import InputError
+from tuning.pipeline import run_tuning
+from tuning.report import Role, model_entries
+
+ROOT = Path(__file__).resolve().parent.parent
+FP32 = ROOT / "models" / "mnist-12.onnx"
+ZOO_INT8 = ROOT / "models" / "zoo-mnist-12-int8.onnx"
+SCHEMA_DOC = ROOT / "docs" / "report-schema.md"
+SETTINGS = [
+    "--config", str(ROOT / "configs" / "mnist.yaml"),
+    "--set", f"dataset.root={ROOT / 'data'}",
+    "--set", "benchmark.warmup=5",
+    "--set", "benchmark.iterations=50",
+    "--set", "benchmark.batch_sizes=[1, 8]",
+]
+
+
+# --- independent truth -------------------------------------------------------------------------
+
+
+def _idx(name: str, offset: int) -> np.ndarray:
+    with gzip.open(ROOT / "data" / "MNIST" / "raw" / name) as handle:
+        return np.frombuffer(handle.read(), dtype=np.uint8, offset=offset)
+
+
+@pytest.fixture(scope="module")
+def truth() -> dict[str, Any]:
+    pixels = _idx("t10k-images-idx3-ubyte.gz", 16).reshape(-1, 1, 28, 28).astype(np.float32)
+    return {"labels": _idx("t10k-labels-idx1-ubyte.gz", 8).astype(np.int64), "unit": pixels / 255.0, "raw": pixels}
+
+
+def _predictions(path: Path, images: np.ndarray) -> np.ndarray:
+    session = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"])
+    name = session.get_inputs()[0].name
+    return np.array([session.run(None, {name: images[i : i + 1]})[0].argmax() for i in range(len(images))])
+
+
+def _confusion(labels: np.ndarray, predictions: np.ndarray) -> np.ndarray:
+    matrix = np.zeros((10, 10), dtype=np.int64)
+    np.add.at(matrix, (labels, predictions), 1)
+    return matrix
+
+
+# --- the runs ----------------------------------------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def tuned_int8(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    out = tmp_path_factory.mktemp("tuned")
+    config = load_config(
+        ROOT / "configs" / "mnist.yaml",
+        {
+            "model.path": str(FP32),
+            "dataset.root": str(ROOT / "data"),
+            "output.dir": str(out),
+            "output.model": str(out / "mnist-12-int8.onnx"),
+        },
+    )
+    return Path(run_tuning(config).output_model)
+
+
+@pytest.fixture(scope="module")
+def full(tuned_int8: Path, tmp_path_factory: pytest.TempPathFactory) -> dict[str, Any]:
+    out = tmp_path_factory.mktemp("report")
+    main(["report", *SETTINGS, "--float-model", str(FP32), "--int8-model", str(tuned_int8),
+          "--reference", str(ZOO_INT8), "--out-dir", str(out)])
+    return {"dir": out, "json": json.loads((out / "report.json").read_text()), "md": (out / "report.md").read_text()}
+
+
+@pytest.fixture(scope="module")
+def accuracy_only(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Any]:
+    out = tmp_path_factory.mktemp("skip")
+    main(["report", *SETTINGS, "--float-model", str(FP32), "--int8-model", str(ZOO_INT8),
+          "--set", "benchmark.reference_models=[]", "--out-dir", str(out), "--skip-performance"])
+    return {"dir": out, "json": json.loads((out / "report.json").read_text()), "md": (out / "report.md").read_text()}
+
+
+def _model(report: dict[str, Any], name: str) -> dict[str, Any]:
+    return next(model for model in report["models"] if model["name"] == name)
+
+
+# --- the documented schema ---------------------------------------------------------------------
+
+
+def _documented_schema() -> dict[str, Any]:
+    text = SCHEMA_DOC.read_text()
+    block = re.search(r"## JSON Schema.*?```json\n(.*?)```", text, re.DOTALL)
+    assert block, f"{SCHEMA_DOC} has no JSON Schema block"
+    return json.loads(block.group(1))
+
+
+_TYPES = {
+    "object": lambda v: isinstance(v, dict),
+    "array": lambda v: isinstance(v, list),
+    "string": lambda v: isinstance(v, str),
+    "integer": lambda v: isinstance(v, int) and not isinstance(v, bool),
+    "number": lambda v: isinstance(v, (int, float)) and not isinstance(v, bool),
+    "boolean": lambda v: isinstance(v, bool),
+    "null": lambda v: v is None,
+}
+
+
+def _validate(value: Any, schema: dict[str, Any], root: dict[str, Any], where: str = "$") -> None:
+    """The subset of JSON Schema the documented schema uses; fails naming the JSON path."""
+    if "$ref" in schema:
+        node: Any = root
+        for part in schema["$ref"].removeprefix("#/").split("/"):
+            node = node[part]
+        return _validate(value, node, root, where)
+    types = schema.get("type")
+    if types is not None:
+        types = [types] if isinstance(types, str) else types
+        assert any(_TYPES[t](value) for t in types), f"{where}: expected {types}, got {value!r:.60}"
+    if "const" in schema:
+        assert value == schema["const"], f"{where}: expected {schema['const']!r}, got {value!r}"
+    if "enum" in schema:
+        assert value in schema["enum"], f"{where}: expected one of {schema['enum']}, got {value!r}"
+    if _TYPES["number"](value):
+        assert value >= schema.get("minimum", value), f"{where}: {value} < minimum"
+        assert value <= schema.get("maximum", value), f"{where}: {value} > maximum"
+        if "exclusiveMinimum" in schema:
+            assert value > schema["exclusiveMinimum"], f"{where}: {value} not above the minimum"
+    if isinstance(value, dict):
+        for key in schema.get("required", []):
+            assert key in value, f"{where}: missing key {key!r}"
+        for key, item in value.items():
+            if key in schema.get("properties", {}):
+                _validate(item, schema["properties"][key], root, f"{where}.{key}")
+            elif isinstance(schema.get("additionalProperties"), dict):
+                _validate(item, schema["additionalProperties"], root, f"{where}.{key}")
+    if isinstance(value, list):
+        assert len(value) >= schema.get("minItems", 0), f"{where}: fewer than {schema['minItems']} items"
+        for index, item in enumerate(value):
+            if "items" in schema:
+                _validate(item, schema["items"], root, f"{where}[{index}]")
+
+
+@pytest.mark.parametrize("run", ["full", "accuracy_only"])
+def test_report_json_follows_the_documented_schema(run: str, request: pytest.FixtureRequest) -> None:
+    report = request.getfixturevalue(run)["json"]
+    schema = _documented_schema()
+    _validate(report, schema, schema)
+    roles = Counter(model["role"] for model in report["models"])
+    assert roles["float"] == 1 and roles["int8"] == 1
+
+
+def test_the_validator_catches_a_broken_report(full: dict[str, Any]) -> None:
+    schema = _documented_schema()
+    broken = json.loads(json.dumps(full["json"]))
+    broken["models"][1]["accuracy"]["top1_accuracy"] = "98.9 %"
+    with pytest.raises(AssertionError, match=r"\$\.models\[1\]\.accuracy\.top1_accuracy"):
+        _validate(broken, schema, schema)
+    del broken["ratios_vs_float"]
+    with pytest.raises(AssertionError, match="missing key 'ratios_vs_float'"):
+        _validate(broken, schema, schema)
+
+
+# --- accuracy against the independent computation ----------------------------------------------
+
+
+def test_accuracy_and_confusion_match_an_independent_computation(
+    full: dict[str, Any], tuned_int8: Path, truth: dict[str, Any]
+) -> None:
+    labels = truth["labels"]
+    float_predictions = _predictions(FP32, truth["unit"])
+    for name, path in (("fp32", FP32), ("int8", tuned_int8), ("zoo-int8", ZOO_INT8)):
+        accuracy = _model(full["json"], name)["accuracy"]
+        predictions = float_predictions if name == "fp32" else _predictions(path, truth["unit"])
+        confusion = _confusion(labels, predictions)
+        assert accuracy["pixel_scale"] == "unit"
+        assert accuracy["images"] == len(labels) == full["json"]["evaluation"]["images"] == 10000
+        assert np.array_equal(np.array(accuracy["confusion_matrix"]), confusion), name
+        assert accuracy["top1_accuracy"] == pytest.approx(np.mean(predictions == labels), abs=1e-12)
+        assert accuracy["top1_error"] == pytest.approx(1 - np.mean(predictions == labels), abs=1e-12)
+        per_class = [np.mean(predictions[labels == k] == k) for k in range(10)]
+        assert accuracy["per_class_accuracy"] == pytest.approx(per_class, abs=1e-12)
+        differ = predictions != float_predictions
+        assert accuracy["flips"] == int(differ.sum())
+        assert accuracy["agreement_with_float"] == pytest.approx(1 - differ.mean(), abs=1e-12)
+        assert accuracy["flips_to_wrong"] == int((differ & (float_predictions == labels)).sum())
+        assert accuracy["flips_to_correct"] == int((differ & (predictions == labels)).sum())
+    assert _model(full["json"], "fp32")["accuracy"]["flips"] == 0
+
+
+def test_the_zoo_int8_preprocessing_trap_is_visible(full: dict[str, Any], truth: dict[str, Any]) -> None:
+    zoo = _model(full["json"], "zoo-int8")
+    assert zoo["accuracy"]["top1_accuracy"] < 0.6
+    assert zoo["accuracy_other_scale"]["pixel_scale"] == "raw"
+    assert zoo["accuracy_other_scale"]["top1_accuracy"] > 0.98
+    raw_predictions = _predictions(ZOO_INT8, truth["raw"])
+    assert zoo["accuracy_other_scale"]["top1_accuracy"] == pytest.approx(np.mean(raw_predictions == truth["labels"]))
+    assert re.search(r"⚠ \*\*zoo-int8\*\* has 45\.\d\d % error with unit pixels but 1\.\d\d % with raw", full["md"])
+
+
+def test_files_sizes_and_ops(full: dict[str, Any], tuned_int8: Path) -> None:
+    for name, path in (("fp32", FP32), ("int8", tuned_int8), ("zoo-int8", ZOO_INT8)):
+        model = _model(full["json"], name)
+        assert model["sha256"] == hashlib.sha256(path.read_bytes()).hexdigest()
+        assert model["size_bytes"] == path.stat().st_size
+        assert model["op_types"] == dict(Counter(node.op_type for node in onnx.load(str(path)).graph.node))
+    fp32, int8 = _model(full["json"], "fp32"), _model(full["json"], "int8")
+    assert fp32["precisions"]["int8"] == [] and len(fp32["precisions"]["fp32"]) == 12
+    assert "Convolution28_quant" in int8["precisions"]["int8"]
+    assert int8["declared_preprocessing"] == {"pixel_scale": "unit", "mean": 0.0, "std": 1.0}
+    assert [m["role"] for m in full["json"]["models"]] == ["float", "int8", "reference"]
+
+
+# --- performance -------------------------------------------------------------------------------
+
+
+def test_performance_numbers_and_ratios_are_consistent(full: dict[str, Any]) -> None:
+    report = full["json"]
+    assert report["benchmark"]["batch_sizes"] == [1, 8]
+    assert report["benchmark"]["session_options"]["intra_op_num_threads"] == 1
+    fp32 = _model(report, "fp32")
+    for name in ("int8", "zoo-int8"):
+        model = _model(report, name)
+        latency = model["latency_ms"]
+        assert latency["batch_size"] == 1 and latency["samples"] == 50 and latency["warmup"] == 5
+        assert latency["p50"] <= latency["p90"] <= latency["p99"]
+        assert [point["batch_size"] for point in model["throughput"]] == [1, 8]
+        ratios = report["ratios_vs_float"][name]
+        assert ratios["latency_p50"] == pytest.approx(latency["p50"] / fp32["latency_ms"]["p50"])
+        for point, base in zip(model["throughput"], fp32["throughput"]):
+            assert point["images_per_s"] == pytest.approx(point["batch_size"] * 1000 / point["batch_p50_ms"])
+            assert ratios["throughput"][str(point["batch_size"])] == pytest.approx(
+                point["images_per_s"] / base["images_per_s"]
+            )
+    assert "fp32" not in report["ratios_vs_float"]
+
+
+def test_skip_performance_leaves_nulls(accuracy_only: dict[str, Any]) -> None:
+    report = accuracy_only["json"]
+    assert report["benchmark"]["performance_measured"] is False
+    assert [m["name"] for m in report["models"]] == ["fp32", "int8"]
+    for model in report["models"]:
+        assert model["latency_ms"] is None and model["throughput"] is None
+    assert report["ratios_vs_float"] == {"int8": {"latency_p50": None, "throughput": {"1": None, "8": None}}}
+    assert sorted(path.name for path in accuracy_only["dir"].iterdir()) == [
+        "confusion-int8.png", "report.json", "report.md"
+    ]
+    assert "Performance was not measured" in accuracy_only["md"]
+
+
+# --- report.md and the plots -------------------------------------------------------------------
+
+
+def test_markdown_starts_with_the_summary_and_links_existing_plots(full: dict[str, Any]) -> None:
+    md, report = full["md"], full["json"]
+    first_table = md[md.index("## Summary") :].split("\n\n")[1].splitlines()
+    assert first_table[0].startswith("| model | top-1 error (unit pixels) | error at raw pixels | agreement")
+    assert [row.split(" | ")[0] for row in first_table[2:]] == ["| fp32 (float)", "| int8 (int8)", "| zoo-int8 (reference)"]
+    zoo = _model(report, "zoo-int8")["accuracy"]
+    assert f"| {100 * zoo['top1_error']:.2f} % |" in first_table[4]
+    assert f"/ {zoo['flips']} |" in first_table[4]
+    links = re.findall(r"!\[[^\]]*\]\(([^)]+)\)", md)
+    assert sorted(links) == ["confusion-int8.png", "latency.png", "throughput.png"]
+    for link in links:
+        png = (full["dir"] / link).read_bytes()
+        assert png.startswith(b"\x89PNG\r\n\x1a\n") and len(png) > 10_000
+    for heading in ("## Ratios against fp32", "## Conditions", "## Per-class accuracy", "## Operators"):
+        assert heading in md
+
+
+# --- naming and errors -------------------------------------------------------------------------
+
+
+def test_model_entries_names_and_roles() -> None:
+    entries = model_entries(FP32, Path("int8.onnx"), [ZOO_INT8, f"mine={ZOO_INT8}", ZOO_INT8])
+    assert [(e.name, e.role) for e in entries] == [
+        ("fp32", Role.FLOAT), ("int8", Role.INT8), ("zoo-int8", Role.REFERENCE),
+        ("mine", Role.REFERENCE), ("zoo-int8-2", Role.REFERENCE),
+    ]
+    assert entries[3].path == ZOO_INT8
+
+
+def test_missing_int8_model_is_one_line(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    missing = tmp_path / "none.onnx"
+    with pytest.raises(SystemExit) as exit_info:
+        main(["report", *SETTINGS, "--float-model", str(FP32), "--int8-model", str(missing),
+              "--out-dir", str(tmp_path / "out")])
+    assert exit_info.value.code == InputError.exit_code
+    err = capsys.readouterr().err
+    assert err.startswith(f"error: {missing}: int8 model not found") and err.count("\n") == 1
+    assert not (tmp_path / "out").exists()
