@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -39,10 +40,14 @@ def test_run_tuning_sh_with_inc_style_flags(tmp_path):
         f"--output_model={output}",
         "--set",
         f"output.dir={tmp_path / 'run'}",
+        "--set",
+        "tuning.max_trials=2",
     )
     assert result.returncode == 0, result.stderr
     assert f"-> {output}" in result.stdout
-    assert "top-1 error" in result.stdout and "trial 1:" in result.stdout
+    assert "top-1 error" in result.stdout and "objective latency" in result.stdout
+    assert "trial 0: fp32 baseline" in result.stdout and "trial 2 (QDQ, minmax, fp32: none):" in result.stdout
+    assert re.search(r"Chosen: trial [12] \(", result.stdout)
     metadata = read_metadata(onnx.load(str(output)))
     assert metadata["source_sha256"] == "5c688690f8bacf667d4c2074af5ad0646ca328d7ab03eccf944a65b320171bdd"
     assert not (ROOT / "nc_workspace").exists() and not (tmp_path / "nc_workspace").exists()

@@ -9,6 +9,7 @@ import pytest
 from tuning.config import (
     Approach,
     CriterionKind,
+    Objective,
     PipelineConfig,
     PixelScale,
     QuantFormat,
@@ -42,6 +43,15 @@ def test_shipped_config_loads_with_the_documented_values():
     assert config.quantization.format is QuantFormat.QOPERATOR
     assert config.tuning.accuracy_criterion.kind is CriterionKind.ABSOLUTE
     assert config.tuning.accuracy_criterion.tolerance == 0.001
+    assert config.tuning.objective is Objective.LATENCY
+
+
+def test_objective_defaults_to_inc_behaviour_and_latency_settings_are_validated(tmp_path):
+    assert PipelineConfig().tuning.objective is Objective.ACCURACY
+    assert "tuning.objective" in error_of(None, {"tuning.objective": "speed"})
+    message = error_of(write(tmp_path, "tuning:\n  latency:\n    round: 3\n"))
+    assert "unknown key 'tuning.latency.round'" in message and "did you mean 'rounds'" in message
+    assert "tuning.latency.tie_margin" in error_of(None, {"tuning.latency.tie_margin": 1.5})
 
 
 def test_defaults_fill_missing_sections(tmp_path):

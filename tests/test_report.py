@@ -23,6 +23,7 @@ import pytest
 from tuning.cli import main
 from tuning.config import load_config
 from tuning.errors import InputError
+from tuning.evaluate import SESSION_CONFIG_ENTRIES
 from tuning.pipeline import run_tuning
 from tuning.report import Role, model_entries
 
@@ -78,6 +79,8 @@ def tuned_int8(tmp_path_factory: pytest.TempPathFactory) -> Path:
             "dataset.root": str(ROOT / "data"),
             "output.dir": str(out),
             "output.model": str(out / "mnist-12-int8.onnx"),
+            # Objective latency (the shipped one) with a small budget: all-int8 and the first fp32 fallbacks.
+            "tuning.max_trials": 4,
         },
     )
     return Path(run_tuning(config).output_model)
@@ -86,8 +89,8 @@ def tuned_int8(tmp_path_factory: pytest.TempPathFactory) -> Path:
 @pytest.fixture(scope="module")
 def full(tuned_int8: Path, tmp_path_factory: pytest.TempPathFactory) -> dict[str, Any]:
     out = tmp_path_factory.mktemp("report")
-    main(["report", *SETTINGS, "--float-model", str(FP32), "--int8-model", str(tuned_int8),
-          "--reference", str(ZOO_INT8), "--out-dir", str(out)])
+    main(["report", *SETTINGS, "--set", f"output.dir={tuned_int8.parent}", "--float-model", str(FP32),
+          "--int8-model", str(tuned_int8), "--reference", str(ZOO_INT8), "--out-dir", str(out)])
     return {"dir": out, "json": json.loads((out / "report.json").read_text()), "md": (out / "report.md").read_text()}
 
 
@@ -95,7 +98,8 @@ def full(tuned_int8: Path, tmp_path_factory: pytest.TempPathFactory) -> dict[str
 def accuracy_only(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Any]:
     out = tmp_path_factory.mktemp("skip")
     main(["report", *SETTINGS, "--float-model", str(FP32), "--int8-model", str(ZOO_INT8),
-          "--set", "benchmark.reference_models=[]", "--out-dir", str(out), "--skip-performance"])
+          "--set", "benchmark.reference_models=[]", "--set", f"output.dir={out}", "--out-dir", str(out),
+          "--skip-performance"])
     return {"dir": out, "json": json.loads((out / "report.json").read_text()), "md": (out / "report.md").read_text()}
 
 
@@ -224,7 +228,8 @@ def test_files_sizes_and_ops(full: dict[str, Any], tuned_int8: Path) -> None:
         assert model["op_types"] == dict(Counter(node.op_type for node in onnx.load(str(path)).graph.node))
     fp32, int8 = _model(full["json"], "fp32"), _model(full["json"], "int8")
     assert fp32["precisions"]["int8"] == [] and len(fp32["precisions"]["fp32"]) == 12
-    assert "Convolution28_quant" in int8["precisions"]["int8"]
+    chosen = next(trial for trial in full["json"]["tuning"]["candidates"] if trial["chosen"])
+    assert int8["precisions"]["int8"] == chosen["int8_nodes"] and chosen["int8_nodes"]
     assert int8["declared_preprocessing"] == {"pixel_scale": "unit", "mean": 0.0, "std": 1.0}
     assert [m["role"] for m in full["json"]["models"]] == ["float", "int8", "reference"]
 
@@ -236,6 +241,7 @@ def test_performance_numbers_and_ratios_are_consistent(full: dict[str, Any]) -> 
     report = full["json"]
     assert report["benchmark"]["batch_sizes"] == [1, 8]
     assert report["benchmark"]["session_options"]["intra_op_num_threads"] == 1
+    assert report["benchmark"]["session_options"]["config_entries"] == SESSION_CONFIG_ENTRIES
     fp32 = _model(report, "fp32")
     for name in ("int8", "zoo-int8"):
         model = _model(report, name)
@@ -251,6 +257,25 @@ def test_performance_numbers_and_ratios_are_consistent(full: dict[str, Any]) -> 
                 point["images_per_s"] / base["images_per_s"]
             )
     assert "fp32" not in report["ratios_vs_float"]
+
+
+def test_tuning_candidates_of_the_int8_model_are_listed(full: dict[str, Any], tuned_int8: Path) -> None:
+    summary = json.loads((tuned_int8.parent / "tuning_summary.json").read_text())
+    tuning = full["json"]["tuning"]
+    assert tuning["objective"] == "latency" and tuning["chosen_trial"] == summary["chosen_trial"]
+    assert [c["index"] for c in tuning["candidates"]] == list(range(5))  # fp32 and tuning.max_trials 4
+    for candidate, trial in zip(tuning["candidates"], summary["trials"]):
+        assert candidate["accuracy"] == trial["accuracy"] and candidate["latency_ratio"] == trial["latency_ratio"]
+    section = full["md"][full["md"].index("## Tuning candidates") :].split("\n## ")[0]
+    rows = [line for line in section.splitlines() if re.match(r"\| \d+ \|", line)]
+    assert len(rows) == 5 and sum("**yes**" in row for row in rows) == 1
+    assert f"Chosen: trial {tuning['chosen_trial']}: {tuning['reason']}." in section
+
+
+def test_a_summary_of_another_model_is_not_listed(accuracy_only: dict[str, Any]) -> None:
+    # accuracy_only reports the zoo's int8 model; no tuning summary there describes it.
+    assert "tuning" not in accuracy_only["json"]
+    assert "## Tuning candidates" in accuracy_only["md"]
 
 
 def test_skip_performance_leaves_nulls(accuracy_only: dict[str, Any]) -> None:

@@ -1,4 +1,8 @@
-"""Real INC tuning runs on the real model and MNIST: accuracy, metadata, determinism, fp32 fallback."""
+"""Real INC tuning runs on the real model and MNIST: accuracy, metadata, determinism, fp32 fallback.
+
+The shipped config's objective is latency (tests/test_latency_tuning.py checks its candidates);
+the tests of INC's own accuracy-driven loop set objective accuracy.
+"""
 
 from __future__ import annotations
 
@@ -8,6 +12,7 @@ import onnx
 import pytest
 
 from tuning import onnx_io
+from tuning.benchmark import describe_session_options
 from tuning.config import Split
 from tuning.data import evaluation_images
 from tuning.errors import TuningError
@@ -44,6 +49,7 @@ def test_output_is_quantized_and_carries_its_provenance(default_run):
     assert metadata["config_sha256"] == config.quantization_sha256()
     assert metadata["int8_top1_accuracy"] == summary.int8_top1_accuracy
     assert metadata["fp32_top1_accuracy"] == summary.fp32_top1_accuracy
+    assert metadata["session_options"] == describe_session_options(config.benchmark.intra_op_threads)
 
 
 def test_summary_file_lists_the_trials(default_run):
@@ -52,7 +58,10 @@ def test_summary_file_lists_the_trials(default_run):
     assert written["int8_top1_accuracy"] == summary.int8_top1_accuracy
     assert len(written["trials"]) == len(summary.trials) >= 2
     assert written["trials"][0]["index"] == 0
-    assert written["trials"][-1]["meets_criterion"] is True
+    chosen = [trial for trial in written["trials"] if trial["chosen"]]
+    assert len(chosen) == 1 and chosen[0]["meets_criterion"] is True and chosen[0]["reason"]
+    assert written["chosen_trial"] == chosen[0]["index"]
+    assert written["output_sha256"] == sha256_of(config.output.model)
     assert (config.output.dir / "nc_workspace" / "inc.log").stat().st_size > 0
 
 
@@ -64,21 +73,34 @@ def test_same_config_and_seed_give_the_same_bytes(default_run, tmp_path):
 
 
 def test_tight_criterion_makes_inc_fall_back_ops_to_fp32(tmp_path):
-    config = project_config(tmp_path, **{"tuning.accuracy_criterion.tolerance": 0.0, "tuning.max_trials": 10})
+    config = project_config(
+        tmp_path,
+        **{"tuning.objective": "accuracy", "tuning.accuracy_criterion.tolerance": 0.0, "tuning.max_trials": 10},
+    )
     summary = run_tuning(config)
     first, chosen = summary.trials[1], summary.trials[-1]
     assert not first.fp32_nodes, "INC's first candidate quantizes every op"
     assert not first.meets_criterion
     assert chosen.meets_criterion and chosen.fp32_nodes
+    assert chosen.chosen and summary.chosen_trial == chosen.index and summary.objective == "accuracy"
+    assert not any(trial.chosen for trial in summary.trials[:-1])
+    assert summary.latency_measurement is None and chosen.latency_ratio is None
     precisions = node_precisions(onnx.load(str(config.output.model)))
     assert Precision.FP32 in precisions.values()
     assert summary.int8_top1_accuracy >= summary.fp32_top1_accuracy
 
 
-def test_unreachable_criterion_is_an_error_and_writes_no_model(tmp_path):
+@pytest.mark.parametrize("objective", ["accuracy", "latency"])
+def test_unreachable_criterion_is_an_error_and_writes_no_model(tmp_path, objective):
     # One trial of the fully quantized model cannot match fp32 exactly (98.89 % vs 98.90 %).
     config = project_config(
-        tmp_path, **{"tuning.accuracy_criterion.tolerance": 0.0, "tuning.max_trials": 1, "tuning.strategy": "basic"}
+        tmp_path,
+        **{
+            "tuning.objective": objective,
+            "tuning.accuracy_criterion.tolerance": 0.0,
+            "tuning.max_trials": 1,
+            "tuning.strategy": "basic",
+        },
     )
     with pytest.raises(TuningError, match="no int8 model meeting the accuracy criterion in 1 trials"):
         run_tuning(config)

@@ -37,6 +37,14 @@ def atomic_output(path: Path) -> Iterator[Path]:
         tmp.unlink(missing_ok=True)
 
 
+def prepare_output_dir(folder: Path) -> None:
+    """Create ``folder`` now, so an unwritable output fails before minutes of work, not after."""
+    try:
+        Path(folder).mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise OutputError(f"{folder}: cannot create output folder ({exc.strerror or exc})") from None
+
+
 def write_bytes_atomic(path: Path, data: bytes) -> None:
     with atomic_output(path) as tmp:
         with open(tmp, "wb") as handle:

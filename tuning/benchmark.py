@@ -41,7 +41,7 @@ from tqdm import tqdm
 from tuning import data
 from tuning.config import BenchmarkSection, PipelineConfig
 from tuning.errors import InputError
-from tuning.evaluate import make_session, predict, session_options, top1_accuracy
+from tuning.evaluate import SESSION_CONFIG_ENTRIES, make_session, predict, session_options, top1_accuracy
 from tuning.onnx_io import describe, load_model, read_metadata
 
 BATCH_DIM_NAME = "batch"
@@ -149,10 +149,15 @@ def batch_sizes(settings: BenchmarkSection) -> tuple[int, ...]:
     return tuple(sorted(set(settings.batch_sizes)))
 
 
-def runs_at_batch(settings: BenchmarkSection, batch_size: int) -> tuple[int, int]:
-    """Warm-up and timed runs at ``batch_size``: the module's counting rule."""
+def runs_at_batch(settings: BenchmarkSection, batch_size: int, rounds: int = 1) -> tuple[int, int]:
+    """Warm-up and timed runs at ``batch_size`` in each of ``rounds`` rounds: the module's counting rule.
+
+    With several rounds (tuning's measurement, :func:`measure_rounds`) the floor of
+    ``MIN_TIMED_BATCHES`` timed batches holds for all rounds together, not for each.
+    """
     warmup = math.ceil(settings.warmup / batch_size)
-    timed = max(math.ceil(settings.iterations / batch_size), min(MIN_TIMED_BATCHES, settings.iterations))
+    floor = math.ceil(min(MIN_TIMED_BATCHES, settings.iterations) / rounds)
+    timed = max(math.ceil(settings.iterations / batch_size), floor)
     return warmup, timed
 
 
@@ -338,27 +343,70 @@ def _prepare(target: BenchmarkTarget, images: np.ndarray, intra_op_threads: int)
     )
 
 
+def prepare_sessions(
+    targets: Sequence[BenchmarkTarget], images: np.ndarray, intra_op_threads: int
+) -> tuple[dict[str, ort.InferenceSession], dict[str, ort.InferenceSession]]:
+    """Sessions for batch-1 latency and for throughput, per target name.
+
+    Latency is the model as shipped; only a model that cannot take batch 1 is timed through its copy.
+    Throughput runs the batch-capable copy, checked first to give the original's outputs.
+    """
+    prepared = {target.name: _prepare(target, images, intra_op_threads) for target in targets}
+    latency = {name: p.original if p.accepts_batch_1 else p.batched for name, p in prepared.items()}
+    batched = {name: p.batched for name, p in prepared.items()}
+    return latency, batched
+
+
 def measure_performance(
     targets: Sequence[BenchmarkTarget], images: np.ndarray, settings: BenchmarkSection
 ) -> dict[str, Performance]:
     """Latency at batch 1 and throughput at every configured batch size, all models interleaved."""
-    prepared = {target.name: _prepare(target, images, settings.intra_op_threads) for target in targets}
-    # Latency is the model as shipped; only a model that cannot take batch 1 is timed through its copy.
-    latency_sessions = {
-        name: p.original if p.accepts_batch_1 else p.batched for name, p in prepared.items()
-    }
-    batched_sessions = {name: p.batched for name, p in prepared.items()}
-    plan = [(b, *runs_at_batch(settings, b)) for b in (1, *batch_sizes(settings))]
-    total_images = len(targets) * sum(b * (warmup + timed) for b, warmup, timed in plan)
+    return measure_rounds(targets, images, settings, rounds=1)[0]
+
+
+def measure_rounds(
+    targets: Sequence[BenchmarkTarget], images: np.ndarray, settings: BenchmarkSection, rounds: int
+) -> list[dict[str, Performance]]:
+    """``rounds`` repetitions of the interleaved measurement on the same sessions, one result per round.
+
+    Each round warms up and times every model at batch 1, then at every batch size, so the spread
+    of a ratio across rounds shows how far a single measurement of it can be trusted.
+    """
+    latency_sessions, batched_sessions = prepare_sessions(targets, images, settings.intra_op_threads)
+    plan = [(b, *runs_at_batch(settings, b, rounds)) for b in (1, *batch_sizes(settings))]
+    total_images = rounds * len(targets) * sum(b * (warmup + timed) for b, warmup, timed in plan)
+    results = []
     with tqdm(total=total_images, desc="benchmark", unit="img", unit_scale=True, disable=None, leave=False) as bar:
-        bar.set_postfix_str("latency, batch 1")
-        latency = time_models(latency_sessions, images, *plan[0], bar)
-        throughput: dict[str, list[Timing]] = {name: [] for name in prepared}
-        for batch_size, warmup, timed in plan[1:]:
-            bar.set_postfix_str(f"throughput, batch {batch_size}")
-            for name, timing in time_models(batched_sessions, images, batch_size, warmup, timed, bar).items():
-                throughput[name].append(timing)
-    return {name: Performance(name, latency[name], tuple(throughput[name])) for name in prepared}
+        for round_index in range(rounds):
+            where = f"round {round_index + 1}/{rounds}, " if rounds > 1 else ""
+            bar.set_postfix_str(f"{where}latency, batch 1")
+            latency = time_models(latency_sessions, images, *plan[0], bar)
+            throughput: dict[str, list[Timing]] = {name: [] for name in latency_sessions}
+            for batch_size, warmup, timed in plan[1:]:
+                bar.set_postfix_str(f"{where}throughput, batch {batch_size}")
+                for name, timing in time_models(batched_sessions, images, batch_size, warmup, timed, bar).items():
+                    throughput[name].append(timing)
+            results.append(
+                {name: Performance(name, latency[name], tuple(throughput[name])) for name in latency_sessions}
+            )
+    return results
+
+
+def pooled(rounds: Sequence[Performance]) -> Performance:
+    """One model's rounds as one measurement: every timed run of every round, per batch size."""
+
+    def merge(timings: Sequence[Timing]) -> Timing:
+        return Timing(
+            timings[0].batch_size,
+            sum(timing.warmup_runs for timing in timings),
+            np.concatenate([timing.durations_ms for timing in timings]),
+        )
+
+    return Performance(
+        rounds[0].name,
+        merge([performance.latency for performance in rounds]),
+        tuple(merge(timings) for timings in zip(*(performance.throughput for performance in rounds))),
+    )
 
 
 def session_for_batch(
@@ -393,6 +441,8 @@ def describe_session_options(intra_op_threads: int) -> dict[str, object]:
         "graph_optimization_level": options.graph_optimization_level.name,
         "execution_mode": options.execution_mode.name,
         "providers": ["CPUExecutionProvider"],
+        # Read back from the options object, so what is recorded is what sessions get.
+        "config_entries": {key: options.get_session_config_entry(key) for key in SESSION_CONFIG_ENTRIES},
     }
 
 

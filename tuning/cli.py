@@ -75,10 +75,13 @@ def fetch(config_path: Path, assignments: tuple[str, ...]) -> None:
 def tune(
     config_path: Path, assignments: tuple[str, ...], input_model: Path | None, output_model: Path | None, verbose: bool
 ) -> None:
-    """Quantize the float model with INC until the accuracy criterion is met; write the int8 model.
+    """Quantize the float model with INC; write the int8 model meeting the accuracy criterion.
 
-    The int8 model carries its preprocessing, the source model's sha256, the config hash
-    and the measured fp32/int8 top-1 accuracy in its metadata_props.
+    tuning.objective accuracy: INC's first candidate meeting the criterion. latency: the fastest
+    candidate meeting it, of a grid INC makes (fp32 fallbacks, QOperator/QDQ, calibration algorithms),
+    every candidate timed against fp32 in one interleaved measurement. Every candidate is listed.
+    The int8 model carries its preprocessing, the source model's sha256, the config hash, the
+    measured fp32/int8 top-1 accuracy and the onnxruntime session options in its metadata_props.
     """
     from tuning.pipeline import run_tuning
 
@@ -88,19 +91,51 @@ def tune(
     int8_error = 1 - summary.int8_top1_accuracy
     click.echo(
         f"Tuned {summary.source_model} -> {summary.output_model} in {summary.seconds:.1f} s "
-        f"({summary.int8_trials} INC trial{'s' if summary.int8_trials != 1 else ''})"
+        f"({summary.int8_trials} INC trial{'s' if summary.int8_trials != 1 else ''}, objective {summary.objective})"
     )
     click.echo(f"  {'model':<6}{'top-1 error':>13}{'size':>12}")
     click.echo(f"  {'fp32':<6}{fp32_error:>13.2%}{summary.source_bytes:>10,} B")
     click.echo(f"  {'int8':<6}{int8_error:>13.2%}{summary.output_bytes:>10,} B")
     click.echo(f"  error change: {100 * (int8_error - fp32_error):+.2f} percentage points")
-    for trial in summary.trials[1:]:
-        verdict = "meets" if trial.meets_criterion else "misses"
+    measurement = summary.latency_measurement
+    if measurement is not None:
+        threads = measurement["intra_op_threads"]
         click.echo(
-            f"  trial {trial.index}: top-1 {trial.accuracy:.2%}, {verdict} the criterion, "
+            f"Candidates: timed with fp32, interleaved, in {measurement['rounds']} rounds, "
+            f"{threads} intra-op thread{'s' if threads != 1 else ''}; p50 latency at batch 1, "
+            f"throughput at batch {measurement['throughput_batch_size']}; ratios against fp32 in the same run"
+        )
+    for trial in summary.trials if measurement is not None else summary.trials[1:]:
+        click.echo(f"  {_trial_line(trial)}")
+    chosen = next((trial for trial in summary.trials if trial.chosen), None)
+    if chosen is not None:
+        click.echo(f"Chosen: trial {chosen.index} ({chosen.description}): {chosen.reason}")
+    click.echo(f"Summary: {summary.summary_path}")
+
+
+def _trial_line(trial) -> str:
+    """One trial of the tuning summary on one line (tuning.quantize.Trial)."""
+    if trial.index == 0:
+        line = f"trial 0: fp32 baseline, top-1 {trial.accuracy:.2%}"
+    else:
+        verdict = "meets" if trial.meets_criterion else "misses"
+        made = f" ({trial.description})" if trial.quant_format is not None else ""
+        line = (
+            f"trial {trial.index}{made}: top-1 {trial.accuracy:.2%}, {verdict} the criterion, "
             f"{len(trial.int8_nodes)} int8 / {len(trial.fp32_nodes)} fp32 nodes"
         )
-    click.echo(f"Summary: {summary.summary_path}")
+        if trial.same_model_as is not None:
+            line += f", same model as trial {trial.same_model_as}"
+    if trial.index == 0 and trial.latency_p50_ms is not None:
+        line += f", p50 {1000 * trial.latency_p50_ms:.1f} µs, {trial.throughput_images_per_s:,.0f} img/s"
+    elif trial.latency_ratio is not None:
+        rounds = trial.latency_ratio_rounds
+        line += (
+            f", p50 {1000 * trial.latency_p50_ms:.1f} µs, {trial.latency_ratio:.2f}x fp32 "
+            f"(rounds {min(rounds):.2f}-{max(rounds):.2f}x), {trial.throughput_images_per_s:,.0f} img/s, "
+            f"{trial.throughput_ratio:.2f}x fp32"
+        )
+    return line + ("  <- chosen" if trial.chosen else "")
 
 
 @cli.command()

@@ -16,7 +16,17 @@ from pathlib import Path
 from typing import Annotated, Any
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, StrictBool, StrictInt, StringConstraints, ValidationError
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    StrictBool,
+    StrictInt,
+    StringConstraints,
+    ValidationError,
+    model_validator,
+)
+from pydantic_core import PydanticCustomError
 
 from tuning.errors import ConfigError
 
@@ -71,6 +81,13 @@ class Strategy(str, Enum):
     RANDOM = "random"
 
 
+class Objective(str, Enum):
+    """What tuning optimises once the accuracy criterion is met."""
+
+    ACCURACY = "accuracy"  # INC's behaviour: its strategy stops at the first candidate meeting the criterion
+    LATENCY = "latency"  # try a candidate grid, keep the fastest one meeting the criterion (tuning/quantize.py)
+
+
 class CriterionKind(str, Enum):
     RELATIVE = "relative"  # tolerated loss as a fraction of the fp32 accuracy
     ABSOLUTE = "absolute"  # tolerated loss in accuracy (0.001 = 0.1 percentage point)
@@ -86,6 +103,9 @@ class ModelSection(_Section):
         "https://github.com/onnx/models/raw/main/validated/vision/classification/mnist/model/mnist-12.onnx"
     )
     sha256: Sha256 | None = "5c688690f8bacf667d4c2074af5ad0646ca328d7ab03eccf944a65b320171bdd"
+    # Upper bound on the model file plus its external data, checked before reading, so a wrong or
+    # hostile path cannot exhaust memory; mnist-12 is 26 KB, so 256 MiB leaves room for real classifiers.
+    max_bytes: PositiveInt = 256 * 1024 * 1024
 
 
 class DatasetSection(_Section):
@@ -121,12 +141,44 @@ class AccuracyCriterionSection(_Section):
     tolerance: Annotated[float, Field(ge=0, lt=1)] = 0.01
 
 
+class LatencyMeasurementSection(_Section):
+    """How objective ``latency`` times its candidates (tuning/benchmark.py's interleaved measurement).
+
+    Every candidate and the fp32 model are measured together, interleaved, in ``rounds`` rounds;
+    each round runs ``warmup`` untimed and ``iterations`` timed images per model at batch 1, then
+    at the largest ``benchmark.batch_sizes`` (by the counting rule of tuning/benchmark.py: about as
+    many images, at least 10 batches over all rounds), with ``benchmark.intra_op_threads`` threads.
+    Noise rule: a passing candidate counts as slower than the fastest passing one only when its
+    batch-1 p50 is more than ``tie_margin`` (a fraction) above the fastest's in every round; of the
+    candidates that tie with the fastest, the earliest in the candidate order is chosen, so
+    run-to-run noise does not change the emitted model.
+    """
+
+    warmup: NonNegativeInt = 50
+    iterations: PositiveInt = 400
+    rounds: PositiveInt = 5
+    tie_margin: Annotated[float, Field(ge=0, lt=1)] = 0.10  # 0.10: 10 % slower than the fastest
+
+
 class TuningSection(_Section):
+    """How int8 candidates are searched.
+
+    ``objective``: ``accuracy`` runs INC's own strategy (``strategy``), which stops at the first
+    candidate meeting ``accuracy_criterion``; ``latency`` has INC produce a grid of candidates (fp32
+    fallbacks of the Conv/MatMul/Gemm nodes, both quantization formats, every calibration algorithm),
+    measures each one's accuracy and speed, and keeps the fastest that meets the criterion (``strategy``
+    is not used). ``max_trials`` and ``timeout_s`` bound the candidates of either objective; under
+    ``latency`` the candidates made within them are then timed together (``latency``), which takes
+    a few seconds more. A ``timeout_s`` makes the candidates, and so the model, depend on the machine.
+    """
+
+    objective: Objective = Objective.ACCURACY
     strategy: Strategy = Strategy.AUTO
     accuracy_criterion: AccuracyCriterionSection = AccuracyCriterionSection()
     max_trials: PositiveInt = 100
     timeout_s: NonNegativeInt = 0  # 0: no time limit
     seed: NonNegativeInt = 1978
+    latency: LatencyMeasurementSection = LatencyMeasurementSection()  # used by objective latency only
 
 
 class OutputSection(_Section):
@@ -171,6 +223,27 @@ class PipelineConfig(_Section):
     benchmark: BenchmarkSection = BenchmarkSection()
     gates: GatesSection = GatesSection()
 
+    @model_validator(mode="after")
+    def _dynamic_takes_no_calibration(self) -> PipelineConfig:
+        # Dynamic quantization computes activation ranges at run time, so calibration settings would be
+        # silently ignored; a user who set them most likely meant static.
+        if self.quantization.approach is not Approach.DYNAMIC:
+            return self
+        defaults = CalibrationSection()
+        changed = [f"calibration.{name}" for name in ("split", "sampling_size", "batch_size", "seed")
+                   if getattr(self.calibration, name) != getattr(defaults, name)]
+        if self.quantization.calibration_algorithm is not CalibrationAlgorithm.MINMAX:
+            changed.append("quantization.calibration_algorithm")
+        if changed:
+            raise PydanticCustomError(
+                "contradiction",
+                "quantization.approach: dynamic uses no calibration, but {keys} {verb} set; "
+                "remove {them} or use approach static",
+                {"keys": ", ".join(changed), "verb": "is" if len(changed) == 1 else "are",
+                 "them": "it" if len(changed) == 1 else "them"},
+            )
+        return self
+
     @property
     def preprocessing(self) -> dict[str, Any]:
         """What the int8 model expects as input; written into its metadata."""
@@ -183,14 +256,21 @@ class PipelineConfig(_Section):
     def quantization_sha256(self) -> str:
         """Hash of every setting that decides the int8 model's bytes.
 
-        Output paths, benchmark and gate settings are left out so that moving an
-        output does not change the model it holds.
+        Output paths, gate settings and benchmark settings are left out so that moving an
+        output does not change the model it holds, except the benchmark settings that do decide
+        it: the threads (recorded in the model's session options) and, under objective latency,
+        the batch size candidates are timed at.
         """
         relevant = self.model_dump(
             mode="json", include={"dataset", "calibration", "evaluation", "quantization", "tuning"}
         )
         relevant["model"] = {"sha256": self.model.sha256}
         relevant["dataset"].pop("root")
+        # The session options (threads included) are written into the model's metadata.
+        relevant["benchmark"] = {"intra_op_threads": self.benchmark.intra_op_threads}
+        if self.tuning.objective is Objective.LATENCY:
+            # Which candidate is fastest depends on how it is measured.
+            relevant["benchmark"]["throughput_batch_size"] = max(self.benchmark.batch_sizes)
         canonical = json.dumps(relevant, sort_keys=True, separators=(",", ":"))
         return hashlib.sha256(canonical.encode()).hexdigest()
 
@@ -259,6 +339,8 @@ def _describe(exc: ValidationError) -> str:
     error = exc.errors()[0]
     loc = tuple(str(part) for part in error["loc"])
     key = ".".join(loc)
+    if not loc:  # a check across sections, whose message names its keys
+        return error["msg"]
     if error["type"] == "extra_forbidden":
         valid = _valid_keys(loc[:-1])
         close = difflib.get_close_matches(loc[-1], valid, n=1)
@@ -279,6 +361,7 @@ __all__ = [
     "Approach",
     "CalibrationAlgorithm",
     "CriterionKind",
+    "Objective",
     "PipelineConfig",
     "PixelScale",
     "QuantFormat",

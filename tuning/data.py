@@ -8,7 +8,7 @@ as a whole array, into the model's per-sample input shape.
 from __future__ import annotations
 
 import gzip
-import shutil
+import zlib
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -19,6 +19,8 @@ from tuning._torchvision import torchvision_datasets
 from tuning.atomic import atomic_output
 from tuning.config import CalibrationSection, DatasetSection, Split
 from tuning.errors import ConfigError, InputError
+
+_CHUNK = 1024 * 1024
 
 
 @dataclass(frozen=True)
@@ -54,8 +56,10 @@ def load_pixels(dataset: DatasetSection, split: Split) -> tuple[np.ndarray, np.n
     _prepare_raw_files(dataset_class, dataset.root)
     try:
         split_data = dataset_class(str(dataset.root), train=split is Split.TRAIN, download=False)
-    except (RuntimeError, OSError, ValueError) as exc:
-        raise InputError(f"{dataset.root}: cannot read {dataset.name} {split.value} split: {exc}") from None
+    # torchvision checks IDX headers with bare asserts, so a malformed file raises AssertionError.
+    except (RuntimeError, OSError, ValueError, AssertionError) as exc:
+        reason = str(exc).strip().splitlines()[0] if str(exc).strip() else "malformed IDX file"
+        raise InputError(f"{dataset.root}: cannot read {dataset.name} {split.value} split: {reason}") from None
     pixels = split_data.data.numpy()
     labels = split_data.targets.numpy().astype(np.int64)
     if len(pixels) != len(labels):
@@ -122,6 +126,8 @@ def _prepare_raw_files(dataset_class: type, root: Path) -> None:
     """Check each vendored ``.gz`` against torchvision's md5 and extract it once."""
     from torchvision.datasets.utils import calculate_md5
 
+    if not Path(root).is_dir():
+        raise InputError(f"dataset.root: folder {root} not found; it must hold {dataset_class.__name__}/raw/*.gz")
     raw_folder = Path(root) / dataset_class.__name__ / "raw"
     for filename, expected_md5 in dataset_class.resources:
         archive = raw_folder / filename
@@ -133,8 +139,15 @@ def _prepare_raw_files(dataset_class: type, root: Path) -> None:
             raise InputError(f"{archive}: md5 mismatch, expected {expected_md5}, got {actual_md5}")
         if extracted.is_file():
             continue
-        try:
-            with atomic_output(extracted) as tmp, gzip.open(archive, "rb") as source, open(tmp, "wb") as target:
-                shutil.copyfileobj(source, target)
-        except (OSError, EOFError) as exc:
-            raise InputError(f"{archive}: cannot extract ({exc})") from None
+        # A corrupt archive is bad input, but atomic_output reports any OSError (BadGzipFile is one) as an
+        # output failure; so read errors are turned into InputError inside the block, write errors are not.
+        with atomic_output(extracted) as tmp, open(tmp, "wb") as target:
+            with gzip.open(archive, "rb") as source:
+                while True:
+                    try:
+                        chunk = source.read(_CHUNK)
+                    except (OSError, EOFError, zlib.error) as exc:
+                        raise InputError(f"{archive}: cannot extract ({exc}); restore the original file") from None
+                    if not chunk:
+                        break
+                    target.write(chunk)

@@ -12,13 +12,28 @@ from tuning.data import BatchLoader, LabelledImages
 from tuning.errors import InputError
 
 
+# Session config entries (``SessionOptions.add_session_config_entry``) of every session this project makes.
+# They are part of what was measured: the report (benchmark.session_options) and the int8 model's metadata
+# (tuning.session_options) record them, and a deployment must set them to get the measured speed.
+SESSION_CONFIG_ENTRIES: dict[str, str] = {
+    # Where INC keeps a conv in fp32, it puts the QuantizeLinear after the fp32 MaxPool that follows;
+    # onnxruntime's QDQ propagation moves it above the MaxPool, leaving a uint8 MaxPool in NCHW layout, which
+    # is several times slower than the fp32 one (mnist-12: int8 ends up slower than fp32). Outputs do not
+    # change (quantization commutes with max pooling); tests/test_latency_tuning.py checks that the entry
+    # changes the optimized graph and not the outputs.
+    "optimization.disable_specified_optimizers": "QDQPropagationTransformer",
+}
+
+
 def session_options(intra_op_threads: int = 1) -> ort.SessionOptions:
-    """The session options used everywhere a model is run, so evaluation and benchmarks agree."""
+    """The session options used everywhere a model is run, so evaluation, tuning, benchmarks and reports agree."""
     options = ort.SessionOptions()
     options.intra_op_num_threads = intra_op_threads
     options.inter_op_num_threads = 1
     options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
     options.log_severity_level = 3
+    for key, value in SESSION_CONFIG_ENTRIES.items():
+        options.add_session_config_entry(key, value)
     return options
 
 

@@ -7,6 +7,7 @@ dimension, number of classes) comes from the graph itself, never from constants.
 from __future__ import annotations
 
 import json
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -15,9 +16,12 @@ import onnx
 from google.protobuf.message import DecodeError
 
 from tuning.atomic import write_bytes_atomic
+from tuning.config import ModelSection
 from tuning.errors import InputError
 
 METADATA_PREFIX = "tuning."
+# What a malformed file makes onnx raise while parsing and checking it.
+_PARSE_ERRORS = (DecodeError, onnx.checker.ValidationError, ValueError, RuntimeError, OSError)
 
 
 @dataclass(frozen=True)
@@ -31,15 +35,34 @@ class ModelSpec:
     num_classes: int
 
 
-def load_model(path: Path) -> onnx.ModelProto:
-    """Parse and check an ONNX file; every failure is one line naming the file."""
+def load_model(path: Path, max_bytes: int | None = None) -> onnx.ModelProto:
+    """Parse and check an ONNX file; every failure is one line naming the file.
+
+    ``max_bytes`` (default: ``model.max_bytes``'s default) bounds the file plus its external
+    data, checked before anything is read, so a huge file cannot exhaust memory.
+    """
     path = Path(path)
+    limit = ModelSection.model_fields["max_bytes"].default if max_bytes is None else max_bytes
     if not path.is_file():
         raise InputError(f"{path}: model file not found")
+    size = path.stat().st_size
+    if size > limit:
+        raise InputError(f"{path}: model is {size} bytes, more than model.max_bytes ({limit}); raise the limit")
     try:
-        model = onnx.load_model(str(path))
+        # External data is attached only after its locations are checked: a model must not read files elsewhere.
+        model = onnx.load_model(str(path), load_external_data=False)
+        external_bytes = _check_external_data(model, path)
+        if size + external_bytes > limit:
+            raise InputError(
+                f"{path}: model with its external data is {size + external_bytes} bytes, "
+                f"more than model.max_bytes ({limit}); raise the limit"
+            )
+        if external_bytes or _uses_external_data(model):
+            onnx.external_data_helper.load_external_data_for_model(model, str(path.parent))
         onnx.checker.check_model(model)
-    except (DecodeError, onnx.checker.ValidationError, ValueError, RuntimeError, OSError) as exc:
+    except InputError:
+        raise
+    except _PARSE_ERRORS as exc:
         first_line = str(exc).strip().splitlines()[0] if str(exc).strip() else exc.__class__.__name__
         raise InputError(f"{path}: not a valid ONNX model ({first_line})") from None
     return model
@@ -51,6 +74,8 @@ def describe(model: onnx.ModelProto, source: Path | str = "<model>") -> ModelSpe
     inputs = [value for value in model.graph.input if value.name not in initializers]
     if len(inputs) != 1:
         raise InputError(f"{source}: expected one graph input, got {len(inputs)}")
+    if not model.graph.output:
+        raise InputError(f"{source}: the graph declares no output; expected one [batch, classes] output")
     graph_input, graph_output = inputs[0], model.graph.output[0]
     if graph_input.type.tensor_type.elem_type != onnx.TensorProto.FLOAT:
         dtype = onnx.TensorProto.DataType.Name(graph_input.type.tensor_type.elem_type)
@@ -88,6 +113,41 @@ def save_model(model: onnx.ModelProto, path: Path, metadata: dict[str, Any]) -> 
         model.metadata_props.add(key=METADATA_PREFIX + key, value=json.dumps(value, sort_keys=True))
     onnx.checker.check_model(model)
     write_bytes_atomic(Path(path), model.SerializeToString(deterministic=True))
+
+
+def _all_tensors(graph: onnx.GraphProto) -> Iterator[onnx.TensorProto]:
+    yield from graph.initializer
+    for node in graph.node:
+        for attribute in node.attribute:
+            if attribute.HasField("t"):
+                yield attribute.t
+            yield from attribute.tensors
+            for subgraph in ([attribute.g] if attribute.HasField("g") else []) + list(attribute.graphs):
+                yield from _all_tensors(subgraph)
+
+
+def _uses_external_data(model: onnx.ModelProto) -> bool:
+    return any(t.data_location == onnx.TensorProto.EXTERNAL for t in _all_tensors(model.graph))
+
+
+def _check_external_data(model: onnx.ModelProto, path: Path) -> int:
+    """Refuse external data outside the model's folder; return the external files' total size."""
+    folder = path.parent.resolve()
+    locations = set()
+    for tensor in _all_tensors(model.graph):
+        if tensor.data_location != onnx.TensorProto.EXTERNAL:
+            continue
+        location = next((entry.value for entry in tensor.external_data if entry.key == "location"), "")
+        target = (folder / location).resolve()
+        if not location or Path(location).is_absolute() or not target.is_relative_to(folder):
+            raise InputError(
+                f"{path}: tensor {tensor.name!r} has external data at {location!r}, outside the model's folder; "
+                "refusing to read it"
+            )
+        if not target.is_file():
+            raise InputError(f"{path}: external data file {location!r} of tensor {tensor.name!r} not found")
+        locations.add(target)
+    return sum(target.stat().st_size for target in locations)
 
 
 def _dims(value: onnx.ValueInfoProto) -> list[int | None]:

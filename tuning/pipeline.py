@@ -6,12 +6,13 @@ import json
 import time
 from dataclasses import asdict, dataclass
 from pathlib import Path
+from typing import Any
 
-from tuning import data, fetch, onnx_io
-from tuning.atomic import write_text_atomic
-from tuning.config import PipelineConfig
+from tuning import benchmark, data, fetch, onnx_io
+from tuning.atomic import prepare_output_dir, write_text_atomic
+from tuning.config import Objective, PipelineConfig
 from tuning.evaluate import AccuracyEvaluator
-from tuning.quantize import Trial, quantize, route_inc_logs
+from tuning.quantize import Trial, check_latency_objective, quantize, quantize_for_latency, route_inc_logs
 
 
 @dataclass(frozen=True)
@@ -27,6 +28,12 @@ class TuningSummary:
     seconds: float
     config_sha256: str
     summary_path: str
+    objective: str
+    chosen_trial: int | None  # index into trials of the emitted model
+    reason: str | None  # why it was chosen
+    session_options: dict[str, Any]  # what every evaluation and measurement used; also in the model's metadata
+    latency_measurement: dict[str, Any] | None  # objective latency: how the candidates were timed
+    output_sha256: str  # of the emitted model file, so a report can tell whether this summary describes it
 
     @property
     def int8_trials(self) -> int:
@@ -35,20 +42,33 @@ class TuningSummary:
 
 def run_tuning(config: PipelineConfig, verbose: bool = False) -> TuningSummary:
     started = time.perf_counter()
+    check_latency_objective(config)
     workspace = config.output.dir / "nc_workspace"
+    for folder in (config.output.model.parent, workspace):
+        prepare_output_dir(folder)
     route_inc_logs(workspace / "inc.log", echo_to_console=verbose)
 
     source_path = fetch.ensure_file(config.model.path, config.model.url, config.model.sha256)
     source_sha256 = fetch.sha256_of(source_path)
-    model = onnx_io.load_model(source_path)
+    model = onnx_io.load_model(source_path, max_bytes=config.model.max_bytes)
     spec = onnx_io.describe(model, source_path)
 
     calibration = data.calibration_images(config.dataset, config.calibration, spec.sample_shape)
     evaluation = data.evaluation_images(config.dataset, config.evaluation.split, spec.sample_shape)
     evaluator = AccuracyEvaluator(evaluation, batch_size=config.evaluation.batch_size)
 
-    outcome = quantize(model, calibration, evaluator, config, workspace)
+    if config.tuning.objective is Objective.LATENCY:
+        # INC quantizes a batch-capable copy (checked to give the original's outputs), so the emitted
+        # model runs at any batch size: the model timed at the throughput batch size is the one deployed.
+        batch_model = benchmark.batch_capable_copy(model, source_path)
+        benchmark.verify_batch_copy(model, batch_model, evaluation.images, source_path)
+        outcome = quantize_for_latency(
+            model, batch_model, calibration, evaluator, evaluation.images, config, workspace, source_path
+        )
+    else:
+        outcome = quantize(model, calibration, evaluator, config, workspace)
 
+    session_options = benchmark.describe_session_options(config.benchmark.intra_op_threads)
     onnx_io.save_model(
         outcome.model,
         config.output.model,
@@ -59,6 +79,8 @@ def run_tuning(config: PipelineConfig, verbose: bool = False) -> TuningSummary:
             "fp32_top1_accuracy": outcome.fp32_accuracy,
             "int8_top1_accuracy": outcome.int8_accuracy,
             "evaluation_split": f"{config.dataset.name}/{config.evaluation.split.value}",
+            # The onnxruntime session options every number above (and the tuning's timing) was measured with.
+            "session_options": session_options,
         },
     )
     summary_path = config.output.dir / "tuning_summary.json"
@@ -74,6 +96,12 @@ def run_tuning(config: PipelineConfig, verbose: bool = False) -> TuningSummary:
         seconds=time.perf_counter() - started,
         config_sha256=config.quantization_sha256(),
         summary_path=str(summary_path),
+        objective=outcome.objective.value,
+        chosen_trial=outcome.chosen_index,
+        reason=outcome.reason,
+        session_options=session_options,
+        latency_measurement=outcome.measurement,
+        output_sha256=fetch.sha256_of(Path(config.output.model)),
     )
     write_text_atomic(summary_path, json.dumps(asdict(summary), indent=2) + "\n")
     return summary

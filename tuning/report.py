@@ -33,6 +33,7 @@ from tuning.fetch import sha256_of
 from tuning.graph import Precision, node_precisions, op_type_counts
 
 SCHEMA_VERSION = 1
+TUNING_SUMMARY = "tuning_summary.json"  # written by the tune command into output.dir
 FLOAT_NAME = "fp32"
 INT8_NAME = "int8"
 LATENCY_PLOT = "latency.png"
@@ -183,6 +184,9 @@ class Report:
     environment: Environment
     models: list[ModelResult]
     created_utc: str
+    # The tuning run that made the int8 model (<output.dir>/tuning_summary.json), when it describes that model.
+    tuning: dict[str, Any] | None = None
+    tuning_note: str | None = None  # why a summary that exists was left out
 
     @property
     def float_result(self) -> ModelResult:
@@ -257,7 +261,7 @@ class Report:
             },
             "models": [result.to_json() for result in self.models],
             "ratios_vs_float": self.ratios_vs_float(),
-        }
+        } | ({"tuning": self.tuning} if self.tuning is not None else {})
 
 
 @dataclass(frozen=True)
@@ -360,13 +364,54 @@ def build_report(config: PipelineConfig, entries: Sequence[ModelEntry], performa
                 performance=performances.get(entry.name),
             )
         )
+    int8_result = next(result for result in results if result.entry.role is Role.INT8)
+    tuning, tuning_note = tuning_candidates(config.output.dir / TUNING_SUMMARY, int8_result.sha256)
     return Report(
         config=config,
         evaluation_images=len(labels),
         environment=benchmark.capture_environment(),
         models=results,
         created_utc=datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
+        tuning=tuning,
+        tuning_note=tuning_note,
     )
+
+
+# Keys of each trial in tuning_summary.json copied into report.json's tuning.candidates (tuning.quantize.Trial).
+_CANDIDATE_KEYS = (
+    "index", "accuracy", "meets_criterion", "int8_nodes", "fp32_nodes", "quant_format", "calibration_algorithm",
+    "fp32_fallback", "same_model_as", "latency_p50_ms", "latency_ratio", "latency_ratio_rounds",
+    "throughput_images_per_s", "throughput_ratio", "chosen", "reason",
+)
+
+
+def tuning_candidates(summary_path: Path, int8_sha256: str) -> tuple[dict[str, Any] | None, str | None]:
+    """The candidates of the tuning run that made the int8 model, or None and why they are left out.
+
+    They are taken only from a summary whose ``output_sha256`` is the int8 model's: a summary of
+    another run (or another model) would describe a different model.
+    """
+    if not summary_path.is_file():
+        return None, None
+    try:
+        summary = json.loads(summary_path.read_text(encoding="utf-8"))
+        if summary.get("output_sha256") != int8_sha256:
+            return None, (
+                f"`{summary_path}` describes another model (sha256 {str(summary.get('output_sha256'))[:16]}…), "
+                "not this int8 model; its candidates are not listed."
+            )
+        candidates = [{key: trial.get(key) for key in _CANDIDATE_KEYS} for trial in summary["trials"]]
+        section = {
+            "summary_path": str(summary_path),
+            "objective": summary["objective"],
+            "chosen_trial": summary["chosen_trial"],
+            "reason": summary["reason"],
+            "latency_measurement": summary["latency_measurement"],
+            "candidates": candidates,
+        }
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError, KeyError, TypeError, AttributeError) as exc:
+        return None, f"`{summary_path}` could not be read ({exc.__class__.__name__}); no tuning candidates listed."
+    return section, None
 
 
 def _load(entry: ModelEntry) -> onnx.ModelProto:
@@ -509,6 +554,7 @@ def _markdown(report: Report, summary: str, plots: list[str]) -> str:
         _summary_section(report, summary),
         _performance_section(report, plots),
         _conditions_section(report),
+        _tuning_section(report),
         _accuracy_section(report),
         _operators_section(report),
         _models_section(report),
@@ -599,7 +645,9 @@ def _conditions_section(report: Report) -> str:
             "",
             f"- Threads: {session['intra_op_num_threads']} intra-op, {session['inter_op_num_threads']} inter-op; "
             f"graph optimization {session['graph_optimization_level']}, {session['execution_mode']}, "
-            f"{', '.join(session['providers'])}",
+            f"{', '.join(session['providers'])}; session config entries "
+            f"`{json.dumps(session['config_entries'], sort_keys=True)}` (a deployment needs them for this speed; "
+            "int8 models made by this pipeline record them in their metadata, `tuning.session_options`)",
             f"- Latency: batch 1, {settings.warmup} warm-up + {settings.iterations} timed runs per model, on the "
             f"model as given; throughput at batch sizes {sizes} on batch-capable copies (checked to give the "
             f"original's outputs); warm-up + timed runs: {runs}",
@@ -610,6 +658,70 @@ def _conditions_section(report: Report) -> str:
             "- Versions: " + ", ".join(f"{name} {version}" for name, version in env.versions.items()),
         ]
     )
+
+
+def _tuning_section(report: Report) -> str:
+    tuning = report.tuning
+    if tuning is None:
+        note = report.tuning_note or "No tuning summary (`<output.dir>/" + TUNING_SUMMARY + "`) found."
+        return f"## Tuning candidates\n\n{note}"
+    measurement = tuning["latency_measurement"]
+    timed = measurement is not None
+    largest = measurement["throughput_batch_size"] if timed else None
+    header = ["trial", "candidate", "int8 / fp32 nodes", "top-1", "criterion"]
+    if timed:
+        header += ["p50 (batch 1)", "p50 ratio (per round)", f"img/s @ {largest}", "throughput ratio"]
+    header.append("chosen")
+    rows = []
+    for trial in tuning["candidates"]:
+        row = [
+            str(trial["index"]),
+            _candidate_description(trial),
+            "—" if trial["index"] == 0 else f"{len(trial['int8_nodes'])} / {len(trial['fp32_nodes'])}",
+            _pct(trial["accuracy"]),
+            "baseline" if trial["index"] == 0 else ("meets" if trial["meets_criterion"] else "misses"),
+        ]
+        if timed:
+            rounds = trial["latency_ratio_rounds"] or []
+            row += [
+                _us(trial["latency_p50_ms"]),
+                f"{trial['latency_ratio']:.2f}× ({min(rounds):.2f}–{max(rounds):.2f})" if rounds else "—",
+                f"{trial['throughput_images_per_s']:,.0f}",
+                f"{trial['throughput_ratio']:.2f}×",
+            ]
+        row.append("**yes**" if trial["chosen"] else "")
+        rows.append(row)
+    lines = [
+        "## Tuning candidates",
+        "",
+        f"Every candidate the tuning run tried (objective `{tuning['objective']}`, from `{tuning['summary_path']}`). "
+        f"Chosen: trial {tuning['chosen_trial']}: {tuning['reason']}.",
+        "",
+        _table(header, rows),
+    ]
+    if timed:
+        threads = measurement["intra_op_threads"]
+        entries = measurement["session_options"].get("config_entries", {})
+        lines += [
+            "",
+            f"Timed at tuning time, not in this report's run: fp32 and every distinct candidate interleaved, "
+            f"{measurement['rounds']} rounds of {measurement['iterations']} images per model at batch 1 and at "
+            f"batch {largest}, {threads} intra-op thread{'s' if threads != 1 else ''}, session config entries "
+            f"`{json.dumps(entries, sort_keys=True)}`. A candidate counts as slower than the fastest only when it is "
+            f"more than {measurement['tie_margin']:.0%} slower in every round; of those tied with the fastest, the "
+            "earliest in the candidate order is chosen.",
+        ]
+    return "\n".join(lines)
+
+
+def _candidate_description(trial: dict[str, Any]) -> str:
+    if trial["index"] == 0:
+        return "fp32 baseline"
+    if trial["quant_format"] is None:
+        return "INC trial"
+    fallback = ", ".join(trial["fp32_fallback"] or []) or "none"
+    text = f"{trial['quant_format']}, {trial['calibration_algorithm'] or 'no calibration'}, fp32: {fallback}"
+    return text + (f" (same model as trial {trial['same_model_as']})" if trial["same_model_as"] is not None else "")
 
 
 def _accuracy_section(report: Report) -> str:

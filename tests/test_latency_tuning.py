@@ -1,0 +1,235 @@
+"""Objective latency: the candidate grid, the record of every candidate, the choice, the emitted model.
+
+The real run is the shipped config's (``default_run``: objective latency, real INC, real MNIST,
+real timing). No assertion depends on how fast anything was: the choice is checked against the
+documented rule applied to the recorded numbers, and the rule itself on made-up numbers.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+import signal
+from dataclasses import replace
+
+import numpy as np
+import onnx
+import onnxruntime as ort
+import pytest
+
+from tuning import onnx_io
+from tuning.benchmark import describe_session_options
+from tuning.config import Split
+from tuning.data import evaluation_images
+from tuning.errors import ConfigError
+from tuning.evaluate import SESSION_CONFIG_ENTRIES, make_session, session_options
+from tuning.pipeline import run_tuning
+from tuning.quantize import (
+    Trial,
+    candidate_grid,
+    choose_fastest,
+    compute_nodes,
+    interrupts_survive_inc,
+    node_pattern,
+    ties_with,
+)
+
+from conftest import project_config
+
+
+# --- the grid --------------------------------------------------------------------------------------
+
+
+def test_compute_nodes_come_from_the_graph_fewest_multiply_adds_first(default_run):
+    config, _ = default_run
+    model = onnx.load(str(config.model.path))
+    # Reduction sizes: Convolution28 1x5x5 = 25, Convolution110 8x5x5 = 200, Times212 256.
+    assert compute_nodes(model, config) == ["Convolution28", "Convolution110", "Times212"]
+    kept = config.model_copy(
+        update={"quantization": config.quantization.model_copy(update={"fp32_op_names": ("Convolution110",)})}
+    )
+    assert compute_nodes(model, kept) == ["Convolution28", "Times212"]
+
+
+def test_candidate_grid_order_and_size(default_run):
+    config, _ = default_run
+    grid = candidate_grid(onnx.load(str(config.model.path)), config)
+    assert len(grid) == 3 * 7 * 2  # algorithms x (none, 3 singles, 3 pairs) x formats
+    assert [g.calibration_algorithm.value for g in grid[:14]] == ["minmax"] * 14
+    assert [(g.quant_format.value, g.fp32_fallback) for g in grid[:6]] == [
+        ("QOperator", ()), ("QDQ", ()),
+        ("QOperator", ("Convolution28",)), ("QDQ", ("Convolution28",)),
+        ("QOperator", ("Convolution110",)), ("QDQ", ("Convolution110",)),
+    ]
+    assert grid[8].fp32_fallback == ("Convolution28", "Convolution110")
+
+
+def test_node_pattern_covers_nodes_fused_from_the_original():
+    pattern = node_pattern("Times212")
+    assert re.fullmatch(pattern, "Times212")
+    assert re.fullmatch(pattern, "Times212/MatMulAddFusion_MatMul")
+    assert not re.fullmatch(pattern, "Times2120")
+    assert not re.fullmatch(node_pattern("a.b"), "axb")
+
+
+# --- the record of the real run ----------------------------------------------------------------------
+
+
+def test_every_candidate_is_recorded(default_run):
+    config, summary = default_run
+    assert summary.objective == "latency"
+    grid = candidate_grid(onnx.load(str(config.model.path)), config)[: config.tuning.max_trials]
+    trials = summary.trials
+    assert len(trials) == 1 + len(grid)
+    assert trials[0].description == "fp32 baseline" and trials[0].latency_ratio == 1.0
+    for trial, spec in zip(trials[1:], grid):
+        assert trial.quant_format == spec.quant_format.value
+        assert trial.calibration_algorithm == spec.calibration_algorithm.value
+        assert trial.fp32_fallback == spec.fp32_fallback
+        assert trial.int8_nodes, trial
+        assert 0 < trial.accuracy <= 1
+        assert trial.latency_p50_ms > 0 and trial.throughput_images_per_s > 0
+        assert len(trial.latency_ratio_rounds) == config.tuning.latency.rounds
+        assert trial.throughput_ratio > 0
+        assert trial.latency_ratio == pytest.approx(np.median(trial.latency_ratio_rounds))
+    # A candidate asked to keep a node in fp32 has it (or what onnxruntime fused from it) in fp32.
+    for trial in trials[1:]:
+        for name in trial.fp32_fallback:
+            assert any(re.fullmatch(node_pattern(name), node) for node in trial.fp32_nodes), (name, trial)
+    written = json.loads((config.output.dir / "tuning_summary.json").read_text())
+    assert [t["index"] for t in written["trials"]] == list(range(len(trials)))
+    assert written["latency_measurement"]["rounds"] == config.tuning.latency.rounds
+    assert written["latency_measurement"]["session_options"]["config_entries"] == SESSION_CONFIG_ENTRIES
+
+
+def test_the_chosen_candidate_follows_the_documented_rule(default_run):
+    config, summary = default_run
+    trials = summary.trials
+    chosen = [trial for trial in trials if trial.chosen]
+    assert len(chosen) == 1 and summary.chosen_trial == chosen[0].index
+    chosen = chosen[0]
+    assert chosen.meets_criterion and chosen.same_model_as is None
+    assert chosen.reason == summary.reason and "fp32" in chosen.reason
+    passing = [t for t in trials[1:] if t.meets_criterion and t.same_model_as is None]
+    fastest = min(passing, key=lambda t: (t.latency_ratio, -t.accuracy, t.index))
+    margin = config.tuning.latency.tie_margin
+    assert ties_with(chosen, fastest, margin)
+    assert not [t for t in passing if t.index < chosen.index and ties_with(t, fastest, margin)]
+    assert summary.int8_top1_accuracy == chosen.accuracy
+
+
+def test_the_emitted_model_takes_any_batch_and_records_its_session_options(default_run):
+    config, summary = default_run
+    model = onnx_io.load_model(config.output.model)
+    spec = onnx_io.describe(model)
+    assert spec.batch_dim is None  # symbolic: the model measured at batch 256 is this model
+    images = evaluation_images(config.dataset, Split.TEST, spec.sample_shape).images[:256]
+    session = make_session(model)
+    batched = session.run(None, {spec.input_name: images})[0]
+    one_by_one = np.concatenate([session.run(None, {spec.input_name: image[None]})[0] for image in images])
+    assert batched.shape == (256, spec.num_classes)
+    np.testing.assert_allclose(batched, one_by_one, rtol=1e-5, atol=1e-5)
+    assert np.array_equal(batched.argmax(axis=1), one_by_one.argmax(axis=1))
+    metadata = onnx_io.read_metadata(model)
+    assert metadata["session_options"] == describe_session_options(config.benchmark.intra_op_threads)
+    assert metadata["session_options"]["config_entries"] == SESSION_CONFIG_ENTRIES
+    assert metadata["int8_top1_accuracy"] == summary.int8_top1_accuracy
+
+
+def test_session_options_are_applied_and_change_the_graph_but_not_the_outputs(default_run, tmp_path):
+    config, _ = default_run
+    options = session_options()
+    for key, value in SESSION_CONFIG_ENTRIES.items():
+        assert options.get_session_config_entry(key) == value
+    plain = ort.SessionOptions()
+    plain.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
+    plain.intra_op_num_threads = 1
+    plain.log_severity_level = 3
+    model = onnx.load(str(config.output.model))
+    optimized = {}
+    for name, opts in (("project", session_options()), ("plain", plain)):
+        opts.optimized_model_filepath = str(tmp_path / f"{name}.onnx")
+        ort.InferenceSession(model.SerializeToString(), opts, providers=["CPUExecutionProvider"])
+        optimized[name] = [node.op_type for node in onnx.load(opts.optimized_model_filepath).graph.node]
+    # The entry names a real optimizer: without it onnxruntime moves a QuantizeLinear above a MaxPool.
+    assert optimized["project"] != optimized["plain"]
+    images = evaluation_images(config.dataset, Split.TEST, (1, 28, 28)).images[:2000]
+    outputs = [
+        ort.InferenceSession(model.SerializeToString(), opts, providers=["CPUExecutionProvider"]).run(
+            None, {"Input3": images}
+        )[0]
+        for opts in (session_options(), plain)
+    ]
+    assert np.array_equal(outputs[0], outputs[1])
+
+
+def test_the_config_hash_covers_what_decides_the_choice(default_run, tmp_path):
+    config, _ = default_run
+    base = config.quantization_sha256()
+    assert project_config(tmp_path, **{"benchmark.intra_op_threads": 2}).quantization_sha256() != base
+    assert project_config(tmp_path, **{"tuning.latency.tie_margin": 0.2}).quantization_sha256() != base
+    assert project_config(tmp_path, **{"benchmark.iterations": 7}).quantization_sha256() == base
+
+
+def test_latency_objective_refuses_dynamic_quantization(tmp_path):
+    config = project_config(tmp_path, **{"quantization.approach": "dynamic"})
+    with pytest.raises(ConfigError, match="tuning.objective: latency needs quantization.approach static"):
+        run_tuning(config)
+    assert not config.output.dir.exists()
+
+
+# --- the rule on made-up numbers -------------------------------------------------------------------
+
+
+def _trial(index: int, ratio_rounds: tuple[float, ...], meets: bool = True, accuracy: float = 0.99, **extra) -> Trial:
+    return Trial(
+        index=index,
+        accuracy=accuracy,
+        meets_criterion=meets,
+        int8_nodes=("n",),
+        fp32_nodes=(),
+        quant_format="QOperator",
+        calibration_algorithm="minmax",
+        latency_ratio=float(np.median(ratio_rounds)),
+        latency_ratio_rounds=ratio_rounds,
+        **extra,
+    )
+
+
+FP32 = Trial(0, 0.99, True, (), (), latency_ratio=1.0, latency_ratio_rounds=(1.0, 1.0, 1.0))
+
+
+def test_a_clear_winner_is_chosen():
+    trials = [FP32, _trial(1, (1.4, 1.3, 1.5)), _trial(2, (0.80, 0.82, 0.81)), _trial(3, (0.70, 0.71, 0.69))]
+    index, reason = choose_fastest(trials, tie_margin=0.05)
+    assert index == 3 and reason.startswith("fastest of 3 passing candidates: p50 0.70x fp32")
+
+
+def test_candidates_within_noise_go_to_the_earliest():
+    # Trial 3 measures fastest, but trial 2 is within 5 % of it in one round: a tie, and 2 comes first.
+    trials = [FP32, _trial(1, (1.4, 1.3, 1.5)), _trial(2, (0.74, 0.80, 0.78)), _trial(3, (0.72, 0.70, 0.71))]
+    index, reason = choose_fastest(trials, tie_margin=0.05)
+    assert index == 2 and "the earliest in the candidate order of the 2 of 3 passing" in reason
+    assert ties_with(trials[2], trials[3], 0.05) and not ties_with(trials[1], trials[3], 0.05)
+
+
+def test_failing_and_duplicate_candidates_are_never_chosen():
+    trials = [
+        FP32,
+        _trial(1, (0.5, 0.5, 0.5), meets=False),
+        _trial(2, (0.9, 0.9, 0.9)),
+        _trial(3, (0.9, 0.9, 0.9), same_model_as=2),
+    ]
+    assert choose_fastest(trials, tie_margin=0.05)[0] == 2
+    assert choose_fastest([*trials[:3], replace(trials[2], index=3, accuracy=0.995)], 0.0)[0] == 2
+
+
+def test_an_interrupt_inc_swallows_still_stops_the_run():
+    before = signal.getsignal(signal.SIGTERM)
+    with pytest.raises(KeyboardInterrupt, match="SIGTERM"):
+        with interrupts_survive_inc():
+            try:
+                signal.raise_signal(signal.SIGTERM)
+            except KeyboardInterrupt:
+                pass  # what INC's fit() does with it
+    assert signal.getsignal(signal.SIGTERM) is before
