@@ -11,6 +11,7 @@ from __future__ import annotations
 import json
 import math
 import xml.etree.ElementTree as ET
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -54,19 +55,18 @@ class _Invalid(Exception):
 
 def load_report(path: Path) -> dict[str, Any]:
     """Read and validate the keys of ``report.json`` that the gate reads."""
-    data = _read_json(Path(path), "report")
-    try:
-        _validate_report(data)
-    except _Invalid as exc:
-        raise InputError(f"{path}: {exc}") from None
-    return data
+    return _load_validated(Path(path), "report", _validate_report)
 
 
 def load_baseline(path: Path) -> dict[str, Any]:
     """Read a baseline written by ``gate --write-baseline`` (format: docs/gate.md)."""
-    data = _read_json(Path(path), "baseline")
+    return _load_validated(Path(path), "baseline", _validate_baseline)
+
+
+def _load_validated(path: Path, what: str, validate: Callable[[Any], None]) -> dict[str, Any]:
+    data = _read_json(path, what)
     try:
-        _validate_baseline(data)
+        validate(data)
     except _Invalid as exc:
         raise InputError(f"{path}: {exc}") from None
     return data
