@@ -1,6 +1,8 @@
 #!/usr/bin/env bash
 # Creates the project's virtual environment (.venv) from the pinned lock files, once.
-# Usage: scripts/setup_env.sh [runtime|dev]
+# Usage: scripts/setup_env.sh [runtime|dev|distributed]
+#   distributed: runtime + mpi4py for tuning over MPI (docs/distributed.md); installs Open MPI from
+#   Debian's packages (openmpi-bin, libopenmpi-dev) first when mpirun is missing and we may (root or sudo).
 # An already activated virtual environment is used as is; nothing is installed into it.
 set -euo pipefail
 
@@ -9,22 +11,44 @@ profile="${1:-runtime}"
 case "$profile" in
   runtime) lock="$project_root/requirements.lock" ;;
   dev) lock="$project_root/requirements-dev.lock" ;;
-  *) echo "error: setup_env.sh takes 'runtime' or 'dev', got '$profile'" >&2; exit 2 ;;
+  distributed) lock="$project_root/requirements-distributed.lock" ;;
+  *) echo "error: setup_env.sh takes 'runtime', 'dev' or 'distributed', got '$profile'" >&2; exit 2 ;;
 esac
 
 if [[ -n "${VIRTUAL_ENV:-}" ]]; then
   exit 0
 fi
 
+# mpi4py's wheel runs on the system's MPI library; Debian's Open MPI provides it and mpirun.
+if [[ "$profile" == distributed ]] && ! command -v mpirun >/dev/null 2>&1; then
+  if [[ $EUID -eq 0 ]] && command -v apt-get >/dev/null 2>&1; then
+    sudo=()
+  elif command -v apt-get >/dev/null 2>&1 && command -v sudo >/dev/null 2>&1 && sudo -n true 2>/dev/null; then
+    sudo=(sudo)
+  else
+    echo "error: the distributed profile needs Open MPI's mpirun: install it (Debian/Ubuntu:" \
+      "apt-get install openmpi-bin libopenmpi-dev), then run again" >&2
+    exit 1
+  fi
+  echo "Installing Open MPI (openmpi-bin, libopenmpi-dev) with apt-get." >&2
+  "${sudo[@]}" apt-get update -qq >&2
+  "${sudo[@]}" env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq openmpi-bin libopenmpi-dev >&2
+fi
+
 venv="$project_root/.venv"
 python="${PYTHON:-python3}"
 # A stamp records the lock files an environment was built from, so a changed pin reinstalls.
-# The dev environment is a superset of the runtime one, so its stamp satisfies both.
+# The dev and distributed environments are supersets of the runtime one, so their stamps satisfy it too.
 lock_hash() { cat "$project_root/requirements.lock" "$1" "$project_root/pyproject.toml" | sha256sum | cut -d' ' -f1; }
 is_current() { [[ -f "$venv/.installed-$1" && "$(cat "$venv/.installed-$1")" == "$(lock_hash "$2")" ]]; }
-if is_current "$profile" "$lock" || is_current dev "$project_root/requirements-dev.lock"; then
+if is_current "$profile" "$lock"; then
   exit 0
 fi
+if [[ "$profile" == runtime ]] && { is_current dev "$project_root/requirements-dev.lock" \
+    || is_current distributed "$project_root/requirements-distributed.lock"; }; then
+  exit 0
+fi
+
 stamp="$venv/.installed-$profile"
 wanted="$(lock_hash "$lock")"
 

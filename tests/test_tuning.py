@@ -106,3 +106,19 @@ def test_unreachable_criterion_is_an_error_and_writes_no_model(tmp_path, objecti
         run_tuning(config)
     assert not config.output.model.exists()
     assert not [path for path in tmp_path.iterdir() if path.name.endswith(".tmp")]
+
+
+def test_inc_timeout_ends_tuning_normally(tmp_path):
+    # INC enforces timeout_s by simulating Ctrl-C; that must not be taken for the user's interrupt.
+    config = project_config(
+        tmp_path,
+        **{
+            "tuning.objective": "accuracy",
+            "tuning.strategy": "basic",
+            "tuning.accuracy_criterion.tolerance": 0.0,
+            "tuning.timeout_s": 3,
+        },
+    )
+    summary = run_tuning(config)
+    assert config.output.model.is_file()
+    assert summary.int8_top1_accuracy >= summary.fp32_top1_accuracy

@@ -14,6 +14,7 @@ from typing import Any
 
 import click
 
+from tuning import distributed
 from tuning.config import PipelineConfig, load_config, parse_override
 from tuning.errors import ConfigError, Interrupted, PipelineError
 
@@ -87,11 +88,15 @@ def tune(
 
     config = build_config(config_path, assignments, **{"model.path": input_model, "output.model": output_model})
     summary = run_tuning(config, verbose=verbose)
+    if summary is None:  # a worker rank of an MPI run: rank 0 reports every rank's trials
+        return
     fp32_error = 1 - summary.fp32_top1_accuracy
     int8_error = 1 - summary.int8_top1_accuracy
     click.echo(
         f"Tuned {summary.source_model} -> {summary.output_model} in {summary.seconds:.1f} s "
-        f"({summary.int8_trials} INC trial{'s' if summary.int8_trials != 1 else ''}, objective {summary.objective})"
+        f"({summary.int8_trials} INC trial{'s' if summary.int8_trials != 1 else ''}, objective {summary.objective}"
+        + (f", {summary.distributed['ranks']} MPI ranks" if summary.distributed else "")
+        + ")"
     )
     click.echo(f"  {'model':<6}{'top-1 error':>13}{'size':>12}")
     click.echo(f"  {'fp32':<6}{fp32_error:>13.2%}{summary.source_bytes:>10,} B")
@@ -104,6 +109,11 @@ def tune(
             f"Candidates: timed with fp32, interleaved, in {measurement['rounds']} rounds, "
             f"{threads} intra-op thread{'s' if threads != 1 else ''}; p50 latency at batch 1, "
             f"throughput at batch {measurement['throughput_batch_size']}; ratios against fp32 in the same run"
+        )
+    if summary.distributed:
+        click.echo(
+            f"Candidates: evaluated by ranks 1-{summary.distributed['ranks'] - 1} (rank 0 hands them out), "
+            f"listed in the order their evaluations finished"
         )
     for trial in summary.trials if measurement is not None else summary.trials[1:]:
         click.echo(f"  {_trial_line(trial)}")
@@ -126,6 +136,8 @@ def _trial_line(trial) -> str:
         )
         if trial.same_model_as is not None:
             line += f", same model as trial {trial.same_model_as}"
+        if trial.rank is not None:
+            line += f", rank {trial.rank}"
     if trial.index == 0 and trial.latency_p50_ms is not None:
         line += f", p50 {1000 * trial.latency_p50_ms:.1f} µs, {trial.throughput_images_per_s:,.0f} img/s"
     elif trial.latency_ratio is not None:
@@ -283,20 +295,32 @@ def _raise_interrupted(signum: int, _frame: object) -> None:
     raise KeyboardInterrupt(signal.Signals(signum).name)
 
 
+def _fail(message: str, code: int, same_on_every_rank: bool = False) -> None:
+    """Print ``error: message`` and exit with ``code``.
+
+    Under MPI, a rank failing on its own before the trials reached rank 0 would leave the others
+    waiting forever, so it stops the whole job (mpirun exits with ``code``). A config that
+    distributed tuning refuses fails every rank alike before any work: rank 0 alone reports it.
+    """
+    if same_on_every_rank and distributed.error_prefix():
+        sys.exit(code)
+    click.echo(f"error: {distributed.error_prefix()}{message}", err=True)
+    if not same_on_every_rank:
+        distributed.abort_unless_settled(code)
+    sys.exit(code)
+
+
 def main(argv: list[str] | None = None) -> None:
     """Entry point: run the CLI and turn every PipelineError into one line and its exit code."""
     signal.signal(signal.SIGTERM, _raise_interrupted)
     try:
         cli.main(args=argv, prog_name="python -m tuning", standalone_mode=False)
     except click.exceptions.Abort:
-        click.echo("error: interrupted; no partial output was kept", err=True)
-        sys.exit(Interrupted.exit_code)
+        _fail("interrupted; no partial output was kept", Interrupted.exit_code)
     except click.ClickException as exc:
         exc.show()
         sys.exit(ConfigError.exit_code)
     except PipelineError as exc:
-        click.echo(f"error: {exc}", err=True)
-        sys.exit(exc.exit_code)
+        _fail(str(exc), exc.exit_code, same_on_every_rank=isinstance(exc, distributed.RefusedConfig))
     except KeyboardInterrupt:
-        click.echo("error: interrupted; no partial output was kept", err=True)
-        sys.exit(Interrupted.exit_code)
+        _fail("interrupted; no partial output was kept", Interrupted.exit_code)

@@ -8,7 +8,7 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
-from tuning import benchmark, data, fetch, onnx_io
+from tuning import benchmark, data, distributed, fetch, onnx_io
 from tuning.atomic import prepare_output_dir, write_text_atomic
 from tuning.config import Objective, PipelineConfig
 from tuning.evaluate import AccuracyEvaluator
@@ -34,19 +34,28 @@ class TuningSummary:
     session_options: dict[str, Any]  # what every evaluation and measurement used; also in the model's metadata
     latency_measurement: dict[str, Any] | None  # objective latency: how the candidates were timed
     output_sha256: str  # of the emitted model file, so a report can tell whether this summary describes it
+    distributed: dict[str, Any] | None = None  # under MPI: {"ranks": N, "trial_order": ...}; None in one process
 
     @property
     def int8_trials(self) -> int:
         return len(self.trials) - 1
 
 
-def run_tuning(config: PipelineConfig, verbose: bool = False) -> TuningSummary:
+def run_tuning(config: PipelineConfig, verbose: bool = False) -> TuningSummary | None:
+    """One tuning run; under MPI, every rank runs it and only rank 0 gets the summary (workers: None)."""
     started = time.perf_counter()
+    world = distributed.world()
+    distributed.check_config(config, world.size)
     check_latency_objective(config)
     workspace = config.output.dir / "nc_workspace"
-    for folder in (config.output.model.parent, workspace):
+    if world.distributed:
+        # INC's onnxruntime adaptor writes <workspace>/Optimized_model.onnx and reads it back: ranks sharing
+        # one workspace read each other's. Each rank gets its own, with its own inc.log.
+        workspace = workspace / f"rank{world.rank}"
+    # Only rank 0 writes outputs; a worker writes nothing but INC's scratch in its workspace.
+    for folder in (config.output.model.parent, workspace) if world.rank == 0 else (workspace,):
         prepare_output_dir(folder)
-    route_inc_logs(workspace / "inc.log", echo_to_console=verbose)
+    route_inc_logs(workspace / "inc.log", echo_to_console=verbose and world.rank == 0)
 
     source_path = fetch.ensure_file(config.model.path, config.model.url, config.model.sha256)
     source_sha256 = fetch.sha256_of(source_path)
@@ -67,6 +76,8 @@ def run_tuning(config: PipelineConfig, verbose: bool = False) -> TuningSummary:
         )
     else:
         outcome = quantize(model, calibration, evaluator, config, workspace)
+        if outcome is None:  # a worker rank: its trials are on rank 0, which writes the model and the summary
+            return None
 
     session_options = benchmark.describe_session_options(config.benchmark.intra_op_threads)
     onnx_io.save_model(
@@ -102,6 +113,7 @@ def run_tuning(config: PipelineConfig, verbose: bool = False) -> TuningSummary:
         session_options=session_options,
         latency_measurement=outcome.measurement,
         output_sha256=fetch.sha256_of(Path(config.output.model)),
+        distributed={"ranks": world.size, "trial_order": "evaluation finished"} if world.distributed else None,
     )
     write_text_atomic(summary_path, json.dumps(asdict(summary), indent=2) + "\n")
     return summary

@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
+import hashlib
 import itertools
 import logging
 import math
@@ -36,6 +37,7 @@ import numpy as np
 import onnx
 from tqdm import tqdm
 
+from tuning import distributed
 from tuning.config import (
     Approach,
     BenchmarkSection,
@@ -80,6 +82,7 @@ class Trial:
     throughput_ratio: float | None = None  # median over the rounds of images/s / fp32 images/s in the round
     chosen: bool = False
     reason: str | None = None
+    rank: int | None = None  # distributed tuning: the MPI rank that evaluated it; None in one process
 
     @property
     def description(self) -> str:
@@ -185,18 +188,29 @@ def quantize(
     evaluate: Callable[[onnx.ModelProto], float],
     config: PipelineConfig,
     workspace: Path,
-) -> TuningOutcome:
-    """Run INC's tuning loop; raise TuningError when it yields no model meeting the criterion."""
+) -> TuningOutcome | None:
+    """Run INC's tuning loop; raise TuningError when it yields no model meeting the criterion.
+
+    Under MPI (tuning/distributed.py) every rank calls this; INC distributes the candidates. A
+    worker rank returns None once its trials are on rank 0; rank 0 returns the outcome with every
+    rank's trials.
+    """
     from neural_compressor import quantization, set_random_seed, set_workspace
 
+    world = distributed.world()
     workspace.mkdir(parents=True, exist_ok=True)
     set_workspace(str(workspace))
     set_random_seed(config.tuning.seed)
     trials: list[Trial] = []
+    # Distributed only, per trial: when its evaluation finished and its model's sha256, to merge the
+    # ranks' trials in time order on rank 0 and find the one INC chose.
+    stamps: list[tuple[float, str] | None] = []
 
     def eval_func(candidate):
         accuracy = evaluate(candidate)
-        trials.append(_trial(len(trials), accuracy, candidate, trials, config))
+        rank = world.rank if world.distributed else None
+        trials.append(_trial(len(trials), accuracy, candidate, trials, config, rank))
+        stamps.append((time.time(), _digest(candidate)) if world.distributed else None)
         return accuracy
 
     calibration_loader = (
@@ -205,12 +219,17 @@ def quantize(
         else None
     )
     try:
-        with interrupts_survive_inc():
+        with interrupts_survive_inc(config.tuning.timeout_s):
             result = quantization.fit(
                 model, inc_config(config), calib_dataloader=calibration_loader, eval_func=eval_func
             )
     except Exception as exc:  # INC raises bare Exceptions of many kinds from deep inside its adaptors
         raise TuningError(f"INC failed during tuning: {exc.__class__.__name__}: {exc}") from None
+    if world.distributed:
+        if world.rank != 0:
+            _send_trials_to_rank0(world, result, trials, stamps, workspace / "inc.log")
+            return None
+        trials, digests = _trials_of_all_ranks(world, result, trials, stamps, config, workspace / "inc.log")
     if result is None:
         raise TuningError(_no_model_message(trials, workspace / "inc.log"))
     # The emitted model is measured again rather than matched to a trial: the number reported is its own.
@@ -222,6 +241,19 @@ def quantize(
         trials=trials,
         objective=Objective.ACCURACY,
     )
+    if world.distributed:
+        # Workers evaluate in parallel, so the chosen candidate need not be the last to finish: it is the
+        # trial whose model rank 0 quantized again (same bytes), INC's first of its stage meeting the criterion.
+        chosen_digest = _digest(result.model)
+        match = next((t for t, d in zip(trials, digests) if d == chosen_digest and t.meets_criterion), None)
+        if match is not None:
+            outcome.chosen_index = match.index
+            outcome.reason = (
+                "objective accuracy, distributed: INC keeps the candidate meeting the accuracy criterion that "
+                "comes first in its stage's candidate list"
+            )
+            trials[match.index] = dataclasses.replace(match, chosen=True, reason=outcome.reason)
+        return outcome
     # INC stops at the first candidate meeting the criterion: the last trial, when its accuracy is the model's.
     last = trials[-1]
     if len(trials) > 1 and last.meets_criterion and last.accuracy == int8_accuracy:
@@ -231,6 +263,54 @@ def quantize(
         )
         trials[-1] = dataclasses.replace(last, chosen=True, reason=outcome.reason)
     return outcome
+
+
+def _digest(candidate) -> str:
+    proto = candidate if isinstance(candidate, onnx.ModelProto) else candidate.model
+    return hashlib.sha256(proto.SerializeToString(deterministic=True)).hexdigest()
+
+
+def _send_trials_to_rank0(world, result, trials: list[Trial], stamps: list, log_path: Path) -> None:
+    """A worker rank: hand its evaluated candidates to rank 0, which writes every output.
+
+    INC returns a stand-in (``FakerModel``) on a worker whose traversal ended normally, None when
+    it failed there (INC's fit logs and swallows exceptions, including this project's errors).
+    Each rank evaluated the fp32 baseline for itself; rank 0 reports its own.
+    """
+    if result is None:
+        raise TuningError(f"INC's distributed tuning failed on this rank; see {log_path}")
+    distributed.collect(world, list(zip(trials[1:], stamps[1:])), model_found=False)
+
+
+def _trials_of_all_ranks(
+    world, result, trials: list[Trial], stamps: list, config: PipelineConfig, log_path: Path
+) -> tuple[list[Trial], list[str | None]]:
+    """Rank 0: its fp32 baseline, then every rank's candidates, numbered in the order their evaluations
+    finished (INC's candidate ids restart at each stage and never reach eval_func), and their digests.
+
+    The order compares the ranks' clocks: exact on one host, as good as the hosts' clock sync on several.
+    """
+    received = distributed.collect(world, list(zip(trials[1:], stamps[1:])), model_found=result is not None)
+    records = sorted(
+        (record for rank_records in received.values() for record in rank_records),
+        key=lambda record: (record[1][0], record[0].rank),
+    )
+    baseline = trials[0]
+    merged = [baseline] + [
+        dataclasses.replace(
+            trial, index=index, meets_criterion=meets_criterion(trial.accuracy, baseline.accuracy, config)
+        )
+        for index, (trial, _) in enumerate(records, start=1)
+    ]
+    missing = sorted(set(range(world.size)) - set(received))
+    if missing:
+        raise TuningError(
+            f"INC found no int8 model meeting the accuracy criterion, and ranks {', '.join(map(str, missing))} did "
+            "not report their trials: INC's master stopped (at tuning.max_trials) while its workers wait for a "
+            "next stage; they are stopped. Loosen tuning.accuracy_criterion or raise tuning.max_trials "
+            f"(INC's logs: {log_path.parent.parent}/rank*/inc.log)"
+        )
+    return merged, [None] + [digest for _, (_, digest) in records]
 
 
 # --- objective latency ---------------------------------------------------------------------------
@@ -345,7 +425,7 @@ def quantize_for_latency(
         source_copy = onnx.ModelProto()
         source_copy.CopyFrom(batch_model)
         try:
-            with interrupts_survive_inc():
+            with interrupts_survive_inc(config.tuning.timeout_s):
                 result = quantization.fit(source_copy, inc_config(config, spec), calib_dataloader=calibration_loader)
         except Exception as exc:  # INC raises bare Exceptions of many kinds from deep inside its adaptors
             raise TuningError(
@@ -501,21 +581,26 @@ def choose_fastest(trials: Sequence[Trial], tie_margin: float) -> tuple[int, str
 
 
 @contextlib.contextmanager
-def interrupts_survive_inc() -> Iterator[None]:
+def interrupts_survive_inc(timeout_s: float = 0) -> Iterator[None]:
     """Let Ctrl-C and SIGTERM during ``quantization.fit`` stop the run.
 
     INC's fit() catches KeyboardInterrupt (``except KeyboardInterrupt: pass``) and returns its
     best model so far, or None, which would look like a finished or failed tuning. While the
     block runs, both signals are recorded as well as raised; once fit has returned, a recorded
-    signal is raised again. Only the main thread can handle signals; elsewhere this does nothing.
+    signal is raised again. INC enforces ``timeout_s`` with the same simulated SIGINT
+    (``_thread.interrupt_main``); one arriving once that time is up is INC's and is not recorded.
+    Only the main thread can handle signals; elsewhere this does nothing.
     """
     if threading.current_thread() is not threading.main_thread():
         yield
         return
     seen: list[int] = []
+    started = time.monotonic()
 
     def handler(signum: int, _frame: object) -> None:
-        seen.append(signum)
+        inc_timeout = signum == signal.SIGINT and 0 < timeout_s <= time.monotonic() - started
+        if not inc_timeout:
+            seen.append(signum)
         raise KeyboardInterrupt(signal.Signals(signum).name)
 
     previous = {signum: signal.getsignal(signum) for signum in (signal.SIGINT, signal.SIGTERM)}
@@ -560,7 +645,9 @@ def route_inc_logs(log_path: Path, echo_to_console: bool) -> None:
     log.setLevel(logging.INFO)
 
 
-def _trial(index: int, accuracy: float, candidate, previous: list[Trial], config: PipelineConfig) -> Trial:
+def _trial(
+    index: int, accuracy: float, candidate, previous: list[Trial], config: PipelineConfig, rank: int | None = None
+) -> Trial:
     proto = candidate if isinstance(candidate, onnx.ModelProto) else candidate.model
     precisions = node_precisions(proto)
     fp32_accuracy = previous[0].accuracy if previous else accuracy
@@ -570,4 +657,5 @@ def _trial(index: int, accuracy: float, candidate, previous: list[Trial], config
         meets_criterion=meets_criterion(accuracy, fp32_accuracy, config),
         int8_nodes=tuple(name for name, p in precisions.items() if p is Precision.INT8),
         fp32_nodes=tuple(name for name, p in precisions.items() if p is Precision.FP32),
+        rank=rank,
     )
