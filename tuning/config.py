@@ -85,7 +85,7 @@ class Objective(str, Enum):
     """What tuning optimises once the accuracy criterion is met."""
 
     ACCURACY = "accuracy"  # INC's behaviour: its strategy stops at the first candidate meeting the criterion
-    LATENCY = "latency"  # try a candidate grid, keep the fastest one meeting the criterion (tuning/quantize.py)
+    LATENCY = "latency"  # try a candidate grid, keep the fastest one meeting the criterion (tuning/latency_search.py)
 
 
 class CriterionKind(str, Enum):
@@ -241,6 +241,19 @@ class PipelineConfig(_Section):
                 "remove {them} or use approach static",
                 {"keys": ", ".join(changed), "verb": "is" if len(changed) == 1 else "are",
                  "them": "it" if len(changed) == 1 else "them"},
+            )
+        return self
+
+    @model_validator(mode="after")
+    def _latency_needs_static(self) -> PipelineConfig:
+        # Objective latency times each candidate at batch 1 and at a large batch as one model; a
+        # dynamically quantized model scales each batch by its own range, so it computes something
+        # else at each batch size.
+        if self.tuning.objective is Objective.LATENCY and self.quantization.approach is Approach.DYNAMIC:
+            raise PydanticCustomError(
+                "contradiction",
+                "tuning.objective: latency needs quantization.approach static; a dynamically quantized "
+                "model computes something else at each batch size (use objective accuracy for dynamic)",
             )
         return self
 

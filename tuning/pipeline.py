@@ -12,7 +12,8 @@ from tuning import benchmark, data, distributed, fetch, onnx_io
 from tuning.atomic import prepare_output_dir, write_text_atomic
 from tuning.config import Objective, PipelineConfig
 from tuning.evaluate import AccuracyEvaluator
-from tuning.quantize import Trial, check_latency_objective, quantize, quantize_for_latency, route_inc_logs
+from tuning.latency_search import quantize_for_latency
+from tuning.quantize import Trial, quantize, route_inc_logs
 
 
 @dataclass(frozen=True)
@@ -46,7 +47,6 @@ def run_tuning(config: PipelineConfig, verbose: bool = False) -> TuningSummary |
     started = time.perf_counter()
     world = distributed.world()
     distributed.check_config(config, world.size)
-    check_latency_objective(config)
     workspace = config.output.dir / "nc_workspace"
     if world.distributed:
         # INC's onnxruntime adaptor writes <workspace>/Optimized_model.onnx and reads it back: ranks sharing

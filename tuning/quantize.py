@@ -1,19 +1,10 @@
-"""Post-training quantization with Intel Neural Compressor (onnxruntime backend), for two objectives.
+"""Post-training quantization with Intel Neural Compressor (onnxruntime backend).
 
 INC 3.x reads no YAML: ``inc_config`` maps this project's config onto INC's 2.x-API objects.
-
-- ``tuning.objective: accuracy`` (:func:`quantize`): ``quantization.fit`` runs INC's own strategy with
-  an evaluation function; INC stops at the first candidate meeting the accuracy criterion. Every
-  candidate INC evaluated is recorded.
-- ``tuning.objective: latency`` (:func:`quantize_for_latency`): a grid of candidates built from the
-  model's graph (:func:`candidate_grid`), each one made by INC (``quantization.fit`` with op-wise
-  configs, no evaluation function), measured for accuracy with the same evaluator, then all of them
-  timed together with the fp32 model (tuning/benchmark.py, interleaved, in rounds). The fastest
-  candidate meeting the accuracy criterion is kept, with a noise rule (:func:`choose_fastest`).
-
-INC's own ``TuningCriterion(objective="performance")`` does not fit the second case: it times the
-evaluation function's wall clock in INC's sessions (not batch-1 latency under this project's session
-options) and still stops at the first candidate meeting the criterion.
+``quantize`` is objective accuracy: ``quantization.fit`` runs INC's own strategy with an
+evaluation function and stops at the first candidate meeting the accuracy criterion; every
+candidate INC evaluated is recorded as a :class:`Trial` (on every MPI rank, gathered on rank 0).
+Objective latency builds on the same pieces: tuning/latency_search.py.
 """
 
 from __future__ import annotations
@@ -21,26 +12,21 @@ from __future__ import annotations
 import contextlib
 import dataclasses
 import hashlib
-import itertools
 import logging
-import math
 import re
 import signal
 import threading
 import time
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-import numpy as np
 import onnx
-from tqdm import tqdm
 
 from tuning import distributed
 from tuning.config import (
     Approach,
-    BenchmarkSection,
     CalibrationAlgorithm,
     CriterionKind,
     Objective,
@@ -49,11 +35,9 @@ from tuning.config import (
     Strategy,
 )
 from tuning.data import BatchLoader, LabelledImages
-from tuning.errors import ConfigError, TuningError
+from tuning.errors import TuningError
 from tuning.graph import Precision, node_precisions
 
-# Nodes whose int8 speed-up (or slow-down) decides whether int8 wins: the grid varies their precision.
-COMPUTE_OP_TYPES = ("Conv", "MatMul", "Gemm")
 FP32_ONLY = {"weight": {"dtype": ["fp32"]}, "activation": {"dtype": ["fp32"]}}
 
 
@@ -209,7 +193,7 @@ def quantize(
     def eval_func(candidate):
         accuracy = evaluate(candidate)
         rank = world.rank if world.distributed else None
-        trials.append(_trial(len(trials), accuracy, candidate, trials, config, rank))
+        trials.append(record_trial(len(trials), accuracy, candidate, trials, config, rank))
         stamps.append((time.time(), _digest(candidate)) if world.distributed else None)
         return accuracy
 
@@ -231,7 +215,7 @@ def quantize(
             return None
         trials, digests = _trials_of_all_ranks(world, result, trials, stamps, config, workspace / "inc.log")
     if result is None:
-        raise TuningError(_no_model_message(trials, workspace / "inc.log"))
+        raise TuningError(no_model_message(trials, workspace / "inc.log"))
     # The emitted model is measured again rather than matched to a trial: the number reported is its own.
     int8_accuracy = evaluate(result.model)
     outcome = TuningOutcome(
@@ -313,273 +297,6 @@ def _trials_of_all_ranks(
     return merged, [None] + [digest for _, (_, digest) in records]
 
 
-# --- objective latency ---------------------------------------------------------------------------
-
-
-def compute_nodes(model: onnx.ModelProto, config: PipelineConfig) -> list[str]:
-    """The Conv/MatMul/Gemm nodes of the fp32 graph whose precision the latency grid varies.
-
-    Nodes the config already keeps in fp32 (``quantization.fp32_op_names``/``fp32_op_types``) and
-    unnamed nodes (INC addresses ops by name) are left out. Order, most promising fp32 fallback
-    first: ascending multiply-adds per output value (the reduction size of the weight: in x kh x kw
-    for a Conv, the inner dimension for MatMul/Gemm), then graph order. The fewer multiply-adds an
-    output needs, the less int8 arithmetic saves against the cost of quantizing its input and
-    requantizing its output (mnist-12's first Conv, 1 -> 8 channels, is slower in int8).
-    """
-    quant = config.quantization
-    initializers = {init.name: init for init in model.graph.initializer}
-    ranked = []
-    for position, node in enumerate(model.graph.node):
-        if node.op_type not in COMPUTE_OP_TYPES or not node.name or node.name in quant.fp32_op_names:
-            continue
-        if any(re.fullmatch(pattern, node.op_type) for pattern in quant.fp32_op_types):
-            continue
-        ranked.append((_reduction_size(node, initializers), position, node.name))
-    return [name for _, _, name in sorted(ranked)]
-
-
-def _reduction_size(node: onnx.NodeProto, initializers: dict[str, onnx.TensorProto]) -> float:
-    weight = initializers.get(node.input[1]) if len(node.input) > 1 else None
-    if weight is None or len(weight.dims) < 2:
-        return math.inf  # no constant weight: nothing known, try last
-    dims = list(weight.dims)
-    if node.op_type == "Conv":
-        return float(np.prod(dims[1:]))
-    trans_b = next((attr.i for attr in node.attribute if attr.name == "transB"), 0)
-    return float(dims[-1] if node.op_type == "Gemm" and trans_b else dims[-2])
-
-
-def candidate_grid(model: onnx.ModelProto, config: PipelineConfig) -> list[CandidateSpec]:
-    """Every candidate of objective latency, most promising first; ``max_trials`` takes a prefix.
-
-    Order: calibration algorithm (the configured one, then the others) > fp32 fallback set (none,
-    each compute node alone in :func:`compute_nodes` order, then pairs) > quantization format (the
-    configured one, then the other). The algorithm moves accuracy, hardly speed, so it is the
-    outermost axis: the cheap prefix covers every speed-relevant variant with the configured
-    algorithm. (Objective latency needs static quantization: :func:`check_latency_objective`.)
-    """
-    quant = config.quantization
-    nodes = compute_nodes(model, config)
-    fallbacks = [(), *((name,) for name in nodes), *itertools.combinations(nodes, 2)]
-    configured = quant.calibration_algorithm
-    algorithms = [configured, *(a for a in CalibrationAlgorithm if a is not configured)]
-    formats = [quant.format, *(f for f in QuantFormat if f is not quant.format)]
-    return [
-        CandidateSpec(quant_format, algorithm, fallback)
-        for algorithm in algorithms
-        for fallback in fallbacks
-        for quant_format in formats
-    ]
-
-
-def check_latency_objective(config: PipelineConfig) -> None:
-    """Objective latency times candidates at batch 1 and at a large batch as one model: that needs static
-    quantization, whose scales are fixed. Dynamic quantization scales each batch by its own range, so
-    its outputs at batch 256 differ from those at batch 1."""
-    if config.tuning.objective is Objective.LATENCY and config.quantization.approach is Approach.DYNAMIC:
-        raise ConfigError(
-            "tuning.objective: latency needs quantization.approach static; a dynamically quantized model "
-            "computes something else at each batch size (use objective accuracy for dynamic quantization)"
-        )
-
-
-def quantize_for_latency(
-    model: onnx.ModelProto,
-    batch_model: onnx.ModelProto,
-    calibration: LabelledImages,
-    evaluate: Callable[[onnx.ModelProto], float],
-    images: np.ndarray,
-    config: PipelineConfig,
-    workspace: Path,
-    source: Path,
-) -> TuningOutcome:
-    """Objective latency: make, evaluate and time the candidate grid; keep the fastest passing candidate.
-
-    ``model`` is the fp32 model (accuracy and latency baseline); ``batch_model`` its verified
-    batch-capable copy (tuning/benchmark.py), which INC quantizes, so every candidate and the
-    emitted model take any batch size: the model measured at batch 256 is the model deployed.
-    Raises TuningError when no candidate meets the accuracy criterion.
-    """
-    from neural_compressor import quantization, set_random_seed, set_workspace
-
-    from tuning import benchmark
-
-    started = time.monotonic()
-    workspace.mkdir(parents=True, exist_ok=True)
-    set_workspace(str(workspace))
-    tuning = config.tuning
-    trials = [_trial(0, evaluate(model), model, [], config)]
-    models: dict[int, onnx.ModelProto] = {}
-    seen: dict[bytes, int] = {}
-    calibration_loader = BatchLoader(calibration, config.calibration.batch_size)
-    grid = candidate_grid(batch_model, config)[: tuning.max_trials]
-    for spec in tqdm(grid, desc="candidates", unit="candidate", disable=None, leave=False):
-        if tuning.timeout_s and time.monotonic() - started >= tuning.timeout_s:
-            break
-        made = {
-            "quant_format": spec.quant_format.value,
-            "calibration_algorithm": spec.calibration_algorithm.value,
-            "fp32_fallback": spec.fp32_fallback,
-        }
-        set_random_seed(tuning.seed)
-        source_copy = onnx.ModelProto()
-        source_copy.CopyFrom(batch_model)
-        try:
-            with interrupts_survive_inc(config.tuning.timeout_s):
-                result = quantization.fit(source_copy, inc_config(config, spec), calib_dataloader=calibration_loader)
-        except Exception as exc:  # INC raises bare Exceptions of many kinds from deep inside its adaptors
-            raise TuningError(
-                f"INC failed making candidate {len(trials)} ({spec.description}): {exc.__class__.__name__}: {exc}"
-            ) from None
-        if result is None:
-            raise TuningError(
-                f"INC returned no model for candidate {len(trials)} ({spec.description}); see {workspace / 'inc.log'}"
-            )
-        candidate = result.model
-        key = candidate.SerializeToString(deterministic=True)
-        index = len(trials)
-        if key in seen:
-            trials.append(dataclasses.replace(trials[seen[key]], index=index, same_model_as=seen[key], **made))
-            continue
-        seen[key] = index
-        models[index] = candidate
-        trials.append(dataclasses.replace(_trial(index, evaluate(candidate), candidate, trials, config), **made))
-    if not any(trial.meets_criterion for trial in trials[1:]):
-        raise TuningError(_no_model_message(trials, workspace / "inc.log"))
-
-    settings = latency_settings(config)
-    targets = [benchmark.BenchmarkTarget("fp32", model, source)] + [
-        benchmark.BenchmarkTarget(f"trial {index}", candidate, Path(f"<candidate trial {index} of {source}>"))
-        for index, candidate in models.items()
-    ]
-    candidates_done = time.monotonic()
-    rounds = benchmark.measure_rounds(targets, images, settings, tuning.latency.rounds)
-    seconds = {"candidates": candidates_done - started, "measurement": time.monotonic() - candidates_done}
-    trials = _with_performance(trials, rounds, max(settings.batch_sizes))
-    chosen, reason = choose_fastest(trials, tuning.latency.tie_margin)
-    trials[chosen] = dataclasses.replace(trials[chosen], chosen=True, reason=reason)
-    return TuningOutcome(
-        model=models[chosen],
-        fp32_accuracy=trials[0].accuracy,
-        int8_accuracy=trials[chosen].accuracy,
-        trials=trials,
-        objective=Objective.LATENCY,
-        chosen_index=chosen,
-        reason=reason,
-        measurement=measurement_conditions(config) | {"seconds": seconds},
-    )
-
-
-def latency_settings(config: PipelineConfig) -> BenchmarkSection:
-    """The benchmark settings of objective latency's measurement: batch 1 and the largest batch size."""
-    latency = config.tuning.latency
-    return BenchmarkSection(
-        warmup=latency.warmup,
-        iterations=latency.iterations,
-        batch_sizes=(max(config.benchmark.batch_sizes),),
-        intra_op_threads=config.benchmark.intra_op_threads,
-        reference_models=(),
-    )
-
-
-def measurement_conditions(config: PipelineConfig) -> dict[str, Any]:
-    """How objective latency timed its candidates, for the summary and the report."""
-    from tuning import benchmark
-
-    settings = latency_settings(config)
-    latency = config.tuning.latency
-    return {
-        "models": "fp32 and every distinct candidate, interleaved",
-        "rounds": latency.rounds,
-        "warmup": latency.warmup,
-        "iterations": latency.iterations,
-        "runs_at_batch_per_round": {
-            str(b): dict(zip(("warmup", "timed"), benchmark.runs_at_batch(settings, b, latency.rounds)))
-            for b in sorted({1, *settings.batch_sizes})
-        },
-        "throughput_batch_size": max(settings.batch_sizes),
-        "intra_op_threads": settings.intra_op_threads,
-        "tie_margin": latency.tie_margin,
-        "session_options": benchmark.describe_session_options(settings.intra_op_threads),
-    }
-
-
-def _with_performance(trials: list[Trial], rounds: Sequence[dict[str, Any]], batch_size: int) -> list[Trial]:
-    """Fill in every trial's latency and throughput from the rounds (a duplicate takes its original's).
-
-    Ratios are taken within each round (both models ran interleaved in it) and their median over
-    the rounds is the trial's ratio; p50 and images/s pool every round's runs.
-    """
-    from tuning.benchmark import pooled
-
-    def name(trial: Trial) -> str:
-        index = trial.same_model_as if trial.same_model_as is not None else trial.index
-        return "fp32" if index == 0 else f"trial {index}"
-
-    filled = []
-    for trial in trials:
-        key = name(trial)
-        perf = pooled([measured[key] for measured in rounds])
-        latency_rounds = tuple(measured[key].latency.p50 / measured["fp32"].latency.p50 for measured in rounds)
-        throughput_rounds = [
-            measured[key].throughput_at(batch_size).images_per_s
-            / measured["fp32"].throughput_at(batch_size).images_per_s
-            for measured in rounds
-        ]
-        filled.append(
-            dataclasses.replace(
-                trial,
-                latency_p50_ms=perf.latency.p50,
-                latency_ratio=float(np.median(latency_rounds)),
-                latency_ratio_rounds=latency_rounds,
-                throughput_images_per_s=perf.throughput_at(batch_size).images_per_s,
-                throughput_ratio=float(np.median(throughput_rounds)),
-            )
-        )
-    return filled
-
-
-def ties_with(trial: Trial, fastest: Trial, tie_margin: float) -> bool:
-    """Whether ``trial`` is as fast as ``fastest`` within the measurement's noise.
-
-    The two are compared round by round: in each round both ran interleaved, so their ratio
-    ``p50(trial) / p50(fastest)`` (= the ratio of their per-round ratios to fp32) is free of the
-    load that moves whole rounds. ``trial`` is slower only when it is slower by more than
-    ``tie_margin`` in every round; otherwise it ties.
-    """
-    return min(
-        mine / theirs for mine, theirs in zip(trial.latency_ratio_rounds, fastest.latency_ratio_rounds)
-    ) <= 1 + tie_margin
-
-
-def choose_fastest(trials: Sequence[Trial], tie_margin: float) -> tuple[int, str]:
-    """The emitted candidate and why: the fastest passing one, up to noise.
-
-    The fastest is the passing candidate with the lowest p50 latency ratio (then higher accuracy).
-    Of the passing candidates that tie with it (:func:`ties_with`), the earliest in the candidate
-    order is chosen: which of two candidates within noise of each other measures faster changes
-    from run to run; the order does not, so the same config gives the same model.
-    """
-    passing = [t for t in trials[1:] if t.meets_criterion and t.same_model_as is None]
-    fastest = min(passing, key=lambda t: (t.latency_ratio, -t.accuracy, t.index))
-    tied = [t for t in passing if ties_with(t, fastest, tie_margin)]
-    chosen = tied[0]
-    summary = f"{len(passing)} passing candidate{'s' if len(passing) != 1 else ''}"
-    noise = f"within noise of it (no more than {tie_margin:.0%} slower in at least one round)"
-    if chosen is fastest:
-        reason = f"fastest of {summary}: p50 {fastest.latency_ratio:.2f}x fp32"
-        others = [t.index for t in tied if t is not fastest]
-        if others:
-            reason += f"; trials {', '.join(map(str, others))} are {noise} but later in the candidate order"
-    else:
-        reason = (
-            f"p50 {chosen.latency_ratio:.2f}x fp32; the earliest in the candidate order of the {len(tied)} of "
-            f"{summary} that tie with the fastest (trial {fastest.index}, p50 {fastest.latency_ratio:.2f}x fp32), "
-            f"i.e. are {noise}"
-        )
-    return chosen.index, reason
-
-
 @contextlib.contextmanager
 def interrupts_survive_inc(timeout_s: float = 0) -> Iterator[None]:
     """Let Ctrl-C and SIGTERM during ``quantization.fit`` stop the run.
@@ -615,7 +332,7 @@ def interrupts_survive_inc(timeout_s: float = 0) -> Iterator[None]:
         raise KeyboardInterrupt(signal.Signals(seen[0]).name)
 
 
-def _no_model_message(trials: list[Trial], log_path: Path) -> str:
+def no_model_message(trials: list[Trial], log_path: Path) -> str:
     if len(trials) < 2:
         return f"INC returned no model before evaluating any int8 candidate; see {log_path}"
     best = max(trial.accuracy for trial in trials[1:])
@@ -645,7 +362,7 @@ def route_inc_logs(log_path: Path, echo_to_console: bool) -> None:
     log.setLevel(logging.INFO)
 
 
-def _trial(
+def record_trial(
     index: int, accuracy: float, candidate, previous: list[Trial], config: PipelineConfig, rank: int | None = None
 ) -> Trial:
     proto = candidate if isinstance(candidate, onnx.ModelProto) else candidate.model
