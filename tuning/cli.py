@@ -84,70 +84,13 @@ def tune(
     The int8 model carries its preprocessing, the source model's sha256, the config hash, the
     measured fp32/int8 top-1 accuracy and the onnxruntime session options in its metadata_props.
     """
-    from tuning.pipeline import run_tuning
+    from tuning.pipeline import run_tuning, summary_lines
 
     config = build_config(config_path, assignments, **{"model.path": input_model, "output.model": output_model})
     summary = run_tuning(config, verbose=verbose)
     if summary is None:  # a worker rank of an MPI run: rank 0 reports every rank's trials
         return
-    fp32_error = 1 - summary.fp32_top1_accuracy
-    int8_error = 1 - summary.int8_top1_accuracy
-    click.echo(
-        f"Tuned {summary.source_model} -> {summary.output_model} in {summary.seconds:.1f} s "
-        f"({summary.int8_trials} INC trial{'s' if summary.int8_trials != 1 else ''}, objective {summary.objective}"
-        + (f", {summary.distributed['ranks']} MPI ranks" if summary.distributed else "")
-        + ")"
-    )
-    click.echo(f"  {'model':<6}{'top-1 error':>13}{'size':>12}")
-    click.echo(f"  {'fp32':<6}{fp32_error:>13.2%}{summary.source_bytes:>10,} B")
-    click.echo(f"  {'int8':<6}{int8_error:>13.2%}{summary.output_bytes:>10,} B")
-    click.echo(f"  error change: {100 * (int8_error - fp32_error):+.2f} percentage points")
-    measurement = summary.latency_measurement
-    if measurement is not None:
-        threads = measurement["intra_op_threads"]
-        click.echo(
-            f"Candidates: timed with fp32, interleaved, in {measurement['rounds']} rounds, "
-            f"{threads} intra-op thread{'s' if threads != 1 else ''}; p50 latency at batch 1, "
-            f"throughput at batch {measurement['throughput_batch_size']}; ratios against fp32 in the same run"
-        )
-    if summary.distributed:
-        click.echo(
-            f"Candidates: evaluated by ranks 1-{summary.distributed['ranks'] - 1} (rank 0 hands them out), "
-            f"listed in the order their evaluations finished"
-        )
-    for trial in summary.trials if measurement is not None else summary.trials[1:]:
-        click.echo(f"  {_trial_line(trial)}")
-    chosen = next((trial for trial in summary.trials if trial.chosen), None)
-    if chosen is not None:
-        click.echo(f"Chosen: trial {chosen.index} ({chosen.description}): {chosen.reason}")
-    click.echo(f"Summary: {summary.summary_path}")
-
-
-def _trial_line(trial) -> str:
-    """One trial of the tuning summary on one line (tuning.quantize.Trial)."""
-    if trial.index == 0:
-        line = f"trial 0: fp32 baseline, top-1 {trial.accuracy:.2%}"
-    else:
-        verdict = "meets" if trial.meets_criterion else "misses"
-        made = f" ({trial.description})" if trial.quant_format is not None else ""
-        line = (
-            f"trial {trial.index}{made}: top-1 {trial.accuracy:.2%}, {verdict} the criterion, "
-            f"{len(trial.int8_nodes)} int8 / {len(trial.fp32_nodes)} fp32 nodes"
-        )
-        if trial.same_model_as is not None:
-            line += f", same model as trial {trial.same_model_as}"
-        if trial.rank is not None:
-            line += f", rank {trial.rank}"
-    if trial.index == 0 and trial.latency_p50_ms is not None:
-        line += f", p50 {1000 * trial.latency_p50_ms:.1f} µs, {trial.throughput_images_per_s:,.0f} img/s"
-    elif trial.latency_ratio is not None:
-        rounds = trial.latency_ratio_rounds
-        line += (
-            f", p50 {1000 * trial.latency_p50_ms:.1f} µs, {trial.latency_ratio:.2f}x fp32 "
-            f"(rounds {min(rounds):.2f}-{max(rounds):.2f}x), {trial.throughput_images_per_s:,.0f} img/s, "
-            f"{trial.throughput_ratio:.2f}x fp32"
-        )
-    return line + ("  <- chosen" if trial.chosen else "")
+    click.echo("\n".join(summary_lines(summary)))
 
 
 @cli.command()
