@@ -347,3 +347,22 @@ def test_two_concurrent_runs_writing_one_output(tmp_path: Path) -> None:
     run_tuning(single)
     assert output.read_bytes() == single.output.model.read_bytes()
     assert not list(tmp_path.glob(".shared.onnx.*"))
+
+
+def test_foreign_non_json_metadata_is_read_as_text() -> None:
+    from tuning.onnx_io import read_metadata
+
+    model = onnx.load(str(MODEL))
+    model.metadata_props.add(key="tuning.note", value="written by another tool")
+    assert read_metadata(model) == {"note": "written by another tool"}
+
+
+def test_batch_the_model_refuses_is_input_error() -> None:
+    # mnist-12's batch dimension is fixed at 1: a batch of 4 must be a one-line error, not onnxruntime's traceback.
+    from tuning.evaluate import make_session, predict
+
+    dataset = DatasetSection(root=ROOT / "data")
+    test_set = evaluation_images(dataset, Split.TEST, (1, 28, 28))
+    with pytest.raises(InputError, match="cannot run the model on a batch of 4 images") as caught:
+        predict(make_session(MODEL), test_set, batch_size=4)
+    assert "\n" not in str(caught.value)

@@ -49,9 +49,14 @@ def make_session(model: onnx.ModelProto | Path, intra_op_threads: int = 1) -> or
 def predict(session: ort.InferenceSession, data: LabelledImages, batch_size: int) -> np.ndarray:
     """Class index (argmax of the first output) for every image."""
     input_name = session.get_inputs()[0].name
-    predictions = [
-        session.run(None, {input_name: images})[0].argmax(axis=1) for images, _ in BatchLoader(data, batch_size)
-    ]
+    predictions = []
+    for images, _ in BatchLoader(data, batch_size):
+        try:
+            predictions.append(session.run(None, {input_name: images})[0].argmax(axis=1))
+        except Exception as exc:  # onnxruntime's untyped errors, e.g. a batch the model's fixed shape refuses
+            raise InputError(
+                f"onnxruntime cannot run the model on a batch of {len(images)} images ({str(exc).splitlines()[0]})"
+            ) from None
     return np.concatenate(predictions)
 
 

@@ -27,6 +27,7 @@ import numpy as np
 import onnx
 from tqdm import tqdm
 
+from tuning import benchmark
 from tuning.config import BenchmarkSection, CalibrationAlgorithm, Objective, PipelineConfig, QuantFormat
 from tuning.data import BatchLoader, LabelledImages
 from tuning.errors import TuningError
@@ -42,7 +43,6 @@ from tuning.quantize import (
 
 # Nodes whose int8 speed-up (or slow-down) decides whether int8 wins: the grid varies their precision.
 COMPUTE_OP_TYPES = ("Conv", "MatMul", "Gemm")
-
 
 
 def compute_nodes(model: onnx.ModelProto, config: PipelineConfig) -> list[str]:
@@ -119,8 +119,6 @@ def quantize_for_latency(
     Raises TuningError when no candidate meets the accuracy criterion.
     """
     from neural_compressor import quantization, set_random_seed, set_workspace
-
-    from tuning import benchmark
 
     started = time.monotonic()
     workspace.mkdir(parents=True, exist_ok=True)
@@ -202,8 +200,6 @@ def latency_settings(config: PipelineConfig) -> BenchmarkSection:
 
 def measurement_conditions(config: PipelineConfig) -> dict[str, Any]:
     """How objective latency timed its candidates, for the summary and the report."""
-    from tuning import benchmark
-
     settings = latency_settings(config)
     latency = config.tuning.latency
     return {
@@ -228,8 +224,6 @@ def _with_performance(trials: list[Trial], rounds: Sequence[dict[str, Any]], bat
     Ratios are taken within each round (both models ran interleaved in it) and their median over
     the rounds is the trial's ratio; p50 and images/s pool every round's runs.
     """
-    from tuning.benchmark import pooled
-
     def name(trial: Trial) -> str:
         index = trial.same_model_as if trial.same_model_as is not None else trial.index
         return "fp32" if index == 0 else f"trial {index}"
@@ -237,7 +231,7 @@ def _with_performance(trials: list[Trial], rounds: Sequence[dict[str, Any]], bat
     filled = []
     for trial in trials:
         key = name(trial)
-        perf = pooled([measured[key] for measured in rounds])
+        perf = benchmark.pooled([measured[key] for measured in rounds])
         latency_rounds = tuple(measured[key].latency.p50 / measured["fp32"].latency.p50 for measured in rounds)
         throughput_rounds = [
             measured[key].throughput_at(batch_size).images_per_s

@@ -17,7 +17,7 @@ from google.protobuf.message import DecodeError
 
 from tuning.atomic import write_bytes_atomic
 from tuning.config import ModelSection
-from tuning.errors import InputError
+from tuning.errors import InputError, TuningError
 
 METADATA_PREFIX = "tuning."
 # What a malformed file makes onnx raise while parsing and checking it.
@@ -96,12 +96,20 @@ def describe(model: onnx.ModelProto, source: Path | str = "<model>") -> ModelSpe
 
 
 def read_metadata(model: onnx.ModelProto) -> dict[str, Any]:
-    """This project's metadata_props (prefix stripped, JSON values decoded)."""
+    """This project's metadata_props (prefix stripped, JSON values decoded; other values kept as text)."""
     return {
-        prop.key[len(METADATA_PREFIX) :]: json.loads(prop.value)
+        prop.key[len(METADATA_PREFIX) :]: _decoded(prop.value)
         for prop in model.metadata_props
         if prop.key.startswith(METADATA_PREFIX)
     }
+
+
+def _decoded(value: str) -> Any:
+    # Another tool may have written a "tuning." key that is not JSON; a report should still read the model.
+    try:
+        return json.loads(value)
+    except json.JSONDecodeError:
+        return value
 
 
 def save_model(model: onnx.ModelProto, path: Path, metadata: dict[str, Any]) -> None:
@@ -111,8 +119,12 @@ def save_model(model: onnx.ModelProto, path: Path, metadata: dict[str, Any]) -> 
     model.metadata_props.extend(kept)
     for key, value in sorted(metadata.items()):
         model.metadata_props.add(key=METADATA_PREFIX + key, value=json.dumps(value, sort_keys=True))
-    onnx.checker.check_model(model)
-    write_bytes_atomic(Path(path), model.SerializeToString(deterministic=True))
+    try:
+        onnx.checker.check_model(model)
+        payload = model.SerializeToString(deterministic=True)
+    except (onnx.checker.ValidationError, ValueError) as exc:
+        raise TuningError(f"{path}: the int8 model INC made is not valid ONNX ({str(exc).splitlines()[0]})") from None
+    write_bytes_atomic(Path(path), payload)
 
 
 def _all_tensors(graph: onnx.GraphProto) -> Iterator[onnx.TensorProto]:
