@@ -525,7 +525,7 @@ def run_benchmark(config: PipelineConfig, model_path: Path, mode: str, batch_siz
         if declared is not None and declared != config.preprocessing
         else ()
     )
-    threads = f"{settings.intra_op_threads} intra-op thread{'s' if settings.intra_op_threads > 1 else ''}"
+    threads = threads_phrase(settings.intra_op_threads)
     if mode == "accuracy":
         session = session_for_batch(target, evaluation.images, batch_size, settings.intra_op_threads)
         accuracy = top1_accuracy(predict(session, evaluation, batch_size), evaluation.labels)
@@ -542,3 +542,8 @@ def run_benchmark(config: PipelineConfig, model_path: Path, mode: str, batch_siz
         f"latency = median batch time / batch size; {capture_environment().summary()}"
     )
     return BenchmarkRun(batch_size, None, timing, conditions, warnings)
+
+
+def threads_phrase(count: int) -> str:
+    """``1 intra-op thread`` / ``2 intra-op threads``: how every report states its threads."""
+    return f"{count} intra-op thread{'s' if count != 1 else ''}"

@@ -136,10 +136,9 @@ def summary_lines(summary: TuningSummary) -> list[str]:
     lines.append(f"  error change: {100 * (int8_error - fp32_error):+.2f} percentage points")
     measurement = summary.latency_measurement
     if measurement is not None:
-        threads = measurement["intra_op_threads"]
         lines.append(
             f"Candidates: timed with fp32, interleaved, in {measurement['rounds']} rounds, "
-            f"{threads} intra-op thread{'s' if threads != 1 else ''}; p50 latency at batch 1, "
+            f"{benchmark.threads_phrase(measurement['intra_op_threads'])}; p50 latency at batch 1, "
             f"throughput at batch {measurement['throughput_batch_size']}; ratios against fp32 in the same run"
         )
     if summary.distributed:

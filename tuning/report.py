@@ -25,7 +25,7 @@ from tqdm import tqdm
 
 from tuning import benchmark, data, onnx_io
 from tuning.atomic import atomic_output, write_text_atomic
-from tuning.benchmark import BenchmarkTarget, Environment, Performance
+from tuning.benchmark import BenchmarkTarget, Environment, Performance, threads_phrase
 from tuning.config import BenchmarkSection, PipelineConfig, PixelScale
 from tuning.errors import InputError
 from tuning.evaluate import make_session, predict
@@ -700,13 +700,12 @@ def _tuning_section(report: Report) -> str:
         _table(header, rows),
     ]
     if timed:
-        threads = measurement["intra_op_threads"]
         entries = measurement["session_options"].get("config_entries", {})
         lines += [
             "",
             f"Timed at tuning time, not in this report's run: fp32 and every distinct candidate interleaved, "
             f"{measurement['rounds']} rounds of {measurement['iterations']} images per model at batch 1 and at "
-            f"batch {largest}, {threads} intra-op thread{'s' if threads != 1 else ''}, session config entries "
+            f"batch {largest}, {threads_phrase(measurement['intra_op_threads'])}, session config entries "
             f"`{json.dumps(entries, sort_keys=True)}`. A candidate counts as slower than the fastest only when it is "
             f"more than {measurement['tie_margin']:.0%} slower in every round; of those tied with the fastest, the "
             "earliest in the candidate order is chosen.",
@@ -817,7 +816,7 @@ def _plot_latency(report: Report, path: Path) -> Path:
     bins = np.geomspace(low * 0.95, high * 1.05, 80)
     figure, axes = plt.subplots(figsize=(8, 4.5))
     for index, (result, s) in enumerate(zip(measured, samples)):
-        p50, p99 = np.percentile(s, [50, 99])
+        p50, p99 = (1000 * result.performance.latency.percentile(q) for q in (50, 99))
         colour = f"C{index}"
         label = f"{result.entry.name}: p50 {p50:.1f} µs, p99 {p99:.1f} µs"
         axes.hist(s, bins=bins, histtype="step", linewidth=1.5, color=colour, label=label)
@@ -826,14 +825,10 @@ def _plot_latency(report: Report, path: Path) -> Path:
     axes.set_xlabel("latency per run, µs (log scale; dashed: p50)")
     axes.set_ylabel("runs")
     settings = report.config.benchmark
-    axes.set_title(f"Batch-1 latency: {settings.iterations} runs per model, {_threads(settings.intra_op_threads)}")
+    axes.set_title(f"Batch-1 latency: {settings.iterations} runs per model, {threads_phrase(settings.intra_op_threads)}")
     axes.grid(alpha=0.3)
     axes.legend()
     return _save(figure, path)
-
-
-def _threads(count: int) -> str:
-    return f"{count} intra-op thread{'s' if count != 1 else ''}"
 
 
 def _plot_throughput(report: Report, path: Path) -> Path:
@@ -851,7 +846,7 @@ def _plot_throughput(report: Report, path: Path) -> Path:
     axes.set_ylim(bottom=0)
     axes.set_xlabel("batch size")
     axes.set_ylabel("images / s")
-    axes.set_title(f"Throughput of batch-capable copies ({_threads(report.config.benchmark.intra_op_threads)})")
+    axes.set_title(f"Throughput of batch-capable copies ({threads_phrase(report.config.benchmark.intra_op_threads)})")
     axes.grid(alpha=0.3)
     axes.legend()
     return _save(figure, path)
