@@ -334,12 +334,16 @@ class _Prepared:
 
 def _prepare(target: BenchmarkTarget, images: np.ndarray, intra_op_threads: int) -> _Prepared:
     spec = describe(target.model, target.source)
+    original = make_session(target.model, intra_op_threads)
+    if spec.batch_dim is None:
+        # Already batch-capable (every int8 model this pipeline emits): nothing to copy or verify.
+        return _Prepared(original=original, batched=original, accepts_batch_1=True)
     copy = batch_capable_copy(target.model, target.source)
     verify_batch_copy(target.model, copy, images, target.source)
     return _Prepared(
-        original=make_session(target.model, intra_op_threads),
+        original=original,
         batched=make_session(copy, intra_op_threads),
-        accepts_batch_1=spec.batch_dim in (None, 1),
+        accepts_batch_1=spec.batch_dim == 1,
     )
 
 

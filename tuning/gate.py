@@ -87,13 +87,15 @@ def _read_json(path: Path, what: str) -> Any:
         raise InputError(f"{path}: not valid JSON at line {exc.lineno}, column {exc.colno}: {exc.msg}") from None
 
 
-def _validate_report(data: Any) -> None:
+def _require_version(data: Any, what: str, supported: int) -> None:
     _require_object(data, "$")
     version = _require(data, "schema_version", "$")
-    if version != REPORT_SCHEMA_VERSION:
-        raise _Invalid(
-            f"report schema_version {version!r} is not supported (this gate reads {REPORT_SCHEMA_VERSION})"
-        )
+    if version != supported:
+        raise _Invalid(f"{what} schema_version {version!r} is not supported (this gate reads {supported})")
+
+
+def _validate_report(data: Any) -> None:
+    _require_version(data, "report", REPORT_SCHEMA_VERSION)
     models = _require(data, "models", "$")
     if not isinstance(models, list) or not models:
         raise _Invalid(f"$.models: expected a non-empty list of models, got {_describe(models)}")
@@ -130,12 +132,7 @@ def _validate_report(data: Any) -> None:
 
 
 def _validate_baseline(data: Any) -> None:
-    _require_object(data, "$")
-    version = _require(data, "schema_version", "$")
-    if version != BASELINE_SCHEMA_VERSION:
-        raise _Invalid(
-            f"baseline schema_version {version!r} is not supported (this gate reads {BASELINE_SCHEMA_VERSION})"
-        )
+    _require_version(data, "baseline", BASELINE_SCHEMA_VERSION)
     _require_fraction(data, "int8_top1_accuracy", "$")
     _optional_ratio(_require(data, "latency_p50_ratio", "$"), "$.latency_p50_ratio")
     throughput = _require(data, "throughput_ratio", "$")
