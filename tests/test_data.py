@@ -3,18 +3,21 @@
 from __future__ import annotations
 
 import gzip
-import shutil
+import hashlib
+from pathlib import Path
 
 import numpy as np
 import pytest
 
 from tuning.config import CalibrationSection, DatasetSection, PixelScale, Split
-from tuning.data import BatchLoader, calibration_images, evaluation_images, load_pixels
+from tuning.data import BatchLoader, calibration_images, class_names, evaluation_images, load_pixels
 from tuning.errors import ConfigError, InputError
 
 from conftest import ROOT
 
 MNIST = DatasetSection(root=ROOT / "data")
+RAW = ROOT / "data" / "MNIST" / "raw"
+FASHION_MNIST_DEB = Path("/usr/share/datasets/fashion-mnist")  # Debian's dataset-fashion-mnist
 SAMPLE_SHAPE = (1, 28, 28)
 
 
@@ -84,13 +87,88 @@ def test_unknown_dataset_class():
         load_pixels(DatasetSection(root=ROOT / "data", name="CIFAR10"), Split.TEST)
 
 
-def test_missing_and_corrupt_raw_files(tmp_path):
-    raw = tmp_path / "MNIST" / "raw"
-    shutil.copytree(ROOT / "data" / "MNIST" / "raw", raw, ignore=shutil.ignore_patterns("*-ubyte"))
-    dataset = DatasetSection(root=tmp_path)
-    (raw / "t10k-labels-idx1-ubyte.gz").unlink()
-    with pytest.raises(InputError, match="t10k-labels-idx1-ubyte.gz: raw dataset file not found"):
-        load_pixels(dataset, Split.TEST)
-    (raw / "t10k-labels-idx1-ubyte.gz").write_bytes(b"\x1f\x8b not really gzip")
-    with pytest.raises(InputError, match="md5 mismatch"):
-        load_pixels(dataset, Split.TEST)
+def regzip(source: Path, target: Path) -> None:
+    """The same IDX content in a different gzip wrapper (name, time, level), as distributions ship it."""
+    target.parent.mkdir(parents=True, exist_ok=True)
+    with open(target, "wb") as raw, gzip.GzipFile("repacked", "wb", compresslevel=6, fileobj=raw, mtime=1234567890) as out:
+        out.write(gzip.decompress(source.read_bytes()))
+
+
+@pytest.fixture
+def regzipped_mnist(tmp_path: Path) -> Path:
+    """A dataset.root whose MNIST test files are re-gzipped copies of the vendored ones."""
+    for name in ("t10k-images-idx3-ubyte.gz", "t10k-labels-idx1-ubyte.gz"):
+        regzip(RAW / name, tmp_path / "MNIST" / "raw" / name)
+    return tmp_path
+
+
+def test_a_recompressed_copy_with_the_same_content_is_accepted(regzipped_mnist):
+    raw = regzipped_mnist / "MNIST" / "raw"
+    for name in ("t10k-images-idx3-ubyte.gz", "t10k-labels-idx1-ubyte.gz"):
+        assert hashlib.md5((raw / name).read_bytes()).digest() != hashlib.md5((RAW / name).read_bytes()).digest()
+    pixels, labels = load_pixels(DatasetSection(root=regzipped_mnist), Split.TEST)
+    original_pixels, original_labels = load_pixels(MNIST, Split.TEST)
+    np.testing.assert_array_equal(pixels, original_pixels)
+    np.testing.assert_array_equal(labels, original_labels)
+    assert sorted(path.name for path in raw.iterdir()) == ["t10k-images-idx3-ubyte.gz", "t10k-labels-idx1-ubyte.gz"]
+
+
+def test_a_changed_extracted_file_beside_an_intact_archive_is_refused(regzipped_mnist):
+    raw = regzipped_mnist / "MNIST" / "raw"
+    content = bytearray(gzip.decompress((raw / "t10k-labels-idx1-ubyte.gz").read_bytes()))
+    content[8:100] = bytes((label + 1) % 10 for label in content[8:100])  # 92 labels moved to the next class
+    (raw / "t10k-labels-idx1-ubyte").write_bytes(bytes(content))
+    with pytest.raises(InputError) as exc:
+        load_pixels(DatasetSection(root=regzipped_mnist), Split.TEST)
+    message = str(exc.value)
+    assert "\n" not in message
+    assert message.startswith(f"{raw / 't10k-labels-idx1-ubyte'}: content sha256 ")
+    assert "is not MNIST's t10k-labels-idx1-ubyte" in message
+
+
+def test_extracted_files_alone_are_read(regzipped_mnist):
+    raw = regzipped_mnist / "MNIST" / "raw"
+    for archive in list(raw.glob("*.gz")):
+        archive.with_suffix("").write_bytes(gzip.decompress(archive.read_bytes()))
+        archive.unlink()
+    pixels, labels = load_pixels(DatasetSection(root=regzipped_mnist), Split.TEST)
+    assert pixels.shape == (10000, 28, 28) and len(labels) == 10000
+
+
+def test_root_may_hold_the_files_themselves(regzipped_mnist):
+    flat = regzipped_mnist / "MNIST" / "raw"  # no <name>/raw below it, as in a distribution's folder
+    _, labels = load_pixels(DatasetSection(root=flat), Split.TEST)
+    assert len(labels) == 10000
+
+
+def test_another_datasets_files_are_refused(regzipped_mnist):
+    (regzipped_mnist / "MNIST").rename(regzipped_mnist / "FashionMNIST")
+    with pytest.raises(InputError, match="is not FashionMNIST's t10k-images-idx3-ubyte"):
+        load_pixels(DatasetSection(root=regzipped_mnist, name="FashionMNIST"), Split.TEST)
+
+
+def test_without_a_known_content_checksum_only_the_original_archive_is_accepted(regzipped_mnist):
+    # KMNIST's content checksums are not known here: its files are verified by torchvision's archive md5s.
+    (regzipped_mnist / "MNIST").rename(regzipped_mnist / "KMNIST")
+    raw = regzipped_mnist / "KMNIST" / "raw"
+    with pytest.raises(InputError, match="is not the original archive's .* no content checksum is known for KMNIST"):
+        load_pixels(DatasetSection(root=regzipped_mnist, name="KMNIST"), Split.TEST)
+    for archive in list(raw.glob("*.gz")):
+        archive.with_suffix("").write_bytes(gzip.decompress(archive.read_bytes()))
+        archive.unlink()
+    with pytest.raises(InputError, match="verified only against the original archive beside it"):
+        load_pixels(DatasetSection(root=regzipped_mnist, name="KMNIST"), Split.TEST)
+
+
+@pytest.mark.skipif(not FASHION_MNIST_DEB.is_dir(), reason="Debian's dataset-fashion-mnist is not installed (.ci/run installs it)")
+def test_fashion_mnist_from_the_debian_package():
+    dataset = DatasetSection(root=FASHION_MNIST_DEB, name="FashionMNIST")
+    pixels, labels = load_pixels(dataset, Split.TEST)
+    assert pixels.shape == (10000, 28, 28)
+    assert np.bincount(labels).tolist() == [1000] * 10  # FashionMNIST's test split is balanced
+    assert class_names(dataset)[9] == "Ankle boot"
+
+
+def test_missing_files():
+    with pytest.raises(InputError, match="t10k-images-idx3-ubyte.gz: dataset file not found"):
+        load_pixels(DatasetSection(root=ROOT / "tests"), Split.TEST)

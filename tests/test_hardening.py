@@ -16,10 +16,10 @@ import onnx
 import pytest
 from onnx import TensorProto, helper
 
-from tuning._torchvision import torchvision_datasets
 from tuning.config import DatasetSection, ModelSection, Split, load_config
 from tuning.data import evaluation_images, load_pixels
 from tuning.errors import ConfigError, InputError, OutputError
+from tuning.idx import CONTENT_SHA256
 from tuning.onnx_io import describe, load_model, save_model
 from tuning.pipeline import run_tuning
 
@@ -186,43 +186,48 @@ def raw_copy(tmp_path: Path) -> Path:
 
 
 def replace_raw_file(monkeypatch, raw: Path, name: str, content: bytes) -> None:
-    """Write ``content`` as ``name`` and make torchvision's md5 list accept it, as if it were genuine."""
-    (raw / name).write_bytes(content)
-    mnist = torchvision_datasets().MNIST
-    resources = [(f, hashlib.md5(content).hexdigest() if f == name else md5) for f, md5 in mnist.resources]
-    monkeypatch.setattr(mnist, "resources", resources)
+    """Write ``content`` gzipped as ``name``.gz and make the known content checksum accept it, as if genuine."""
+    (raw / f"{name}.gz").write_bytes(gzip.compress(content, mtime=0))
+    monkeypatch.setitem(CONTENT_SHA256["MNIST"], name, hashlib.sha256(content).hexdigest())
 
 
-def test_corrupt_gzip_with_matching_md5_is_input_error(raw_copy, monkeypatch) -> None:
-    good = (raw_copy / "t10k-labels-idx1-ubyte.gz").read_bytes()
-    replace_raw_file(monkeypatch, raw_copy, "t10k-labels-idx1-ubyte.gz", good[:20] + b"\x00garbage" * 50)
-    with pytest.raises(InputError, match="t10k-labels-idx1-ubyte.gz: cannot extract") as exc:
+@pytest.mark.parametrize(
+    "archive",
+    [b"\x1f\x8b\x08\x00\x00\x00\x00\x00" + b"\x00garbage" * 50, b"plain text, not gzip\n"],
+    ids=["corrupt-gzip", "not-gzip"],
+)
+def test_an_archive_that_does_not_decompress_is_input_error(raw_copy, archive) -> None:
+    (raw_copy / "t10k-labels-idx1-ubyte.gz").write_bytes(archive)
+    with pytest.raises(InputError, match="t10k-labels-idx1-ubyte.gz: cannot decompress") as exc:
         load_pixels(DatasetSection(root=raw_copy.parent.parent), Split.TEST)
     one_line(exc)
-    assert not (raw_copy / "t10k-labels-idx1-ubyte").exists()
-    assert not list(raw_copy.glob("*.tmp"))
-
-
-def test_not_gzip_at_all_with_matching_md5_is_input_error(raw_copy, monkeypatch) -> None:
-    replace_raw_file(monkeypatch, raw_copy, "t10k-labels-idx1-ubyte.gz", b"plain text, not gzip\n")
-    with pytest.raises(InputError, match="cannot extract"):
-        load_pixels(DatasetSection(root=raw_copy.parent.parent), Split.TEST)
+    assert sorted(path.name for path in raw_copy.iterdir()) == sorted(path.name for path in RAW.glob("*.gz"))
 
 
 def test_image_and_label_counts_that_disagree(raw_copy, monkeypatch) -> None:
     labels = np.zeros(9999, dtype=np.uint8)
-    idx = (0x0801).to_bytes(4, "big") + len(labels).to_bytes(4, "big") + labels.tobytes()
-    replace_raw_file(monkeypatch, raw_copy, "t10k-labels-idx1-ubyte.gz", gzip.compress(idx, mtime=0))
-    with pytest.raises(InputError, match="10000 images but 9999 labels") as exc:
+    content = (0x0801).to_bytes(4, "big") + len(labels).to_bytes(4, "big") + labels.tobytes()
+    replace_raw_file(monkeypatch, raw_copy, "t10k-labels-idx1-ubyte", content)
+    with pytest.raises(InputError, match="10000 images, but t10k-labels-idx1-ubyte.gz has 9999 labels") as exc:
         load_pixels(DatasetSection(root=raw_copy.parent.parent), Split.TEST)
     one_line(exc)
 
 
-def test_malformed_idx_header_is_input_error(raw_copy, monkeypatch) -> None:
-    replace_raw_file(monkeypatch, raw_copy, "t10k-labels-idx1-ubyte.gz", gzip.compress(b"\x00" * 16, mtime=0))
-    with pytest.raises(InputError, match="cannot read MNIST test split") as exc:
+@pytest.mark.parametrize(
+    ("content", "problem"),
+    [
+        (b"\x00" * 16, "IDX magic number 0x00000000, expected 0x00000801"),
+        ((0x0801).to_bytes(4, "big") + (10000).to_bytes(4, "big") + b"\x01" * 9999, "the file holds 10007"),
+        ((0x0801).to_bytes(4, "big") + (10000).to_bytes(4, "big") + b"\x0a" * 10000, "label 10 is out of range"),
+        (b"\x00\x00", "too short for an IDX labels header"),
+    ],
+    ids=["magic", "size", "label-range", "short"],
+)
+def test_malformed_idx_content_is_input_error(raw_copy, monkeypatch, content, problem) -> None:
+    replace_raw_file(monkeypatch, raw_copy, "t10k-labels-idx1-ubyte", content)
+    with pytest.raises(InputError, match=problem) as exc:
         load_pixels(DatasetSection(root=raw_copy.parent.parent), Split.TEST)
-    one_line(exc)
+    assert one_line(exc).startswith(str(raw_copy / "t10k-labels-idx1-ubyte.gz"))
 
 
 def test_missing_dataset_root_names_the_key(tmp_path: Path) -> None:

@@ -1,26 +1,24 @@
 """Calibration and evaluation data from a torchvision IDX dataset (MNIST and its kin).
 
-The raw ``.gz`` files are checked against torchvision's own md5 sums and extracted
-beside themselves; no download is ever attempted. Images are preprocessed once,
-as a whole array, into the model's per-sample input shape.
+The IDX files are read and checked on their decompressed content by tuning/idx.py, gzipped
+or extracted, from ``<root>/<name>/raw/`` or from ``root`` itself; torchvision's dataset class
+names the files, the classes and the original archives' md5 sums. Nothing is written and no
+download is ever attempted. Images are preprocessed once, as a whole array, into the model's
+per-sample input shape.
 """
 
 from __future__ import annotations
 
-import gzip
-import zlib
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 
+from tuning import idx
 from tuning._torchvision import torchvision_datasets
-from tuning.atomic import atomic_output
 from tuning.config import CalibrationSection, DatasetSection, Split
 from tuning.errors import ConfigError, InputError
-
-_CHUNK = 1024 * 1024
 
 
 @dataclass(frozen=True)
@@ -51,22 +49,34 @@ class BatchLoader:
 
 
 def load_pixels(dataset: DatasetSection, split: Split) -> tuple[np.ndarray, np.ndarray]:
-    """Raw uint8 images ``(N, H, W)`` and int64 labels of one split, read by torchvision."""
+    """Raw uint8 images ``(N, H, W)`` and int64 labels of one split, verified on their content (tuning/idx.py)."""
     dataset_class = _dataset_class(dataset.name)
-    _prepare_raw_files(dataset_class, dataset.root)
-    try:
-        split_data = dataset_class(str(dataset.root), train=split is Split.TRAIN, download=False)
-    # torchvision checks IDX headers with bare asserts, so a malformed file raises AssertionError.
-    except (RuntimeError, OSError, ValueError, AssertionError) as exc:
-        reason = str(exc).strip().splitlines()[0] if str(exc).strip() else "malformed IDX file"
-        raise InputError(f"{dataset.root}: cannot read {dataset.name} {split.value} split: {reason}") from None
-    pixels = split_data.data.numpy()
-    labels = split_data.targets.numpy().astype(np.int64)
+    folder = raw_folder(dataset)
+    prefix = "train" if split is Split.TRAIN else "t10k"
+    images_path, images_content = idx.read_verified(folder, _idx_file(dataset_class, f"{prefix}-images-idx3-ubyte"))
+    labels_path, labels_content = idx.read_verified(folder, _idx_file(dataset_class, f"{prefix}-labels-idx1-ubyte"))
+    pixels = idx.parse_images(images_content, images_path)
+    labels = idx.parse_labels(labels_content, labels_path, len(dataset_class.classes))
     if len(pixels) != len(labels):
-        raise InputError(
-            f"{dataset.root}: {dataset.name} {split.value} split has {len(pixels)} images but {len(labels)} labels"
-        )
+        raise InputError(f"{images_path}: {len(pixels)} images, but {labels_path.name} has {len(labels)} labels")
     return pixels, labels
+
+
+def class_names(dataset: DatasetSection) -> list[str]:
+    """The dataset's class names in label order (torchvision's ``classes``), e.g. FashionMNIST's ``T-shirt/top``."""
+    return [str(name) for name in _dataset_class(dataset.name).classes]
+
+
+def raw_folder(dataset: DatasetSection) -> Path:
+    """``<root>/<name>/raw`` (torchvision's layout) when it exists, else ``root`` itself holds the files."""
+    root = Path(dataset.root)
+    if not root.is_dir():
+        raise InputError(
+            f"dataset.root: folder {root} not found; it must hold {dataset.name}/raw/ with the IDX files, "
+            "or the files themselves"
+        )
+    nested = root / dataset.name / "raw"
+    return nested if nested.is_dir() else root
 
 
 def preprocess(pixels: np.ndarray, dataset: DatasetSection, sample_shape: tuple[int, ...]) -> np.ndarray:
@@ -122,32 +132,7 @@ def _is_idx_dataset(candidate: object, base: type) -> bool:
     )
 
 
-def _prepare_raw_files(dataset_class: type, root: Path) -> None:
-    """Check each vendored ``.gz`` against torchvision's md5 and extract it once."""
-    from torchvision.datasets.utils import calculate_md5
-
-    if not Path(root).is_dir():
-        raise InputError(f"dataset.root: folder {root} not found; it must hold {dataset_class.__name__}/raw/*.gz")
-    raw_folder = Path(root) / dataset_class.__name__ / "raw"
-    for filename, expected_md5 in dataset_class.resources:
-        archive = raw_folder / filename
-        extracted = archive.with_suffix("")
-        if not archive.is_file():
-            raise InputError(f"{archive}: raw dataset file not found (dataset.root is {root})")
-        actual_md5 = calculate_md5(str(archive))
-        if actual_md5 != expected_md5:
-            raise InputError(f"{archive}: md5 mismatch, expected {expected_md5}, got {actual_md5}")
-        if extracted.is_file():
-            continue
-        # A corrupt archive is bad input, but atomic_output reports any OSError (BadGzipFile is one) as an
-        # output failure; so read errors are turned into InputError inside the block, write errors are not.
-        with atomic_output(extracted) as tmp, open(tmp, "wb") as target:
-            with gzip.open(archive, "rb") as source:
-                while True:
-                    try:
-                        chunk = source.read(_CHUNK)
-                    except (OSError, EOFError, zlib.error) as exc:
-                        raise InputError(f"{archive}: cannot extract ({exc}); restore the original file") from None
-                    if not chunk:
-                        break
-                    target.write(chunk)
+def _idx_file(dataset_class: type, name: str) -> idx.IdxFile:
+    archive_md5 = dict(dataset_class.resources).get(f"{name}.gz")
+    content_sha256 = idx.CONTENT_SHA256.get(dataset_class.__name__, {}).get(name)
+    return idx.IdxFile(dataset_class.__name__, name, content_sha256, archive_md5)
