@@ -25,7 +25,7 @@ from tuning.config import load_config
 from tuning.errors import InputError
 from tuning.evaluate import SESSION_CONFIG_ENTRIES
 from tuning.pipeline import run_tuning
-from tuning.report import Role, model_entries
+from tuning.report_data import Role, model_entries
 
 ROOT = Path(__file__).resolve().parent.parent
 FP32 = ROOT / "models" / "mnist-12.onnx"

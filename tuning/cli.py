@@ -151,7 +151,8 @@ def report(
     Accuracy at the configured and the other pixel scale, agreement with the float model,
     latency and throughput (interleaved, one run), size and op types. Schema: docs/report-schema.md.
     """
-    from tuning.report import model_entries, run_report
+    from tuning.report import run_report
+    from tuning.report_data import model_entries
 
     config = build_config(config_path, assignments)
     entries = model_entries(

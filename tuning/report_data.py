@@ -1,0 +1,436 @@
+"""The report's numbers: which models, their accuracy, speed, size and ops, and report.json.
+
+:func:`build_report` evaluates every model on the whole evaluation split under the configured
+preprocessing and under the other pixel scale ([0, 1] against 0..255, same mean/std), so a model
+calibrated for the other scale shows at once, and measures performance with :mod:`tuning.benchmark`
+(all models interleaved in one run). :meth:`Report.to_json` is report.json (schema:
+docs/report-schema.md). Nothing here writes a file or formats prose: :mod:`tuning.report` does.
+"""
+
+from __future__ import annotations
+
+import datetime
+import importlib.metadata
+import json
+import re
+from collections.abc import Sequence
+from dataclasses import dataclass
+from enum import Enum
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import onnx
+from tqdm import tqdm
+
+from tuning import benchmark, data, onnx_io
+from tuning.benchmark import BenchmarkTarget, Environment, Performance
+from tuning.config import BenchmarkSection, PipelineConfig, PixelScale
+from tuning.errors import InputError
+from tuning.evaluate import make_session, predict
+from tuning.fetch import sha256_of
+from tuning.graph import Precision, node_precisions, op_type_counts
+
+SCHEMA_VERSION = 1
+TUNING_SUMMARY = "tuning_summary.json"  # written by the tune command into output.dir
+FLOAT_NAME = "fp32"
+INT8_NAME = "int8"
+
+
+class Role(str, Enum):
+    FLOAT = "float"  # the baseline every ratio and agreement is taken against; exactly one
+    INT8 = "int8"  # the model under test; exactly one
+    REFERENCE = "reference"  # any number of others to compare with, e.g. the zoo's int8 model
+
+
+@dataclass(frozen=True)
+class ModelEntry:
+    name: str
+    role: Role
+    path: Path
+
+
+@dataclass(frozen=True)
+class Accuracy:
+    """Top-1 results of one model at one pixel scale; rows of ``confusion`` are true labels."""
+
+    pixel_scale: PixelScale
+    confusion: np.ndarray
+    agreement_with_float: float
+    flips: int
+    flips_to_correct: int  # float wrong, this model right
+    flips_to_wrong: int  # float right, this model wrong
+
+    @property
+    def images(self) -> int:
+        return int(self.confusion.sum())
+
+    @property
+    def top1_accuracy(self) -> float:
+        return float(np.trace(self.confusion) / self.images)
+
+    @property
+    def top1_error(self) -> float:
+        return 1.0 - self.top1_accuracy
+
+    @property
+    def per_class_accuracy(self) -> list[float | None]:
+        """Recall of each class; None for a class with no images in the split."""
+        totals = self.confusion.sum(axis=1)
+        return [float(self.confusion[k, k] / totals[k]) if totals[k] else None for k in range(len(totals))]
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "pixel_scale": self.pixel_scale.value,
+            "top1_accuracy": self.top1_accuracy,
+            "top1_error": self.top1_error,
+            "per_class_accuracy": self.per_class_accuracy,
+            "confusion_matrix": self.confusion.tolist(),
+            "agreement_with_float": self.agreement_with_float,
+            "flips": self.flips,
+            "flips_to_correct": self.flips_to_correct,
+            "flips_to_wrong": self.flips_to_wrong,
+            "images": self.images,
+        }
+
+
+def score(
+    predictions: np.ndarray,
+    labels: np.ndarray,
+    float_predictions: np.ndarray,
+    num_classes: int,
+    pixel_scale: PixelScale,
+) -> Accuracy:
+    """Confusion matrix and agreement of one model's predictions; ``float_predictions`` at the same scale."""
+    confusion = np.bincount(labels * num_classes + predictions, minlength=num_classes * num_classes)
+    same = predictions == float_predictions
+    float_right = float_predictions == labels
+    return Accuracy(
+        pixel_scale=pixel_scale,
+        confusion=confusion.reshape(num_classes, num_classes).astype(np.int64),
+        agreement_with_float=float(np.mean(same)),
+        flips=int(np.sum(~same)),
+        flips_to_correct=int(np.sum(~same & ~float_right & (predictions == labels))),
+        flips_to_wrong=int(np.sum(~same & float_right)),
+    )
+
+
+@dataclass(frozen=True)
+class ModelResult:
+    entry: ModelEntry
+    sha256: str
+    size_bytes: int
+    op_types: dict[str, int]
+    precisions: dict[str, list[str]]
+    declared_preprocessing: dict[str, Any] | None  # what the model's own metadata says it expects
+    accuracy: Accuracy
+    accuracy_other_scale: Accuracy
+    performance: Performance | None
+
+    def to_json(self) -> dict[str, Any]:
+        performance = self.performance
+        return {
+            "name": self.entry.name,
+            "role": self.entry.role.value,
+            "path": str(self.entry.path),
+            "sha256": self.sha256,
+            "size_bytes": self.size_bytes,
+            "op_types": self.op_types,
+            "precisions": self.precisions,
+            "declared_preprocessing": self.declared_preprocessing,
+            "accuracy": self.accuracy.to_json(),
+            "accuracy_other_scale": self.accuracy_other_scale.to_json(),
+            "latency_ms": None
+            if performance is None
+            else {
+                "batch_size": performance.latency.batch_size,
+                "p50": performance.latency.p50,
+                "p90": performance.latency.p90,
+                "p99": performance.latency.p99,
+                "mean": performance.latency.mean,
+                "samples": performance.latency.runs,
+                "warmup": performance.latency.warmup_runs,
+            },
+            "throughput": None
+            if performance is None
+            else [
+                {
+                    "batch_size": timing.batch_size,
+                    "images_per_s": timing.images_per_s,
+                    "batch_p50_ms": timing.p50,
+                    "batches": timing.runs,
+                    "warmup_batches": timing.warmup_runs,
+                }
+                for timing in performance.throughput
+            ],
+        }
+
+
+@dataclass(frozen=True)
+class Report:
+    config: PipelineConfig
+    evaluation_images: int
+    environment: Environment
+    models: list[ModelResult]
+    created_utc: str
+    # The tuning run that made the int8 model (<output.dir>/tuning_summary.json), when it describes that model.
+    tuning: dict[str, Any] | None = None
+    tuning_note: str | None = None  # why a summary that exists was left out
+
+    @property
+    def float_result(self) -> ModelResult:
+        return next(result for result in self.models if result.entry.role is Role.FLOAT)
+
+    @property
+    def int8_result(self) -> ModelResult:
+        return next(result for result in self.models if result.entry.role is Role.INT8)
+
+    @property
+    def performance_measured(self) -> bool:
+        return self.float_result.performance is not None
+
+    def ratios_vs_float(self) -> dict[str, dict[str, Any]]:
+        """int8/float p50 latency ratio and throughput ratio per batch size, for every non-float model."""
+        base = self.float_result.performance
+        ratios: dict[str, dict[str, Any]] = {}
+        for result in self.models:
+            if result.entry.role is Role.FLOAT:
+                continue
+            perf = result.performance
+            if base is None or perf is None:
+                ratios[result.entry.name] = {
+                    "latency_p50": None,
+                    "throughput": {str(b): None for b in benchmark.batch_sizes(self.config.benchmark)},
+                }
+                continue
+            base_throughput = {t.batch_size: t.images_per_s for t in base.throughput}
+            ratios[result.entry.name] = {
+                "latency_p50": perf.latency.p50 / base.latency.p50,
+                "throughput": {
+                    str(t.batch_size): t.images_per_s / base_throughput[t.batch_size] for t in perf.throughput
+                },
+            }
+        return ratios
+
+    def to_json(self) -> dict[str, Any]:
+        settings = self.config.benchmark
+        return {
+            "schema_version": SCHEMA_VERSION,
+            "generated_by": f"tuning {package_version()}",
+            "created_utc": self.created_utc,
+            "preprocessing": self.config.preprocessing,
+            "other_pixel_scale": other_scale(self.config.dataset.pixel_scale).value,
+            "evaluation": {
+                "dataset": self.config.dataset.name,
+                "split": self.config.evaluation.split.value,
+                "images": self.evaluation_images,
+            },
+            "benchmark": {
+                "performance_measured": self.performance_measured,
+                "warmup": settings.warmup,
+                "iterations": settings.iterations,
+                "batch_sizes": list(benchmark.batch_sizes(settings)),
+                "intra_op_threads": settings.intra_op_threads,
+                "runs_at_batch": {
+                    str(b): dict(zip(("warmup", "timed"), benchmark.runs_at_batch(settings, b)))
+                    for b in timed_batch_sizes(settings)
+                },
+                "interleave_images": benchmark.INTERLEAVE_IMAGES,
+                "throughput_statistic": "batch_size / median batch time",
+                "session_options": benchmark.describe_session_options(settings.intra_op_threads),
+            },
+            "environment": {
+                "cpu_model": self.environment.cpu_model,
+                "cpu_flags": self.environment.cpu_flags,
+                "cpu_count": self.environment.cpu_count,
+                "usable_cpus": self.environment.usable_cpus,
+                "system": self.environment.system,
+                "machine": self.environment.machine,
+                "versions": self.environment.versions,
+            },
+            "models": [result.to_json() for result in self.models],
+            "ratios_vs_float": self.ratios_vs_float(),
+        } | ({"tuning": self.tuning} if self.tuning is not None else {})
+
+
+def model_entries(float_model: Path, int8_model: Path, references: Sequence[str | Path]) -> list[ModelEntry]:
+    """Name every model. A reference is ``PATH`` or ``NAME=PATH``; an unnamed one is called by its
+    file stem without the float model's stem (``zoo-mnist-12-int8`` next to ``mnist-12`` is ``zoo-int8``)."""
+    entries = [
+        ModelEntry(FLOAT_NAME, Role.FLOAT, Path(float_model)),
+        ModelEntry(INT8_NAME, Role.INT8, Path(int8_model)),
+    ]
+    taken = {FLOAT_NAME, INT8_NAME}
+    for reference in references:
+        name, sep, path_text = str(reference).partition("=")
+        if not sep or Path(reference).exists():  # an existing file whose name holds "=" is a plain PATH
+            name, path_text = _short_name(Path(reference).stem, Path(float_model).stem), str(reference)
+        if not name or not path_text:
+            raise InputError(f"--reference {reference!r}: expected PATH or NAME=PATH")
+        unique, index = name, 2
+        while unique in taken:
+            unique, index = f"{name}-{index}", index + 1
+        taken.add(unique)
+        entries.append(ModelEntry(unique, Role.REFERENCE, Path(path_text)))
+    return entries
+
+
+def _short_name(stem: str, float_stem: str) -> str:
+    shortened = re.sub(r"[-_.]{2,}", "-", stem.replace(float_stem, "")).strip("-_.") if float_stem else stem
+    return shortened or stem
+
+
+def build_report(config: PipelineConfig, entries: Sequence[ModelEntry], performance: bool) -> Report:
+    """Every number of the report; nothing is written."""
+    roles = [entry.role for entry in entries]
+    if roles.count(Role.FLOAT) != 1 or roles.count(Role.INT8) != 1:
+        raise InputError("a report needs exactly one float and one int8 model")
+    models = {entry.name: _load(entry) for entry in entries}
+    float_entry = next(entry for entry in entries if entry.role is Role.FLOAT)
+    spec = onnx_io.describe(models[float_entry.name], float_entry.path)
+    for entry in entries:
+        other = onnx_io.describe(models[entry.name], entry.path)
+        if (other.sample_shape, other.num_classes) != (spec.sample_shape, spec.num_classes):
+            raise InputError(
+                f"{entry.path}: input {list(other.sample_shape)} with {other.num_classes} classes does not match "
+                f"the float model's {list(spec.sample_shape)} with {spec.num_classes} classes"
+            )
+
+    pixels, labels = data.load_pixels(config.dataset, config.evaluation.split)
+    if labels.max() >= spec.num_classes:
+        raise InputError(f"{float_entry.path}: {spec.num_classes} classes, but the labels go up to {labels.max()}")
+    scales = (config.dataset.pixel_scale, other_scale(config.dataset.pixel_scale))
+    images = {
+        scale: data.preprocess(pixels, config.dataset.model_copy(update={"pixel_scale": scale}), spec.sample_shape)
+        for scale in scales
+    }
+    predictions = _predict_all(entries, models, images, labels, config)
+    float_predictions = predictions[float_entry.name]
+    accuracies = {
+        entry.name: [
+            score(predictions[entry.name][scale], labels, float_predictions[scale], spec.num_classes, scale)
+            for scale in scales
+        ]
+        for entry in entries
+    }
+
+    performances: dict[str, Performance] = {}
+    if performance:
+        targets = [BenchmarkTarget(entry.name, models[entry.name], entry.path) for entry in entries]
+        performances = benchmark.measure_performance(targets, images[scales[0]], config.benchmark)
+
+    results = []
+    for entry in entries:
+        model = models[entry.name]
+        precisions = node_precisions(model)
+        results.append(
+            ModelResult(
+                entry=entry,
+                sha256=sha256_of(entry.path),
+                size_bytes=entry.path.stat().st_size,
+                op_types=op_type_counts(model),
+                precisions={
+                    kind.value: [name for name, precision in precisions.items() if precision is kind]
+                    for kind in Precision
+                },
+                declared_preprocessing=onnx_io.read_metadata(model).get("preprocessing"),
+                accuracy=accuracies[entry.name][0],
+                accuracy_other_scale=accuracies[entry.name][1],
+                performance=performances.get(entry.name),
+            )
+        )
+    int8_result = next(result for result in results if result.entry.role is Role.INT8)
+    tuning, tuning_note = tuning_candidates(config.output.dir / TUNING_SUMMARY, int8_result.sha256)
+    return Report(
+        config=config,
+        evaluation_images=len(labels),
+        environment=benchmark.capture_environment(),
+        models=results,
+        created_utc=datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
+        tuning=tuning,
+        tuning_note=tuning_note,
+    )
+
+
+# Keys of each trial in tuning_summary.json copied into report.json's tuning.candidates (tuning.quantize.Trial).
+_CANDIDATE_KEYS = (
+    "index", "accuracy", "meets_criterion", "int8_nodes", "fp32_nodes", "quant_format", "calibration_algorithm",
+    "fp32_fallback", "same_model_as", "latency_p50_ms", "latency_ratio", "latency_ratio_rounds",
+    "throughput_images_per_s", "throughput_ratio", "chosen", "reason",
+)
+
+
+def tuning_candidates(summary_path: Path, int8_sha256: str) -> tuple[dict[str, Any] | None, str | None]:
+    """The candidates of the tuning run that made the int8 model, or None and why they are left out.
+
+    They are taken only from a summary whose ``output_sha256`` is the int8 model's: a summary of
+    another run (or another model) would describe a different model.
+    """
+    if not summary_path.is_file():
+        return None, None
+    try:
+        summary = json.loads(summary_path.read_text(encoding="utf-8"))
+        if summary.get("output_sha256") != int8_sha256:
+            return None, (
+                f"`{summary_path}` describes another model (sha256 {str(summary.get('output_sha256'))[:16]}…), "
+                "not this int8 model; its candidates are not listed."
+            )
+        candidates = [{key: trial.get(key) for key in _CANDIDATE_KEYS} for trial in summary["trials"]]
+        section = {
+            "summary_path": str(summary_path),
+            "objective": summary["objective"],
+            "chosen_trial": summary["chosen_trial"],
+            "reason": summary["reason"],
+            "latency_measurement": summary["latency_measurement"],
+            "candidates": candidates,
+        }
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError, KeyError, TypeError, AttributeError) as exc:
+        return None, f"`{summary_path}` could not be read ({exc.__class__.__name__}); no tuning candidates listed."
+    return section, None
+
+
+def _load(entry: ModelEntry) -> onnx.ModelProto:
+    if entry.role is Role.INT8 and not entry.path.is_file():
+        raise InputError(
+            f"{entry.path}: int8 model not found; produce it with run_tuning.sh (python -m tuning tune) "
+            "or pass --int8-model"
+        )
+    return onnx_io.load_model(entry.path)
+
+
+def _predict_all(
+    entries: Sequence[ModelEntry],
+    models: dict[str, onnx.ModelProto],
+    images: dict[PixelScale, np.ndarray],
+    labels: np.ndarray,
+    config: PipelineConfig,
+) -> dict[str, dict[PixelScale, np.ndarray]]:
+    predictions: dict[str, dict[PixelScale, np.ndarray]] = {}
+    with tqdm(total=len(entries) * len(images), desc="accuracy", unit="eval", disable=None, leave=False) as bar:
+        for entry in entries:
+            model = models[entry.name]
+            # A fixed batch dimension decides the batch size; otherwise the configured one.
+            batch_size = onnx_io.describe(model, entry.path).batch_dim or config.evaluation.batch_size
+            session = make_session(model, config.benchmark.intra_op_threads)
+            predictions[entry.name] = {}
+            for scale, scaled in images.items():
+                bar.set_postfix_str(f"{entry.name}, {scale.value} pixels")
+                predictions[entry.name][scale] = predict(session, data.LabelledImages(scaled, labels), batch_size)
+                bar.update()
+    return predictions
+
+
+def timed_batch_sizes(settings: BenchmarkSection) -> list[int]:
+    """Batch 1 for latency and the throughput batch sizes."""
+    return sorted({1, *benchmark.batch_sizes(settings)})
+
+
+def other_scale(scale: PixelScale) -> PixelScale:
+    return PixelScale.RAW if scale is PixelScale.UNIT else PixelScale.UNIT
+
+
+def package_version() -> str:
+    try:
+        return importlib.metadata.version("mnist-int8-tuning")
+    except importlib.metadata.PackageNotFoundError:
+        return "unknown"

@@ -1,0 +1,15 @@
+"""Number formats shared by every rendering of the report (Markdown, plots), so one quantity reads the same everywhere."""
+
+from __future__ import annotations
+
+
+def pct(fraction: float) -> str:
+    return f"{100 * fraction:.2f} %"
+
+
+def us(ms: float) -> str:
+    return f"{1000 * ms:.1f} µs"
+
+
+def optional_pct(value: float | None) -> str:
+    return "—" if value is None else pct(value)

@@ -1,0 +1,308 @@
+"""report.md: the report's numbers as Markdown tables and prose, linking the plots."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Sequence
+from typing import Any
+
+from tuning import benchmark
+from tuning.benchmark import threads_phrase
+from tuning.graph import Precision
+from tuning.report_data import TUNING_SUMMARY, Report, Role, other_scale, package_version, timed_batch_sizes
+from tuning.report_format import optional_pct, pct, us
+from tuning.report_plots import CONFUSION_PLOT, PLOT_TITLES
+
+_SCALE_MISMATCH_PP = 1.0
+
+
+def _table(header: Sequence[str], rows: Sequence[Sequence[str]], align: str = "l") -> str:
+    # The first column is a label; the others are numbers and read best right-aligned.
+    marks = [":---"] + ["---:" if align == "r" else ":---"] * (len(header) - 1)
+    lines = ["| " + " | ".join(header) + " |", "| " + " | ".join(marks) + " |"]
+    lines += ["| " + " | ".join(row) + " |" for row in rows]
+    return "\n".join(lines)
+
+
+def summary_table(report: Report) -> str:
+    """The table people read first: one row per model."""
+    largest = max(benchmark.batch_sizes(report.config.benchmark))
+    other = other_scale(report.config.dataset.pixel_scale).value
+    rows = []
+    for result in report.models:
+        perf, accuracy = result.performance, result.accuracy
+        agreement = f"{pct(accuracy.agreement_with_float)} / {accuracy.flips}"
+        rows.append(
+            [
+                f"{result.entry.name} ({result.entry.role.value})",
+                pct(accuracy.top1_error),
+                pct(result.accuracy_other_scale.top1_error),
+                "—" if result.entry.role is Role.FLOAT else agreement,
+                us(perf.latency.p50) if perf is not None else "not measured",
+                f"{perf.throughput_at(largest).images_per_s:,.0f} img/s" if perf is not None else "not measured",
+                f"{result.size_bytes:,} B",
+            ]
+        )
+    header = [
+        "model",
+        f"top-1 error ({report.config.dataset.pixel_scale.value} pixels)",
+        f"error at {other} pixels",
+        "agreement with fp32 / flips",
+        "p50 latency (batch 1)",
+        f"throughput @ batch {largest}",
+        "size",
+    ]
+    return _table(header, rows, align="r")
+
+
+def _mismatch_notes(report: Report) -> list[str]:
+    configured = report.config.preprocessing
+    notes = []
+    for result in report.models:
+        this, other = result.accuracy, result.accuracy_other_scale
+        if 100 * (this.top1_error - other.top1_error) > _SCALE_MISMATCH_PP:
+            notes.append(
+                f"**{result.entry.name}** has {pct(this.top1_error)} error with {this.pixel_scale.value} pixels but "
+                f"{pct(other.top1_error)} with {other.pixel_scale.value} pixels: it expects "
+                f"{other.pixel_scale.value} input, not this pipeline's preprocessing."
+            )
+        declared = result.declared_preprocessing
+        if declared is not None and declared != configured:
+            notes.append(
+                f"**{result.entry.name}** declares preprocessing {json.dumps(declared, sort_keys=True)} in its "
+                f"metadata; this report uses {json.dumps(configured, sort_keys=True)}."
+            )
+    return notes
+
+
+def markdown(report: Report, summary: str, plots: list[str]) -> str:
+    sections = [
+        _intro_section(report),
+        _summary_section(report, summary),
+        _performance_section(report, plots),
+        _conditions_section(report),
+        _tuning_section(report),
+        _accuracy_section(report),
+        _operators_section(report),
+        _models_section(report),
+    ]
+    return "\n\n".join(sections) + "\n"
+
+
+def _intro_section(report: Report) -> str:
+    config = report.config
+    return (
+        "# Quantization report\n\n"
+        f"Generated {report.created_utc} by tuning {package_version()}; {report.evaluation_images:,} "
+        f"{config.dataset.name} {config.evaluation.split.value} images, preprocessing "
+        f"`{json.dumps(config.preprocessing, sort_keys=True)}`. Machine-readable: `report.json` "
+        "(schema: docs/report-schema.md)."
+    )
+
+
+def _summary_section(report: Report, summary: str) -> str:
+    lines = [
+        "## Summary",
+        "",
+        summary,
+        "",
+        "Agreement: share of test images on which the model predicts the same class as fp32; flips: images on "
+        "which it does not. Error at the other pixel scale feeds the same images scaled the other way "
+        "([0, 1] against 0..255, same mean and std), to expose a model calibrated for the other preprocessing.",
+    ]
+    notes = _mismatch_notes(report)
+    if notes:
+        lines += ["", *(f"- ⚠ {note}" for note in notes)]
+    return "\n".join(lines)
+
+
+def _performance_section(report: Report, plots: list[str]) -> str:
+    if not report.performance_measured:
+        return "## Ratios against fp32\n\nPerformance was not measured (`--skip-performance`)."
+    sizes = benchmark.batch_sizes(report.config.benchmark)
+    ratios = _table(
+        ["model", "p50 latency ratio", *(f"throughput ratio @ {b}" for b in sizes)],
+        [
+            [name, f"{r['latency_p50']:.2f}×", *(f"{r['throughput'][str(b)]:.2f}×" for b in sizes)]
+            for name, r in report.ratios_vs_float().items()
+        ],
+        align="r",
+    )
+    measured = [(result.entry.name, result.performance) for result in report.models if result.performance]
+    latency = _table(
+        ["model (batch 1)", "p50", "p90", "p99", "mean", "timed runs"],
+        [
+            [name, *(us(p.latency.percentile(q)) for q in (50, 90, 99)), us(p.latency.mean), f"{p.latency.runs:,}"]
+            for name, p in measured
+        ],
+        align="r",
+    )
+    throughput = _table(
+        ["batch size", *(f"{name} img/s" for name, _ in measured)],
+        [[str(b), *(f"{p.throughput_at(b).images_per_s:,.0f}" for _, p in measured)] for b in sizes],
+        align="r",
+    )
+    images = "\n".join(f"![{PLOT_TITLES[name]}]({name})" for name in plots if name != CONFUSION_PLOT)
+    return "\n\n".join(
+        [
+            "## Ratios against fp32 (same run, interleaved)",
+            ratios,
+            "Latency ratio below 1 and throughput ratio above 1 mean faster than fp32.",
+            "## Performance",
+            latency,
+            throughput,
+            images,
+        ]
+    )
+
+
+def _conditions_section(report: Report) -> str:
+    settings, env = report.config.benchmark, report.environment
+    session = benchmark.describe_session_options(settings.intra_op_threads)
+    runs = ", ".join(
+        f"batch {b}: {warmup} + {timed}"
+        for b in timed_batch_sizes(settings)
+        for warmup, timed in [benchmark.runs_at_batch(settings, b)]
+    )
+    flags = ", ".join(f"{flag} {'yes' if present else 'no'}" for flag, present in env.cpu_flags.items())
+    sizes = ", ".join(map(str, benchmark.batch_sizes(settings)))
+    return "\n".join(
+        [
+            "## Conditions",
+            "",
+            f"- Threads: {session['intra_op_num_threads']} intra-op, {session['inter_op_num_threads']} inter-op; "
+            f"graph optimization {session['graph_optimization_level']}, {session['execution_mode']}, "
+            f"{', '.join(session['providers'])}; session config entries "
+            f"`{json.dumps(session['config_entries'], sort_keys=True)}` (a deployment needs them for this speed; "
+            "int8 models made by this pipeline record them in their metadata, `tuning.session_options`)",
+            f"- Latency: batch 1, {settings.warmup} warm-up + {settings.iterations} timed runs per model, on the "
+            f"model as given; throughput at batch sizes {sizes} on batch-capable copies (checked to give the "
+            f"original's outputs); warm-up + timed runs: {runs}",
+            f"- Models interleaved in chunks of about {benchmark.INTERLEAVE_IMAGES} images; throughput is "
+            "batch size / median batch time",
+            f"- CPU: {env.cpu_model}; {flags}; {env.usable_cpus} usable of {env.cpu_count} cores; "
+            f"{env.machine}, {env.system}",
+            "- Versions: " + ", ".join(f"{name} {version}" for name, version in env.versions.items()),
+        ]
+    )
+
+
+def _tuning_section(report: Report) -> str:
+    tuning = report.tuning
+    if tuning is None:
+        note = report.tuning_note or "No tuning summary (`<output.dir>/" + TUNING_SUMMARY + "`) found."
+        return f"## Tuning candidates\n\n{note}"
+    measurement = tuning["latency_measurement"]
+    timed = measurement is not None
+    largest = measurement["throughput_batch_size"] if timed else None
+    header = ["trial", "candidate", "int8 / fp32 nodes", "top-1", "criterion"]
+    if timed:
+        header += ["p50 (batch 1)", "p50 ratio (per round)", f"img/s @ {largest}", "throughput ratio"]
+    header.append("chosen")
+    rows = []
+    for trial in tuning["candidates"]:
+        row = [
+            str(trial["index"]),
+            _candidate_description(trial),
+            "—" if trial["index"] == 0 else f"{len(trial['int8_nodes'])} / {len(trial['fp32_nodes'])}",
+            pct(trial["accuracy"]),
+            "baseline" if trial["index"] == 0 else ("meets" if trial["meets_criterion"] else "misses"),
+        ]
+        if timed:
+            rounds = trial["latency_ratio_rounds"] or []
+            row += [
+                us(trial["latency_p50_ms"]),
+                f"{trial['latency_ratio']:.2f}× ({min(rounds):.2f}–{max(rounds):.2f})" if rounds else "—",
+                f"{trial['throughput_images_per_s']:,.0f}",
+                f"{trial['throughput_ratio']:.2f}×",
+            ]
+        row.append("**yes**" if trial["chosen"] else "")
+        rows.append(row)
+    lines = [
+        "## Tuning candidates",
+        "",
+        f"Every candidate the tuning run tried (objective `{tuning['objective']}`, from `{tuning['summary_path']}`). "
+        f"Chosen: trial {tuning['chosen_trial']}: {tuning['reason']}.",
+        "",
+        _table(header, rows),
+    ]
+    if timed:
+        entries = measurement["session_options"].get("config_entries", {})
+        lines += [
+            "",
+            f"Timed at tuning time, not in this report's run: fp32 and every distinct candidate interleaved, "
+            f"{measurement['rounds']} rounds of {measurement['iterations']} images per model at batch 1 and at "
+            f"batch {largest}, {threads_phrase(measurement['intra_op_threads'])}, session config entries "
+            f"`{json.dumps(entries, sort_keys=True)}`. A candidate counts as slower than the fastest only when it is "
+            f"more than {measurement['tie_margin']:.0%} slower in every round; of those tied with the fastest, the "
+            "earliest in the candidate order is chosen.",
+        ]
+    return "\n".join(lines)
+
+
+def _candidate_description(trial: dict[str, Any]) -> str:
+    if trial["index"] == 0:
+        return "fp32 baseline"
+    if trial["quant_format"] is None:
+        return "INC trial"
+    fallback = ", ".join(trial["fp32_fallback"] or []) or "none"
+    text = f"{trial['quant_format']}, {trial['calibration_algorithm'] or 'no calibration'}, fp32: {fallback}"
+    return text + (f" (same model as trial {trial['same_model_as']})" if trial["same_model_as"] is not None else "")
+
+
+def _accuracy_section(report: Report) -> str:
+    classes = report.float_result.accuracy.confusion.shape[0]
+    table = _table(
+        ["class", *(result.entry.name for result in report.models)],
+        [
+            [str(k), *(optional_pct(result.accuracy.per_class_accuracy[k]) for result in report.models)]
+            for k in range(classes)
+        ],
+        align="r",
+    )
+    return (
+        f"## Per-class accuracy ({report.config.dataset.pixel_scale.value} pixels)\n\n{table}\n\n"
+        f"![{PLOT_TITLES[CONFUSION_PLOT]}]({CONFUSION_PLOT})"
+    )
+
+
+def _operators_section(report: Report) -> str:
+    op_types = sorted({op for result in report.models for op in result.op_types})
+    counts = _table(
+        ["op type", *(result.entry.name for result in report.models)],
+        [[op, *(str(result.op_types.get(op, 0)) for result in report.models)] for op in op_types],
+        align="r",
+    )
+    nodes = _table(
+        ["model", "int8 nodes", "fp32 nodes", "Quantize/Dequantize nodes"],
+        [
+            [
+                result.entry.name,
+                *(
+                    f"{len(result.precisions[kind.value])}: {', '.join(result.precisions[kind.value]) or '—'}"
+                    for kind in Precision
+                ),
+            ]
+            for result in report.models
+        ],
+    )
+    return f"## Operators\n\n{counts}\n\n{nodes}"
+
+
+def _models_section(report: Report) -> str:
+    table = _table(
+        ["model", "role", "path", "sha256", "declared preprocessing"],
+        [
+            [
+                result.entry.name,
+                result.entry.role.value,
+                f"`{result.entry.path}`",
+                f"`{result.sha256[:16]}…`",
+                f"`{json.dumps(result.declared_preprocessing, sort_keys=True)}`"
+                if result.declared_preprocessing
+                else "none",
+            ]
+            for result in report.models
+        ],
+    )
+    return f"## Models\n\n{table}"
