@@ -354,12 +354,15 @@ def test_two_concurrent_runs_writing_one_output(tmp_path: Path) -> None:
     assert not list(tmp_path.glob(".shared.onnx.*"))
 
 
-def test_foreign_non_json_metadata_is_read_as_text() -> None:
-    from tuning.onnx_io import read_metadata
+def test_foreign_metadata_is_read_as_text() -> None:
+    from tuning.onnx_io import declared_preprocessing, read_metadata
 
     model = onnx.load(str(MODEL))
     model.metadata_props.add(key="tuning.note", value="written by another tool")
-    assert read_metadata(model) == {"note": "written by another tool"}
+    model.metadata_props.add(key="tuning.preprocessing.pixel_scale", value="unit")
+    model.metadata_props.add(key="tuning.preprocessing.mean", value="not a number")
+    assert read_metadata(model)["note"] == "written by another tool"
+    assert declared_preprocessing(model) == {"pixel_scale": "unit", "mean": "not a number", "std": None}
 
 
 def test_batch_the_model_refuses_is_input_error() -> None:

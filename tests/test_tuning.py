@@ -43,13 +43,20 @@ def test_output_is_quantized_and_carries_its_provenance(default_run):
     onnx.checker.check_model(model)
     precisions = node_precisions(model)
     assert Precision.INT8 in precisions.values()
-    metadata = onnx_io.read_metadata(model)
-    assert metadata["preprocessing"] == {"pixel_scale": "unit", "mean": 0.0, "std": 1.0}
-    assert metadata["source_sha256"] == sha256_of(config.model.path) == config.model.sha256
-    assert metadata["config_sha256"] == config.quantization_sha256()
-    assert metadata["int8_top1_accuracy"] == summary.int8_top1_accuracy
-    assert metadata["fp32_top1_accuracy"] == summary.fp32_top1_accuracy
-    assert metadata["session_options"] == describe_session_options(config.benchmark.intra_op_threads)
+    # Plain strings, read back as the README shows: no JSON decoding.
+    props = {prop.key: prop.value for prop in model.metadata_props}
+    assert props["tuning.preprocessing.pixel_scale"] == "unit"
+    assert float(props["tuning.preprocessing.mean"]) == 0.0 and float(props["tuning.preprocessing.std"]) == 1.0
+    assert props["tuning.source_sha256"] == sha256_of(config.model.path) == config.model.sha256
+    assert props["tuning.config_sha256"] == config.quantization_sha256()
+    assert float(props["tuning.int8_top1_accuracy"]) == summary.int8_top1_accuracy
+    assert float(props["tuning.fp32_top1_accuracy"]) == summary.fp32_top1_accuracy
+    assert props["tuning.evaluation_split"] == "MNIST/test"
+    options = describe_session_options(config.benchmark.intra_op_threads)
+    assert props["tuning.session_options.graph_optimization_level"] == options["graph_optimization_level"]
+    assert props["tuning.session_options.providers"] == ",".join(options["providers"])
+    assert not [value for value in props.values() if value.startswith(('"', "{", "["))]
+    assert onnx_io.declared_preprocessing(model) == config.preprocessing
 
 
 def test_summary_file_lists_the_trials(default_run):

@@ -42,7 +42,7 @@ from tuning import data
 from tuning.config import BenchmarkSection, PipelineConfig
 from tuning.errors import InputError
 from tuning.evaluate import SESSION_CONFIG_ENTRIES, make_session, predict, session_options, top1_accuracy
-from tuning.onnx_io import describe, load_model, read_metadata
+from tuning.onnx_io import declared_preprocessing, describe, load_model
 
 BATCH_DIM_NAME = "batch"
 INTERLEAVE_IMAGES = 100  # images each model runs before the next model's turn
@@ -520,7 +520,7 @@ def run_benchmark(config: PipelineConfig, model_path: Path, mode: str, batch_siz
     evaluation = data.evaluation_images(config.dataset, config.evaluation.split, spec.sample_shape)
     target = BenchmarkTarget(model_path.stem, model, model_path)
     settings = config.benchmark
-    declared = read_metadata(model).get("preprocessing")
+    declared = declared_preprocessing(model)
     warnings = (
         (
             f"warning: {model_path} declares preprocessing {json.dumps(declared, sort_keys=True)}; "

@@ -6,12 +6,12 @@ dimension, number of classes) comes from the graph itself, never from constants.
 
 from __future__ import annotations
 
-import json
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import onnx
 from google.protobuf.message import DecodeError
 
@@ -95,30 +95,67 @@ def describe(model: onnx.ModelProto, source: Path | str = "<model>") -> ModelSpe
     )
 
 
-def read_metadata(model: onnx.ModelProto) -> dict[str, Any]:
-    """This project's metadata_props (prefix stripped, JSON values decoded; other values kept as text)."""
+def plain_metadata(values: Mapping[str, Any], prefix: str = METADATA_PREFIX) -> dict[str, str]:
+    """``values`` as metadata_props: plain strings under flat, dotted keys (README, "Model metadata").
+
+    A nested mapping becomes one key per leaf (``tuning.preprocessing.mean``), a list comma-separated
+    text, a number decimal text (``0.9891``, ``1``), a string itself. Keys of a nested mapping are kept
+    as they are, so a reader strips the known prefix (``tuning.session_options.config_entries.``)
+    to get, e.g., an onnxruntime session config entry whose own key holds dots.
+    """
+    flat: dict[str, str] = {}
+    for key, value in values.items():
+        if isinstance(value, Mapping):
+            flat.update(plain_metadata(value, f"{prefix}{key}."))
+        else:
+            flat[f"{prefix}{key}"] = _plain_text(value)
+    return flat
+
+
+def _plain_text(value: Any) -> str:
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, float):
+        return np.format_float_positional(value, trim="-")  # shortest decimal that reads back exactly
+    if isinstance(value, (list, tuple)):
+        return ",".join(_plain_text(item) for item in value)
+    return str(value)
+
+
+def read_metadata(model: onnx.ModelProto) -> dict[str, str]:
+    """This project's metadata_props as written (plain strings), the ``tuning.`` prefix stripped."""
     return {
-        prop.key[len(METADATA_PREFIX) :]: _decoded(prop.value)
+        prop.key[len(METADATA_PREFIX) :]: prop.value
         for prop in model.metadata_props
         if prop.key.startswith(METADATA_PREFIX)
     }
 
 
-def _decoded(value: str) -> Any:
-    # Another tool may have written a "tuning." key that is not JSON; a report should still read the model.
-    try:
-        return json.loads(value)
-    except json.JSONDecodeError:
-        return value
+def declared_preprocessing(model: onnx.ModelProto) -> dict[str, Any] | None:
+    """The preprocessing the model's metadata records, as ``PipelineConfig.preprocessing`` spells it; None if none.
+
+    A value that is not a number where one belongs is kept as text, so it compares unequal and shows.
+    """
+    metadata = read_metadata(model)
+    if "preprocessing.pixel_scale" not in metadata:
+        return None
+    declared: dict[str, Any] = {"pixel_scale": metadata["preprocessing.pixel_scale"]}
+    for key in ("mean", "std"):
+        text = metadata.get(f"preprocessing.{key}")
+        try:
+            declared[key] = float(text) if text is not None else None
+        except ValueError:
+            declared[key] = text
+    return declared
 
 
-def save_model(model: onnx.ModelProto, path: Path, metadata: dict[str, Any]) -> None:
-    """Attach metadata, check the model, and write it atomically."""
+def save_model(model: onnx.ModelProto, path: Path, metadata: Mapping[str, Any]) -> None:
+    """Attach ``metadata`` (as :func:`plain_metadata`), check the model, and write it atomically."""
     kept = [prop for prop in model.metadata_props if not prop.key.startswith(METADATA_PREFIX)]
     del model.metadata_props[:]
     model.metadata_props.extend(kept)
-    for key, value in sorted(metadata.items()):
-        model.metadata_props.add(key=METADATA_PREFIX + key, value=json.dumps(value, sort_keys=True))
+    for key, value in sorted(plain_metadata(metadata).items()):
+        model.metadata_props.add(key=key, value=value)
     try:
         onnx.checker.check_model(model)
         payload = model.SerializeToString(deterministic=True)

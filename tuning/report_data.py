@@ -333,7 +333,7 @@ def build_report(config: PipelineConfig, entries: Sequence[ModelEntry], performa
                     kind.value: [name for name, precision in precisions.items() if precision is kind]
                     for kind in Precision
                 },
-                declared_preprocessing=onnx_io.read_metadata(model).get("preprocessing"),
+                declared_preprocessing=onnx_io.declared_preprocessing(model),
                 accuracy=accuracies[entry.name][0],
                 accuracy_other_scale=accuracies[entry.name][1],
                 performance=performances.get(entry.name),

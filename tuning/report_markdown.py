@@ -174,7 +174,7 @@ def _conditions_section(report: Report) -> str:
             f"graph optimization {session['graph_optimization_level']}, {session['execution_mode']}, "
             f"{', '.join(session['providers'])}; session config entries "
             f"`{json.dumps(session['config_entries'], sort_keys=True)}` (a deployment needs them for this speed; "
-            "int8 models made by this pipeline record them in their metadata, `tuning.session_options`)",
+            "int8 models made by this pipeline record them in their metadata, `tuning.session_options.*`)",
             f"- Latency: batch 1, {settings.warmup} warm-up + {settings.iterations} timed runs per model, on the "
             f"model as given; throughput at batch sizes {sizes} on batch-capable copies (checked to give the "
             f"original's outputs); warm-up + timed runs: {runs}",
