@@ -20,6 +20,8 @@ from tuning.errors import ConfigError
 
 from conftest import CONFIG
 
+pytestmark = pytest.mark.fast
+
 
 def write(tmp_path: Path, text: str) -> Path:
     path = tmp_path / "config.yaml"

@@ -15,6 +15,8 @@ from tuning.errors import ConfigError, InputError
 
 from conftest import ROOT
 
+pytestmark = pytest.mark.fast
+
 MNIST = DatasetSection(root=ROOT / "data")
 RAW = ROOT / "data" / "MNIST" / "raw"
 FASHION_MNIST_DEB = Path("/usr/share/datasets/fashion-mnist")  # Debian's dataset-fashion-mnist

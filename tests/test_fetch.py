@@ -19,6 +19,8 @@ MODEL = Path(__file__).parent.parent / "models" / "mnist-12.onnx"
 MODEL_SHA256 = "5c688690f8bacf667d4c2074af5ad0646ca328d7ab03eccf944a65b320171bdd"
 PAYLOAD = MODEL.read_bytes()
 
+pytestmark = pytest.mark.fast
+
 
 @dataclass
 class Reply:

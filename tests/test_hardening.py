@@ -99,6 +99,7 @@ def test_integer_input_is_refused_by_name(tmp_path: Path) -> None:
     assert str(path) in one_line(exc)
 
 
+@pytest.mark.fast
 def test_input_shape_that_does_not_fit_the_dataset(tmp_path: Path) -> None:
     path = tmp_path / "cifar-shaped.onnx"
     onnx.save(tiny_model([1, 3, 32, 32]), str(path))
@@ -158,6 +159,7 @@ def test_external_data_counts_towards_the_limit(tmp_path: Path) -> None:
         load_model(path, max_bytes=50_000)
 
 
+@pytest.mark.fast
 def test_max_bytes_default_and_validation() -> None:
     assert ModelSection().max_bytes == 256 * 1024 * 1024
     assert load_config(None, {"model.max_bytes": 1000}).model.max_bytes == 1000
@@ -191,6 +193,7 @@ def replace_raw_file(monkeypatch, raw: Path, name: str, content: bytes) -> None:
     monkeypatch.setitem(CONTENT_SHA256["MNIST"], name, hashlib.sha256(content).hexdigest())
 
 
+@pytest.mark.fast
 @pytest.mark.parametrize(
     "archive",
     [b"\x1f\x8b\x08\x00\x00\x00\x00\x00" + b"\x00garbage" * 50, b"plain text, not gzip\n"],
@@ -204,6 +207,7 @@ def test_an_archive_that_does_not_decompress_is_input_error(raw_copy, archive) -
     assert sorted(path.name for path in raw_copy.iterdir()) == sorted(path.name for path in RAW.glob("*.gz"))
 
 
+@pytest.mark.fast
 def test_image_and_label_counts_that_disagree(raw_copy, monkeypatch) -> None:
     labels = np.zeros(9999, dtype=np.uint8)
     content = (0x0801).to_bytes(4, "big") + len(labels).to_bytes(4, "big") + labels.tobytes()
@@ -213,6 +217,7 @@ def test_image_and_label_counts_that_disagree(raw_copy, monkeypatch) -> None:
     one_line(exc)
 
 
+@pytest.mark.fast
 @pytest.mark.parametrize(
     ("content", "problem"),
     [
@@ -230,6 +235,7 @@ def test_malformed_idx_content_is_input_error(raw_copy, monkeypatch, content, pr
     assert one_line(exc).startswith(str(raw_copy / "t10k-labels-idx1-ubyte.gz"))
 
 
+@pytest.mark.fast
 def test_missing_dataset_root_names_the_key(tmp_path: Path) -> None:
     with pytest.raises(InputError, match="dataset.root: folder .*absent not found") as exc:
         load_pixels(DatasetSection(root=tmp_path / "absent"), Split.TEST)
@@ -248,12 +254,14 @@ def test_missing_dataset_root_names_the_key(tmp_path: Path) -> None:
         ({"quantization.calibration_algorithm": "kl"}, "quantization.calibration_algorithm"),
     ],
 )
+@pytest.mark.fast
 def test_dynamic_with_calibration_settings_is_a_contradiction(overrides, key) -> None:
     with pytest.raises(ConfigError) as exc:
         load_config(None, {"quantization.approach": "dynamic", **overrides})
     assert "quantization.approach: dynamic" in one_line(exc) and key in one_line(exc)
 
 
+@pytest.mark.fast
 def test_dynamic_with_default_calibration_is_fine(tmp_path: Path) -> None:
     config = tmp_path / "dynamic.yaml"
     config.write_text("quantization:\n  approach: dynamic\ncalibration:\n  seed: 0\n")
@@ -330,6 +338,7 @@ def test_full_disk_while_writing_the_model_is_exit_code_5(tmp_path: Path) -> Non
     assert os.listdir(tmp_path) == []
 
 
+@pytest.mark.fast
 def test_save_into_a_path_under_a_file_is_output_error(tmp_path: Path) -> None:
     (tmp_path / "afile").write_text("")
     with pytest.raises(OutputError) as exc:

@@ -55,6 +55,7 @@ def test_candidate_grid_order_and_size(default_run):
     assert grid[8].fp32_fallback == ("Convolution28", "Convolution110")
 
 
+@pytest.mark.fast
 def test_node_pattern_covers_nodes_fused_from_the_original():
     pattern = node_pattern("Times212")
     assert re.fullmatch(pattern, "Times212")
@@ -164,6 +165,7 @@ def test_the_config_hash_covers_what_decides_the_choice(default_run, tmp_path):
     assert project_config(tmp_path, **{"benchmark.iterations": 7}).quantization_sha256() == base
 
 
+@pytest.mark.fast
 def test_latency_objective_refuses_dynamic_quantization(tmp_path):
     with pytest.raises(ConfigError, match="tuning.objective: latency needs quantization.approach static"):
         project_config(tmp_path, **{"quantization.approach": "dynamic"})
@@ -190,12 +192,14 @@ def _trial(index: int, ratio_rounds: tuple[float, ...], meets: bool = True, accu
 FP32 = Trial(0, 0.99, True, (), (), latency_ratio=1.0, latency_ratio_rounds=(1.0, 1.0, 1.0))
 
 
+@pytest.mark.fast
 def test_a_clear_winner_is_chosen():
     trials = [FP32, _trial(1, (1.4, 1.3, 1.5)), _trial(2, (0.80, 0.82, 0.81)), _trial(3, (0.70, 0.71, 0.69))]
     index, reason = choose_fastest(trials, tie_margin=0.05)
     assert index == 3 and reason.startswith("fastest of 3 passing candidates: p50 0.70x fp32")
 
 
+@pytest.mark.fast
 def test_candidates_within_noise_go_to_the_earliest():
     # Trial 3 measures fastest, but trial 2 is within 5 % of it in one round: a tie, and 2 comes first.
     trials = [FP32, _trial(1, (1.4, 1.3, 1.5)), _trial(2, (0.74, 0.80, 0.78)), _trial(3, (0.72, 0.70, 0.71))]
@@ -204,6 +208,7 @@ def test_candidates_within_noise_go_to_the_earliest():
     assert ties_with(trials[2], trials[3], 0.05) and not ties_with(trials[1], trials[3], 0.05)
 
 
+@pytest.mark.fast
 def test_failing_and_duplicate_candidates_are_never_chosen():
     trials = [
         FP32,

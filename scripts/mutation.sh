@@ -1,0 +1,41 @@
+#!/usr/bin/env bash
+# Mutation testing of the modules that decide correctness (docs/mutation.md): mutmut changes one thing at a
+# time in tuning/<module>.py and runs, for each such mutant, the tests of the fast subset (pytest -m fast)
+# that call the mutated function; a mutant no test fails on is a behaviour no test pins.
+# Usage: scripts/mutation.sh [config|fetch|data|graph|gate|atomic|choice|all]   (default: all, one after another)
+# MUTATION_JOBS (default 1) mutants run in parallel. A development tool: .ci/run does not run it.
+set -euo pipefail
+project_root="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
+cd "$project_root"
+
+modules=(config fetch data graph gate atomic choice)
+target="${1:-all}"
+if [[ "$target" == all ]]; then
+  selected=("${modules[@]}")
+elif [[ " ${modules[*]} " == *" $target "* ]]; then
+  selected=("$target")
+else
+  echo "error: scripts/mutation.sh takes one of: ${modules[*]} all; got '$target'" >&2
+  exit 2
+fi
+
+bash scripts/setup_env.sh mutation
+if [[ -n "${VIRTUAL_ENV:-}" ]]; then bin="$VIRTUAL_ENV/bin"; else bin="$project_root/.venv/bin"; fi
+
+# mutmut names a mutant <module path>.x_<function>__mutmut_<n> (methods: xǁClassǁmethod__mutmut_<n>).
+patterns_of() {
+  case "$1" in
+    # The candidate choice of objective latency is two pure functions of tuning/latency_search.py.
+    choice) echo "tuning.latency_search.x_choose_fastest__mutmut_* tuning.latency_search.x_ties_with__mutmut_*" ;;
+    *) echo "tuning.$1.*" ;;
+  esac
+}
+
+started=$SECONDS
+for module in "${selected[@]}"; do
+  echo "== mutation testing: $module"
+  read -r -a patterns <<< "$(patterns_of "$module")"
+  "$bin/mutmut" run --max-children "${MUTATION_JOBS:-1}" "${patterns[@]}"
+done
+echo "== mutation testing took $((SECONDS - started)) s"
+"$bin/mutmut" results --all true | "$bin/python" scripts/mutation_score.py "${selected[@]}"

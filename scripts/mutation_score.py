@@ -1,0 +1,58 @@
+"""Mutation score per module from ``mutmut results --all true`` (stdin), less the equivalent mutants.
+
+Equivalent mutants (no test can kill them: the program behaves the same) are listed with their reason
+in docs/mutation.md; the score is killed / (mutants - equivalent). Usage: see scripts/mutation.sh.
+"""
+
+from __future__ import annotations
+
+import re
+import sys
+from collections import Counter
+from pathlib import Path
+
+DOC = Path(__file__).resolve().parent.parent / "docs" / "mutation.md"
+CHOICE = re.compile(r"^tuning\.latency_search\.x_(choose_fastest|ties_with)__mutmut_\d+$")
+
+
+def module_of(mutant: str) -> str | None:
+    if CHOICE.match(mutant):
+        return "choice"
+    parts = mutant.split(".")
+    return parts[1] if len(parts) > 2 and parts[1] != "latency_search" else None
+
+
+def equivalent_mutants() -> set[str]:
+    """Names in the first column of docs/mutation.md's equivalent-mutant table."""
+    return set(re.findall(r"^\| `(tuning\.[^`]+__mutmut_\d+)` \|", DOC.read_text(encoding="utf-8"), re.M))
+
+
+def main(modules: list[str]) -> int:
+    equivalent = equivalent_mutants()
+    counts: dict[str, Counter[str]] = {module: Counter() for module in modules}
+    survivors: list[str] = []
+    for line in sys.stdin:
+        name, sep, status = line.strip().partition(": ")
+        module = module_of(name)
+        if not sep or module not in counts:
+            continue
+        if name in equivalent:
+            status = "equivalent"
+        elif status not in ("killed", "timeout", "caught by type check"):
+            survivors.append(f"{name}: {status}")
+        counts[module][status] += 1
+    print(f"{'module':<8} {'mutants':>7} {'killed':>6} {'equiv.':>6} {'other':>5}  score (killed / non-equivalent)")
+    for module, count in counts.items():
+        total = sum(count.values())
+        killed = count["killed"] + count["timeout"] + count["caught by type check"]
+        scored = total - count["equivalent"]
+        score = f"{100 * killed / scored:.1f} %" if scored else "-"
+        print(f"{module:<8} {total:>7} {killed:>6} {count['equivalent']:>6} {scored - killed:>5}  {score}")
+    if survivors:
+        print("\nnot killed (mutmut show NAME for the diff):")
+        print("\n".join(f"  {line}" for line in sorted(survivors)))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv[1:]))
