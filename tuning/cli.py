@@ -3,22 +3,37 @@
 Exit codes: 0 success, 1 a gate failed, 2 usage or config error, 3 bad input file
 (model, dataset, report, download), 4 tuning found no model, 5 output not writable,
 130 interrupted.
+
+Output: results go to stdout, progress lines and warnings to stderr; with ``--json`` stdout holds
+one JSON document (schema: docs/cli.md) and every human line goes to stderr. Every option can come
+from the environment (prefix ``MNIST_TUNING_``, see :data:`ENV_PREFIX`).
 """
 
 from __future__ import annotations
 
+import importlib.metadata
+import json
+import os
 import signal
 import sys
+import time
+from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Callable
 
 import click
 
 from tuning import distributed
-from tuning.config import PipelineConfig, load_config, parse_override
+from tuning.config import PipelineConfig, QuantFormat, load_config, parse_override
 from tuning.errors import ConfigError, Interrupted, PipelineError
 
 DEFAULT_CONFIG = Path("configs/mnist.yaml")
+# MNIST_TUNING_CONFIG, MNIST_TUNING_SET, MNIST_TUNING_QUIET, MNIST_TUNING_VERBOSE for the options every
+# command has; MNIST_TUNING_<COMMAND>_<OPTION> for the others (click's auto_envvar_prefix).
+ENV_PREFIX = "MNIST_TUNING"
+# What --version reports besides this package: the libraries whose versions decide the results.
+VERSIONED_DISTRIBUTIONS = ("neural-compressor", "onnxruntime", "onnx")
+PACKAGE = "mnist-int8-tuning"
 
 config_option = click.option(
     "--config",
@@ -26,6 +41,8 @@ config_option = click.option(
     type=click.Path(path_type=Path, dir_okay=False),
     default=DEFAULT_CONFIG,
     show_default=True,
+    envvar=f"{ENV_PREFIX}_CONFIG",
+    show_envvar=True,
     help="YAML config (schema: README, 'Configuration').",
 )
 set_option = click.option(
@@ -33,8 +50,88 @@ set_option = click.option(
     "assignments",
     multiple=True,
     metavar="KEY.PATH=VALUE",
-    help="Override one config key, e.g. --set tuning.max_trials=5 (repeatable; value read as YAML).",
+    envvar=f"{ENV_PREFIX}_SET",
+    show_envvar=True,
+    help="Override one config key, e.g. --set tuning.max_trials=5 (repeatable; value read as YAML; "
+    "from the environment: assignments separated by spaces).",
 )
+dataset_location_option = click.option(
+    "--dataset_location",
+    "--dataset-location",
+    "dataset_location",
+    type=click.Path(path_type=Path, file_okay=False),
+    help="Overrides dataset.root (the flag of INC's examples).",
+)
+
+
+@dataclass
+class Console:
+    """Where a command's lines go. Quiet: results, warnings and errors only; verbose: also details.
+
+    With ``--json`` stdout carries the document alone, so the human result lines move to stderr.
+    """
+
+    quiet: bool = False
+    verbose: bool = False
+    json: bool = False
+    started: float = field(default_factory=time.perf_counter)
+
+    def progress(self, text: str) -> None:
+        """What the command is doing now (stderr); dropped by --quiet, timed by --verbose."""
+        if self.quiet:
+            return
+        elapsed = f"[{time.perf_counter() - self.started:5.1f} s] " if self.verbose else ""
+        click.echo(f"{elapsed}{text}", err=True)
+
+    def result(self, text: str) -> None:
+        click.echo(text, err=self.json)
+
+    def note(self, text: str) -> None:
+        """Context for a result (conditions, file lists); dropped by --quiet."""
+        if not self.quiet:
+            self.result(text)
+
+    def warning(self, text: str) -> None:
+        click.echo(text, err=True)
+
+    def document(self, document: dict[str, Any]) -> None:
+        click.echo(json.dumps(document, indent=2))
+
+
+def _console_options(command: Callable[..., Any]) -> Callable[..., Any]:
+    """-q/--quiet and -v/--verbose on every command; read back with :func:`_console`."""
+    command = click.option(
+        "-v",
+        "--verbose",
+        is_flag=True,
+        expose_value=False,
+        envvar=f"{ENV_PREFIX}_VERBOSE",
+        show_envvar=True,
+        callback=_remember,
+        help="Also print details: INC's own log on tune, elapsed time on progress lines.",
+    )(command)
+    return click.option(
+        "-q",
+        "--quiet",
+        is_flag=True,
+        expose_value=False,
+        envvar=f"{ENV_PREFIX}_QUIET",
+        show_envvar=True,
+        callback=_remember,
+        help="Print only results, warnings and errors (no progress lines or notes).",
+    )(command)
+
+
+def _remember(ctx: click.Context, param: click.Parameter, value: bool) -> None:
+    ctx.meta[f"tuning.{param.name}"] = value
+
+
+def _console(json_output: bool = False) -> Console:
+    meta = click.get_current_context().meta
+    quiet, verbose = meta.get("tuning.quiet", False), meta.get("tuning.verbose", False)
+    if quiet and verbose:
+        raise click.UsageError("--quiet and --verbose exclude each other")
+    return Console(quiet=quiet, verbose=verbose, json=json_output)
 
 
 def build_config(config_path: Path, assignments: tuple[str, ...], **flag_overrides: Any) -> PipelineConfig:
@@ -44,7 +141,32 @@ def build_config(config_path: Path, assignments: tuple[str, ...], **flag_overrid
     return load_config(config_path, overrides)
 
 
+def _print_version(ctx: click.Context, _param: click.Parameter, value: bool) -> None:
+    if not value or ctx.resilient_parsing:
+        return
+    versions = ", ".join(f"{name} {_distribution_version(name)}" for name in VERSIONED_DISTRIBUTIONS)
+    python = ".".join(map(str, sys.version_info[:3]))
+    click.echo(f"{ctx.find_root().info_name} {_distribution_version(PACKAGE)} ({versions}, Python {python})")
+    ctx.exit()
+
+
+def _distribution_version(name: str) -> str:
+    try:
+        return importlib.metadata.version(name)
+    except importlib.metadata.PackageNotFoundError:
+        return "not installed"
+
+
 @click.group(context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 100})
+@click.option(
+    "--version",
+    is_flag=True,
+    expose_value=False,
+    is_eager=True,
+    allow_from_autoenv=False,
+    callback=_print_version,
+    help="Print the versions of this package, INC, onnxruntime and onnx, then exit.",
+)
 def cli() -> None:
     """Accuracy-driven INC post-training quantization of an ONNX classifier.
 
@@ -52,19 +174,26 @@ def cli() -> None:
     Typical run (what run_tuning.sh does):
       python -m tuning tune --input_model=models/mnist-12.onnx \\
           --config=configs/mnist.yaml --output_model=models/mnist-12-int8.onnx
+
+    \b
+    Every option can also come from the environment: MNIST_TUNING_CONFIG, MNIST_TUNING_SET,
+    MNIST_TUNING_QUIET, MNIST_TUNING_VERBOSE, and MNIST_TUNING_<COMMAND>_<OPTION> for the
+    others (e.g. MNIST_TUNING_GATE_JUNIT). A flag on the command line wins.
     """
 
 
 @cli.command()
 @config_option
 @set_option
+@_console_options
 def fetch(config_path: Path, assignments: tuple[str, ...]) -> None:
     """Download model.url to model.path unless a copy with model.sha256 is already there."""
     from tuning.fetch import ensure_file, sha256_of
 
+    console = _console()
     config = build_config(config_path, assignments)
     path = ensure_file(config.model.path, config.model.url, config.model.sha256)
-    click.echo(f"{path}: sha256 {sha256_of(path)} verified")
+    console.result(f"{path}: sha256 {sha256_of(path)} verified")
 
 
 @cli.command()
@@ -72,9 +201,28 @@ def fetch(config_path: Path, assignments: tuple[str, ...]) -> None:
 @set_option
 @click.option("--input_model", "--input-model", type=click.Path(path_type=Path), help="Overrides model.path.")
 @click.option("--output_model", "--output-model", type=click.Path(path_type=Path), help="Overrides output.model.")
-@click.option("-v", "--verbose", is_flag=True, help="Also print INC's own log (always in <output.dir>/nc_workspace).")
+@dataset_location_option
+@click.option(
+    "--quant_format",
+    "--quant-format",
+    type=click.Choice([fmt.value for fmt in QuantFormat]),
+    help="Overrides quantization.format (the flag of INC's examples).",
+)
+@click.option(
+    "--batch_size",
+    "--batch-size",
+    type=click.IntRange(min=1),
+    help="Overrides calibration.batch_size and evaluation.batch_size (the flag of INC's examples).",
+)
+@_console_options
 def tune(
-    config_path: Path, assignments: tuple[str, ...], input_model: Path | None, output_model: Path | None, verbose: bool
+    config_path: Path,
+    assignments: tuple[str, ...],
+    input_model: Path | None,
+    output_model: Path | None,
+    dataset_location: Path | None,
+    quant_format: str | None,
+    batch_size: int | None,
 ) -> None:
     """Quantize the float model with INC; write the int8 model meeting the accuracy criterion.
 
@@ -84,25 +232,48 @@ def tune(
     The int8 model carries its preprocessing, the source model's sha256, the config hash, the
     measured fp32/int8 top-1 accuracy and the onnxruntime session options in its metadata_props.
     """
+    console = _console()
+    config = build_config(
+        config_path,
+        assignments,
+        **{
+            "model.path": input_model,
+            "output.model": output_model,
+            "dataset.root": dataset_location,
+            "quantization.format": quant_format,
+            "calibration.batch_size": batch_size,
+            "evaluation.batch_size": batch_size,
+        },
+    )
+    # Importing INC (with torch and scikit-learn) takes seconds: say so before it starts.
+    console.progress("tune: loading Intel Neural Compressor, onnxruntime and torch (takes a few seconds)")
     from tuning.pipeline import run_tuning, summary_lines
 
-    config = build_config(config_path, assignments, **{"model.path": input_model, "output.model": output_model})
-    summary = run_tuning(config, verbose=verbose)
+    summary = run_tuning(config, verbose=console.verbose, progress=console.progress)
     if summary is None:  # a worker rank of an MPI run: rank 0 reports every rank's trials
         return
-    click.echo("\n".join(summary_lines(summary)))
+    console.result("\n".join(summary_lines(summary)))
 
 
 @cli.command()
 @config_option
 @set_option
 @click.option("--input_model", "--input-model", type=click.Path(path_type=Path), help="Default: model.path.")
+@dataset_location_option
 @click.option(
     "--mode", type=click.Choice(["accuracy", "performance"]), default="performance", show_default=True
 )
 @click.option("--batch_size", "--batch-size", type=click.IntRange(min=1), default=1, show_default=True)
+@click.option("--json", "json_output", is_flag=True, help="Print one JSON document on stdout (docs/cli.md).")
+@_console_options
 def benchmark(
-    config_path: Path, assignments: tuple[str, ...], input_model: Path | None, mode: str, batch_size: int
+    config_path: Path,
+    assignments: tuple[str, ...],
+    input_model: Path | None,
+    dataset_location: Path | None,
+    mode: str,
+    batch_size: int,
+    json_output: bool,
 ) -> None:
     """Benchmark one model, printing the lines of INC's examples (what run_benchmark.sh does).
 
@@ -112,13 +283,20 @@ def benchmark(
     then one line with the conditions. Warm-up and iterations: benchmark: section of the config.
     """
     from tuning.benchmark import run_benchmark
+    from tuning.cli_documents import benchmark_document
 
-    config = build_config(config_path, assignments)
-    run = run_benchmark(config, input_model or config.model.path, mode, batch_size)
+    console = _console(json_output)
+    config = build_config(config_path, assignments, **{"dataset.root": dataset_location})
+    model_path = input_model or config.model.path
+    console.progress(f"benchmark: {mode} of {model_path} at batch size {batch_size}")
+    run = run_benchmark(config, model_path, mode, batch_size)
     for warning in run.warnings:
-        click.echo(warning, err=True)
-    for line in run.lines():
-        click.echo(line)
+        console.warning(warning)
+    *results, conditions = run.lines()
+    console.result("\n".join(results))
+    console.note(conditions)
+    if json_output:
+        console.document(benchmark_document(run, model_path, mode, config))
 
 
 @cli.command()
@@ -135,14 +313,17 @@ def benchmark(
     metavar="[NAME=]PATH",
     help="A model to compare with (repeatable). Default: benchmark.reference_models.",
 )
+@dataset_location_option
 @click.option("--out-dir", type=click.Path(path_type=Path, file_okay=False), help="Default: <output.dir>/report.")
 @click.option("--skip-performance", is_flag=True, help="Accuracy, size and ops only; latency and throughput null.")
+@_console_options
 def report(
     config_path: Path,
     assignments: tuple[str, ...],
     float_model: Path | None,
     int8_model: Path | None,
     references: tuple[str, ...],
+    dataset_location: Path | None,
     out_dir: Path | None,
     skip_performance: bool,
 ) -> None:
@@ -154,15 +335,18 @@ def report(
     from tuning.report import run_report
     from tuning.report_data import model_entries
 
-    config = build_config(config_path, assignments)
+    console = _console()
+    config = build_config(config_path, assignments, **{"dataset.root": dataset_location})
     entries = model_entries(
         float_model or config.model.path,
         int8_model or config.output.model,
         references or config.benchmark.reference_models,
     )
+    measured = "accuracy" if skip_performance else "accuracy, latency and throughput"
+    console.progress(f"report: {measured} of {', '.join(entry.name for entry in entries)}")
     files = run_report(config, entries, out_dir or config.output.dir / "report", performance=not skip_performance)
-    click.echo(files.summary_table)
-    click.echo(f"Report: {files.markdown}, {files.json}; plots: {', '.join(str(plot) for plot in files.plots)}")
+    console.note(files.summary_table)
+    console.result(f"Report: {files.markdown}, {files.json}; plots: {', '.join(str(plot) for plot in files.plots)}")
 
 
 @cli.command()
@@ -182,6 +366,8 @@ def report(
     type=click.Path(path_type=Path, dir_okay=False),
     help="Accept the report's numbers as the new baseline: write them here if every other check passes.",
 )
+@click.option("--json", "json_output", is_flag=True, help="Print one JSON document on stdout (docs/cli.md).")
+@_console_options
 def gate(
     report: Path | None,
     config_path: Path,
@@ -193,16 +379,21 @@ def gate(
     baseline: Path | None,
     junit_path: Path | None,
     write_baseline: Path | None,
+    json_output: bool,
 ) -> None:
     """Check REPORT (default <output.dir>/report/report.json) against the gates: section.
 
     Exit 0 when every check passes, 1 when one fails, 2 for a usage or config error,
     3 for a missing or malformed report or baseline. Checks and formats: docs/gate.md.
+    Under GitHub Actions (GITHUB_ACTIONS=true) failed and skipped checks are also printed as
+    workflow annotations (::error / ::warning lines).
     """
     from tuning.atomic import write_text_atomic
+    from tuning.cli_documents import gate_document
     from tuning.errors import GateFailed
-    from tuning.gate import baseline_json, evaluate_gates, junit_xml, load_baseline, load_report
+    from tuning.gate import baseline_json, evaluate_gates, github_annotations, junit_xml, load_baseline, load_report
 
+    console = _console(json_output)
     config = build_config(
         config_path,
         assignments,
@@ -214,24 +405,33 @@ def gate(
             "gates.baseline": baseline,
         },
     )
-    report_data = load_report(report or config.output.dir / "report" / "report.json")
+    report_path = report or config.output.dir / "report" / "report.json"
+    report_data = load_report(report_path)
     # Accepting a new baseline replaces the old one, so comparing against the old one would only get in the way.
     accepted = None if write_baseline or config.gates.baseline is None else load_baseline(config.gates.baseline)
     checks = evaluate_gates(report_data, config.gates, accepted)
     for check in checks:
-        click.echo(f"{check.status} {check.message}")
+        if not (console.quiet and check.status == "PASS"):
+            console.result(f"{check.status} {check.message}")
+    if os.environ.get("GITHUB_ACTIONS") == "true":
+        for line in github_annotations(checks):
+            console.result(line)
     if junit_path is not None:
         write_text_atomic(junit_path, junit_xml(checks))
     failed = [check for check in checks if not check.passed]
+    written = write_baseline if write_baseline is not None and not failed else None
+    if written is not None:
+        write_text_atomic(written, baseline_json(report_data))
+    if json_output:
+        console.document(gate_document(checks, report_path, written))
     if failed:
         unwritten = f"; baseline {write_baseline} not written" if write_baseline else ""
         names = ", ".join(check.name for check in failed)
         raise GateFailed(f"gate FAILED ({len(failed)} of {len(checks)} checks): {names}{unwritten}")
-    if write_baseline is not None:
-        write_text_atomic(write_baseline, baseline_json(report_data))
-        click.echo(f"baseline written to {write_baseline}")
+    if written is not None:
+        console.result(f"baseline written to {written}")
     skipped = sum(1 for check in checks if check.skipped)
-    click.echo(f"gate: passed ({len(checks)} checks" + (f", {skipped} skipped)" if skipped else ")"))
+    console.result(f"gate: passed ({len(checks)} checks" + (f", {skipped} skipped)" if skipped else ")"))
 
 
 def _raise_interrupted(signum: int, _frame: object) -> None:
@@ -258,7 +458,8 @@ def main(argv: list[str] | None = None) -> None:
     """Entry point: run the CLI and turn every PipelineError into one line and its exit code."""
     signal.signal(signal.SIGTERM, _raise_interrupted)
     try:
-        cli.main(args=argv, prog_name="python -m tuning", standalone_mode=False)
+        # No prog_name: click takes it from how we were started (mnist-tuning, or python -m tuning).
+        cli.main(args=argv, standalone_mode=False, auto_envvar_prefix=ENV_PREFIX)
     except click.exceptions.Abort:
         _fail("interrupted; no partial output was kept", Interrupted.exit_code)
     except click.ClickException as exc:

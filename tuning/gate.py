@@ -419,3 +419,26 @@ def junit_xml(checks: list[Check]) -> str:
             ET.SubElement(case, "system-out").text = check.message
     ET.indent(suites)
     return ET.tostring(suites, encoding="unicode", xml_declaration=True) + "\n"
+
+
+def github_annotations(checks: list[Check]) -> list[str]:
+    """GitHub Actions workflow commands: ``::error`` per failed check, ``::warning`` per skipped one.
+
+    The runner turns them into annotations on the run's summary page; passing checks need none.
+    """
+    lines = []
+    for check in checks:
+        if check.passed and not check.skipped:
+            continue
+        level = "warning" if check.skipped else "error"
+        lines.append(f"::{level} title={_escape_property(f'gate: {check.name}')}::{_escape_data(check.message)}")
+    return lines
+
+
+def _escape_data(text: str) -> str:
+    # The runner's escaping for a command's message: % first, so the others are not escaped twice.
+    return text.replace("%", "%25").replace("\r", "%0D").replace("\n", "%0A")
+
+
+def _escape_property(text: str) -> str:
+    return _escape_data(text).replace(":", "%3A").replace(",", "%2C")

@@ -6,7 +6,7 @@ import json
 import time
 from dataclasses import asdict, dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, Callable
 
 from tuning import benchmark, data, distributed, fetch, onnx_io
 from tuning.atomic import prepare_output_dir, write_text_atomic
@@ -42,10 +42,16 @@ class TuningSummary:
         return len(self.trials) - 1
 
 
-def run_tuning(config: PipelineConfig, verbose: bool = False) -> TuningSummary | None:
-    """One tuning run; under MPI, every rank runs it and only rank 0 gets the summary (workers: None)."""
+def run_tuning(
+    config: PipelineConfig, verbose: bool = False, progress: Callable[[str], None] | None = None
+) -> TuningSummary | None:
+    """One tuning run; under MPI, every rank runs it and only rank 0 gets the summary (workers: None).
+
+    ``progress`` receives one line as each stage starts (rank 0 only), for a console.
+    """
     started = time.perf_counter()
     world = distributed.world()
+    say = progress if progress is not None and world.rank == 0 else (lambda _line: None)
     distributed.check_config(config, world.size)
     workspace = config.output.dir / "nc_workspace"
     if world.distributed:
@@ -57,15 +63,21 @@ def run_tuning(config: PipelineConfig, verbose: bool = False) -> TuningSummary |
         prepare_output_dir(folder)
     route_inc_logs(workspace / "inc.log", echo_to_console=verbose and world.rank == 0)
 
+    say(f"tune: reading {config.model.path}")
     source_path = fetch.ensure_file(config.model.path, config.model.url, config.model.sha256)
     source_sha256 = fetch.sha256_of(source_path)
     model = onnx_io.load_model(source_path, max_bytes=config.model.max_bytes)
     spec = onnx_io.describe(model, source_path)
 
+    say(f"tune: loading {config.dataset.name} from {config.dataset.root}")
     calibration = data.calibration_images(config.dataset, config.calibration, spec.sample_shape)
     evaluation = data.evaluation_images(config.dataset, config.evaluation.split, spec.sample_shape)
     evaluator = AccuracyEvaluator(evaluation, batch_size=config.evaluation.batch_size)
 
+    say(
+        f"tune: quantizing with INC, objective {config.tuning.objective.value}: {len(calibration)} calibration "
+        f"images, each candidate evaluated on {len(evaluation):,} images (INC's log: {workspace / 'inc.log'})"
+    )
     if config.tuning.objective is Objective.LATENCY:
         # INC quantizes a batch-capable copy (checked to give the original's outputs), so the emitted
         # model runs at any batch size: the model timed at the throughput batch size is the one deployed.
