@@ -24,11 +24,12 @@ def run_tuning_sh(*args: str, cwd: Path = ROOT) -> subprocess.CompletedProcess:
 
 
 def assert_one_line_error(result: subprocess.CompletedProcess, code: int, *fragments: str) -> None:
+    """Exit ``code`` and one ``error:`` line, the last on stderr; before it only tune's progress lines."""
     assert result.returncode == code, result.stderr
-    lines = result.stderr.strip().splitlines()
-    assert len(lines) == 1 and lines[0].startswith("error: "), result.stderr
+    *progress, last = [line for line in result.stderr.splitlines() if line.strip()]
+    assert last.startswith("error: ") and all(line.startswith("tune: ") for line in progress), result.stderr
     for fragment in fragments:
-        assert fragment in lines[0]
+        assert fragment in last
 
 
 def test_run_tuning_sh_with_inc_style_flags(tmp_path):

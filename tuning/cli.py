@@ -288,7 +288,6 @@ def benchmark(
     console = _console(json_output)
     config = build_config(config_path, assignments, **{"dataset.root": dataset_location})
     model_path = input_model or config.model.path
-    console.progress(f"benchmark: {mode} of {model_path} at batch size {batch_size}")
     run = run_benchmark(config, model_path, mode, batch_size)
     for warning in run.warnings:
         console.warning(warning)
@@ -342,8 +341,6 @@ def report(
         int8_model or config.output.model,
         references or config.benchmark.reference_models,
     )
-    measured = "accuracy" if skip_performance else "accuracy, latency and throughput"
-    console.progress(f"report: {measured} of {', '.join(entry.name for entry in entries)}")
     files = run_report(config, entries, out_dir or config.output.dir / "report", performance=not skip_performance)
     console.note(files.summary_table)
     console.result(f"Report: {files.markdown}, {files.json}; plots: {', '.join(str(plot) for plot in files.plots)}")
