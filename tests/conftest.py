@@ -2,16 +2,20 @@
 
 from __future__ import annotations
 
+import gzip
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 import pytest
+import yaml
 
 from tuning.config import PipelineConfig, load_config
 from tuning.pipeline import TuningSummary, run_tuning
 
 ROOT = Path(__file__).resolve().parent.parent
 CONFIG = ROOT / "configs" / "mnist.yaml"
+FASHION_MNIST_DEB = Path("/usr/share/datasets/fashion-mnist")  # Debian's dataset-fashion-mnist (.ci/run installs it)
 
 
 def project_config(out_dir: Path, **overrides: Any) -> PipelineConfig:
@@ -34,3 +38,54 @@ def default_run(tmp_path_factory: pytest.TempPathFactory) -> tuple[PipelineConfi
     """One real INC tuning run with the shipped config, shared by the tests that read its output."""
     config = project_config(tmp_path_factory.mktemp("default-run"))
     return config, run_tuning(config)
+
+
+def regzip(source: Path, target: Path) -> None:
+    """The same IDX content in a different gzip wrapper (name, time, level), as distributions ship it."""
+    target.parent.mkdir(parents=True, exist_ok=True)
+    with open(target, "wb") as raw, gzip.GzipFile("repacked", "wb", compresslevel=6, fileobj=raw, mtime=1234567890) as out:
+        out.write(gzip.decompress(source.read_bytes()))
+
+
+@pytest.fixture(scope="session")
+def dataset_roots(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
+    """dataset.root per dataset name, each holding re-gzipped copies made here (same content, new gzip header):
+    MNIST from the vendored files, FashionMNIST from Debian's package (skipped where it is not installed)."""
+    sources = {"MNIST": ROOT / "data" / "MNIST" / "raw", "FashionMNIST": FASHION_MNIST_DEB}
+    roots = {}
+    for name, folder in sources.items():
+        if not folder.is_dir():
+            continue
+        root = tmp_path_factory.mktemp(f"{name}-regzipped")
+        for archive in folder.glob("*-ubyte.gz"):
+            regzip(archive, root / name / "raw" / archive.name)
+        roots[name] = root
+    return roots
+
+
+@pytest.fixture(scope="session")
+def torch_model(tmp_path_factory: pytest.TempPathFactory, dataset_roots) -> Callable[[str, str], Path]:
+    """``torch_model(architecture, dataset)``: an ONNX classifier trained here (tests/torch_models.py), made once."""
+    from tuning.config import DatasetSection
+    from torch_models import train_and_export
+
+    made: dict[tuple[str, str], Path] = {}
+
+    def get(architecture: str, dataset: str) -> Path:
+        if dataset not in dataset_roots:
+            pytest.skip(f"{dataset} files are not installed (Debian: apt-get install dataset-fashion-mnist)")
+        if (architecture, dataset) not in made:
+            folder = tmp_path_factory.mktemp(f"{architecture}-{dataset}")
+            made[architecture, dataset] = train_and_export(
+                architecture, DatasetSection(name=dataset, root=dataset_roots[dataset]), folder / f"{architecture}.onnx"
+            )
+        return made[architecture, dataset]
+
+    return get
+
+
+def write_config(path: Path, sections: dict[str, Any]) -> Path:
+    """A YAML config file with ``sections`` (nested mappings, as a user writes them)."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(yaml.safe_dump(sections, sort_keys=False))
+    return path

@@ -13,13 +13,12 @@ from tuning.config import CalibrationSection, DatasetSection, PixelScale, Split
 from tuning.data import BatchLoader, calibration_images, class_names, evaluation_images, load_pixels
 from tuning.errors import ConfigError, InputError
 
-from conftest import ROOT
+from conftest import FASHION_MNIST_DEB, ROOT, regzip
 
 pytestmark = pytest.mark.fast
 
 MNIST = DatasetSection(root=ROOT / "data")
 RAW = ROOT / "data" / "MNIST" / "raw"
-FASHION_MNIST_DEB = Path("/usr/share/datasets/fashion-mnist")  # Debian's dataset-fashion-mnist
 SAMPLE_SHAPE = (1, 28, 28)
 
 
@@ -87,13 +86,6 @@ def test_model_shape_that_does_not_fit_the_images():
 def test_unknown_dataset_class():
     with pytest.raises(ConfigError, match="dataset.name"):
         load_pixels(DatasetSection(root=ROOT / "data", name="CIFAR10"), Split.TEST)
-
-
-def regzip(source: Path, target: Path) -> None:
-    """The same IDX content in a different gzip wrapper (name, time, level), as distributions ship it."""
-    target.parent.mkdir(parents=True, exist_ok=True)
-    with open(target, "wb") as raw, gzip.GzipFile("repacked", "wb", compresslevel=6, fileobj=raw, mtime=1234567890) as out:
-        out.write(gzip.decompress(source.read_bytes()))
 
 
 @pytest.fixture

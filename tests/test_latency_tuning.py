@@ -61,6 +61,9 @@ def test_node_pattern_covers_nodes_fused_from_the_original():
     assert re.fullmatch(pattern, "Times212")
     assert re.fullmatch(pattern, "Times212/MatMulAddFusion_MatMul")
     assert not re.fullmatch(pattern, "Times2120")
+    # INC splits a Gemm into <name>_MatMul and <name>_Add; torch names a second Gemm in one scope <name>_1.
+    assert re.fullmatch(node_pattern("/fc/Gemm"), "/fc/Gemm_MatMul") and re.fullmatch(node_pattern("/fc/Gemm"), "/fc/Gemm_Add")
+    assert not re.fullmatch(node_pattern("/fc/Gemm"), "/fc/Gemm_1")
     assert not re.fullmatch(node_pattern("a.b"), "axb")
 
 

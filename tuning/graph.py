@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from collections import Counter
 from enum import Enum
 
@@ -9,6 +10,23 @@ import onnx
 
 _CONVERT_OPS = {"QuantizeLinear", "DequantizeLinear", "DynamicQuantizeLinear"}
 _INTEGER_OPS = {"ConvInteger", "MatMulInteger", "QGemm", "QAttention", "QEmbedLayerNormalization"}
+
+
+# Nodes whose precision decides speed and accuracy: the ones fp32 fallbacks are about.
+COMPUTE_OP_TYPES = ("Conv", "MatMul", "Gemm")
+
+# How a node of the fp32 graph is named in the graph INC makes: onnxruntime's fusions append
+# "/<Fusion>..." (mnist-12's Times212 -> Times212/MatMulAddFusion), INC splits a Gemm into
+# "<name>_MatMul" and "<name>_Add", and a quantized node gets "_quant" (QLinearConv "/c1/Conv_quant").
+DERIVED_SUFFIX = r"(/.*|_MatMul|_Add)?(_quant)?"
+
+
+class SourcePrecision(str, Enum):
+    """What a node of the fp32 graph became in a quantized graph."""
+
+    INT8 = "int8"  # at least one node made from it computes in int8
+    FP32 = "fp32"  # every node made from it computes in fp32
+    FOLDED = "folded"  # no node carries its name: folded into a neighbour (a Relu into the QLinearConv before it)
 
 
 class Precision(str, Enum):
@@ -55,3 +73,39 @@ def node_precisions(model: onnx.ModelProto) -> dict[str, Precision]:
 
 def op_type_counts(model: onnx.ModelProto) -> dict[str, int]:
     return dict(sorted(Counter(node.op_type for node in model.graph.node).items()))
+
+
+def source_precisions(source: onnx.ModelProto, quantized: onnx.ModelProto) -> dict[str, SourcePrecision]:
+    """For every named node of the fp32 graph ``source``, what it became in ``quantized``.
+
+    A quantized node belongs to the source node whose name it carries (:data:`DERIVED_SUFFIX`);
+    of several matching source names the longest wins (``/Relu_1`` over ``/Relu``). Counting source
+    nodes keeps totals comparable between candidates, which a count of the quantized graph's own
+    nodes is not (a Gemm kept in fp32 is two nodes, MatMul and Add; a quantized Relu disappears).
+    """
+    names = sorted((node.name for node in source.graph.node if node.name), key=len, reverse=True)
+    made: dict[str, list[Precision]] = {name: [] for name in names}
+    for name, precision in node_precisions(quantized).items():
+        if precision is Precision.CONVERT:
+            continue
+        origin = next((candidate for candidate in names if _derives_from(name, candidate)), None)
+        if origin is not None:
+            made[origin].append(precision)
+    ordered = [node.name for node in source.graph.node if node.name]
+    return {
+        name: SourcePrecision.FOLDED
+        if not made[name]
+        else SourcePrecision.INT8
+        if Precision.INT8 in made[name]
+        else SourcePrecision.FP32
+        for name in ordered
+    }
+
+
+def derived_node_names(source_name: str, quantized: onnx.ModelProto) -> list[str]:
+    """Names of the nodes of ``quantized`` that carry ``source_name`` (for messages)."""
+    return [node.name for node in quantized.graph.node if _derives_from(node.name, source_name)]
+
+
+def _derives_from(name: str, source_name: str) -> bool:
+    return re.fullmatch(re.escape(source_name) + DERIVED_SUFFIX, name) is not None

@@ -31,18 +31,19 @@ from tuning import benchmark
 from tuning.config import BenchmarkSection, CalibrationAlgorithm, Objective, PipelineConfig, QuantFormat
 from tuning.data import BatchLoader, LabelledImages
 from tuning.errors import TuningError
+from tuning.graph import COMPUTE_OP_TYPES
 from tuning.quantize import (
     CandidateSpec,
     Trial,
     TuningOutcome,
+    check_kept_in_fp32,
+    fp32_requests,
     inc_config,
     interrupts_survive_inc,
     no_model_message,
     record_trial,
 )
 
-# Nodes whose int8 speed-up (or slow-down) decides whether int8 wins: the grid varies their precision.
-COMPUTE_OP_TYPES = ("Conv", "MatMul", "Gemm")
 
 
 def compute_nodes(model: onnx.ModelProto, config: PipelineConfig) -> list[str]:
@@ -82,14 +83,19 @@ def candidate_grid(model: onnx.ModelProto, config: PipelineConfig) -> list[Candi
     """Every candidate of objective latency, most promising first; ``max_trials`` takes a prefix.
 
     Order: calibration algorithm (the configured one, then the others) > fp32 fallback set (none,
-    each compute node alone in :func:`compute_nodes` order, then pairs) > quantization format (the
+    each compute node alone in :func:`compute_nodes` order, then pairs; never all of them) > quantization format (the
     configured one, then the other). The algorithm moves accuracy, hardly speed, so it is the
     outermost axis: the cheap prefix covers every speed-relevant variant with the configured
     algorithm. (Objective latency needs static quantization: the config refuses it with dynamic.)
     """
     quant = config.quantization
     nodes = compute_nodes(model, config)
-    fallbacks = [(), *((name,) for name in nodes), *itertools.combinations(nodes, 2)]
+    # A set covering every compute node would leave nothing in int8: not a candidate (an MLP has two).
+    fallbacks = [
+        fallback
+        for fallback in [(), *((name,) for name in nodes), *itertools.combinations(nodes, 2)]
+        if len(fallback) < len(nodes) or not fallback
+    ]
     configured = quant.calibration_algorithm
     algorithms = [configured, *(a for a in CalibrationAlgorithm if a is not configured)]
     formats = [quant.format, *(f for f in QuantFormat if f is not quant.format)]
@@ -124,7 +130,8 @@ def quantize_for_latency(
     workspace.mkdir(parents=True, exist_ok=True)
     set_workspace(str(workspace))
     tuning = config.tuning
-    trials = [record_trial(0, evaluate(model), model, [], config)]
+    trials = [record_trial(0, evaluate(model), model, [], config, model)]
+    requested = fp32_requests(batch_model, config, source)
     models: dict[int, onnx.ModelProto] = {}
     seen: dict[bytes, int] = {}
     calibration_loader = BatchLoader(calibration, config.calibration.batch_size)
@@ -142,7 +149,7 @@ def quantize_for_latency(
         source_copy.CopyFrom(batch_model)
         try:
             with interrupts_survive_inc(config.tuning.timeout_s):
-                result = quantization.fit(source_copy, inc_config(config, spec), calib_dataloader=calibration_loader)
+                result = quantization.fit(source_copy, inc_config(config, requested, spec), calib_dataloader=calibration_loader)
         except Exception as exc:  # INC raises bare Exceptions of many kinds from deep inside its adaptors
             raise TuningError(
                 f"INC failed making candidate {len(trials)} ({spec.description}): {exc.__class__.__name__}: {exc}"
@@ -152,6 +159,9 @@ def quantize_for_latency(
                 f"INC returned no model for candidate {len(trials)} ({spec.description}); see {workspace / 'inc.log'}"
             )
         candidate = result.model
+        # A fallback INC ignores would make a candidate whose label claims what its graph does not hold.
+        what = f"candidate {len(trials)} ({spec.description})"
+        check_kept_in_fp32(batch_model, candidate, (*requested, *spec.fp32_fallback), what)
         key = candidate.SerializeToString(deterministic=True)
         index = len(trials)
         if key in seen:
@@ -159,7 +169,7 @@ def quantize_for_latency(
             continue
         seen[key] = index
         models[index] = candidate
-        trials.append(dataclasses.replace(record_trial(index, evaluate(candidate), candidate, trials, config), **made))
+        trials.append(dataclasses.replace(record_trial(index, evaluate(candidate), candidate, trials, config, batch_model), **made))
     if not any(trial.meets_criterion for trial in trials[1:]):
         raise TuningError(no_model_message(trials, workspace / "inc.log"))
 

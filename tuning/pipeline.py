@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import time
+from collections.abc import Sequence
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any, Callable
@@ -158,37 +159,61 @@ def summary_lines(summary: TuningSummary) -> list[str]:
             f"Candidates: evaluated by ranks 1-{summary.distributed['ranks'] - 1} (rank 0 hands them out), "
             f"listed in the order their evaluations finished"
         )
-    for trial in summary.trials if measurement is not None else summary.trials[1:]:
-        lines.append(f"  {_trial_line(trial)}")
+    lines += [f"  {line}" for line in candidate_table(summary.trials, measurement)]
     chosen = next((trial for trial in summary.trials if trial.chosen), None)
     if chosen is not None:
         lines.append(f"Chosen: trial {chosen.index} ({chosen.description}): {chosen.reason}")
-    lines.append(f"Summary: {summary.summary_path}")
+    lines.append(f"Summary (every trial): {summary.summary_path}")
     return lines
 
 
-def _trial_line(trial: Trial) -> str:
-    """One trial of the tuning summary on one line."""
-    if trial.index == 0:
-        line = f"trial 0: fp32 baseline, top-1 {trial.accuracy:.2%}"
-    else:
-        verdict = "meets" if trial.meets_criterion else "misses"
-        made = f" ({trial.description})" if trial.quant_format is not None else ""
-        line = (
-            f"trial {trial.index}{made}: top-1 {trial.accuracy:.2%}, {verdict} the criterion, "
-            f"{len(trial.int8_nodes)} int8 / {len(trial.fp32_nodes)} fp32 nodes"
-        )
+def candidate_table(trials: Sequence[Trial], measurement: dict[str, Any] | None) -> list[str]:
+    """The distinct models among the trials, one row each, as an aligned text table.
+
+    A trial that made the same bytes as an earlier one was neither evaluated nor timed again; it is
+    named in its original's row ("same model"), so a 100-candidate grid prints one row per model.
+    Node counts are over the fp32 graph's nodes (what each became), so every row adds up to the same total.
+    """
+    duplicates: dict[int, list[int]] = {}
+    for trial in trials:
         if trial.same_model_as is not None:
-            line += f", same model as trial {trial.same_model_as}"
-        if trial.rank is not None:
-            line += f", rank {trial.rank}"
-    if trial.index == 0 and trial.latency_p50_ms is not None:
-        line += f", p50 {1000 * trial.latency_p50_ms:.1f} µs, {trial.throughput_images_per_s:,.0f} img/s"
-    elif trial.latency_ratio is not None:
-        rounds = trial.latency_ratio_rounds
-        line += (
-            f", p50 {1000 * trial.latency_p50_ms:.1f} µs, {trial.latency_ratio:.2f}x fp32 "
-            f"(rounds {min(rounds):.2f}-{max(rounds):.2f}x), {trial.throughput_images_per_s:,.0f} img/s, "
-            f"{trial.throughput_ratio:.2f}x fp32"
-        )
-    return line + ("  <- chosen" if trial.chosen else "")
+            duplicates.setdefault(trial.same_model_as, []).append(trial.index)
+    distinct = [trial for trial in trials if trial.same_model_as is None]
+    timed = measurement is not None
+    batch = measurement["throughput_batch_size"] if timed else None
+    header = ["trial", "candidate", "top-1", "criterion", "nodes int8/fp32/folded"]
+    if timed:
+        header += ["p50 µs", "p50 vs fp32 (rounds)", f"img/s @{batch}", "vs fp32"]
+    if any(trial.rank is not None for trial in trials):
+        header.append("rank")
+    header.append("same model")
+    rows = []
+    for trial in distinct:
+        counts = trial.node_counts
+        row = [
+            f"{trial.index}{' *' if trial.chosen else ''}",
+            trial.description,
+            f"{trial.accuracy:.2%}",
+            "baseline" if trial.index == 0 else ("meets" if trial.meets_criterion else "misses"),
+            f"{counts['int8']}/{counts['fp32']}/{counts['folded']}",
+        ]
+        if timed:
+            rounds = trial.latency_ratio_rounds
+            row += [
+                f"{1000 * trial.latency_p50_ms:.1f}",
+                f"{trial.latency_ratio:.2f}x ({min(rounds):.2f}-{max(rounds):.2f})" if rounds else "-",
+                f"{trial.throughput_images_per_s:,.0f}",
+                f"{trial.throughput_ratio:.2f}x",
+            ]
+        if "rank" in header:
+            row.append("-" if trial.rank is None else str(trial.rank))
+        same = duplicates.get(trial.index, [])
+        row.append(f"trial{'s' if len(same) > 1 else ''} {', '.join(map(str, same))}" if same else "")
+        rows.append(row)
+    widths = [max(len(cells[column]) for cells in [header, *rows]) for column in range(len(header))]
+    total = len(trials[0].source_precisions) if trials else 0
+    return [
+        f"{len(trials) - 1} int8 trials, {len(distinct) - 1} distinct models (* chosen); nodes: what each of the "
+        f"fp32 graph's {total} nodes became (folded: into a neighbour, e.g. a Relu into the int8 op before it)",
+        *("  ".join(cell.ljust(width) for cell, width in zip(cells, widths)).rstrip() for cells in [header, *rows]),
+    ]

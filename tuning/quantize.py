@@ -17,7 +17,7 @@ import re
 import signal
 import threading
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -35,8 +35,15 @@ from tuning.config import (
     Strategy,
 )
 from tuning.data import BatchLoader, LabelledImages
-from tuning.errors import TuningError
-from tuning.graph import Precision, node_precisions
+from tuning.errors import ConfigError, TuningError
+from tuning.graph import (
+    COMPUTE_OP_TYPES,
+    Precision,
+    SourcePrecision,
+    derived_node_names,
+    node_precisions,
+    source_precisions,
+)
 
 FP32_ONLY = {"weight": {"dtype": ["fp32"]}, "activation": {"dtype": ["fp32"]}}
 
@@ -58,6 +65,10 @@ class Trial:
     quant_format: str | None = None
     calibration_algorithm: str | None = None
     fp32_fallback: tuple[str, ...] = ()  # compute nodes this candidate asked INC to keep in fp32
+    # What each node of the fp32 graph became (int8, fp32, folded), read from the candidate's graph, and the
+    # Conv/MatMul/Gemm nodes among them that compute in fp32: what the graph holds, not what was asked.
+    source_precisions: dict[str, str] = field(default_factory=dict)
+    fp32_compute_nodes: tuple[str, ...] = ()
     same_model_as: int | None = None  # INC produced the same bytes as this earlier trial
     latency_p50_ms: float | None = None  # batch 1
     latency_ratio: float | None = None  # median over the rounds of p50 / fp32 p50 in the round
@@ -70,14 +81,22 @@ class Trial:
 
     @property
     def description(self) -> str:
-        """``fp32 baseline`` or e.g. ``QOperator, minmax, fp32: Convolution28``."""
+        """``fp32 baseline`` or e.g. ``QOperator, minmax, fp32: Convolution28``: the compute nodes the graph
+        really keeps in fp32 (a superset of ``fp32_fallback``, which is checked), not the request."""
         if self.index == 0:
             return "fp32 baseline"
+        fp32 = "fp32: " + (", ".join(self.fp32_compute_nodes) or "none")
         if self.quant_format is None:
-            return "INC trial"
-        parts = [self.quant_format, self.calibration_algorithm or "no calibration"]
-        parts.append("fp32: " + (", ".join(self.fp32_fallback) or "none"))
-        return ", ".join(parts)
+            return f"INC trial, {fp32}"
+        return ", ".join([self.quant_format, self.calibration_algorithm or "no calibration", fp32])
+
+    @property
+    def node_counts(self) -> dict[str, int]:
+        """How many nodes of the fp32 graph became int8, stayed fp32, or were folded into a neighbour."""
+        counts = {precision.value: 0 for precision in SourcePrecision}
+        for precision in self.source_precisions.values():
+            counts[precision] += 1
+        return counts
 
 
 @dataclass
@@ -115,8 +134,13 @@ def meets_criterion(accuracy: float, fp32_accuracy: float, config: PipelineConfi
     return loss <= criterion.tolerance
 
 
-def inc_config(config: PipelineConfig, candidate: CandidateSpec | None = None):
-    """INC's PostTrainingQuantConfig for ``config``, or for one latency-grid ``candidate`` of it."""
+def inc_config(config: PipelineConfig, fp32_nodes: Sequence[str], candidate: CandidateSpec | None = None):
+    """INC's PostTrainingQuantConfig for ``config``, or for one latency-grid ``candidate`` of it.
+
+    ``fp32_nodes`` are the fp32 graph's nodes the config keeps in fp32 (:func:`fp32_requests`): INC
+    gets them by name, since it matches ``op_type_dict`` against its own graph, where a Gemm is
+    already a MatMul and an Add.
+    """
     from neural_compressor.config import AccuracyCriterion, PostTrainingQuantConfig, TuningCriterion
 
     quant = config.quantization
@@ -128,9 +152,8 @@ def inc_config(config: PipelineConfig, candidate: CandidateSpec | None = None):
     if quant.approach is Approach.STATIC:
         op_type_dict[".*"] = {"activation": {"algorithm": [algorithm.value]}}
     op_type_dict.update({op_type: FP32_ONLY for op_type in quant.fp32_op_types})
-    op_name_dict = {name: FP32_ONLY for name in quant.fp32_op_names}
-    if candidate:
-        op_name_dict.update({node_pattern(name): FP32_ONLY for name in candidate.fp32_fallback})
+    kept = [*fp32_nodes, *(candidate.fp32_fallback if candidate else ())]
+    op_name_dict = {node_pattern(name): FP32_ONLY for name in kept}
     strategy_is_auto = tuning.strategy is Strategy.AUTO
     return PostTrainingQuantConfig(
         device="cpu",
@@ -159,11 +182,49 @@ def node_pattern(name: str) -> str:
     """INC's op_name_dict key for a node of the fp32 graph.
 
     INC matches the keys as regular expressions (fullmatch) against the graph it quantizes, which
-    onnxruntime has already fused: a fused node is named ``<original>/<Fusion>_<op>`` (mnist-12's
-    ``Times212`` MatMul and its bias Add become ``Times212/MatMulAddFusion_MatMul`` and ``..._Add``).
-    The pattern matches the node and everything fused from it.
+    onnxruntime has already fused and INC has rewritten: a fused node is named ``<original>/<Fusion>``
+    and INC splits a Gemm into ``<name>_MatMul`` and ``<name>_Add`` (mnist-12's ``Times212`` MatMul
+    and its bias Add become ``Times212/MatMulAddFusion_MatMul`` and ``..._Add``; a torch Linear's
+    ``/fc/Gemm`` becomes ``/fc/Gemm_MatMul`` and ``/fc/Gemm_Add``). The pattern matches every one of them.
     """
-    return re.escape(name) + r"(/.*)?"
+    return re.escape(name) + r"(/.*|_MatMul|_Add)?"
+
+
+def fp32_requests(model: onnx.ModelProto, config: PipelineConfig, source: Path | str) -> tuple[str, ...]:
+    """Names of the nodes of ``model`` the config keeps in fp32: ``fp32_op_names`` and every node whose
+    op type matches an ``fp32_op_types`` pattern (fullmatch, as INC matches them). A name not in the
+    graph, or an unnamed node of a listed type (INC addresses nodes by name), is a ConfigError."""
+    quant = config.quantization
+    names = [node.name for node in model.graph.node]
+    for name in quant.fp32_op_names:
+        if name not in names:
+            compute = [node.name for node in model.graph.node if node.op_type in COMPUTE_OP_TYPES]
+            raise ConfigError(
+                f"quantization.fp32_op_names: no node named {name!r} in {source} "
+                f"(its Conv/MatMul/Gemm nodes: {', '.join(compute) or 'none'})"
+            )
+    typed = [node for node in model.graph.node if any(re.fullmatch(p, node.op_type) for p in quant.fp32_op_types)]
+    unnamed = [node.op_type for node in typed if not node.name]
+    if unnamed:
+        raise ConfigError(
+            f"quantization.fp32_op_types: {source} has an unnamed {unnamed[0]} node, which INC cannot keep in fp32 "
+            "(it addresses nodes by name); name the model's nodes"
+        )
+    return tuple(dict.fromkeys([*quant.fp32_op_names, *(node.name for node in typed)]))
+
+
+def check_kept_in_fp32(source: onnx.ModelProto, quantized: onnx.ModelProto, requested: Sequence[str], what: str) -> None:
+    """Raise TuningError unless every ``requested`` node of ``source`` computes in fp32 in ``quantized``."""
+    precisions = source_precisions(source, quantized)
+    for name in requested:
+        if precisions[name] is SourcePrecision.FP32:
+            continue
+        if precisions[name] is SourcePrecision.INT8:
+            made = ", ".join(repr(n) for n in derived_node_names(name, quantized))
+            problem = f"INC quantized it anyway ({made})"
+        else:
+            problem = "no node of the quantized graph carries its name, so its precision cannot be confirmed"
+        raise TuningError(f"{what}: node {name!r} was to stay fp32, but {problem}")
 
 
 def quantize(
@@ -182,6 +243,9 @@ def quantize(
     from neural_compressor import quantization, set_random_seed, set_workspace
 
     world = distributed.world()
+    requested = fp32_requests(model, config, config.model.path)
+    source = onnx.ModelProto()  # INC's fit may rewrite the model it is given; precisions are read against this copy
+    source.CopyFrom(model)
     workspace.mkdir(parents=True, exist_ok=True)
     set_workspace(str(workspace))
     set_random_seed(config.tuning.seed)
@@ -193,7 +257,7 @@ def quantize(
     def eval_func(candidate):
         accuracy = evaluate(candidate)
         rank = world.rank if world.distributed else None
-        trials.append(record_trial(len(trials), accuracy, candidate, trials, config, rank))
+        trials.append(record_trial(len(trials), accuracy, candidate, trials, config, source, rank))
         stamps.append((time.time(), _digest(candidate)) if world.distributed else None)
         return accuracy
 
@@ -205,7 +269,7 @@ def quantize(
     try:
         with interrupts_survive_inc(config.tuning.timeout_s):
             result = quantization.fit(
-                model, inc_config(config), calib_dataloader=calibration_loader, eval_func=eval_func
+                model, inc_config(config, requested), calib_dataloader=calibration_loader, eval_func=eval_func
             )
     except Exception as exc:  # INC raises bare Exceptions of many kinds from deep inside its adaptors
         raise TuningError(f"INC failed during tuning: {exc.__class__.__name__}: {exc}") from None
@@ -216,6 +280,7 @@ def quantize(
         trials, digests = _trials_of_all_ranks(world, result, trials, stamps, config, workspace / "inc.log")
     if result is None:
         raise TuningError(no_model_message(trials, workspace / "inc.log"))
+    check_kept_in_fp32(source, result.model, requested, "the int8 model INC chose")
     # The emitted model is measured again rather than matched to a trial: the number reported is its own.
     int8_accuracy = evaluate(result.model)
     outcome = TuningOutcome(
@@ -363,10 +428,19 @@ def route_inc_logs(log_path: Path, echo_to_console: bool) -> None:
 
 
 def record_trial(
-    index: int, accuracy: float, candidate, previous: list[Trial], config: PipelineConfig, rank: int | None = None
+    index: int,
+    accuracy: float,
+    candidate,
+    previous: list[Trial],
+    config: PipelineConfig,
+    source: onnx.ModelProto,
+    rank: int | None = None,
 ) -> Trial:
+    """One trial, its precisions read from the candidate's graph; ``source`` is the fp32 graph INC quantized."""
     proto = candidate if isinstance(candidate, onnx.ModelProto) else candidate.model
     precisions = node_precisions(proto)
+    by_source = source_precisions(source, proto)
+    compute = {node.name for node in source.graph.node if node.op_type in COMPUTE_OP_TYPES}
     fp32_accuracy = previous[0].accuracy if previous else accuracy
     return Trial(
         index=index,
@@ -374,5 +448,9 @@ def record_trial(
         meets_criterion=meets_criterion(accuracy, fp32_accuracy, config),
         int8_nodes=tuple(name for name, p in precisions.items() if p is Precision.INT8),
         fp32_nodes=tuple(name for name, p in precisions.items() if p is Precision.FP32),
+        source_precisions={name: p.value for name, p in by_source.items()},
+        fp32_compute_nodes=tuple(
+            name for name, p in by_source.items() if p is SourcePrecision.FP32 and name in compute
+        ),
         rank=rank,
     )

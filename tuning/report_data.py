@@ -355,7 +355,7 @@ def build_report(config: PipelineConfig, entries: Sequence[ModelEntry], performa
 # Keys of each trial in tuning_summary.json copied into report.json's tuning.candidates (tuning.quantize.Trial).
 _CANDIDATE_KEYS = (
     "index", "accuracy", "meets_criterion", "int8_nodes", "fp32_nodes", "quant_format", "calibration_algorithm",
-    "fp32_fallback", "same_model_as", "latency_p50_ms", "latency_ratio", "latency_ratio_rounds",
+    "fp32_fallback", "fp32_compute_nodes", "source_precisions", "same_model_as", "latency_p50_ms", "latency_ratio", "latency_ratio_rounds",
     "throughput_images_per_s", "throughput_ratio", "chosen", "reason",
 )
 

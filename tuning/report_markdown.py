@@ -195,7 +195,7 @@ def _tuning_section(report: Report) -> str:
     measurement = tuning["latency_measurement"]
     timed = measurement is not None
     largest = measurement["throughput_batch_size"] if timed else None
-    header = ["trial", "candidate", "int8 / fp32 nodes", "top-1", "criterion"]
+    header = ["trial", "candidate", "fp32-graph nodes int8 / fp32 / folded", "top-1", "criterion"]
     if timed:
         header += ["p50 (batch 1)", "p50 ratio (per round)", f"img/s @ {largest}", "throughput ratio"]
     header.append("chosen")
@@ -204,7 +204,7 @@ def _tuning_section(report: Report) -> str:
         row = [
             str(trial["index"]),
             _candidate_description(trial),
-            "—" if trial["index"] == 0 else f"{len(trial['int8_nodes'])} / {len(trial['fp32_nodes'])}",
+            " / ".join(str(list((trial["source_precisions"] or {}).values()).count(p)) for p in ("int8", "fp32", "folded")),
             pct(trial["accuracy"]),
             "baseline" if trial["index"] == 0 else ("meets" if trial["meets_criterion"] else "misses"),
         ]
@@ -243,10 +243,10 @@ def _tuning_section(report: Report) -> str:
 def _candidate_description(trial: dict[str, Any]) -> str:
     if trial["index"] == 0:
         return "fp32 baseline"
+    fp32 = ", ".join(trial["fp32_compute_nodes"] or []) or "none"  # what the graph holds, not what was asked
     if trial["quant_format"] is None:
-        return "INC trial"
-    fallback = ", ".join(trial["fp32_fallback"] or []) or "none"
-    text = f"{trial['quant_format']}, {trial['calibration_algorithm'] or 'no calibration'}, fp32: {fallback}"
+        return f"INC trial, fp32: {fp32}"
+    text = f"{trial['quant_format']}, {trial['calibration_algorithm'] or 'no calibration'}, fp32: {fp32}"
     return text + (f" (same model as trial {trial['same_model_as']})" if trial["same_model_as"] is not None else "")
 
 
