@@ -11,6 +11,7 @@ from the environment (prefix ``MNIST_TUNING_``, see :data:`ENV_PREFIX`).
 
 from __future__ import annotations
 
+import errno
 import importlib.metadata
 import json
 import os
@@ -25,7 +26,7 @@ import click
 
 from tuning import distributed
 from tuning.config import PipelineConfig, QuantFormat, load_config, parse_override
-from tuning.errors import ConfigError, Interrupted, PipelineError
+from tuning.errors import ConfigError, Interrupted, OutputError, PipelineError, one_line
 
 DEFAULT_CONFIG = Path("configs/mnist.yaml")
 # MNIST_TUNING_CONFIG, MNIST_TUNING_SET, MNIST_TUNING_QUIET, MNIST_TUNING_VERBOSE for the options every
@@ -192,7 +193,13 @@ def fetch(config_path: Path, assignments: tuple[str, ...]) -> None:
 
     console = _console()
     config = build_config(config_path, assignments)
-    path = ensure_file(config.model.path, config.model.url, config.model.sha256)
+    path = ensure_file(
+        config.model.path,
+        config.model.url,
+        config.model.sha256,
+        max_bytes=config.model.max_bytes,
+        deadline_s=config.model.download_timeout_s,
+    )
     console.result(f"{path}: sha256 {sha256_of(path)} verified")
 
 
@@ -263,7 +270,9 @@ def tune(
 @click.option(
     "--mode", type=click.Choice(["accuracy", "performance"]), default="performance", show_default=True
 )
-@click.option("--batch_size", "--batch-size", type=click.IntRange(min=1), default=1, show_default=True)
+@click.option(
+    "--batch_size", "--batch-size", type=click.IntRange(min=1, max=1_000_000), default=1, show_default=True
+)
 @click.option("--json", "json_output", is_flag=True, help="Print one JSON document on stdout (docs/cli.md).")
 @_console_options
 def benchmark(
@@ -437,7 +446,7 @@ def _raise_interrupted(signum: int, _frame: object) -> None:
 
 
 def _fail(message: str, code: int, same_on_every_rank: bool = False) -> None:
-    """Print ``error: message`` and exit with ``code``.
+    """Print ``error: message`` on one line and exit with ``code``.
 
     Under MPI, a rank failing on its own before the trials reached rank 0 would leave the others
     waiting forever, so it stops the whole job (mpirun exits with ``code``). A config that
@@ -445,10 +454,14 @@ def _fail(message: str, code: int, same_on_every_rank: bool = False) -> None:
     """
     if same_on_every_rank and distributed.error_prefix():
         sys.exit(code)
-    click.echo(f"error: {distributed.error_prefix()}{message}", err=True)
+    click.echo(one_line(f"error: {distributed.error_prefix()}{message}"), err=True)
     if not same_on_every_rank:
         distributed.abort_unless_settled(code)
     sys.exit(code)
+
+
+# errno values that mean "this output cannot be written", wherever the write happened.
+_OUTPUT_ERRNOS = frozenset({errno.ENOSPC, errno.EDQUOT, errno.EFBIG, errno.EROFS})
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -460,9 +473,16 @@ def main(argv: list[str] | None = None) -> None:
     except click.exceptions.Abort:
         _fail("interrupted; no partial output was kept", Interrupted.exit_code)
     except click.ClickException as exc:
-        exc.show()
-        sys.exit(ConfigError.exit_code)
+        # click's own block is three lines (usage, hint, error); the project's rule is one.
+        context = getattr(exc, "ctx", None)
+        hint = f" (see '{context.command_path} --help')" if context is not None else ""
+        _fail(f"{exc.format_message()}{hint}", ConfigError.exit_code, same_on_every_rank=True)
     except PipelineError as exc:
         _fail(str(exc), exc.exit_code, same_on_every_rank=isinstance(exc, distributed.RefusedConfig))
     except KeyboardInterrupt:
         _fail("interrupted; no partial output was kept", Interrupted.exit_code)
+    except OSError as exc:
+        if exc.errno not in _OUTPUT_ERRNOS:
+            raise
+        where = f"{exc.filename}: " if exc.filename else ""
+        _fail(f"{where}cannot write output ({exc.strerror})", OutputError.exit_code)

@@ -11,6 +11,7 @@ from __future__ import annotations
 import difflib
 import hashlib
 import json
+import reprlib
 from enum import Enum
 from pathlib import Path
 from typing import Annotated, Any
@@ -31,8 +32,28 @@ from pydantic_core import PydanticCustomError
 from tuning.errors import ConfigError
 
 Sha256 = Annotated[str, StringConstraints(pattern=r"^[0-9a-f]{64}$")]
-PositiveInt = Annotated[StrictInt, Field(ge=1)]
-NonNegativeInt = Annotated[StrictInt, Field(ge=0)]
+
+
+def _int_range(low: int, high: int) -> Any:
+    """An integer in [low, high]: every count has an upper bound, so no setting can ask for endless work."""
+    return Annotated[StrictInt, Field(ge=low, le=high)]
+
+
+def _float_range(low: float, high: float) -> Any:
+    return Annotated[float, Field(ge=low, le=high)]
+
+
+# numpy's legacy seeding, which INC calls with tuning.seed, takes 0 .. 2**32 - 1.
+Seed = _int_range(0, 2**32 - 1)
+Count = _int_range(1, 10_000_000)  # iterations, sampling sizes: images, not bytes
+BatchSize = _int_range(1, 1_000_000)
+# Longest tuning.timeout_s: a week. INC hands the value to a threading.Timer, which fails (in its own thread,
+# dropping the limit) above threading.TIMEOUT_MAX, about 292 years.
+MAX_TIMEOUT_S = 7 * 24 * 3600
+# YAML bounds: a config is a few kB; these stop a hostile file long before memory or time run out.
+MAX_CONFIG_BYTES = 1024 * 1024
+MAX_YAML_DEPTH = 32  # nesting of mappings and lists
+MAX_YAML_NODES = 100_000  # values after expanding aliases (a 500-byte "billion laughs" expands to 10**9)
 
 
 class PixelScale(str, Enum):
@@ -94,7 +115,8 @@ class CriterionKind(str, Enum):
 
 
 class _Section(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True, use_enum_values=False)
+    # allow_inf_nan=False: .nan and .inf are refused for every float key (a NaN mean makes every image NaN).
+    model_config = ConfigDict(extra="forbid", frozen=True, use_enum_values=False, allow_inf_nan=False)
 
 
 class ModelSection(_Section):
@@ -105,27 +127,30 @@ class ModelSection(_Section):
     sha256: Sha256 | None = "5c688690f8bacf667d4c2074af5ad0646ca328d7ab03eccf944a65b320171bdd"
     # Upper bound on the model file plus its external data, checked before reading, so a wrong or
     # hostile path cannot exhaust memory; mnist-12 is 26 KB, so 256 MiB leaves room for real classifiers.
-    max_bytes: PositiveInt = 256 * 1024 * 1024
+    max_bytes: _int_range(1, 2**40) = 256 * 1024 * 1024
+    # Wall-clock limit of a whole download, retries included; a server sending one byte a second is cut off.
+    download_timeout_s: _int_range(1, 24 * 3600) = 600
 
 
 class DatasetSection(_Section):
     name: str = "MNIST"  # a torchvision.datasets class reading 28x28 IDX files (MNIST, FashionMNIST, KMNIST)
     root: Path = Path("data")
     pixel_scale: PixelScale = PixelScale.UNIT
-    mean: float = 0.0
-    std: Annotated[float, Field(gt=0)] = 1.0
+    # Bounds keep (pixel - mean) / std finite in float32 for every pixel scale.
+    mean: _float_range(-1e6, 1e6) = 0.0
+    std: _float_range(1e-6, 1e6) = 1.0
 
 
 class CalibrationSection(_Section):
     split: Split = Split.TRAIN
-    sampling_size: PositiveInt = 100
-    batch_size: PositiveInt = 1
-    seed: NonNegativeInt = 0
+    sampling_size: Count = 100
+    batch_size: BatchSize = 1
+    seed: Seed = 0
 
 
 class EvaluationSection(_Section):
     split: Split = Split.TEST
-    batch_size: PositiveInt = 1
+    batch_size: BatchSize = 1
 
 
 class QuantizationSection(_Section):
@@ -154,9 +179,9 @@ class LatencyMeasurementSection(_Section):
     run-to-run noise does not change the emitted model.
     """
 
-    warmup: NonNegativeInt = 50
-    iterations: PositiveInt = 400
-    rounds: PositiveInt = 5
+    warmup: _int_range(0, 10_000_000) = 50
+    iterations: Count = 400
+    rounds: _int_range(1, 1000) = 5
     tie_margin: Annotated[float, Field(ge=0, lt=1)] = 0.10  # 0.10: 10 % slower than the fastest
 
 
@@ -175,9 +200,9 @@ class TuningSection(_Section):
     objective: Objective = Objective.ACCURACY
     strategy: Strategy = Strategy.AUTO
     accuracy_criterion: AccuracyCriterionSection = AccuracyCriterionSection()
-    max_trials: PositiveInt = 100
-    timeout_s: NonNegativeInt = 0  # 0: no time limit
-    seed: NonNegativeInt = 1978
+    max_trials: _int_range(1, 100_000) = 100
+    timeout_s: _int_range(0, MAX_TIMEOUT_S) = 0  # 0: no time limit
+    seed: Seed = 1978
     latency: LatencyMeasurementSection = LatencyMeasurementSection()  # used by objective latency only
 
 
@@ -190,10 +215,10 @@ class BenchmarkSection(_Section):
     """Conditions of ``benchmark`` and ``report``; warmup and iterations count images at batch 1
     (at batch b about 1/b as many batches run; the rule: tuning/benchmark.py)."""
 
-    warmup: NonNegativeInt = 200
-    iterations: PositiveInt = 2000
-    batch_sizes: Annotated[tuple[PositiveInt, ...], Field(min_length=1)] = (1, 16, 64, 256)
-    intra_op_threads: PositiveInt = 1
+    warmup: _int_range(0, 10_000_000) = 200
+    iterations: Count = 2000
+    batch_sizes: Annotated[tuple[BatchSize, ...], Field(min_length=1, max_length=64)] = (1, 16, 64, 256)
+    intra_op_threads: _int_range(1, 1024) = 1
     reference_models: tuple[Path, ...] = (Path("models/zoo-mnist-12-int8.onnx"),)
 
 
@@ -298,36 +323,171 @@ def load_config(path: Path | None, overrides: Overrides | None = None) -> Pipeli
     for dotted_key, value in (overrides or {}).items():
         _set_dotted(raw, dotted_key, value, source)
     try:
-        return PipelineConfig.model_validate(raw)
+        config = PipelineConfig.model_validate(raw)
     except ValidationError as exc:
         raise ConfigError(f"{source}: {_describe(exc)}") from None
+    _check_outputs_are_not_inputs(config, [] if path is None else [("the config file", Path(path))], source)
+    return config
 
 
 def parse_override(assignment: str) -> tuple[str, Any]:
     """Split ``key.path=value``; the value is read as YAML (``5``, ``0.01``, ``[1, 2]``, ``null``)."""
     key, sep, text = assignment.partition("=")
     if not sep or not key.strip():
-        raise ConfigError(f"--set {assignment!r}: expected KEY.PATH=VALUE, e.g. tuning.max_trials=5")
-    try:
-        return key.strip(), yaml.safe_load(text)
-    except yaml.YAMLError:
-        raise ConfigError(f"--set {assignment!r}: the value is not valid YAML") from None
+        raise ConfigError(f"--set {_short(assignment)}: expected KEY.PATH=VALUE, e.g. tuning.max_trials=5")
+    return key.strip(), _parse_yaml(text.encode("utf-8"), f"--set {_short(assignment)}")
 
 
-def _read_yaml(path: Path) -> dict[str, Any]:
+def output_input_clashes(outputs: list[tuple[str, Path]], inputs: list[tuple[str, Path]]) -> str | None:
+    """The first output that is one of the inputs (through symlinks and hard links), as a message."""
+    from tuning.inputs import same_file
+
+    for output_name, output in outputs:
+        for input_name, source in inputs:
+            if same_file(output, source):
+                return f"{output_name} ({output}) is {input_name} ({source}); refusing to overwrite an input"
+    return None
+
+
+def _check_outputs_are_not_inputs(config: PipelineConfig, extra_inputs: list[tuple[str, Path]], source: str) -> None:
+    outputs = [
+        ("output.model", config.output.model),
+        ("output.dir/tuning_summary.json", config.output.dir / "tuning_summary.json"),
+    ]
+    inputs = [("model.path", config.model.path), *extra_inputs]
+    inputs += [(f"benchmark.reference_models[{i}]", p) for i, p in enumerate(config.benchmark.reference_models)]
+    if config.gates.baseline is not None:
+        inputs.append(("gates.baseline", config.gates.baseline))
+    clash = output_input_clashes(outputs, inputs)
+    if clash:
+        raise ConfigError(f"{source}: {clash}")
+
+
+class _BoundedLoader(yaml.SafeLoader):
+    """PyYAML's safe loader with bounds and without silent surprises.
+
+    Nesting is limited while the document is composed (PyYAML's composer recurses, so a
+    deeply nested file would otherwise end in RecursionError); aliases are counted as the values
+    they expand to before anything is constructed; a key given twice in one mapping is an error
+    (PyYAML keeps the last one); an integer too long to convert is an error at its line.
+    """
+
+    def __init__(self, stream: bytes) -> None:
+        super().__init__(stream)
+        self._depth = 0
+
+    def compose_node(self, parent, index):  # type: ignore[no-untyped-def]
+        self._depth += 1
+        try:
+            if self._depth > MAX_YAML_DEPTH:
+                raise yaml.composer.ComposerError(
+                    None, None, f"nested more than {MAX_YAML_DEPTH} levels deep", self.peek_event().start_mark
+                )
+            return super().compose_node(parent, index)
+        finally:
+            self._depth -= 1
+
+    def construct_mapping(self, node, deep=False):  # type: ignore[no-untyped-def]
+        seen: set[Any] = set()
+        for key_node, _ in node.value:
+            if key_node.tag == "tag:yaml.org,2002:merge":
+                continue
+            key = self.construct_object(key_node, deep=True)
+            if isinstance(key, (str, int, float, bool)) or key is None:
+                if key in seen:
+                    raise yaml.constructor.ConstructorError(
+                        None, None, f"duplicate key {_short(key)}", key_node.start_mark
+                    )
+                seen.add(key)
+        return super().construct_mapping(node, deep=deep)
+
+    def construct_yaml_int(self, node):  # type: ignore[no-untyped-def]
+        try:
+            return super().construct_yaml_int(node)
+        except ValueError:  # Python refuses to convert integers of more than 4300 digits
+            raise yaml.constructor.ConstructorError(
+                None, None, f"integer of {len(node.value)} characters is out of range", node.start_mark
+            ) from None
+
+
+_BoundedLoader.add_constructor("tag:yaml.org,2002:int", _BoundedLoader.construct_yaml_int)
+
+
+def _check_expansion(root: yaml.Node) -> None:
+    """Refuse a document whose aliases expand past the node or depth bounds, or refer to themselves.
+
+    Sizes and depths are memoised per node, so this takes time proportional to the file, not to
+    the expansion (a 500-byte "billion laughs" document expands to 10**9 values).
+    """
+    sizes: dict[int, int] = {}
+    depths: dict[int, int] = {}
+    in_progress: set[int] = set()
+    # Iterative post-order walk: an alias chain may be deeper than Python's recursion limit.
+    stack: list[tuple[yaml.Node, bool]] = [(root, False)]
+    while stack:
+        node, children_done = stack.pop()
+        key = id(node)
+        if key in sizes:
+            continue
+        children = _children(node)
+        if children_done:
+            in_progress.discard(key)
+            sizes[key] = min(1 + sum(sizes[id(child)] for child in children), MAX_YAML_NODES + 1)
+            depths[key] = 1 + max((depths[id(child)] for child in children), default=0)
+            continue
+        in_progress.add(key)
+        stack.append((node, True))
+        for child in children:
+            if id(child) in in_progress:
+                raise yaml.composer.ComposerError(
+                    None, None, "an alias refers to a value that contains it", child.start_mark
+                )
+            stack.append((child, False))
+    if sizes[id(root)] > MAX_YAML_NODES:
+        raise yaml.composer.ComposerError(
+            None, None, f"aliases expand to more than {MAX_YAML_NODES} values; refusing to expand them", None
+        )
+    if depths[id(root)] > MAX_YAML_DEPTH + 1:  # +1: scalars count as a level here
+        raise yaml.composer.ComposerError(
+            None, None, f"aliases expand to values nested more than {MAX_YAML_DEPTH} levels deep", None
+        )
+
+
+def _children(node: yaml.Node) -> list[yaml.Node]:
+    if isinstance(node, yaml.SequenceNode):
+        return list(node.value)
+    if isinstance(node, yaml.MappingNode):
+        return [part for pair in node.value for part in pair]
+    return []
+
+
+def _parse_yaml(text: bytes, source: str) -> Any:
+    """Parse one YAML document within the bounds; every problem is one ConfigError line naming ``source``."""
+    loader = None
     try:
-        text = path.read_text(encoding="utf-8")
-    except FileNotFoundError:
-        raise ConfigError(f"{path}: config file not found") from None
-    except (OSError, UnicodeDecodeError) as exc:
-        raise ConfigError(f"{path}: cannot read config ({exc.__class__.__name__}: {exc})") from None
-    try:
-        data = yaml.safe_load(text)
+        loader = _BoundedLoader(text)  # its reader already decodes and checks the first bytes
+        node = loader.get_single_node()
+        if node is None:
+            return None
+        _check_expansion(node)
+        return loader.construct_document(node)
     except yaml.YAMLError as exc:
         mark = getattr(exc, "problem_mark", None)
         where = f" at line {mark.line + 1}, column {mark.column + 1}" if mark else ""
         problem = getattr(exc, "problem", None) or "invalid YAML"
-        raise ConfigError(f"{path}: not valid YAML{where}: {problem}") from None
+        raise ConfigError(f"{source}: not valid YAML{where}: {problem}") from None
+    except RecursionError:  # a bound above was not enough for some construct; never a traceback
+        raise ConfigError(f"{source}: not valid YAML: nested too deeply") from None
+    finally:
+        if loader is not None:
+            loader.dispose()
+
+
+def _read_yaml(path: Path) -> dict[str, Any]:
+    from tuning.inputs import read_bounded
+
+    raw = read_bounded(Path(path), MAX_CONFIG_BYTES, "config file", ConfigError, "the config size limit")
+    data = _parse_yaml(raw, str(path))
     if data is None:
         raise ConfigError(f"{path}: the config is empty; expected a mapping with sections such as 'model:'")
     if not isinstance(data, dict):
@@ -360,7 +520,16 @@ def _describe(exc: ValidationError) -> str:
         hint = f"did you mean {close[0]!r}?" if close else f"valid keys: {', '.join(valid)}"
         return f"unknown key {key!r} ({hint})"
     more = f" (and {len(exc.errors()) - 1} more problems)" if len(exc.errors()) > 1 else ""
-    return f"{key}: {error['msg']}, got {error['input']!r}{more}"
+    return f"{key}: {error['msg']}, got {_short(error['input'])}{more}"
+
+
+_SHORT = reprlib.Repr()
+_SHORT.maxstring = _SHORT.maxother = _SHORT.maxlong = 60
+
+
+def _short(value: Any) -> str:
+    """A value as it may appear in an error line: cut to a few dozen characters, whatever its size."""
+    return _SHORT.repr(value)
 
 
 def _valid_keys(loc: tuple[str, ...]) -> list[str]:

@@ -6,6 +6,8 @@ else escaping is a bug in this package.
 
 from __future__ import annotations
 
+import unicodedata
+
 
 class PipelineError(Exception):
     """Base class: a failure with a one-line message for the user."""
@@ -51,3 +53,24 @@ class Interrupted(PipelineError):
     """The run was stopped by Ctrl-C or SIGTERM; no partial output was kept."""
 
     exit_code = 130
+
+
+# Longer messages are cut: a server's error page or an expanded YAML value must not flood the console.
+MAX_MESSAGE_CHARS = 500
+
+
+def one_line(text: str, limit: int = MAX_MESSAGE_CHARS) -> str:
+    """``text`` as one printable line of at most ``limit`` characters.
+
+    Control characters (newlines, CR, NUL, ESC, ...) and Unicode format characters (bidi overrides)
+    are escaped as ``\\n``/``\\xNN``/``\\uNNNN``, so bytes a server or a file sent cannot redraw or
+    split the line they are quoted in.
+    """
+    escaped = "".join(_escaped(char) for char in text[: limit + 1])
+    return escaped if len(escaped) <= limit else escaped[: limit - 1] + "…"
+
+
+def _escaped(char: str) -> str:
+    if char == " " or unicodedata.category(char) not in ("Cc", "Cf", "Zl", "Zp"):
+        return char
+    return char.encode("unicode_escape").decode("ascii")

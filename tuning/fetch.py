@@ -2,6 +2,9 @@
 
 A download is written through ``atomic_output``: only a complete body whose hash
 matches is renamed into place, so an interrupted or wrong download leaves nothing.
+Every download is bounded: in bytes (``model.max_bytes``), in time per read (``timeout_s``)
+and in wall-clock time as a whole, retries included (``model.download_timeout_s``), so a
+server that sends one byte a second is cut off too.
 """
 
 from __future__ import annotations
@@ -18,10 +21,13 @@ from pathlib import Path
 from urllib.parse import urlsplit
 
 from tuning.atomic import atomic_output
-from tuning.errors import FetchError
+from tuning.config import ModelSection
+from tuning.errors import FetchError, InputError, one_line
+from tuning.inputs import chunks, require_regular_file
 
 _CHUNK = 64 * 1024
 _LOOPBACK_HOSTS = frozenset({"127.0.0.1", "::1", "localhost"})
+_REASON_CHARS = 200  # a server's status line or error text, quoted in retry lines and the error
 
 
 class _Retryable(Exception):
@@ -29,11 +35,10 @@ class _Retryable(Exception):
 
 
 def sha256_of(path: Path) -> str:
-    """Return the hex sha256 of ``path``, read in chunks."""
+    """Return the hex sha256 of the regular file ``path``, read in chunks."""
     digest = hashlib.sha256()
-    with open(path, "rb") as handle:
-        for chunk in iter(lambda: handle.read(_CHUNK), b""):
-            digest.update(chunk)
+    for chunk in chunks(Path(path), "model file", InputError):
+        digest.update(chunk)
     return digest.hexdigest()
 
 
@@ -44,9 +49,9 @@ def _is_loopback(url: str) -> bool:
 def _check_url(url: str) -> None:
     scheme = urlsplit(url).scheme.lower()
     # Plain http is only safe where no one can sit in the middle: this machine.
-    if scheme in ("https", "file") or (scheme == "http" and _is_loopback(url)):
+    if scheme == "https" or (scheme == "http" and _is_loopback(url)):
         return
-    raise FetchError(f"{url}: only https URLs are allowed (plain http only to localhost)")
+    raise FetchError(f"{one_line(url, _REASON_CHARS)}: only https URLs are allowed (plain http only to localhost)")
 
 
 class _CheckedRedirectHandler(urllib.request.HTTPRedirectHandler):
@@ -73,27 +78,44 @@ def _describe(exc: BaseException, timeout_s: float) -> str:
     if isinstance(exc, urllib.error.URLError) and isinstance(exc.reason, BaseException):
         exc = exc.reason
     if isinstance(exc, (TimeoutError, socket.timeout)):
-        return f"timed out after {timeout_s} s"
+        return f"timed out after {timeout_s:g} s"
     if isinstance(exc, ConnectionRefusedError):
         return "connection refused"
     if isinstance(exc, ConnectionResetError):
         return "connection reset"
     if isinstance(exc, urllib.error.URLError):
-        return str(exc.reason)
+        return _reason(str(exc.reason))
     if isinstance(exc, http.client.IncompleteRead):
         return f"truncated: got {len(exc.partial)} bytes, connection closed early"
-    return str(exc) or type(exc).__name__
+    if isinstance(exc, http.client.BadStatusLine):
+        return f"not an HTTP response (status line {_reason(repr(exc.line))})"
+    return _reason(str(exc)) or type(exc).__name__
 
 
-def _attempt(url: str, dest: Path, sha256: str, timeout_s: float, max_bytes: int) -> None:
-    """Download once into place; raise _Retryable for failures worth another try."""
+def _reason(text: str) -> str:
+    # Server-sent text: its first line only (urllib's redirect-loop message quotes the last response),
+    # with control bytes escaped and cut short.
+    return one_line(text.strip().split("\n")[0], _REASON_CHARS)
+
+
+class _DeadlinePassed(Exception):
+    """The whole download took longer than its wall-clock limit."""
+
+
+def _attempt(url: str, dest: Path, sha256: str, timeout_s: float, max_bytes: int, deadline: float) -> None:
+    """Download once into place; raise _Retryable for failures worth another try.
+
+    ``deadline`` (time.monotonic) ends the attempt however the server trickles: every read
+    returns what one ``recv`` got (``read1``) and is given at most the time left.
+    """
     with atomic_output(dest) as tmp:
         # Network OSErrors are caught here: atomic_output would report them as OutputError.
+        timeout_s = min(timeout_s, max(deadline - time.monotonic(), 0.01))
         try:
             response = _opener(url).open(url, timeout=timeout_s)
         except urllib.error.HTTPError as exc:
             exc.close()
-            reason = f"HTTP {exc.code} {exc.reason}"
+            reason = f"HTTP {exc.code} {_reason(str(exc.reason))}"
             if exc.code >= 500 or exc.code == 429:
                 raise _Retryable(reason) from None
             raise FetchError(f"{url}: download failed: {reason}") from None
@@ -101,27 +123,26 @@ def _attempt(url: str, dest: Path, sha256: str, timeout_s: float, max_bytes: int
             raise _Retryable(_describe(exc, timeout_s)) from None
 
         with response:
-            length_header = response.headers.get("Content-Length")
-            expected_len = (
-                int(length_header) if length_header and length_header.isdigit() else None
-            )
+            length_header = (response.headers.get("Content-Length") or "").strip()
+            # ASCII digits only: str.isdigit() also accepts "²", which int() refuses.
+            expected_len = int(length_header) if length_header.isascii() and length_header.isdigit() else None
             if expected_len is not None and expected_len > max_bytes:
-                raise FetchError(
-                    f"{url}: response is {expected_len} bytes, more than the {max_bytes} allowed"
-                )
+                raise FetchError(f"{url}: response is {expected_len} bytes, more than model.max_bytes ({max_bytes})")
             digest = hashlib.sha256()
             received = 0
             with open(tmp, "wb") as handle:
                 while True:
+                    if time.monotonic() >= deadline:
+                        raise _DeadlinePassed(f"{received} bytes received")
                     try:
-                        chunk = response.read(_CHUNK)
+                        chunk = response.read1(_CHUNK)
                     except (OSError, http.client.HTTPException) as exc:
                         raise _Retryable(_describe(exc, timeout_s)) from None
                     if not chunk:
                         break
                     received += len(chunk)
                     if received > max_bytes:
-                        raise FetchError(f"{url}: response exceeds the {max_bytes} bytes allowed")
+                        raise FetchError(f"{url}: response exceeds model.max_bytes ({max_bytes} bytes)")
                     digest.update(chunk)
                     handle.write(chunk)
                 # http.client returns a short body without complaint; the length is our only check.
@@ -143,18 +164,26 @@ def ensure_file(
     url: str | None,
     sha256: str | None,
     *,
+    max_bytes: int = ModelSection.model_fields["max_bytes"].default,
+    deadline_s: float = ModelSection.model_fields["download_timeout_s"].default,
     timeout_s: float = 30.0,
     retries: int = 3,
     backoff_s: float = 1.0,
-    max_bytes: int = 512 * 1024 * 1024,
 ) -> Path:
-    """Return ``dest`` verified against ``sha256``, downloading it from ``url`` if missing."""
+    """Return ``dest`` verified against ``sha256``, downloading it from ``url`` if missing.
+
+    ``max_bytes`` bounds the file and the download (``model.max_bytes``); ``deadline_s`` bounds the
+    whole download, retries and back-off included (``model.download_timeout_s``).
+    """
     dest = Path(dest)
     expected = sha256.strip().lower() if sha256 is not None else None
 
     if dest.exists():
+        size = require_regular_file(dest, "model file", InputError).st_size
         if expected is None:
             return dest
+        if size > max_bytes:
+            raise InputError(f"{dest}: model is {size} bytes, more than model.max_bytes ({max_bytes}); raise the limit")
         got = sha256_of(dest)
         if got == expected:
             return dest
@@ -168,24 +197,34 @@ def ensure_file(
     if expected is None:
         raise FetchError(
             f"{dest}: model file not found and model.sha256 is not set; "
-            f"refusing to download {url} unverified (set model.sha256)"
+            f"refusing to download {one_line(url, _REASON_CHARS)} unverified (set model.sha256)"
         )
     _check_url(url)
+    shown_url = one_line(url, _REASON_CHARS)
 
+    deadline = time.monotonic() + deadline_s
     attempts = max(1, retries)
     reason = ""
     for attempt in range(1, attempts + 1):
         try:
-            _attempt(url, dest, expected, timeout_s, max_bytes)
+            _attempt(url, dest, expected, timeout_s, max_bytes, deadline)
             return dest
         except _Retryable as exc:
             reason = str(exc)
+        except _DeadlinePassed as exc:
+            reason = str(exc)
+        if time.monotonic() >= deadline:
+            raise FetchError(
+                f"{shown_url}: download not finished within model.download_timeout_s ({deadline_s:g} s; {reason})"
+            )
         if attempt < attempts:
             delay = backoff_s * 2 ** (attempt - 1)
+            if time.monotonic() + delay >= deadline:
+                break
             print(
-                f"retrying {url} in {delay:g} s (attempt {attempt}/{attempts}: {reason})",
+                f"retrying {shown_url} in {delay:g} s (attempt {attempt}/{attempts}: {reason})",
                 file=sys.stderr,
             )
             time.sleep(delay)
-    plural = "s" if attempts != 1 else ""
-    raise FetchError(f"{url}: download failed after {attempts} attempt{plural}: {reason}")
+    plural = "s" if attempt != 1 else ""
+    raise FetchError(f"{shown_url}: download failed after {attempt} attempt{plural}: {reason}")

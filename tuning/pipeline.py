@@ -65,7 +65,13 @@ def run_tuning(
     route_inc_logs(workspace / "inc.log", echo_to_console=verbose and world.rank == 0)
 
     say(f"tune: reading {config.model.path}")
-    source_path = fetch.ensure_file(config.model.path, config.model.url, config.model.sha256)
+    source_path = fetch.ensure_file(
+        config.model.path,
+        config.model.url,
+        config.model.sha256,
+        max_bytes=config.model.max_bytes,
+        deadline_s=config.model.download_timeout_s,
+    )
     source_sha256 = fetch.sha256_of(source_path)
     model = onnx_io.load_model(source_path, max_bytes=config.model.max_bytes)
     spec = onnx_io.describe(model, source_path)

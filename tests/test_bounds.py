@@ -1,0 +1,342 @@
+"""Config bounds: every number finite and in range, YAML size/depth/aliases bounded, one-line usage errors.
+
+Each property is tried on generated examples (hypothesis); the expected answers come from the
+libraries the values end up in (numpy's seeding, Python's float) or from the README's table,
+not from the schema under test.
+"""
+
+from __future__ import annotations
+
+import math
+import os
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import annotated_types
+import numpy as np
+import pytest
+import yaml
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from tuning.config import MAX_CONFIG_BYTES, MAX_YAML_DEPTH, MAX_YAML_NODES, PipelineConfig, load_config
+from tuning.errors import ConfigError, one_line
+
+from conftest import ROOT
+from test_cli import assert_one_line_error
+
+EXAMPLES = settings(max_examples=60, deadline=None)
+SECTIONS = {name: field.annotation for name, field in PipelineConfig.model_fields.items()}
+
+
+def keys_of_type(kind: type) -> list[str]:
+    """Every dotted key whose annotation is ``kind`` (possibly constrained, possibly optional)."""
+    found = []
+
+    def walk(model: type, prefix: str) -> None:
+        for name, field in model.model_fields.items():
+            annotation = field.annotation
+            if isinstance(annotation, type) and issubclass(annotation, PipelineConfig.__mro__[1]):
+                walk(annotation, f"{prefix}{name}.")
+            elif annotation is kind or annotation == kind | None:
+                found.append(f"{prefix}{name}")
+
+    walk(PipelineConfig, "")
+    return found
+
+
+FLOAT_KEYS = keys_of_type(float)
+INT_KEYS = keys_of_type(int)
+
+
+def config_error(overrides: dict | None = None, path: Path | None = None) -> str:
+    with pytest.raises(ConfigError) as caught:
+        load_config(path, overrides)
+    message = str(caught.value)
+    assert "\n" not in message and len(message) < 400, message
+    return message
+
+
+def test_the_schema_has_the_keys_these_tests_walk() -> None:
+    assert {"dataset.mean", "dataset.std", "tuning.accuracy_criterion.tolerance"} <= set(FLOAT_KEYS)
+    assert {"tuning.seed", "tuning.timeout_s", "calibration.seed", "model.download_timeout_s"} <= set(INT_KEYS)
+
+
+@EXAMPLES
+@given(st.sampled_from(FLOAT_KEYS), st.sampled_from([math.nan, math.inf, -math.inf]))
+def test_nan_and_inf_are_refused_for_every_float_key(key: str, value: float) -> None:
+    message = config_error({key: value})
+    assert key in message and "finite" in message
+
+
+@EXAMPLES
+@given(st.sampled_from([".nan", ".NaN", ".inf", "-.inf", ".Inf", "1.0e+400"]), st.sampled_from(FLOAT_KEYS))
+def test_yaml_spellings_of_nan_and_inf_are_refused(tmp_path_factory, spelling: str, key: str) -> None:
+    section, *rest = key.split(".")
+    text = f"{section}:\n" + "".join(f"{'  ' * (i + 1)}{part}:\n" for i, part in enumerate(rest[:-1]))
+    text += f"{'  ' * len(rest)}{rest[-1]}: {spelling}\n"
+    path = tmp_path_factory.mktemp("nan") / "config.yaml"
+    path.write_text(text)
+    assert key in config_error(path=path)
+
+
+def numpy_accepts_seed(seed: int) -> bool:
+    try:
+        np.random.seed(seed)  # what INC does with tuning.seed
+    except (ValueError, OverflowError, TypeError):
+        return False
+    return True
+
+
+@EXAMPLES
+@given(st.integers(-(2**70), 2**70) | st.sampled_from([2**32 - 1, 2**32, -1, 0]))
+def test_seed_is_accepted_exactly_when_numpy_accepts_it(seed: int) -> None:
+    for key in ("tuning.seed", "calibration.seed"):
+        if numpy_accepts_seed(seed):
+            assert getattr(load_config(None, {key: seed}), key.split(".")[0]).seed == seed
+        else:
+            assert key in config_error({key: seed})
+
+
+@EXAMPLES
+@given(st.integers(-(2**64), 2**64) | st.sampled_from([0, 1, 604800, 604801, 10**20]))
+def test_timeout_is_between_zero_and_a_week(timeout: int) -> None:
+    # README: tuning.timeout_s in [0, 604800]; a larger value would overflow INC's timer thread.
+    if 0 <= timeout <= 7 * 24 * 3600:
+        assert load_config(None, {"tuning.timeout_s": timeout}).tuning.timeout_s == timeout
+    else:
+        assert "tuning.timeout_s" in config_error({"tuning.timeout_s": timeout})
+
+
+def upper_bound(key: str) -> int:
+    section, *rest = key.split(".")
+    model = SECTIONS[section]
+    for part in rest[:-1]:
+        model = model.model_fields[part].annotation
+    metadata = model.model_fields[rest[-1]].metadata
+    return next(item.le for item in metadata if isinstance(item, annotated_types.Le))
+
+
+@EXAMPLES
+@given(st.sampled_from(INT_KEYS), st.integers(1, 10**4000))
+def test_every_integer_key_has_an_upper_bound(key: str, excess: int) -> None:
+    limit = upper_bound(key)
+    assert limit < 2**63  # every count fits the C types below (numpy, onnxruntime)
+    message = config_error({key: limit + excess})
+    assert key in message and "less than or equal" in message
+
+
+@settings(max_examples=20, deadline=None)
+@given(st.integers(4301, 20_000))
+def test_integers_past_pythons_digit_limit_are_a_config_error(tmp_path_factory, digits: int) -> None:
+    path = tmp_path_factory.mktemp("digits") / "config.yaml"
+    path.write_text("tuning:\n  seed: " + "7" * digits + "\n")
+    message = config_error(path=path)
+    assert "line 2" in message and "out of range" in message
+
+
+@EXAMPLES
+@given(
+    st.dictionaries(st.sampled_from(["seed", "max_trials", "timeout_s", "strategy"]), st.integers(0, 9), min_size=1),
+    st.data(),
+)
+def test_duplicate_keys_are_refused(tmp_path_factory, mapping: dict, data) -> None:
+    duplicated = data.draw(st.sampled_from(sorted(mapping)))
+    lines = [f"  {key}: {value}" for key, value in mapping.items()]
+    lines.insert(data.draw(st.integers(0, len(lines))), f"  {duplicated}: 1")
+    path = tmp_path_factory.mktemp("dup") / "config.yaml"
+    path.write_text("tuning:\n" + "\n".join(lines) + "\n")
+    assert f"duplicate key '{duplicated}'" in config_error(path=path)
+
+
+def test_a_merge_key_may_be_overridden() -> None:
+    text = "x-defaults: &d {seed: 3, max_trials: 4}\n"
+    document = yaml.safe_load(text + "tuning:\n  <<: *d\n  seed: 5\n")
+    assert document["tuning"] == {"seed": 5, "max_trials": 4}  # YAML's rule, which the loader must keep
+
+
+def alias_bomb(width: int, levels: int) -> str:
+    lines = ["l0: &l0 [" + ", ".join(["lol"] * width) + "]"]
+    for level in range(1, levels + 1):
+        lines.append(f"l{level}: &l{level} [" + ", ".join([f"*l{level - 1}"] * width) + "]")
+    return "\n".join(lines) + "\n"
+
+
+@settings(max_examples=25, deadline=None)
+@given(st.integers(2, 12), st.integers(2, 12))
+def test_alias_bombs_fail_fast_without_echoing_the_expansion(tmp_path_factory, width: int, levels: int) -> None:
+    # Nodes once every alias is expanded: the root mapping, and per line a key and its nested list.
+    sizes = [1 + width]
+    for _ in range(levels):
+        sizes.append(1 + width * sizes[-1])
+    expanded = 1 + sum(1 + size for size in sizes)
+    path = tmp_path_factory.mktemp("bomb") / "config.yaml"
+    path.write_text(alias_bomb(width, levels))
+    started = time.monotonic()
+    message = config_error(path=path)
+    assert time.monotonic() - started < 2
+    if expanded > MAX_YAML_NODES:
+        assert "aliases expand to more than" in message
+    else:  # small enough to expand: then it is only an unknown key
+        assert "unknown key 'l0'" in message
+    assert message.count("lol") <= 1
+
+
+@settings(max_examples=25, deadline=None)
+@given(st.integers(MAX_YAML_DEPTH + 1, 3000), st.sampled_from(["flow-list", "block-map", "flow-map"]))
+def test_deep_nesting_is_refused(tmp_path_factory, depth: int, style: str) -> None:
+    if style == "flow-list":
+        text = "tuning: " + "[" * depth + "]" * depth + "\n"
+    elif style == "flow-map":
+        text = "tuning: " + "{a: " * depth + "1" + "}" * depth + "\n"
+    else:
+        text = "tuning:\n" + "".join(" " * (i + 1) + "a:\n" for i in range(min(depth, 1000)))
+    path = tmp_path_factory.mktemp("deep") / "config.yaml"
+    path.write_text(text)
+    assert "nested more than" in config_error(path=path)
+
+
+def test_aliases_expanding_deeper_than_the_limit_are_refused(tmp_path: Path) -> None:
+    step = MAX_YAML_DEPTH // 2
+    lines = ["a0: &a0 " + "[" * step + "1" + "]" * step]
+    lines += [f"a{i}: &a{i} " + "[" * step + f"*a{i - 1}" + "]" * step for i in range(1, 6)]
+    path = tmp_path / "config.yaml"
+    path.write_text("\n".join(lines) + "\n")
+    assert "nested more than" in config_error(path=path)
+
+
+def test_recursive_alias_is_refused(tmp_path: Path) -> None:
+    path = tmp_path / "config.yaml"
+    path.write_text("tuning: &t\n  seed: *t\n")
+    assert "refers to a value that contains it" in config_error(path=path)
+
+
+def test_oversized_config_is_refused_before_parsing(tmp_path: Path) -> None:
+    path = tmp_path / "config.yaml"
+    path.write_text("tuning:\n  seed: 1\n" + "# padding\n" * (MAX_CONFIG_BYTES // 10 + 1))
+    assert "larger than the config size limit" in config_error(path=path)
+
+
+@pytest.mark.parametrize("kind", ["fifo", "directory", "dev-zero", "symlink-to-dev-zero", "missing"])
+def test_config_path_must_be_a_regular_file(tmp_path: Path, kind: str) -> None:
+    path = tmp_path / "config.yaml"
+    expected = {
+        "fifo": "a FIFO", "directory": "a directory", "dev-zero": "a character device",
+        "symlink-to-dev-zero": "a character device", "missing": "not found",
+    }[kind]  # fmt: skip
+    if kind == "fifo":
+        os.mkfifo(path)
+    elif kind == "directory":
+        path.mkdir()
+    elif kind == "dev-zero":
+        path = Path("/dev/zero")
+    elif kind == "symlink-to-dev-zero":
+        path.symlink_to("/dev/zero")
+    started = time.monotonic()
+    assert expected in config_error(path=path)
+    assert time.monotonic() - started < 5  # a FIFO with no writer would block an ordinary open() forever
+
+
+@pytest.mark.parametrize(
+    "value", ["'a\\nb'", "'\\x00\\r\\x1b[2J'", "'" + "x" * 5000 + "'", "[" + ", ".join(["'y' "] * 3000) + "]"]
+)
+def test_bad_values_are_quoted_short_and_escaped(value: str) -> None:
+    message = config_error({"tuning.seed": yaml.safe_load(value)})
+    assert "tuning.seed" in message
+    assert all(char.isprintable() for char in one_line(message))
+
+
+def run_cli(*args: str, cwd: Path = ROOT) -> subprocess.CompletedProcess:
+    return subprocess.run(
+        [sys.executable, "-m", "tuning", *args], cwd=cwd, capture_output=True, text=True, timeout=120
+    )
+
+
+@pytest.mark.parametrize(
+    ("args", "fragment"),
+    [
+        (["gate", "--junit", "{tmp}"], "'--junit'"),
+        (["gate", "--write-baseline", "{tmp}"], "'--write-baseline'"),
+        (["benchmark", "--batch_size", "0"], "'--batch_size'"),
+        (["benchmark", "--batch_size", "x"], "'--batch_size'"),
+        (["benchmark", "--batch_size", str(10**30)], "'--batch_size'"),
+        (["benchmark", "--mode", "speed"], "'--mode'"),
+        (["tune", "--bogus"], "--bogus"),
+        (["tune", "--set"], "--set"),
+        (["nosuch"], "nosuch"),
+        (["report", "--out-dir", "{model}"], "'--out-dir'"),
+    ],
+)
+def test_click_usage_errors_are_one_line_exit_2(tmp_path: Path, args: list[str], fragment: str) -> None:
+    model = ROOT / "models" / "mnist-12.onnx"
+    result = run_cli(*(arg.format(tmp=tmp_path, model=model) for arg in args))
+    assert result.returncode == 2, result.stderr
+    lines = result.stderr.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("error: ") and fragment in lines[0], result.stderr
+    assert "Usage:" not in result.stderr and "Traceback" not in result.stderr
+
+
+@pytest.mark.parametrize(
+    ("setting", "key"),
+    [
+        ("dataset.mean=.nan", "dataset.mean"),
+        ("dataset.std=.inf", "dataset.std"),
+        ("tuning.seed=4294967296", "tuning.seed"),
+        ("tuning.timeout_s=100000000000000000000", "tuning.timeout_s"),
+    ],
+)
+def test_config_errors_the_issue_found_after_tuning_are_exit_2_at_load(tmp_path: Path, setting: str, key: str) -> None:
+    started = time.monotonic()
+    result = run_cli("tune", "--set", setting, "--set", f"output.dir={tmp_path}")
+    assert result.returncode == 2 and key in result.stderr, result.stderr
+    assert len(result.stderr.strip().splitlines()) == 1
+    assert not (tmp_path / "nc_workspace").exists()  # refused before any work
+    assert time.monotonic() - started < 60
+
+
+@pytest.mark.parametrize("alias", ["same", "relative", "symlink", "hardlink", "symlinked-folder", "config"])
+def test_an_output_that_is_an_input_is_refused_before_any_work(tmp_path: Path, alias: str) -> None:
+    source = tmp_path / "models" / "fp32.onnx"
+    source.parent.mkdir()
+    source.write_bytes((ROOT / "models" / "mnist-12.onnx").read_bytes())
+    before = source.read_bytes()
+    config = tmp_path / "config.yaml"
+    config.write_text((ROOT / "configs" / "mnist.yaml").read_text())
+    output = {
+        "same": source,
+        "relative": Path("models/../models/fp32.onnx"),
+        "symlink": tmp_path / "link.onnx",
+        "hardlink": tmp_path / "hard.onnx",
+        "symlinked-folder": tmp_path / "alias" / "fp32.onnx",
+        "config": config,
+    }[alias]
+    if alias == "symlink":
+        output.symlink_to(source)
+    elif alias == "hardlink":
+        os.link(source, output)
+    elif alias == "symlinked-folder":
+        (tmp_path / "alias").symlink_to(source.parent)
+    result = run_cli(
+        "tune", f"--config={config}", f"--input_model={source}", f"--output_model={output}",
+        "--set", f"output.dir={tmp_path / 'run'}", "--set", f"dataset.root={ROOT / 'data'}", cwd=tmp_path,
+    )  # fmt: skip
+    assert result.returncode == 2, result.stderr
+    assert len(result.stderr.strip().splitlines()) == 1 and "refusing to overwrite an input" in result.stderr
+    assert source.read_bytes() == before and not (tmp_path / "run").exists()
+
+
+@pytest.mark.parametrize("kind", ["fifo", "dev-zero", "directory"])
+def test_tune_with_a_model_path_that_is_no_regular_file_is_exit_3(tmp_path: Path, kind: str) -> None:
+    model = tmp_path / "model.onnx"
+    if kind == "fifo":
+        os.mkfifo(model)
+    elif kind == "dev-zero":
+        model.symlink_to("/dev/zero")
+    else:
+        model.mkdir()
+    sha = "null" if kind == "fifo" else "5c688690f8bacf667d4c2074af5ad0646ca328d7ab03eccf944a65b320171bdd"
+    result = run_cli("tune", f"--input_model={model}", "--set", f"model.sha256={sha}", "--set",
+                     f"output.dir={tmp_path / 'run'}", "--set", f"output.model={tmp_path / 'out.onnx'}")  # fmt: skip
+    assert_one_line_error(result, 3, "expected a regular file")
