@@ -203,7 +203,8 @@ def zoo_report(tmp_path_factory: pytest.TempPathFactory) -> Path:
     out = tmp_path_factory.mktemp("zoo-report")
     result = run(
         "report", "--skip-performance", "--quiet", f"--config={CONFIG}", f"--dataset_location={DATA}",
-        f"--float-model={ROOT / 'models' / 'mnist-12.onnx'}", f"--int8-model={ROOT / 'models' / 'zoo-mnist-12-int8.onnx'}",
+        f"--float-model={ROOT / 'models' / 'mnist-12.onnx'}",
+        f"--int8-model={ROOT / 'models' / 'zoo-mnist-12-int8.onnx'}",
         "--set", "benchmark.reference_models=[]", f"--out-dir={out}", cwd=out,
     )  # fmt: skip
     assert result.returncode == 0, result.stderr

@@ -9,12 +9,16 @@ from __future__ import annotations
 
 import gzip
 import hashlib
+import html
 import json
 import re
+import shutil
+import subprocess
 from collections import Counter
 from pathlib import Path
 from typing import Any
 
+import matplotlib.image
 import numpy as np
 import onnx
 import onnxruntime as ort
@@ -286,7 +290,7 @@ def test_skip_performance_leaves_nulls(accuracy_only: dict[str, Any]) -> None:
         assert model["latency_ms"] is None and model["throughput"] is None
     assert report["ratios_vs_float"] == {"int8": {"latency_p50": None, "throughput": {"1": None, "8": None}}}
     assert sorted(path.name for path in accuracy_only["dir"].iterdir()) == [
-        "confusion-int8.png", "report.json", "report.md"
+        "confusion-int8.png", "flips-int8.png", "report.html", "report.json", "report.md"
     ]
     assert "Performance was not measured" in accuracy_only["md"]
 
@@ -297,18 +301,42 @@ def test_skip_performance_leaves_nulls(accuracy_only: dict[str, Any]) -> None:
 def test_markdown_starts_with_the_summary_and_links_existing_plots(full: dict[str, Any]) -> None:
     md, report = full["md"], full["json"]
     first_table = md[md.index("## Summary") :].split("\n\n")[1].splitlines()
-    assert first_table[0].startswith("| model | top-1 error (unit pixels) | error at raw pixels | agreement")
-    assert [row.split(" | ")[0] for row in first_table[2:]] == ["| fp32 (float)", "| int8 (int8)", "| zoo-int8 (reference)"]
+    assert first_table[0].startswith("| model | top-1 error (unit pixels) | top-1 error at raw pixels | agreement")
+    assert [row.split(" | ")[0] for row in first_table[2:]] == ["| fp32", "| int8", "| zoo-int8 (reference)"]
     zoo = _model(report, "zoo-int8")["accuracy"]
     assert f"| {100 * zoo['top1_error']:.2f} % |" in first_table[4]
-    assert f"/ {zoo['flips']} |" in first_table[4]
+    assert f"/ {zoo['flips']:,} |" in first_table[4]
     links = re.findall(r"!\[[^\]]*\]\(([^)]+)\)", md)
-    assert sorted(links) == ["confusion-int8.png", "latency.png", "throughput.png"]
+    flips_plot = ["flips-int8.png"] if report["flipped_images"]["images"] else []
+    assert sorted(links) == sorted(["confusion-int8.png", "latency.png", "throughput.png", *flips_plot])
     for link in links:
         png = (full["dir"] / link).read_bytes()
         assert png.startswith(b"\x89PNG\r\n\x1a\n") and len(png) > 10_000
-    for heading in ("## Ratios against fp32", "## Conditions", "## Per-class accuracy", "## Operators"):
+    for heading in ("## Ratios against fp32", "## Conditions", "## Per-class top-1 error", "## Flips", "## Operators"):
         assert heading in md
+    # One word for one thing: the prose and tables speak of error, never of accuracy percentages.
+    assert not re.search(r"(?i)(top-1|per-class) accuracy|accuracy %", md)
+    for model in report["models"]:
+        assert f"`{model['sha256']}`" in md  # full hashes in the table
+
+
+def test_flipped_images_match_an_independent_computation(accuracy_only: dict[str, Any], truth: dict[str, Any]) -> None:
+    flipped = accuracy_only["json"]["flipped_images"]
+    labels = truth["labels"]
+    float_predictions, int8_predictions = (_predictions(path, truth["unit"]) for path in (FP32, ZOO_INT8))
+    expected = {
+        int(i): (int(labels[i]), int(float_predictions[i]), int(int8_predictions[i]))
+        for i in np.flatnonzero(float_predictions != int8_predictions)
+    }
+    listed = {f["index"]: (f["label"], f["float_prediction"], f["int8_prediction"]) for f in flipped["images"]}
+    assert (flipped["model"], flipped["pixel_scale"]) == ("int8", "unit")
+    assert listed == expected and len(flipped["images"]) == len(expected) > 4000
+    # Those quantization cost (fp32 right, int8 wrong) come first, each group in file order.
+    groups = [0 if f["float_prediction"] == f["label"] else 1 if f["int8_prediction"] == f["label"] else 2
+              for f in flipped["images"]]
+    assert groups == sorted(groups)
+    section = accuracy_only["md"][accuracy_only["md"].index("## Flips") :]
+    assert f"{groups.count(0):,} that fp32 classifies correctly and int8 wrongly" in section
 
 
 # --- naming and errors -------------------------------------------------------------------------
@@ -332,3 +360,45 @@ def test_missing_int8_model_is_one_line(tmp_path: Path, capsys: pytest.CaptureFi
     err = capsys.readouterr().err
     assert err.startswith(f"error: {missing}: int8 model not found") and err.count("\n") == 1
     assert not (tmp_path / "out").exists()
+
+
+# --- report.html in a real browser -------------------------------------------------------------
+
+CHROMIUM = shutil.which("chromium")
+
+
+def _chromium(*args: str, profile: Path) -> subprocess.CompletedProcess:
+    # The flags of a headless run on a machine without a network or a display (no sync, no updates).
+    flags = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
+             "--disable-background-networking", "--disable-component-update", "--disable-sync",
+             f"--user-data-dir={profile}"]  # fmt: skip
+    return subprocess.run([CHROMIUM, *flags, *args], capture_output=True, text=True, timeout=120)
+
+
+@pytest.mark.skipif(CHROMIUM is None, reason="chromium not installed: bash scripts/setup_env.sh dev installs it (root)")
+def test_html_report_renders_in_chromium_with_the_key_numbers(full: dict[str, Any], tmp_path: Path) -> None:
+    page, report = full["dir"] / "report.html", full["json"]
+    dom = _chromium("--dump-dom", page.as_uri(), profile=tmp_path / "dom").stdout
+    text = html.unescape(re.sub(r"<[^>]+>", " ", dom))
+    largest = str(max(report["benchmark"]["batch_sizes"]))
+    for model in report["models"]:
+        assert f"{100 * model['accuracy']['top1_error']:.2f} %" in text, model["name"]
+        assert model["sha256"] in text
+        images_per_s = next(t for t in model["throughput"] if str(t["batch_size"]) == largest)["images_per_s"]
+        assert f"{images_per_s:,.0f} img/s" in text
+    int8 = _model(report, "int8")["accuracy"]
+    assert f"{int8['flips']:,} of {int8['images']:,} test images" in text or int8["flips"] == 0
+    # Every plot is inside the page: no file beside it is needed.
+    embedded = re.findall(r'<img alt="[^"]*" src="data:image/png;base64,', dom)
+    assert len(embedded) == len(list(full["dir"].glob("*.png"))) >= 3
+    assert len(re.findall(r"<table>", dom)) >= 6
+
+    screenshot = tmp_path / "report.png"
+    size = "--window-size=1280,3200"
+    result = _chromium(f"--screenshot={screenshot}", size, page.as_uri(), profile=tmp_path / "shot")
+    assert screenshot.is_file(), result.stderr[-2000:]
+    pixels = matplotlib.image.imread(screenshot)[..., :3]
+    assert pixels.shape[:2] == (3200, 1280)
+    # The tables are black on white; the plots' coloured lines show the embedded images were drawn.
+    colourful = np.ptp(pixels, axis=2) > 0.3
+    assert colourful.sum() > 2000

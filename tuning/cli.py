@@ -352,7 +352,8 @@ def report(
     )
     files = run_report(config, entries, out_dir or config.output.dir / "report", performance=not skip_performance)
     console.note(files.summary_table)
-    console.result(f"Report: {files.markdown}, {files.json}; plots: {', '.join(str(plot) for plot in files.plots)}")
+    plots = ", ".join(str(plot) for plot in files.plots)
+    console.result(f"Report: {files.html} (one page), {files.markdown}, {files.json}; plots: {plots}")
 
 
 @cli.command()

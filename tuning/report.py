@@ -1,8 +1,9 @@
 """The comparison report: accuracy, speed, size and ops of the float, int8 and reference models.
 
 :func:`run_report` builds the numbers (:mod:`tuning.report_data`), then writes ``report.json``
-(schema: docs/report-schema.md), ``report.md`` (:mod:`tuning.report_markdown`) and PNG plots
-(:mod:`tuning.report_plots`) into one folder, each file atomically.
+(schema: docs/report-schema.md), ``report.md`` (:mod:`tuning.report_markdown`), PNG plots
+(:mod:`tuning.report_plots`) and ``report.html`` (:mod:`tuning.report_html`: the Markdown and the plots
+in one file) into one folder, each file atomically.
 """
 
 from __future__ import annotations
@@ -15,6 +16,7 @@ from pathlib import Path
 from tuning.atomic import write_text_atomic
 from tuning.config import PipelineConfig
 from tuning.report_data import ModelEntry, Report, build_report
+from tuning.report_html import html_page
 from tuning.report_markdown import markdown, summary_table
 from tuning.report_plots import draw_plots
 
@@ -23,6 +25,7 @@ from tuning.report_plots import draw_plots
 class ReportFiles:
     json: Path
     markdown: Path
+    html: Path
     plots: list[Path]
     summary_table: str
 
@@ -34,11 +37,14 @@ def run_report(config: PipelineConfig, entries: Sequence[ModelEntry], out_dir: P
 
 
 def write_report(report: Report, out_dir: Path) -> ReportFiles:
-    """report.json, report.md and the plots it links, each written atomically into ``out_dir``."""
+    """report.json, report.md, the plots it links and report.html, each written atomically into ``out_dir``."""
     plots = draw_plots(report, out_dir)
     json_path = out_dir / "report.json"
     write_text_atomic(json_path, json.dumps(report.to_json(), indent=2) + "\n")
     summary = summary_table(report)
     markdown_path = out_dir / "report.md"
-    write_text_atomic(markdown_path, markdown(report, summary, [plot.name for plot in plots]))
-    return ReportFiles(json_path, markdown_path, plots, summary)
+    markdown_text = markdown(report, summary, [plot.name for plot in plots])
+    write_text_atomic(markdown_path, markdown_text)
+    html_path = out_dir / "report.html"
+    write_text_atomic(html_path, html_page(markdown_text, {plot.name: plot for plot in plots}))
+    return ReportFiles(json_path, markdown_path, html_path, plots, summary)

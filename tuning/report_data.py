@@ -33,6 +33,7 @@ from tuning.graph import Precision, node_precisions, op_type_counts
 
 SCHEMA_VERSION = 1
 TUNING_SUMMARY = "tuning_summary.json"  # written by the tune command into output.dir
+FLIP_PICTURES = 48  # flipped images drawn in the report; report.json lists all of them
 FLOAT_NAME = "fp32"
 INT8_NAME = "int8"
 
@@ -116,6 +117,43 @@ def score(
 
 
 @dataclass(frozen=True)
+class Flip:
+    """One evaluation image the int8 model classifies differently from the float model."""
+
+    index: int  # position in the evaluation split, file order
+    label: int
+    float_prediction: int
+    int8_prediction: int
+
+    @property
+    def kind(self) -> str:
+        """``to_wrong`` (what quantization cost), ``to_correct`` or ``both_wrong``."""
+        if self.float_prediction == self.label:
+            return "to_wrong"
+        return "to_correct" if self.int8_prediction == self.label else "both_wrong"
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "index": self.index,
+            "label": self.label,
+            "float_prediction": self.float_prediction,
+            "int8_prediction": self.int8_prediction,
+        }
+
+
+_FLIP_ORDER = {"to_wrong": 0, "to_correct": 1, "both_wrong": 2}
+
+
+def find_flips(int8_predictions: np.ndarray, float_predictions: np.ndarray, labels: np.ndarray) -> list[Flip]:
+    """Every image whose int8 prediction differs from the float one: those int8 gets wrong first."""
+    flips = [
+        Flip(int(index), int(labels[index]), int(float_predictions[index]), int(int8_predictions[index]))
+        for index in np.flatnonzero(int8_predictions != float_predictions)
+    ]
+    return sorted(flips, key=lambda flip: (_FLIP_ORDER[flip.kind], flip.index))
+
+
+@dataclass(frozen=True)
 class ModelResult:
     entry: ModelEntry
     sha256: str
@@ -176,6 +214,10 @@ class Report:
     # The tuning run that made the int8 model (<output.dir>/tuning_summary.json), when it describes that model.
     tuning: dict[str, Any] | None = None
     tuning_note: str | None = None  # why a summary that exists was left out
+    # Images the int8 model classifies differently from the float one at the configured scale, and the
+    # raw pixels (N, H, W) of the first FLIP_PICTURES of them, for the picture of what quantization cost.
+    flips: tuple[Flip, ...] = ()
+    flip_pixels: np.ndarray | None = None
 
     @property
     def float_result(self) -> ModelResult:
@@ -250,6 +292,11 @@ class Report:
             },
             "models": [result.to_json() for result in self.models],
             "ratios_vs_float": self.ratios_vs_float(),
+            "flipped_images": {
+                "model": self.int8_result.entry.name,
+                "pixel_scale": self.config.dataset.pixel_scale.value,
+                "images": [flip.to_json() for flip in self.flips],
+            },
         } | ({"tuning": self.tuning} if self.tuning is not None else {})
 
 
@@ -306,6 +353,8 @@ def build_report(config: PipelineConfig, entries: Sequence[ModelEntry], performa
     }
     predictions = _predict_all(entries, models, images, labels, config)
     float_predictions = predictions[float_entry.name]
+    int8_entry = next(entry for entry in entries if entry.role is Role.INT8)
+    flips = find_flips(predictions[int8_entry.name][scales[0]], float_predictions[scales[0]], labels)
     accuracies = {
         entry.name: [
             score(predictions[entry.name][scale], labels, float_predictions[scale], spec.num_classes, scale)
@@ -349,6 +398,8 @@ def build_report(config: PipelineConfig, entries: Sequence[ModelEntry], performa
         created_utc=datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
         tuning=tuning,
         tuning_note=tuning_note,
+        flips=tuple(flips),
+        flip_pixels=pixels[[flip.index for flip in flips[:FLIP_PICTURES]]],
     )
 
 

@@ -1,4 +1,4 @@
-"""Number formats shared by every rendering of the report (Markdown, plots), so one quantity reads the same everywhere."""
+"""Number formats shared by every rendering of the report (Markdown, plots): one quantity reads the same."""
 
 from __future__ import annotations
 

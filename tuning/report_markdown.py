@@ -9,9 +9,17 @@ from typing import Any
 from tuning import benchmark
 from tuning.benchmark import threads_phrase
 from tuning.graph import Precision
-from tuning.report_data import TUNING_SUMMARY, Report, Role, other_scale, package_version, timed_batch_sizes
+from tuning.report_data import (
+    TUNING_SUMMARY,
+    ModelResult,
+    Report,
+    Role,
+    other_scale,
+    package_version,
+    timed_batch_sizes,
+)
 from tuning.report_format import optional_pct, pct, us
-from tuning.report_plots import CONFUSION_PLOT, PLOT_TITLES
+from tuning.report_plots import CONFUSION_PLOT, FLIPS_PLOT, PLOT_TITLES, THROUGHPUT_PLOT, THROUGHPUT_SPREAD
 
 _SCALE_MISMATCH_PP = 1.0
 
@@ -31,10 +39,10 @@ def summary_table(report: Report) -> str:
     rows = []
     for result in report.models:
         perf, accuracy = result.performance, result.accuracy
-        agreement = f"{pct(accuracy.agreement_with_float)} / {accuracy.flips}"
+        agreement = f"{pct(accuracy.agreement_with_float)} / {accuracy.flips:,}"
         rows.append(
             [
-                f"{result.entry.name} ({result.entry.role.value})",
+                _label(result),
                 pct(accuracy.top1_error),
                 pct(result.accuracy_other_scale.top1_error),
                 "—" if result.entry.role is Role.FLOAT else agreement,
@@ -46,13 +54,19 @@ def summary_table(report: Report) -> str:
     header = [
         "model",
         f"top-1 error ({report.config.dataset.pixel_scale.value} pixels)",
-        f"error at {other} pixels",
+        f"top-1 error at {other} pixels",
         "agreement with fp32 / flips",
         "p50 latency (batch 1)",
         f"throughput @ batch {largest}",
         "size",
     ]
     return _table(header, rows, align="r")
+
+
+def _label(result: ModelResult) -> str:
+    """The model's name; a reference model says so (the float and int8 models are named for their role)."""
+    name = result.entry.name
+    return f"{name} (reference)" if result.entry.role is Role.REFERENCE else name
 
 
 def _mismatch_notes(report: Report) -> list[str]:
@@ -83,6 +97,7 @@ def markdown(report: Report, summary: str, plots: list[str]) -> str:
         _conditions_section(report),
         _tuning_section(report),
         _accuracy_section(report),
+        _flips_section(report, plots),
         _operators_section(report),
         _models_section(report),
     ]
@@ -96,7 +111,7 @@ def _intro_section(report: Report) -> str:
         f"Generated {report.created_utc} by tuning {package_version()}; {report.evaluation_images:,} "
         f"{config.dataset.name} {config.evaluation.split.value} images, preprocessing "
         f"`{json.dumps(config.preprocessing, sort_keys=True)}`. Machine-readable: `report.json` "
-        "(schema: docs/report-schema.md)."
+        "(schema: docs/report-schema.md); one page with every table and picture: `report.html`."
     )
 
 
@@ -142,7 +157,12 @@ def _performance_section(report: Report, plots: list[str]) -> str:
         [[str(b), *(f"{p.throughput_at(b).images_per_s:,.0f}" for _, p in measured)] for b in sizes],
         align="r",
     )
-    images = "\n".join(f"![{PLOT_TITLES[name]}]({name})" for name in plots if name != CONFUSION_PLOT)
+    captions = {THROUGHPUT_PLOT: f"Throughput bars: {THROUGHPUT_SPREAD} (the spread of the timed batches)."}
+    images = "\n\n".join(
+        "\n\n".join([f"![{PLOT_TITLES[name]}]({name})", *([captions[name]] if name in captions else [])])
+        for name in plots
+        if name not in (CONFUSION_PLOT, FLIPS_PLOT)
+    )
     return "\n\n".join(
         [
             "## Ratios against fp32 (same run, interleaved)",
@@ -195,7 +215,7 @@ def _tuning_section(report: Report) -> str:
     measurement = tuning["latency_measurement"]
     timed = measurement is not None
     largest = measurement["throughput_batch_size"] if timed else None
-    header = ["trial", "candidate", "fp32-graph nodes int8 / fp32 / folded", "top-1", "criterion"]
+    header = ["trial", "candidate", "fp32-graph nodes int8 / fp32 / folded", "top-1 error", "criterion"]
     if timed:
         header += ["p50 (batch 1)", "p50 ratio (per round)", f"img/s @ {largest}", "throughput ratio"]
     header.append("chosen")
@@ -205,7 +225,7 @@ def _tuning_section(report: Report) -> str:
             str(trial["index"]),
             _candidate_description(trial),
             " / ".join(str(list((trial["source_precisions"] or {}).values()).count(p)) for p in ("int8", "fp32", "folded")),
-            pct(trial["accuracy"]),
+            pct(1 - trial["accuracy"]),
             "baseline" if trial["index"] == 0 else ("meets" if trial["meets_criterion"] else "misses"),
         ]
         if timed:
@@ -255,15 +275,40 @@ def _accuracy_section(report: Report) -> str:
     table = _table(
         ["class", *(result.entry.name for result in report.models)],
         [
-            [str(k), *(optional_pct(result.accuracy.per_class_accuracy[k]) for result in report.models)]
+            [str(k), *(_class_error(result.accuracy.per_class_accuracy[k]) for result in report.models)]
             for k in range(classes)
         ],
         align="r",
     )
     return (
-        f"## Per-class accuracy ({report.config.dataset.pixel_scale.value} pixels)\n\n{table}\n\n"
-        f"![{PLOT_TITLES[CONFUSION_PLOT]}]({CONFUSION_PLOT})"
+        f"## Per-class top-1 error ({report.config.dataset.pixel_scale.value} pixels)\n\n"
+        "Share of each class's test images the model classifies wrongly.\n\n"
+        f"{table}\n\n![{PLOT_TITLES[CONFUSION_PLOT]}]({CONFUSION_PLOT})"
     )
+
+
+def _class_error(accuracy: float | None) -> str:
+    return optional_pct(None if accuracy is None else 1 - accuracy)
+
+
+def _flips_section(report: Report, plots: list[str]) -> str:
+    int8 = report.int8_result
+    counts = int8.accuracy
+    heading = f"## Flips: images {int8.entry.name} classifies differently from fp32"
+    if not report.flips:
+        return f"{heading}\n\nNone: {int8.entry.name} predicts the class fp32 predicts on every test image."
+    lines = [
+        heading,
+        "",
+        f"{counts.flips:,} of {counts.images:,} test images ({report.config.dataset.pixel_scale.value} pixels): "
+        f"{counts.flips_to_wrong:,} that fp32 classifies correctly and {int8.entry.name} wrongly (what quantization "
+        f"cost), {counts.flips_to_correct:,} the other way round, "
+        f"{counts.flips - counts.flips_to_wrong - counts.flips_to_correct:,} wrong in both. Every one is listed in "
+        "`report.json` (`flipped_images`: position in the split, true class, both predictions).",
+    ]
+    if FLIPS_PLOT in plots:
+        lines += ["", f"![{PLOT_TITLES[FLIPS_PLOT]}]({FLIPS_PLOT})"]
+    return "\n".join(lines)
 
 
 def _operators_section(report: Report) -> str:
@@ -297,7 +342,7 @@ def _models_section(report: Report) -> str:
                 result.entry.name,
                 result.entry.role.value,
                 f"`{result.entry.path}`",
-                f"`{result.sha256[:16]}…`",
+                f"`{result.sha256}`",
                 f"`{json.dumps(result.declared_preprocessing, sort_keys=True)}`"
                 if result.declared_preprocessing
                 else "none",

@@ -8,17 +8,21 @@ import numpy as np
 
 from tuning import benchmark
 from tuning.atomic import atomic_output
-from tuning.benchmark import threads_phrase
+from tuning.benchmark import Timing, threads_phrase
 from tuning.report_data import Report
 from tuning.report_format import pct
 
 LATENCY_PLOT = "latency.png"
 THROUGHPUT_PLOT = "throughput.png"
 CONFUSION_PLOT = "confusion-int8.png"
+FLIPS_PLOT = "flips-int8.png"
+# What the throughput plot's bars span; said in the plot and in report.md's caption.
+THROUGHPUT_SPREAD = "images/s at the p90 and p10 batch time"
 PLOT_TITLES = {
     LATENCY_PLOT: "latency distribution per model",
     THROUGHPUT_PLOT: "throughput against batch size",
     CONFUSION_PLOT: "confusion matrix of the int8 model",
+    FLIPS_PLOT: "test images the int8 model classifies differently from fp32",
 }
 
 
@@ -52,14 +56,18 @@ def _plot_latency(report: Report, path: Path) -> Path:
     for index, (result, s) in enumerate(zip(measured, samples)):
         p50, p99 = (1000 * result.performance.latency.percentile(q) for q in (50, 99))
         colour = f"C{index}"
-        label = f"{result.entry.name}: p50 {p50:.1f} µs, p99 {p99:.1f} µs"
+        label = f"{result.entry.name}: p50 {p50:,.1f} µs, p99 {p99:,.1f} µs"
         axes.hist(s, bins=bins, histtype="step", linewidth=1.5, color=colour, label=label)
         axes.axvline(p50, color=colour, linestyle="--", linewidth=1)
     axes.set_xscale("log")
+    _plain_log_ticks(axes.xaxis)
+    axes.yaxis.set_major_formatter(_thousands())
     axes.set_xlabel("latency per run, µs (log scale; dashed: p50)")
     axes.set_ylabel("runs")
     settings = report.config.benchmark
-    axes.set_title(f"Batch-1 latency: {settings.iterations} runs per model, {threads_phrase(settings.intra_op_threads)}")
+    axes.set_title(
+        f"Batch-1 latency: {settings.iterations:,} runs per model, {threads_phrase(settings.intra_op_threads)}"
+    )
     axes.grid(alpha=0.3)
     axes.legend()
     return _save(figure, path)
@@ -72,18 +80,44 @@ def _plot_throughput(report: Report, path: Path) -> Path:
         if result.performance is None:
             continue
         points = result.performance.throughput
-        axes.plot([t.batch_size for t in points], [t.images_per_s for t in points], marker="o", label=result.entry.name)
+        sizes = [t.batch_size for t in points]
+        rates = np.array([t.images_per_s for t in points])
+        low, high = np.array([throughput_spread(t) for t in points]).T
+        axes.errorbar(
+            sizes, rates, yerr=[rates - low, high - rates], marker="o", capsize=4, label=result.entry.name
+        )
     batch_sizes = benchmark.batch_sizes(report.config.benchmark)
     axes.set_xscale("log", base=2)
     axes.set_xticks(batch_sizes, [str(b) for b in batch_sizes])
     axes.minorticks_off()
     axes.set_ylim(bottom=0)
+    axes.yaxis.set_major_formatter(_thousands())
     axes.set_xlabel("batch size")
     axes.set_ylabel("images / s")
     axes.set_title(f"Throughput of batch-capable copies ({threads_phrase(report.config.benchmark.intra_op_threads)})")
     axes.grid(alpha=0.3)
-    axes.legend()
+    axes.legend(title=f"bars: {THROUGHPUT_SPREAD}", title_fontsize=8)
     return _save(figure, path)
+
+
+def throughput_spread(timing: Timing) -> tuple[float, float]:
+    """Images/s at the slow and the fast end of the measured batch times (THROUGHPUT_SPREAD)."""
+    return timing.batch_size * 1000.0 / timing.percentile(90), timing.batch_size * 1000.0 / timing.percentile(10)
+
+
+def _thousands():
+    from matplotlib.ticker import FuncFormatter
+
+    return FuncFormatter(lambda value, _position: f"{value:,.0f}")
+
+
+def _plain_log_ticks(axis) -> None:
+    """Ticks at 1, 2, 5 times powers of ten, written as plain numbers (20, 50, 1,000), not 2×10¹."""
+    from matplotlib.ticker import FuncFormatter, LogLocator, NullFormatter
+
+    axis.set_major_locator(LogLocator(base=10, subs=(1.0, 2.0, 5.0)))
+    axis.set_major_formatter(FuncFormatter(lambda value, _position: f"{value:,.{0 if value >= 1 else 2}f}"))
+    axis.set_minor_formatter(NullFormatter())
 
 
 def _plot_confusion(report: Report, path: Path) -> Path:
@@ -116,9 +150,43 @@ def _plot_confusion(report: Report, path: Path) -> Path:
     return _save(figure, path)
 
 
+_FLIP_COLOURS = {"to_wrong": "#c62828", "to_correct": "#2e7d32", "both_wrong": "#555555"}
+
+
+def _plot_flips(report: Report, path: Path) -> Path:
+    """The flipped images themselves, each titled fp32 → int8 prediction and the true class."""
+    plt = _pyplot()
+    shown = report.flips[: len(report.flip_pixels)]
+    columns = min(8, len(shown))
+    rows = -(-len(shown) // columns)
+    figure, grid = plt.subplots(rows, columns, figsize=(1.35 * columns, 1.6 * rows + 0.9), squeeze=False)
+    for axes in grid.flat:
+        axes.axis("off")
+    for axes, flip, pixels in zip(grid.flat, shown, report.flip_pixels):
+        axes.imshow(pixels, cmap="gray", interpolation="nearest")
+        axes.set_title(
+            f"{flip.float_prediction} → {flip.int8_prediction}\ntrue {flip.label}",
+            fontsize=9,
+            color=_FLIP_COLOURS[flip.kind],
+        )
+    int8 = report.int8_result.entry.name
+    figure.suptitle(
+        f"{len(report.flips):,} test images {int8} classifies differently from fp32"
+        + (f" (first {len(shown)} shown)" if len(shown) < len(report.flips) else "")
+        + f"\ntitle: fp32 → {int8} prediction, true class; red: {int8} wrong where fp32 was right, "
+        f"green: {int8} right where fp32 was wrong, grey: both wrong",
+        fontsize=9,
+    )
+    figure.tight_layout()
+    return _save(figure, path)
+
+
 def draw_plots(report: Report, out_dir: Path) -> list[Path]:
-    """Every plot the report links, in the order report.md shows them; latency and throughput only when measured."""
+    """Every plot the report links, in the order report.md shows them; latency and throughput only when
+    measured, the flipped images only when there are any."""
     plots = [_plot_confusion(report, out_dir / CONFUSION_PLOT)]
+    if report.flips:
+        plots.append(_plot_flips(report, out_dir / FLIPS_PLOT))
     if report.performance_measured:
         plots = [
             _plot_latency(report, out_dir / LATENCY_PLOT),
