@@ -18,13 +18,14 @@ from tuning.config import (
 )
 from tuning.errors import ConfigError
 
-from conftest import CONFIG
+from conftest import CONFIG, ROOT
 
 pytestmark = pytest.mark.fast
 
 
 def write(tmp_path: Path, text: str) -> Path:
     path = tmp_path / "config.yaml"
+    path.parent.mkdir(parents=True, exist_ok=True)
     path.write_text(text)
     return path
 
@@ -39,7 +40,10 @@ def error_of(path: Path | None, overrides: dict | None = None) -> str:
 
 def test_shipped_config_loads_with_the_documented_values():
     config = load_config(CONFIG)
-    assert config.model.path == Path("models/mnist-12.onnx")
+    assert config.model.path == ROOT / "models" / "mnist-12.onnx"  # relative to configs/, wherever we run
+    assert config.dataset.root == ROOT / "data"
+    assert config.output.model == ROOT / "models" / "mnist-12-int8.onnx"
+    assert config.output.dir == ROOT / "models" / "mnist-12-int8-run"  # beside the output model
     assert config.dataset.pixel_scale is PixelScale.UNIT
     assert config.quantization.approach is Approach.STATIC
     assert config.quantization.format is QuantFormat.QOPERATOR
@@ -60,6 +64,36 @@ def test_defaults_fill_missing_sections(tmp_path):
     config = load_config(write(tmp_path, "dataset:\n  pixel_scale: raw\n"))
     assert config.dataset.pixel_scale is PixelScale.RAW
     assert config.calibration == PipelineConfig().calibration
+
+
+def test_paths_in_a_config_resolve_against_its_folder_and_command_line_paths_against_the_current_one(tmp_path):
+    config_file = write(tmp_path / "project" / "configs", "model:\n  path: ../models/net.onnx\noutput:\n  dir: runs\n")
+    config = load_config(config_file)
+    project = tmp_path / "project"
+    assert config.model.path == project / "models" / "net.onnx"
+    assert config.dataset.root == project / "configs" / "data"  # a default the file leaves out, in its folder
+    assert config.output.model == project / "models" / "net-int8.onnx"  # beside the float model
+    assert config.output.dir == project / "configs" / "runs"
+    given = load_config(config_file, {"model.path": "other.onnx", "output.model": "out/x.onnx", "output.dir": None})
+    assert given.model.path == Path("other.onnx") and given.output.model == Path("out/x.onnx")
+    assert given.output.dir == Path("out/x-run")  # outputs of a run go beside its output model
+
+
+def test_the_configured_checksum_describes_the_configured_model_only(tmp_path):
+    config_file = write(
+        tmp_path, f"model:\n  path: net.onnx\n  url: https://example.org/net.onnx\n  sha256: {'a' * 64}\n"
+    )
+    same = load_config(config_file, {"model.path": str(tmp_path / "net.onnx")})
+    assert (same.model.sha256, same.model.url) == ("a" * 64, "https://example.org/net.onnx")
+    other = load_config(config_file, {"model.path": "mine.onnx"})
+    assert (other.model.sha256, other.model.url) == (None, None)  # the user's file: not mnist-12's checksum
+    given = load_config(config_file, {"model.path": "mine.onnx", "model.sha256": "b" * 64})
+    assert given.model.sha256 == "b" * 64
+
+
+def test_unset_model_path_is_named_when_needed():
+    with pytest.raises(ConfigError, match="model.path: not set; pass --input_model or set model.path"):
+        PipelineConfig().path("model.path")
 
 
 def test_unknown_key_names_the_path_and_suggests_the_closest(tmp_path):

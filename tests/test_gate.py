@@ -9,9 +9,11 @@ from typing import Any
 
 import pytest
 
-from tuning.config import GatesSection
+from tuning.config import GatesSection, load_config
 from tuning.errors import InputError
 from tuning.gate import Check, baseline_json, evaluate_gates, junit_xml, load_baseline, load_report
+
+from conftest import CONFIG
 
 pytestmark = pytest.mark.fast
 
@@ -56,6 +58,11 @@ def make_report(
     }
 
 
+def mnist_gates(**overrides: Any) -> GatesSection:
+    """The shipped config's gates (configs/mnist.yaml: 1.5 % error, 0.1 pp drop) with ``overrides``."""
+    return load_config(CONFIG).gates.model_copy(update=overrides)
+
+
 def by_name(checks: list[Check]) -> dict[str, Check]:
     return {check.name: check for check in checks}
 
@@ -70,7 +77,7 @@ def only_failure(checks: list[Check]) -> Check:
 
 
 def test_good_numbers_pass_every_check():
-    gates = GatesSection(max_latency_ratio=1.2, min_throughput_ratio=0.9)
+    gates = mnist_gates(max_latency_ratio=1.2, min_throughput_ratio=0.9)
     checks = evaluate_gates(make_report(), gates, None)
     assert [check.status for check in checks] == ["PASS"] * 4
     assert [check.name for check in checks] == [
@@ -85,20 +92,30 @@ def test_ratios_are_read_under_the_int8_model_name():
     report = make_report(latency_p50=1.5)
     report["models"][1]["name"] = "tuned"
     report["ratios_vs_float"]["tuned"] = report["ratios_vs_float"].pop("int8")
-    check = only_failure(evaluate_gates(report, GatesSection(max_latency_ratio=1.2), None))
+    check = only_failure(evaluate_gates(report, mnist_gates(max_latency_ratio=1.2), None))
     assert check.measured == 1.5
 
 
 def test_default_gates_run_only_the_accuracy_checks():
-    assert [check.name for check in evaluate_gates(make_report(), GatesSection(), None)] == [
+    assert [check.name for check in evaluate_gates(make_report(), mnist_gates(), None)] == [
         "int8 top-1 error",
         "accuracy drop vs float",
     ]
 
 
+def test_schema_default_gates_are_relative_to_the_float_model():
+    # A FashionMNIST-like model: 9.8 % error in fp32 and int8 alike passes; an absolute error gate is off.
+    report = make_report(float_accuracy=0.902, int8_accuracy=0.898)
+    checks = evaluate_gates(report, GatesSection(), None)
+    assert [(check.name, check.passed) for check in checks] == [("accuracy drop vs float", True)]
+    assert checks[0].threshold == 1.0
+    failing = evaluate_gates(make_report(float_accuracy=0.902, int8_accuracy=0.89), GatesSection(), None)
+    assert [check.passed for check in failing] == [False]
+
+
 def test_int8_error_above_the_maximum_fails_naming_the_model():
     # The zoo int8 model fed [0, 1] pixels: both accuracy checks fail.
-    checks = evaluate_gates(make_report(int8_accuracy=0.5452), GatesSection(), None)
+    checks = evaluate_gates(make_report(int8_accuracy=0.5452), mnist_gates(), None)
     error = by_name(checks)["int8 top-1 error"]
     assert not error.passed
     assert error.measured == pytest.approx(45.48)
@@ -109,7 +126,7 @@ def test_int8_error_above_the_maximum_fails_naming_the_model():
 
 
 def test_accuracy_drop_above_the_maximum_fails():
-    check = only_failure(evaluate_gates(make_report(int8_accuracy=0.9875), GatesSection(), None))
+    check = only_failure(evaluate_gates(make_report(int8_accuracy=0.9875), mnist_gates(), None))
     assert check.name == "accuracy drop vs float"
     assert check.measured == pytest.approx(0.15)
     assert check.threshold == 0.1
@@ -118,7 +135,7 @@ def test_accuracy_drop_above_the_maximum_fails():
 
 def test_accuracy_drop_hints_at_the_pixel_scale_when_the_other_scale_recovers_it():
     report = make_report(int8_accuracy=0.5452, other_scale_accuracy=0.9892)
-    check = by_name(evaluate_gates(report, GatesSection(), None))["accuracy drop vs float"]
+    check = by_name(evaluate_gates(report, mnist_gates(), None))["accuracy drop vs float"]
     assert not check.passed
     assert check.message.endswith(
         "accuracy at pixel_scale raw is 98.92 %: the model was likely calibrated for the other preprocessing"
@@ -127,19 +144,19 @@ def test_accuracy_drop_hints_at_the_pixel_scale_when_the_other_scale_recovers_it
 
 def test_no_pixel_scale_hint_when_the_other_scale_is_no_better():
     report = make_report(int8_accuracy=0.5452, other_scale_accuracy=0.11)
-    check = by_name(evaluate_gates(report, GatesSection(), None))["accuracy drop vs float"]
+    check = by_name(evaluate_gates(report, mnist_gates(), None))["accuracy drop vs float"]
     assert "calibrated" not in check.message
 
 
 def test_values_equal_to_their_threshold_pass_despite_float_noise():
     # 1 - 0.985 is 0.015000000000000013 in binary floating point.
-    checks = evaluate_gates(make_report(float_accuracy=0.986, int8_accuracy=0.985), GatesSection(), None)
+    checks = evaluate_gates(make_report(float_accuracy=0.986, int8_accuracy=0.985), mnist_gates(), None)
     assert all(check.passed for check in checks), [check.message for check in checks]
 
 
 def test_latency_ratio_above_the_maximum_fails():
     report = make_report(latency_p50=1.45)
-    check = only_failure(evaluate_gates(report, GatesSection(max_latency_ratio=1.2), None))
+    check = only_failure(evaluate_gates(report, mnist_gates(max_latency_ratio=1.2), None))
     assert check.name == "latency ratio int8/float"
     assert (check.measured, check.threshold, check.comparison) == (1.45, 1.2, "<=")
     assert check.message == "latency ratio int8/float: 1.45x > 1.20x allowed (p50)"
@@ -147,7 +164,7 @@ def test_latency_ratio_above_the_maximum_fails():
 
 def test_throughput_ratio_below_the_minimum_fails_at_the_largest_batch():
     report = make_report(throughput={"1": 1.5, "16": 1.2, "256": 0.7})
-    check = only_failure(evaluate_gates(report, GatesSection(min_throughput_ratio=0.8), None))
+    check = only_failure(evaluate_gates(report, mnist_gates(min_throughput_ratio=0.8), None))
     assert check.name == "throughput ratio int8/float"
     assert (check.measured, check.threshold, check.comparison) == (0.7, 0.8, ">=")
     assert check.message == "throughput ratio int8/float: 0.70x < 0.80x required (batch 256)"
@@ -155,13 +172,13 @@ def test_throughput_ratio_below_the_minimum_fails_at_the_largest_batch():
 
 def test_unmeasured_batch_sizes_do_not_count_as_largest():
     report = make_report(throughput={"1": 0.95, "256": None})
-    check = by_name(evaluate_gates(report, GatesSection(min_throughput_ratio=0.9), None))["throughput ratio int8/float"]
+    check = by_name(evaluate_gates(report, mnist_gates(min_throughput_ratio=0.9), None))["throughput ratio int8/float"]
     assert check.passed and "(batch 1)" in check.message
 
 
 def test_close_values_print_enough_digits_to_differ():
     report = make_report(latency_p50=1.2004)
-    check = only_failure(evaluate_gates(report, GatesSection(max_latency_ratio=1.2), None))
+    check = only_failure(evaluate_gates(report, mnist_gates(max_latency_ratio=1.2), None))
     assert "1.2004x > 1.2000x" in check.message
 
 
@@ -169,7 +186,7 @@ def test_close_values_print_enough_digits_to_differ():
 def test_missing_performance_fails_a_set_performance_gate_by_default(int8_ratios):
     report = make_report()
     report["ratios_vs_float"]["int8"] = int8_ratios
-    checks = evaluate_gates(report, GatesSection(max_latency_ratio=1.2, min_throughput_ratio=0.8), None)
+    checks = evaluate_gates(report, mnist_gates(max_latency_ratio=1.2, min_throughput_ratio=0.8), None)
     failed = [check for check in checks if not check.passed]
     assert [check.name for check in failed] == ["latency ratio int8/float", "throughput ratio int8/float"]
     assert all(check.measured is None for check in failed)
@@ -178,7 +195,7 @@ def test_missing_performance_fails_a_set_performance_gate_by_default(int8_ratios
 
 def test_missing_performance_is_skipped_when_allowed():
     report = make_report(latency_p50=None, throughput={})
-    gates = GatesSection(max_latency_ratio=1.2, min_throughput_ratio=0.8, fail_on_missing_performance=False)
+    gates = mnist_gates(max_latency_ratio=1.2, min_throughput_ratio=0.8, fail_on_missing_performance=False)
     checks = evaluate_gates(report, gates, None)
     assert [check.status for check in checks] == ["PASS", "PASS", "SKIP", "SKIP"]
     assert all(check.passed for check in checks)
@@ -187,7 +204,7 @@ def test_missing_performance_is_skipped_when_allowed():
 
 def test_missing_performance_is_not_a_failure_when_no_performance_gate_is_set():
     report = make_report(latency_p50=None, throughput={})
-    assert all(check.passed for check in evaluate_gates(report, GatesSection(), None))
+    assert all(check.passed for check in evaluate_gates(report, mnist_gates(), None))
 
 
 # --- the baseline ------------------------------------------------------------------------------
@@ -205,7 +222,7 @@ def accepted(**numbers: Any) -> dict[str, Any]:
 
 
 def test_baseline_passes_on_the_same_numbers():
-    checks = evaluate_gates(make_report(), GatesSection(), accepted())
+    checks = evaluate_gates(make_report(), mnist_gates(), accepted())
     assert [check.name for check in checks[2:]] == [
         "int8 accuracy vs baseline",
         "latency ratio vs baseline",
@@ -216,7 +233,7 @@ def test_baseline_passes_on_the_same_numbers():
 
 def test_baseline_accuracy_more_than_the_tolerance_below_fails():
     report = make_report(float_accuracy=0.99, int8_accuracy=0.9895)
-    check = only_failure(evaluate_gates(report, GatesSection(), accepted(int8_top1_accuracy=0.9910)))
+    check = only_failure(evaluate_gates(report, mnist_gates(), accepted(int8_top1_accuracy=0.9910)))
     assert check.name == "int8 accuracy vs baseline"
     assert check.measured == pytest.approx(98.95)
     assert check.threshold == pytest.approx(99.0)
@@ -227,12 +244,12 @@ def test_baseline_accuracy_more_than_the_tolerance_below_fails():
 
 def test_baseline_accuracy_within_the_tolerance_passes():
     report = make_report(float_accuracy=0.99, int8_accuracy=0.9900)
-    assert all(check.passed for check in evaluate_gates(report, GatesSection(), accepted(int8_top1_accuracy=0.9910)))
+    assert all(check.passed for check in evaluate_gates(report, mnist_gates(), accepted(int8_top1_accuracy=0.9910)))
 
 
 def test_baseline_latency_more_than_the_tolerance_worse_fails():
     report = make_report(latency_p50=0.9)  # 12.5 % slower than the accepted 0.8
-    check = only_failure(evaluate_gates(report, GatesSection(), accepted()))
+    check = only_failure(evaluate_gates(report, mnist_gates(), accepted()))
     assert check.name == "latency ratio vs baseline"
     assert (check.measured, check.comparison) == (0.9, "<=")
     assert check.threshold == pytest.approx(0.88)
@@ -241,7 +258,7 @@ def test_baseline_latency_more_than_the_tolerance_worse_fails():
 
 def test_baseline_throughput_more_than_the_tolerance_worse_fails():
     report = make_report(throughput={"1": 1.1, "256": 1.1})
-    check = only_failure(evaluate_gates(report, GatesSection(), accepted()))
+    check = only_failure(evaluate_gates(report, mnist_gates(), accepted()))
     assert check.name == "throughput ratio vs baseline"
     assert (check.measured, check.comparison) == (1.1, ">=")
     assert check.threshold == pytest.approx(1.17)
@@ -249,15 +266,15 @@ def test_baseline_throughput_more_than_the_tolerance_worse_fails():
 
 def test_baseline_performance_within_the_tolerance_passes():
     report = make_report(latency_p50=0.87, throughput={"256": 1.18})
-    assert all(check.passed for check in evaluate_gates(report, GatesSection(), accepted()))
+    assert all(check.passed for check in evaluate_gates(report, mnist_gates(), accepted()))
 
 
 def test_baseline_compares_only_numbers_both_have():
-    checks = evaluate_gates(make_report(), GatesSection(), accepted(latency_p50_ratio=None, throughput_ratio=None))
+    checks = evaluate_gates(make_report(), mnist_gates(), accepted(latency_p50_ratio=None, throughput_ratio=None))
     assert [check.name for check in checks][2:] == ["int8 accuracy vs baseline"]
 
     report = make_report(latency_p50=None, throughput={"1": 1.0})
-    statuses = {check.name: check.status for check in evaluate_gates(report, GatesSection(), accepted())}
+    statuses = {check.name: check.status for check in evaluate_gates(report, mnist_gates(), accepted())}
     assert statuses["latency ratio vs baseline"] == "SKIP"
     assert statuses["throughput ratio vs baseline"] == "SKIP"  # no ratio at the baseline's batch size 256
 
@@ -279,7 +296,7 @@ def test_written_baseline_without_performance(tmp_path):
 
 def test_junit_xml_has_one_testcase_per_check_and_marks_failures():
     report = make_report(int8_accuracy=0.5452, latency_p50=None, throughput={"256": 1.3})
-    gates = GatesSection(max_latency_ratio=1.2, min_throughput_ratio=0.8, fail_on_missing_performance=False)
+    gates = mnist_gates(max_latency_ratio=1.2, min_throughput_ratio=0.8, fail_on_missing_performance=False)
     checks = evaluate_gates(report, gates, None)
     root = ET.fromstring(junit_xml(checks))
     suite = root.find("testsuite")

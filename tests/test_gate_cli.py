@@ -16,6 +16,7 @@ import pytest
 
 from tuning.gate import load_baseline
 
+from conftest import CONFIG
 from test_gate import make_report, write_json
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -116,7 +117,7 @@ def test_cli_exits_2_on_usage_or_config_errors(tmp_path, args):
 def test_cli_exits_2_naming_the_unknown_gate_key(tmp_path):
     result = run_gate(write_json(tmp_path, make_report()), "--set", "gates.max_latncy_ratio=1.2")
     assert result.stderr == (
-        "error: configs/mnist.yaml: unknown key 'gates.max_latncy_ratio' (did you mean 'max_latency_ratio'?)\n"
+        f"error: {CONFIG}: unknown key 'gates.max_latncy_ratio' (did you mean 'max_latency_ratio'?)\n"
     )
 
 

@@ -25,10 +25,10 @@ from typing import Any, Callable
 import click
 
 from tuning import distributed
-from tuning.config import PipelineConfig, QuantFormat, load_config, parse_override
+from tuning.config import SHIPPED_CONFIG, PipelineConfig, QuantFormat, load_config, parse_override
 from tuning.errors import ConfigError, Interrupted, OutputError, PipelineError, one_line
 
-DEFAULT_CONFIG = Path("configs/mnist.yaml")
+DEFAULT_CONFIG = SHIPPED_CONFIG
 # MNIST_TUNING_CONFIG, MNIST_TUNING_SET, MNIST_TUNING_QUIET, MNIST_TUNING_VERBOSE for the options every
 # command has; MNIST_TUNING_<COMMAND>_<OPTION> for the others (click's auto_envvar_prefix).
 ENV_PREFIX = "MNIST_TUNING"
@@ -194,7 +194,7 @@ def fetch(config_path: Path, assignments: tuple[str, ...]) -> None:
     console = _console()
     config = build_config(config_path, assignments)
     path = ensure_file(
-        config.model.path,
+        config.path("model.path"),
         config.model.url,
         config.model.sha256,
         max_bytes=config.model.max_bytes,
@@ -206,7 +206,15 @@ def fetch(config_path: Path, assignments: tuple[str, ...]) -> None:
 @cli.command()
 @config_option
 @set_option
-@click.option("--input_model", "--input-model", type=click.Path(path_type=Path), help="Overrides model.path.")
+@click.option(
+    "--input_model",
+    "--input-model",
+    type=click.Path(path_type=Path),
+    help="Overrides model.path; the config's model.sha256 and model.url then apply only if it is the same file.",
+)
+@click.option(
+    "--input_sha256", "--input-sha256", help="Overrides model.sha256: the sha256 --input_model must have."
+)
 @click.option("--output_model", "--output-model", type=click.Path(path_type=Path), help="Overrides output.model.")
 @dataset_location_option
 @click.option(
@@ -226,6 +234,7 @@ def tune(
     config_path: Path,
     assignments: tuple[str, ...],
     input_model: Path | None,
+    input_sha256: str | None,
     output_model: Path | None,
     dataset_location: Path | None,
     quant_format: str | None,
@@ -245,6 +254,7 @@ def tune(
         assignments,
         **{
             "model.path": input_model,
+            "model.sha256": input_sha256,
             "output.model": output_model,
             "dataset.root": dataset_location,
             "quantization.format": quant_format,
@@ -296,7 +306,7 @@ def benchmark(
 
     console = _console(json_output)
     config = build_config(config_path, assignments, **{"dataset.root": dataset_location})
-    model_path = input_model or config.model.path
+    model_path = input_model or config.path("model.path")
     run = run_benchmark(config, model_path, mode, batch_size)
     for warning in run.warnings:
         console.warning(warning)
@@ -346,11 +356,11 @@ def report(
     console = _console()
     config = build_config(config_path, assignments, **{"dataset.root": dataset_location})
     entries = model_entries(
-        float_model or config.model.path,
-        int8_model or config.output.model,
+        float_model or config.path("model.path"),
+        int8_model or config.path("output.model"),
         references or config.benchmark.reference_models,
     )
-    files = run_report(config, entries, out_dir or config.output.dir / "report", performance=not skip_performance)
+    files = run_report(config, entries, out_dir or config.path("output.dir") / "report", performance=not skip_performance)
     console.note(files.summary_table)
     plots = ", ".join(str(plot) for plot in files.plots)
     console.result(f"Report: {files.html} (one page), {files.markdown}, {files.json}; plots: {plots}")
@@ -412,7 +422,7 @@ def gate(
             "gates.baseline": baseline,
         },
     )
-    report_path = report or config.output.dir / "report" / "report.json"
+    report_path = report or config.path("output.dir") / "report" / "report.json"
     report_data = load_report(report_path)
     # Accepting a new baseline replaces the old one, so comparing against the old one would only get in the way.
     accepted = None if write_baseline or config.gates.baseline is None else load_baseline(config.gates.baseline)

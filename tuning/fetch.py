@@ -187,9 +187,10 @@ def ensure_file(
         got = sha256_of(dest)
         if got == expected:
             return dest
+        # Never advise deleting: the file may be the user's own model, not a bad download.
         raise FetchError(
-            f"{dest}: sha256 mismatch (expected {expected}, got {got}); "
-            "delete the file to download it again, or correct model.sha256"
+            f"{dest}: sha256 mismatch (expected {expected}, got {got}): not the file model.sha256 describes; "
+            "point model.path at that file, or set model.sha256 (--input_sha256) to this file's"
         )
 
     if url is None:

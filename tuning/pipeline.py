@@ -54,19 +54,20 @@ def run_tuning(
     world = distributed.world()
     say = progress if progress is not None and world.rank == 0 else (lambda _line: None)
     distributed.check_config(config, world.size)
-    workspace = config.output.dir / "nc_workspace"
+    source_file, output_model, output_dir = (config.path(key) for key in ("model.path", "output.model", "output.dir"))
+    workspace = output_dir / "nc_workspace"
     if world.distributed:
         # INC's onnxruntime adaptor writes <workspace>/Optimized_model.onnx and reads it back: ranks sharing
         # one workspace read each other's. Each rank gets its own, with its own inc.log.
         workspace = workspace / f"rank{world.rank}"
     # Only rank 0 writes outputs; a worker writes nothing but INC's scratch in its workspace.
-    for folder in (config.output.model.parent, workspace) if world.rank == 0 else (workspace,):
+    for folder in (output_model.parent, workspace) if world.rank == 0 else (workspace,):
         prepare_output_dir(folder)
     route_inc_logs(workspace / "inc.log", echo_to_console=verbose and world.rank == 0)
 
-    say(f"tune: reading {config.model.path}")
+    say(f"tune: reading {source_file}")
     source_path = fetch.ensure_file(
-        config.model.path,
+        source_file,
         config.model.url,
         config.model.sha256,
         max_bytes=config.model.max_bytes,
@@ -101,7 +102,7 @@ def run_tuning(
     session_options = benchmark.describe_session_options(config.benchmark.intra_op_threads)
     onnx_io.save_model(
         outcome.model,
-        config.output.model,
+        output_model,
         metadata={
             "preprocessing": config.preprocessing,
             "source_sha256": source_sha256,
@@ -113,16 +114,16 @@ def run_tuning(
             "session_options": session_options,
         },
     )
-    summary_path = config.output.dir / "tuning_summary.json"
+    summary_path = output_dir / "tuning_summary.json"
     summary = TuningSummary(
         source_model=str(source_path),
         source_sha256=source_sha256,
-        output_model=str(config.output.model),
+        output_model=str(output_model),
         fp32_top1_accuracy=outcome.fp32_accuracy,
         int8_top1_accuracy=outcome.int8_accuracy,
         trials=outcome.trials,
         source_bytes=source_path.stat().st_size,
-        output_bytes=Path(config.output.model).stat().st_size,
+        output_bytes=output_model.stat().st_size,
         seconds=time.perf_counter() - started,
         config_sha256=config.quantization_sha256(),
         summary_path=str(summary_path),
@@ -131,7 +132,7 @@ def run_tuning(
         reason=outcome.reason,
         session_options=session_options,
         latency_measurement=outcome.measurement,
-        output_sha256=fetch.sha256_of(Path(config.output.model)),
+        output_sha256=fetch.sha256_of(output_model),
         distributed={"ranks": world.size, "trial_order": "evaluation finished"} if world.distributed else None,
     )
     write_text_atomic(summary_path, json.dumps(asdict(summary), indent=2) + "\n")

@@ -389,7 +389,9 @@ def build_report(config: PipelineConfig, entries: Sequence[ModelEntry], performa
             )
         )
     int8_result = next(result for result in results if result.entry.role is Role.INT8)
-    tuning, tuning_note = tuning_candidates(config.output.dir / TUNING_SUMMARY, int8_result.sha256)
+    tuning, tuning_note = (
+        tuning_candidates(config.output.dir / TUNING_SUMMARY, int8_result.sha256) if config.output.dir else (None, None)
+    )
     return Report(
         config=config,
         evaluation_images=len(labels),
