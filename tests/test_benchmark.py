@@ -6,7 +6,6 @@ arithmetic of the measurements are checked.
 
 from __future__ import annotations
 
-import math
 import re
 import subprocess
 from pathlib import Path
@@ -15,19 +14,20 @@ import numpy as np
 import onnx
 import onnxruntime as ort
 import pytest
-from onnx import helper, numpy_helper
 
 from tuning import benchmark
-from tuning.benchmark import BenchmarkTarget, batch_capable_copy, verify_batch_copy
+from tuning.benchmark import BenchmarkTarget
 from tuning.cli import main
 from tuning.config import BenchmarkSection, DatasetSection, Split
 from tuning.data import evaluation_images
+from tuning.environment import capture_environment
 from tuning.errors import InputError
+from tuning.evaluate import SessionSettings
 
 ROOT = Path(__file__).resolve().parent.parent
 FP32 = ROOT / "models" / "mnist-12.onnx"
 ZOO_INT8 = ROOT / "models" / "zoo-mnist-12-int8.onnx"
-SMALL = ["--set", "benchmark.warmup=5", "--set", "benchmark.iterations=40"]
+SMALL = ["--set", "benchmark.warmup=5", "--set", "benchmark.iterations=40", "--set", "benchmark.min_time_s=0"]
 
 
 @pytest.fixture(scope="module")
@@ -39,104 +39,57 @@ def _plain_session(model: onnx.ModelProto) -> ort.InferenceSession:
     return ort.InferenceSession(model.SerializeToString(), providers=["CPUExecutionProvider"])
 
 
-def _reshape_shape(model: onnx.ModelProto, node_name: str) -> list[int]:
-    node = next(n for n in model.graph.node if n.name == node_name)
-    init = next(i for i in model.graph.initializer if i.name == node.input[1])
-    return numpy_helper.to_array(init).tolist()
-
-
-@pytest.mark.parametrize("path", [FP32, ZOO_INT8], ids=["fp32", "zoo-int8"])
-def test_batch_copy_gives_the_originals_outputs(path: Path, images: np.ndarray) -> None:
-    original = onnx.load(str(path))
-    before = original.SerializeToString()
-    copy = batch_capable_copy(original, path)
-
-    assert original.SerializeToString() == before, "the original must not be modified"
-    assert copy.graph.input[0].type.tensor_type.shape.dim[0].dim_param == "batch"
-    assert copy.graph.output[0].type.tensor_type.shape.dim[0].dim_param == "batch"
-    assert _reshape_shape(copy, "Times212_reshape0") == [-1, 256]
-    assert len(copy.graph.value_info) == 0
-    if path == FP32:  # a Reshape of a weight carries no batch dimension
-        assert _reshape_shape(copy, "Times212_reshape1") == [256, 10]
-
-    batch = images[:300]
-    one_by_one = np.concatenate([_plain_session(original).run(None, {"Input3": batch[i : i + 1]})[0] for i in range(300)])
-    at_once = _plain_session(copy).run(None, {"Input3": batch})[0]
-    np.testing.assert_allclose(at_once, one_by_one, rtol=1e-5, atol=1e-5)
-    assert np.array_equal(at_once.argmax(axis=1), one_by_one.argmax(axis=1))
-    assert verify_batch_copy(original, copy, images, path) <= 1e-5
-
-
-def test_batch_copy_keeps_a_shared_shape_initializer(images: np.ndarray) -> None:
-    model = onnx.load(str(FP32))
-    shape_name = next(n for n in model.graph.node if n.name == "Times212_reshape0").input[1]
-    # A second consumer of the shape tensor must still see [1, 256].
-    model.graph.node.append(helper.make_node("Identity", [shape_name], ["shape_copy"], name="shape_reader"))
-    model.graph.output.append(helper.make_tensor_value_info("shape_copy", onnx.TensorProto.INT64, [2]))
-
-    copy = batch_capable_copy(model, "shared.onnx")
-
-    assert _reshape_shape(copy, "Times212_reshape0") == [-1, 256]
-    shared = next(i for i in copy.graph.initializer if i.name == shape_name)
-    assert numpy_helper.to_array(shared).tolist() == [1, 256]
-    outputs = _plain_session(copy).run(None, {"Input3": images[:8]})
-    assert outputs[0].shape == (8, 10) and outputs[1].tolist() == [1, 256]
-
-
-def test_verify_refuses_a_copy_that_cannot_batch(images: np.ndarray) -> None:
-    original = onnx.load(str(ZOO_INT8))
-    half_done = onnx.ModelProto()
-    half_done.CopyFrom(original)
-    half_done.graph.input[0].type.tensor_type.shape.dim[0].dim_param = "batch"  # Reshape still says [1, 256]
-    with pytest.raises(InputError, match=r"^zoo\.onnx: the batch-capable copy fails at batch 256"):
-        verify_batch_copy(original, half_done, images, "zoo.onnx")
-
-
-def test_verify_refuses_a_copy_with_different_outputs(images: np.ndarray) -> None:
-    original = onnx.load(str(FP32))
-    copy = batch_capable_copy(original, FP32)
-    bias = next(i for i in copy.graph.initializer if i.name == "Parameter194")
-    bias.CopyFrom(numpy_helper.from_array(numpy_helper.to_array(bias) + np.float32(0.01), bias.name))
-    with pytest.raises(InputError, match=r"outputs differ from the original's on 256 test images"):
-        verify_batch_copy(original, copy, images, FP32)
-
-
 def test_runs_at_batch_keeps_the_images_per_measurement_about_equal() -> None:
     settings = BenchmarkSection(warmup=200, iterations=2000)
     assert benchmark.runs_at_batch(settings, 1) == (200, 2000)
     assert benchmark.runs_at_batch(settings, 16) == (13, 125)
-    assert benchmark.runs_at_batch(settings, 1024) == (1, benchmark.MIN_TIMED_BATCHES)
-    assert benchmark.runs_at_batch(BenchmarkSection(warmup=0, iterations=3), 64) == (0, 3)
+    assert benchmark.runs_at_batch(settings, 3000) == (1, 1)
+    assert benchmark.runs_at_batch(BenchmarkSection(warmup=0, iterations=3), 64) == (0, 1)
     assert benchmark.batch_sizes(BenchmarkSection(batch_sizes=(64, 1, 16, 64))) == (1, 16, 64)
 
 
-def test_time_models_times_every_run_of_every_model(images: np.ndarray) -> None:
+def test_time_models_runs_every_model_equally_until_the_count_and_the_time_are_reached(images: np.ndarray) -> None:
     sessions = {"fp32": _plain_session(onnx.load(str(FP32))), "zoo": _plain_session(onnx.load(str(ZOO_INT8)))}
-    timings = benchmark.time_models(sessions, images, batch_size=1, warmup_runs=3, timed_runs=250)
-    for name, timing in timings.items():
-        assert timing.runs == 250 and timing.warmup_runs == 3, name
-        assert np.all(timing.durations_ms > 0)
-        assert timing.p50 <= timing.p90 <= timing.p99 <= timing.durations_ms.max()
-        assert timing.p50 == pytest.approx(float(np.median(timing.durations_ms)))
-        assert timing.images_per_s == pytest.approx(1000 / timing.p50)
+    by_count = benchmark.time_models(sessions, images, batch_size=1, warmup_runs=3, min_runs=250, min_seconds=0)
+    chunk = benchmark.INTERLEAVE_IMAGES
+    assert {len(runs) for runs in by_count.values()} == {-(-250 // chunk) * chunk}
+    by_time = benchmark.time_models(sessions, images, batch_size=1, warmup_runs=3, min_runs=1, min_seconds=0.05)
+    counts = {len(runs) for runs in by_time.values()}
+    assert len(counts) == 1, "every model runs the same number of timed batches"
+    for runs in by_time.values():
+        assert np.all(runs > 0)
+        assert runs.sum() >= 50.0, "each model ran at least min_seconds of timed work"
+        # One chunk fewer would not have reached the time for the model that needed the most.
+    assert min(runs[:-chunk].sum() for runs in by_time.values()) < 50.0
 
 
-def test_measure_performance_covers_every_batch_size(images: np.ndarray) -> None:
-    settings = BenchmarkSection(warmup=4, iterations=40, batch_sizes=(8, 1, 32))
+def test_measure_reports_every_round_and_its_spread(images: np.ndarray) -> None:
+    settings = BenchmarkSection(warmup=4, iterations=40, min_time_s=0, rounds=3, batch_sizes=(8, 1, 32))
     targets = [BenchmarkTarget(name, onnx.load(str(path)), path) for name, path in (("fp32", FP32), ("zoo", ZOO_INT8))]
-    results = benchmark.measure_performance(targets, images, settings)
+    results = benchmark.measure(targets, images, settings, SessionSettings())
     assert list(results) == ["fp32", "zoo"]
     for performance in results.values():
-        assert performance.latency.batch_size == 1 and performance.latency.runs == 40
+        assert performance.latency.batch_size == 1 and len(performance.latency.rounds_ms) == 3
         assert [t.batch_size for t in performance.throughput] == [1, 8, 32]
-        assert [t.runs for t in performance.throughput] == [40, 10, 10]
         batch_32 = performance.throughput_at(32)
-        assert batch_32.images_per_s == pytest.approx(32 * 1000 / float(np.median(batch_32.durations_ms)))
+        assert len(batch_32.rounds_ms) == 3 and all(len(runs) == 4 for runs in batch_32.rounds_ms)  # 100-image turns
+        pooled = np.concatenate(batch_32.rounds_ms)
+        assert batch_32.images_per_s == pytest.approx(32 * 1000 / float(np.median(pooled)))
+        spread = batch_32.images_per_s_spread
+        per_round = [32 * 1000 / float(np.median(runs)) for runs in batch_32.rounds_ms]
+        assert (spread.low, spread.high) == pytest.approx((min(per_round), max(per_round)))
+    zoo, fp32 = results["zoo"], results["fp32"]
+    expected = [z / f for z, f in zip(zoo.latency.round_p50s, fp32.latency.round_p50s)]
+    ratio = zoo.latency_ratio(fp32)
+    assert ratio.value == pytest.approx(float(np.median(expected)))
+    assert (ratio.low, ratio.high) == pytest.approx((min(expected), max(expected)))
+    inverse = [f / z for z, f in zip(zoo.throughput_at(8).round_p50s, fp32.throughput_at(8).round_p50s)]
+    assert zoo.throughput_ratio(fp32, 8).value == pytest.approx(float(np.median(inverse)))
 
 
 def test_environment_names_the_cpu_and_the_versions() -> None:
-    env = benchmark.capture_environment()
-    assert set(env.cpu_flags) == {"avx2", "avx512f", "avx512_vnni", "amx_int8"}
+    env = capture_environment()
+    assert set(env.cpu_flags) == {"avx2", "avx512f", "avx512_vnni", "avx512_bf16", "amx_int8"}
     assert env.versions["onnxruntime"] == ort.__version__
     assert env.versions["onnx"] == onnx.__version__
     assert env.versions["numpy"] == np.__version__
@@ -174,8 +127,9 @@ def test_benchmark_performance_above_the_fixed_batch_size(capsys: pytest.Capture
     assert latency and throughput
     # INC's convention: latency per image and throughput are reciprocal.
     assert float(throughput.group(1)) == pytest.approx(1000 / float(latency.group(1)), rel=0.02)
-    assert "1 intra-op thread" in lines[3] and f"onnxruntime {ort.__version__}" in lines[3]
-    assert f"{math.ceil(5 / 16)} warm-up + {benchmark.MIN_TIMED_BATCHES} timed batches" in lines[3]
+    assert re.fullmatch(r"Spread: \d+\.\d-\d+\.\d images/sec over 5 rounds", lines[3])
+    assert "1 intra-op thread" in lines[4] and f"onnxruntime {ort.__version__}" in lines[4]
+    assert "onnxruntime default session options" in lines[4]
 
 
 def test_benchmark_missing_model_is_one_line(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
@@ -197,4 +151,4 @@ def test_run_benchmark_sh_wraps_the_command() -> None:
     assert lines[0] == "Batch size = 1"
     assert re.fullmatch(r"Latency: \d+\.\d{3} ms", lines[1])
     assert re.fullmatch(r"Throughput: \d+\.\d images/sec", lines[2])
-    assert lines[3].startswith("Conditions: ")
+    assert lines[4].startswith("Conditions: ")

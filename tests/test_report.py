@@ -27,7 +27,6 @@ import pytest
 from tuning.cli import main
 from tuning.config import load_config
 from tuning.errors import InputError
-from tuning.evaluate import SESSION_CONFIG_ENTRIES
 from tuning.pipeline import run_tuning
 from tuning.report_data import Role, model_entries
 
@@ -40,6 +39,8 @@ SETTINGS = [
     "--set", f"dataset.root={ROOT / 'data'}",
     "--set", "benchmark.warmup=5",
     "--set", "benchmark.iterations=50",
+    "--set", "benchmark.min_time_s=0",
+    "--set", "benchmark.rounds=2",
     "--set", "benchmark.batch_sizes=[1, 8]",
 ]
 
@@ -245,21 +246,27 @@ def test_performance_numbers_and_ratios_are_consistent(full: dict[str, Any]) -> 
     report = full["json"]
     assert report["benchmark"]["batch_sizes"] == [1, 8]
     assert report["benchmark"]["session_options"]["intra_op_num_threads"] == 1
-    assert report["benchmark"]["session_options"]["config_entries"] == SESSION_CONFIG_ENTRIES
+    assert report["benchmark"]["session_options"]["config_entries"] == {}
     fp32 = _model(report, "fp32")
     for name in ("int8", "zoo-int8"):
         model = _model(report, name)
         latency = model["latency_ms"]
-        assert latency["batch_size"] == 1 and latency["samples"] == 50 and latency["warmup"] == 5
+        # 2 rounds, each at least 50 runs, taken in turns of 100 images at batch 1.
+        assert latency["batch_size"] == 1 and latency["samples"] == 200 and latency["warmup"] == 5
         assert latency["p50"] <= latency["p90"] <= latency["p99"]
         assert [point["batch_size"] for point in model["throughput"]] == [1, 8]
         ratios = report["ratios_vs_float"][name]
-        assert ratios["latency_p50"] == pytest.approx(latency["p50"] / fp32["latency_ms"]["p50"])
-        for point, base in zip(model["throughput"], fp32["throughput"]):
+        # A ratio is the median of its per-round values: with 2 rounds, the middle of their range.
+        rounds = ratios["latency_p50_rounds"]
+        assert ratios["latency_p50"] == rounds["value"] == pytest.approx((rounds["min"] + rounds["max"]) / 2)
+        assert latency["p50_rounds"]["min"] <= latency["p50"] <= latency["p50_rounds"]["max"]
+        for point in model["throughput"]:
             assert point["images_per_s"] == pytest.approx(point["batch_size"] * 1000 / point["batch_p50_ms"])
-            assert ratios["throughput"][str(point["batch_size"])] == pytest.approx(
-                point["images_per_s"] / base["images_per_s"]
-            )
+            spread = ratios["throughput_rounds"][str(point["batch_size"])]
+            assert ratios["throughput"][str(point["batch_size"])] == spread["value"]
+            assert spread["value"] == pytest.approx((spread["min"] + spread["max"]) / 2)
+            per_model = point["images_per_s_rounds"]
+            assert per_model["min"] <= point["images_per_s"] <= per_model["max"]
     assert "fp32" not in report["ratios_vs_float"]
 
 
@@ -288,7 +295,10 @@ def test_skip_performance_leaves_nulls(accuracy_only: dict[str, Any]) -> None:
     assert [m["name"] for m in report["models"]] == ["fp32", "int8"]
     for model in report["models"]:
         assert model["latency_ms"] is None and model["throughput"] is None
-    assert report["ratios_vs_float"] == {"int8": {"latency_p50": None, "throughput": {"1": None, "8": None}}}
+    assert report["ratios_vs_float"] == {"int8": {
+        "latency_p50": None, "latency_p50_rounds": None,
+        "throughput": {"1": None, "8": None}, "throughput_rounds": {"1": None, "8": None},
+    }}
     assert sorted(path.name for path in accuracy_only["dir"].iterdir()) == [
         "confusion-int8.png", "flips-int8.png", "report.html", "report.json", "report.md"
     ]

@@ -12,7 +12,7 @@ import onnx
 import pytest
 
 from tuning import onnx_io
-from tuning.benchmark import describe_session_options
+from tuning.evaluate import SessionSettings
 from tuning.config import Split
 from tuning.data import evaluation_images
 from tuning.errors import TuningError
@@ -52,7 +52,7 @@ def test_output_is_quantized_and_carries_its_provenance(default_run):
     assert float(props["tuning.int8_top1_accuracy"]) == summary.int8_top1_accuracy
     assert float(props["tuning.fp32_top1_accuracy"]) == summary.fp32_top1_accuracy
     assert props["tuning.evaluation_split"] == "MNIST/test"
-    options = describe_session_options(config.benchmark.intra_op_threads)
+    options = SessionSettings(config.benchmark.intra_op_threads).describe()
     assert props["tuning.session_options.graph_optimization_level"] == options["graph_optimization_level"]
     assert props["tuning.session_options.providers"] == ",".join(options["providers"])
     assert not [value for value in props.values() if value.startswith(('"', "{", "["))]

@@ -1,32 +1,31 @@
-"""Latency and throughput of ONNX classifiers with onnxruntime, and the conditions they were measured under.
+"""Latency and throughput of ONNX classifiers, timed the way users run them.
 
-Counting rule: ``benchmark.warmup`` and ``benchmark.iterations`` count *images at batch 1*.
-At batch size ``b`` a measurement runs ``ceil(warmup / b)`` warm-up batches and
-``max(ceil(iterations / b), min(MIN_TIMED_BATCHES, iterations))`` timed batches, so every
-batch size sees about the same number of images and a large batch does not take minutes
-(batch 1 runs exactly ``warmup`` and ``iterations``).
+Every session is a plain ``onnxruntime.InferenceSession`` with onnxruntime's default options,
+except the thread count and any session config entries the config's ``deployment`` declares
+(:class:`tuning.evaluate.SessionSettings`): a speed that needs a setting the user must remember
+is not the product's speed.
 
-Every statistic comes from per-run ``time.perf_counter_ns`` durations. Throughput is
-``batch_size / median batch time``: the median, like the p50 latency, is what a few
-slow runs caused by other processes on a shared machine do not move.
+Timing rule (config ``benchmark`` / ``tuning.latency``, :class:`tuning.config._TimingSection`):
+models are measured interleaved, in ``rounds`` rounds. In each round and at each batch size
+``b`` every model first runs ``ceil(warmup / b)`` untimed batches; then the models take turns,
+each running about ``INTERLEAVE_IMAGES`` images per turn, until every model has run at least
+``ceil(iterations / b)`` timed batches and at least ``min_time_s`` seconds. A drift in clock speed
+or load hits all models alike, and a fast model is not judged on a few milliseconds.
 
-Models are measured interleaved: each model runs a chunk of about ``INTERLEAVE_IMAGES``
-images in turn until all are done, so a drift in clock speed or load hits all of them
-equally and the int8/float ratios of one run are fair.
+Statistics come from per-run ``time.perf_counter_ns`` durations. A figure (p50 latency,
+throughput = ``b / p50 batch time``) pools every round's runs; its spread is the range of the
+per-round values; a ratio between two models is the median of their per-round ratios (both ran
+interleaved in each round), with the range of those as its spread.
 
-Models with a fixed batch dimension (the zoo's) are measured above batch 1 through a
-batch-capable copy (:func:`batch_capable_copy`) that is first checked to give the
-original's outputs (:func:`verify_batch_copy`).
+Models with a fixed batch dimension (the zoo's) are measured above batch 1 through a verified
+batch-capable copy (:mod:`tuning.rewrite`).
 """
 
 from __future__ import annotations
 
 import gc
-import importlib.metadata
 import json
 import math
-import os
-import platform
 import time
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
@@ -35,30 +34,17 @@ from pathlib import Path
 import numpy as np
 import onnx
 import onnxruntime as ort
-from onnx import numpy_helper
 from tqdm import tqdm
 
 from tuning import data
 from tuning.config import BenchmarkSection, PipelineConfig
-from tuning.errors import InputError
-from tuning.evaluate import SESSION_CONFIG_ENTRIES, make_session, predict, session_options, top1_accuracy
+from tuning.environment import capture_environment
+from tuning.evaluate import SessionSettings, make_session, predict, top1_accuracy
 from tuning.onnx_io import declared_preprocessing, describe, load_model
+from tuning.rewrite import batch_capable_copy, verify_batch_copy
 
-BATCH_DIM_NAME = "batch"
 INTERLEAVE_IMAGES = 100  # images each model runs before the next model's turn
-MIN_TIMED_BATCHES = 10  # below this a percentile of batch times means little
-VERIFY_IMAGES = 256
-# The copy runs the same kernels on a different batch layout: float sums may be reordered, nothing more.
-VERIFY_RTOL = 1e-5
-VERIFY_ATOL = 1e-5
 _CYCLED_IMAGES = 2048  # distinct input images cycled through per measurement, bounded for memory
-CPU_FLAGS = ("avx2", "avx512f", "avx512_vnni", "amx_int8")
-_VERSIONED_PACKAGES = {
-    "onnxruntime": "onnxruntime",
-    "onnx": "onnx",
-    "neural_compressor": "neural-compressor",
-    "numpy": "numpy",
-}
 
 
 @dataclass(frozen=True)
@@ -71,16 +57,36 @@ class BenchmarkTarget:
 
 
 @dataclass(frozen=True)
+class Spread:
+    """A figure and the range of its per-round values."""
+
+    value: float
+    low: float
+    high: float
+
+    @classmethod
+    def of_rounds(cls, values: Sequence[float]) -> Spread:
+        return cls(float(np.median(values)), float(min(values)), float(max(values)))
+
+    def to_json(self) -> dict[str, float]:
+        return {"value": self.value, "min": self.low, "max": self.high}
+
+
+@dataclass(frozen=True)
 class Timing:
-    """Per-run durations of one model at one batch size."""
+    """Per-run durations of one model at one batch size, per round."""
 
     batch_size: int
-    warmup_runs: int
-    durations_ms: np.ndarray = field(repr=False, compare=False)
+    warmup_runs: int  # untimed batches in each round
+    rounds_ms: tuple[np.ndarray, ...] = field(repr=False, compare=False)
+
+    @property
+    def durations_ms(self) -> np.ndarray:
+        return np.concatenate(self.rounds_ms)
 
     @property
     def runs(self) -> int:
-        return len(self.durations_ms)
+        return sum(len(durations) for durations in self.rounds_ms)
 
     def percentile(self, q: float) -> float:
         return float(np.percentile(self.durations_ms, q))
@@ -109,6 +115,23 @@ class Timing:
     def latency_per_image_ms(self) -> float:
         return self.p50 / self.batch_size
 
+    @property
+    def round_p50s(self) -> tuple[float, ...]:
+        return tuple(float(np.median(durations)) for durations in self.rounds_ms)
+
+    @property
+    def p50_spread(self) -> Spread:
+        return Spread(self.p50, min(self.round_p50s), max(self.round_p50s))
+
+    @property
+    def images_per_s_spread(self) -> Spread:
+        per_round = [self.batch_size * 1000.0 / p50 for p50 in self.round_p50s]
+        return Spread(self.images_per_s, min(per_round), max(per_round))
+
+    def ratio_rounds(self, reference: Timing) -> tuple[float, ...]:
+        """This model's p50 over ``reference``'s, round by round (both ran interleaved in each round)."""
+        return tuple(mine / theirs for mine, theirs in zip(self.round_p50s, reference.round_p50s))
+
 
 @dataclass(frozen=True)
 class Performance:
@@ -121,27 +144,14 @@ class Performance:
     def throughput_at(self, batch_size: int) -> Timing:
         return next(timing for timing in self.throughput if timing.batch_size == batch_size)
 
+    def latency_ratio(self, reference: Performance) -> Spread:
+        """p50 latency at batch 1 relative to ``reference``: median and range of the per-round ratios."""
+        return Spread.of_rounds(self.latency.ratio_rounds(reference.latency))
 
-@dataclass(frozen=True)
-class Environment:
-    cpu_model: str
-    cpu_flags: dict[str, bool]
-    cpu_count: int | None
-    usable_cpus: int
-    system: str
-    machine: str
-    python: str
-    versions: dict[str, str | None]
-
-    def summary(self) -> str:
-        """One line: the CPU, its int8-relevant flags and the onnxruntime version."""
-        present = " ".join(name for name, found in self.cpu_flags.items() if found) or "-"
-        absent = " ".join(name for name, found in self.cpu_flags.items() if not found) or "-"
-        return (
-            f"CPU {self.cpu_model} (has {present}; lacks {absent}; {self.usable_cpus} usable of "
-            f"{self.cpu_count} cores), "
-            f"onnxruntime {self.versions.get('onnxruntime')}"
-        )
+    def throughput_ratio(self, reference: Performance, batch_size: int) -> Spread:
+        """Images/s at ``batch_size`` relative to ``reference``: median and range of the per-round ratios."""
+        inverse = self.throughput_at(batch_size).ratio_rounds(reference.throughput_at(batch_size))
+        return Spread.of_rounds([1.0 / ratio for ratio in inverse])
 
 
 def batch_sizes(settings: BenchmarkSection) -> tuple[int, ...]:
@@ -149,133 +159,9 @@ def batch_sizes(settings: BenchmarkSection) -> tuple[int, ...]:
     return tuple(sorted(set(settings.batch_sizes)))
 
 
-def runs_at_batch(settings: BenchmarkSection, batch_size: int, rounds: int = 1) -> tuple[int, int]:
-    """Warm-up and timed runs at ``batch_size`` in each of ``rounds`` rounds: the module's counting rule.
-
-    With several rounds (tuning's measurement, :func:`measure_rounds`) the floor of
-    ``MIN_TIMED_BATCHES`` timed batches holds for all rounds together, not for each.
-    """
-    warmup = math.ceil(settings.warmup / batch_size)
-    floor = math.ceil(min(MIN_TIMED_BATCHES, settings.iterations) / rounds)
-    timed = max(math.ceil(settings.iterations / batch_size), floor)
-    return warmup, timed
-
-
-def batch_capable_copy(model: onnx.ModelProto, source: Path | str = "<model>") -> onnx.ModelProto:
-    """A copy whose batch dimension is symbolic, so it runs at any batch size.
-
-    The input's and outputs' dim 0 become ``batch``; a Reshape whose target shape is an
-    initializer starting with the fixed batch size gets -1 there (on a private copy of the
-    initializer when other nodes share it). Reshapes of initializers (weights) carry no batch
-    and are left alone. Intermediate value_info shapes would be stale, so they are dropped
-    and onnxruntime infers them again.
-    """
-    spec = describe(model, source)
-    copy = onnx.ModelProto()
-    copy.CopyFrom(model)
-    graph = copy.graph
-    initializers = {init.name: init for init in graph.initializer}
-    graph_input = next(value for value in graph.input if value.name not in initializers)
-    for value in (graph_input, *graph.output):
-        dims = value.type.tensor_type.shape.dim
-        if dims:
-            dims[0].dim_param = BATCH_DIM_NAME
-    if spec.batch_dim is not None:
-        _rewrite_batch_reshapes(graph, initializers, spec.batch_dim, source)
-    del graph.value_info[:]
-    try:
-        onnx.checker.check_model(copy)
-    except onnx.checker.ValidationError as exc:
-        first_line = str(exc).splitlines()[0]
-        raise InputError(f"{source}: the batch-capable copy is not a valid model ({first_line})") from None
-    return copy
-
-
-def _rewrite_batch_reshapes(
-    graph: onnx.GraphProto, initializers: dict[str, onnx.TensorProto], batch: int, source: Path | str
-) -> None:
-    uses: dict[str, int] = {}
-    for node in graph.node:
-        for name in node.input:
-            uses[name] = uses.get(name, 0) + 1
-    for node in graph.node:
-        if node.op_type != "Reshape" or len(node.input) < 2 or node.input[0] in initializers:
-            continue
-        shape_tensor = initializers.get(node.input[1])
-        if shape_tensor is None:
-            continue
-        shape = numpy_helper.to_array(shape_tensor)
-        if shape.ndim != 1 or shape.size == 0 or shape[0] != batch:
-            continue
-        if -1 in shape[1:]:
-            raise InputError(
-                f"{source}: Reshape {node.name!r} has shape {shape.tolist()}; its fixed batch size cannot "
-                "become -1 next to another -1"
-            )
-        rewritten = shape.copy()
-        rewritten[0] = -1
-        if uses[node.input[1]] > 1:
-            private_name = _unused_name(f"{node.input[1]}_{BATCH_DIM_NAME}", initializers)
-            private = numpy_helper.from_array(rewritten, private_name)
-            graph.initializer.append(private)
-            initializers[private_name] = graph.initializer[-1]
-            uses[node.input[1]] -= 1
-            node.input[1] = private_name
-        else:
-            shape_tensor.CopyFrom(numpy_helper.from_array(rewritten, shape_tensor.name))
-
-
-def _unused_name(stem: str, taken: Mapping[str, object]) -> str:
-    name, index = stem, 1
-    while name in taken:
-        name, index = f"{stem}_{index}", index + 1
-    return name
-
-
-def verify_batch_copy(
-    original: onnx.ModelProto,
-    copy: onnx.ModelProto,
-    images: np.ndarray,
-    source: Path | str = "<model>",
-    count: int = VERIFY_IMAGES,
-) -> float:
-    """Check the copy on one batch of ``count`` images against the original at its own batch size.
-
-    Returns the largest absolute difference of the outputs; raises InputError when the outputs
-    are not allclose (VERIFY_RTOL/VERIFY_ATOL) or any argmax differs.
-    """
-    spec = describe(original, source)
-    step = spec.batch_dim or 1
-    count = min(count, len(images)) // step * step
-    if count == 0:
-        raise InputError(f"{source}: fewer test images than the model's batch size {step}")
-    batch = np.ascontiguousarray(images[:count])
-    reference_session = make_session(original)
-    expected = np.concatenate(
-        [
-            reference_session.run([spec.output_name], {spec.input_name: batch[start : start + step]})[0]
-            for start in range(0, count, step)
-        ]
-    )
-    try:
-        actual = make_session(copy).run([spec.output_name], {spec.input_name: batch})[0]
-    except Exception as exc:  # onnxruntime's Fail/InvalidArgument/RuntimeException share no public base class
-        raise InputError(
-            f"{source}: the batch-capable copy fails at batch {count} ({str(exc).splitlines()[0]})"
-        ) from None
-    if actual.shape != expected.shape:
-        raise InputError(
-            f"{source}: the batch-capable copy returns shape {list(actual.shape)}, expected {list(expected.shape)}"
-        )
-    max_diff = float(np.max(np.abs(actual - expected)))
-    if not np.allclose(actual, expected, rtol=VERIFY_RTOL, atol=VERIFY_ATOL) or not np.array_equal(
-        actual.argmax(axis=1), expected.argmax(axis=1)
-    ):
-        raise InputError(
-            f"{source}: the batch-capable copy's outputs differ from the original's on {count} test images "
-            f"(max |difference| {max_diff:.3g}); refusing to measure throughput on it"
-        )
-    return max_diff
+def runs_at_batch(settings: BenchmarkSection, batch_size: int) -> tuple[int, int]:
+    """Warm-up batches and the minimum of timed batches at ``batch_size`` in each round (module docstring)."""
+    return math.ceil(settings.warmup / batch_size), math.ceil(settings.iterations / batch_size)
 
 
 def time_models(
@@ -283,39 +169,41 @@ def time_models(
     images: np.ndarray,
     batch_size: int,
     warmup_runs: int,
-    timed_runs: int,
-    progress: tqdm | None = None,
-) -> dict[str, Timing]:
-    """Time ``timed_runs`` runs of every session at ``batch_size``, interleaved in chunks.
+    min_runs: int,
+    min_seconds: float,
+) -> dict[str, np.ndarray]:
+    """Per-run durations in ms of every session at ``batch_size``, interleaved in chunks, for one round.
 
-    Inputs cycle through real images so no model is timed on one cached input.
+    Every model runs the same number of timed batches: turns go on until each has run ``min_runs``
+    batches and ``min_seconds`` of timed work. Inputs cycle through real images so no model is timed
+    on one cached input.
     """
     feeds = {name: _feeds(session, images, batch_size) for name, session in sessions.items()}
     chunk = math.ceil(INTERLEAVE_IMAGES / batch_size)
-    durations = {name: np.empty(timed_runs, dtype=np.int64) for name in sessions}
+    durations: dict[str, list[int]] = {name: [] for name in sessions}
+    timed_ns = dict.fromkeys(sessions, 0)
+    min_ns = int(min_seconds * 1e9)
     gc_was_enabled = gc.isenabled()
     gc.disable()  # a collection inside a timed run would land on whichever model happens to be running
     try:
         for name, session in sessions.items():
             for run in range(warmup_runs):
                 session.run(None, feeds[name][run % len(feeds[name])])
-            if progress is not None:
-                progress.update(warmup_runs * batch_size)
-        for start in range(0, timed_runs, chunk):
-            stop = min(start + chunk, timed_runs)
+        done = 0
+        while done < min_runs or min(timed_ns.values()) < min_ns:
             for name, session in sessions.items():
                 model_feeds, out = feeds[name], durations[name]
-                for run in range(start, stop):
+                for run in range(done, done + chunk):
                     feed = model_feeds[run % len(model_feeds)]
                     began = time.perf_counter_ns()
                     session.run(None, feed)
-                    out[run] = time.perf_counter_ns() - began
-                if progress is not None:
-                    progress.update((stop - start) * batch_size)
+                    out.append(time.perf_counter_ns() - began)
+                timed_ns[name] += sum(out[done:])
+            done += chunk
     finally:
         if gc_was_enabled:
             gc.enable()
-    return {name: Timing(batch_size, warmup_runs, durations[name] / 1e6) for name in sessions}
+    return {name: np.asarray(runs, dtype=np.float64) / 1e6 for name, runs in durations.items()}
 
 
 def _feeds(session: ort.InferenceSession, images: np.ndarray, batch_size: int) -> list[dict[str, np.ndarray]]:
@@ -325,169 +213,97 @@ def _feeds(session: ort.InferenceSession, images: np.ndarray, batch_size: int) -
     return [{input_name: np.ascontiguousarray(batch)} for batch in batches]
 
 
-@dataclass(frozen=True)
-class _Prepared:
-    original: ort.InferenceSession
-    batched: ort.InferenceSession
-    accepts_batch_1: bool
-
-
-def _prepare(target: BenchmarkTarget, images: np.ndarray, intra_op_threads: int) -> _Prepared:
-    spec = describe(target.model, target.source)
-    original = make_session(target.model, intra_op_threads)
-    if spec.batch_dim is None:
-        # Already batch-capable (every int8 model this pipeline emits): nothing to copy or verify.
-        return _Prepared(original=original, batched=original, accepts_batch_1=True)
-    copy = batch_capable_copy(target.model, target.source)
-    verify_batch_copy(target.model, copy, images, target.source)
-    return _Prepared(
-        original=original,
-        batched=make_session(copy, intra_op_threads),
-        accepts_batch_1=spec.batch_dim == 1,
-    )
-
-
 def prepare_sessions(
-    targets: Sequence[BenchmarkTarget], images: np.ndarray, intra_op_threads: int
+    targets: Sequence[BenchmarkTarget], images: np.ndarray, session: SessionSettings
 ) -> tuple[dict[str, ort.InferenceSession], dict[str, ort.InferenceSession]]:
     """Sessions for batch-1 latency and for throughput, per target name.
 
-    Latency is the model as shipped; only a model that cannot take batch 1 is timed through its copy.
-    Throughput runs the batch-capable copy, checked first to give the original's outputs.
+    Latency runs the model as shipped; only a model that cannot take batch 1 is timed through its copy.
+    Throughput runs the batch-capable copy, checked first to give the original's outputs (a model
+    whose batch dimension is already symbolic, as every int8 model this pipeline emits, is its own copy).
     """
-    prepared = {target.name: _prepare(target, images, intra_op_threads) for target in targets}
-    latency = {name: p.original if p.accepts_batch_1 else p.batched for name, p in prepared.items()}
-    batched = {name: p.batched for name, p in prepared.items()}
+    latency, batched = {}, {}
+    for target in targets:
+        spec = describe(target.model, target.source)
+        original = make_session(target.model, session)
+        if spec.batch_dim is None:
+            latency[target.name] = batched[target.name] = original
+            continue
+        copy = batch_capable_copy(target.model, target.source)
+        verify_batch_copy(target.model, copy, images, target.source)
+        batched[target.name] = make_session(copy, session)
+        latency[target.name] = original if spec.batch_dim == 1 else batched[target.name]
     return latency, batched
 
 
-def measure_performance(
-    targets: Sequence[BenchmarkTarget], images: np.ndarray, settings: BenchmarkSection
+def measure(
+    targets: Sequence[BenchmarkTarget],
+    images: np.ndarray,
+    settings: BenchmarkSection,
+    session: SessionSettings,
+    label: str = "benchmark",
 ) -> dict[str, Performance]:
-    """Latency at batch 1 and throughput at every configured batch size, all models interleaved."""
-    return measure_rounds(targets, images, settings, rounds=1)[0]
+    """Latency at batch 1 and throughput at every ``settings.batch_sizes``, all models interleaved, in rounds.
 
-
-def measure_rounds(
-    targets: Sequence[BenchmarkTarget], images: np.ndarray, settings: BenchmarkSection, rounds: int
-) -> list[dict[str, Performance]]:
-    """``rounds`` repetitions of the interleaved measurement on the same sessions, one result per round.
-
-    Each round warms up and times every model at batch 1, then at every batch size, so the spread
-    of a ratio across rounds shows how far a single measurement of it can be trusted.
+    Each round times every model at batch 1, then at every batch size, so a ratio's per-round values
+    show how far one measurement of it can be trusted.
     """
-    latency_sessions, batched_sessions = prepare_sessions(targets, images, settings.intra_op_threads)
-    plan = [(b, *runs_at_batch(settings, b, rounds)) for b in (1, *batch_sizes(settings))]
-    total_images = rounds * len(targets) * sum(b * (warmup + timed) for b, warmup, timed in plan)
-    results = []
-    with tqdm(total=total_images, desc="benchmark", unit="img", unit_scale=True, disable=None, leave=False) as bar:
-        for round_index in range(rounds):
-            where = f"round {round_index + 1}/{rounds}, " if rounds > 1 else ""
-            bar.set_postfix_str(f"{where}latency, batch 1")
-            latency = time_models(latency_sessions, images, *plan[0], bar)
-            throughput: dict[str, list[Timing]] = {name: [] for name in latency_sessions}
-            for batch_size, warmup, timed in plan[1:]:
-                bar.set_postfix_str(f"{where}throughput, batch {batch_size}")
-                for name, timing in time_models(batched_sessions, images, batch_size, warmup, timed, bar).items():
-                    throughput[name].append(timing)
-            results.append(
-                {name: Performance(name, latency[name], tuple(throughput[name])) for name in latency_sessions}
-            )
-    return results
+    latency_sessions, batched_sessions = prepare_sessions(targets, images, session)
+    plan = [(1, latency_sessions), *((b, batched_sessions) for b in batch_sizes(settings))]
+    per_round: dict[tuple[str, int], list[np.ndarray]] = {}
+    with tqdm(total=settings.rounds * len(plan), desc=label, unit="step", disable=None, leave=False) as bar:
+        for round_index in range(settings.rounds):
+            for step, (batch_size, sessions) in enumerate(plan):
+                bar.set_postfix_str(f"round {round_index + 1}/{settings.rounds}, batch {batch_size}")
+                warmup, min_runs = runs_at_batch(settings, batch_size)
+                timed = time_models(sessions, images, batch_size, warmup, min_runs, settings.min_time_s)
+                for name, durations in timed.items():
+                    per_round.setdefault((name, step), []).append(durations)
+                bar.update()
 
+    def timing(name: str, step: int) -> Timing:
+        batch_size = plan[step][0]
+        return Timing(batch_size, runs_at_batch(settings, batch_size)[0], tuple(per_round[name, step]))
 
-def pooled(rounds: Sequence[Performance]) -> Performance:
-    """One model's rounds as one measurement: every timed run of every round, per batch size."""
-
-    def merge(timings: Sequence[Timing]) -> Timing:
-        return Timing(
-            timings[0].batch_size,
-            sum(timing.warmup_runs for timing in timings),
-            np.concatenate([timing.durations_ms for timing in timings]),
+    return {
+        target.name: Performance(
+            target.name, timing(target.name, 0), tuple(timing(target.name, step) for step in range(1, len(plan)))
         )
-
-    return Performance(
-        rounds[0].name,
-        merge([performance.latency for performance in rounds]),
-        tuple(merge(timings) for timings in zip(*(performance.throughput for performance in rounds))),
-    )
+        for target in targets
+    }
 
 
 def session_for_batch(
-    target: BenchmarkTarget, images: np.ndarray, batch_size: int, intra_op_threads: int
+    target: BenchmarkTarget, images: np.ndarray, batch_size: int, session: SessionSettings
 ) -> ort.InferenceSession:
     """A session running ``batch_size``: the model itself, or its verified batch-capable copy if it needs one."""
     spec = describe(target.model, target.source)
     if spec.batch_dim in (None, batch_size):
-        return make_session(target.model, intra_op_threads)
+        return make_session(target.model, session)
     copy = batch_capable_copy(target.model, target.source)
     verify_batch_copy(target.model, copy, images, target.source)
-    return make_session(copy, intra_op_threads)
+    return make_session(copy, session)
 
 
 def measure_at_batch(
-    target: BenchmarkTarget, images: np.ndarray, settings: BenchmarkSection, batch_size: int
+    target: BenchmarkTarget, images: np.ndarray, settings: BenchmarkSection, session: SessionSettings, batch_size: int
 ) -> Timing:
-    """One model at one batch size, with the warm-up and timed runs of the counting rule."""
-    session = session_for_batch(target, images, batch_size, settings.intra_op_threads)
-    warmup, timed = runs_at_batch(settings, batch_size)
-    total = batch_size * (warmup + timed)
-    with tqdm(total=total, desc="benchmark", unit="img", unit_scale=True, disable=None, leave=False) as bar:
-        return time_models({target.name: session}, images, batch_size, warmup, timed, bar)[target.name]
+    """One model at one batch size, in the rounds of the timing rule."""
+    model_session = {target.name: session_for_batch(target, images, batch_size, session)}
+    warmup, min_runs = runs_at_batch(settings, batch_size)
+    rounds = [
+        time_models(model_session, images, batch_size, warmup, min_runs, settings.min_time_s)[target.name]
+        for _ in tqdm(range(settings.rounds), desc="benchmark", unit="round", disable=None, leave=False)
+    ]
+    return Timing(batch_size, warmup, tuple(rounds))
 
 
-def describe_session_options(intra_op_threads: int) -> dict[str, object]:
-    """The settings of :func:`tuning.evaluate.session_options`, as measured sessions use them."""
-    options = session_options(intra_op_threads)
-    return {
-        "intra_op_num_threads": options.intra_op_num_threads,
-        "inter_op_num_threads": options.inter_op_num_threads,
-        "graph_optimization_level": options.graph_optimization_level.name,
-        "execution_mode": options.execution_mode.name,
-        "providers": ["CPUExecutionProvider"],
-        # Read back from the options object, so what is recorded is what sessions get.
-        "config_entries": {key: options.get_session_config_entry(key) for key in SESSION_CONFIG_ENTRIES},
-    }
-
-
-def capture_environment() -> Environment:
-    cpuinfo = _read_cpuinfo()
-    flags = set(cpuinfo.get("flags", "").split())
-    return Environment(
-        cpu_model=cpuinfo.get("model name") or platform.processor() or "unknown",
-        cpu_flags={flag: flag in flags for flag in CPU_FLAGS},
-        cpu_count=os.cpu_count(),
-        usable_cpus=len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1),
-        system=platform.platform(),
-        machine=platform.machine(),
-        python=platform.python_version(),
-        versions={key: _version(dist) for key, dist in _VERSIONED_PACKAGES.items()}
-        | {"python": platform.python_version()},
+def timing_conditions(settings: BenchmarkSection) -> str:
+    """The timing rule's settings in one phrase, for the lines printed beside the numbers."""
+    return (
+        f"{settings.rounds} round{'s' if settings.rounds != 1 else ''}, each >= {settings.min_time_s:g} s and "
+        f">= {settings.iterations} images per model and batch size after {settings.warmup} warm-up images"
     )
-
-
-def _read_cpuinfo() -> dict[str, str]:
-    """The first processor's fields from /proc/cpuinfo; empty where there is none (not Linux)."""
-    try:
-        text = Path("/proc/cpuinfo").read_text(encoding="utf-8", errors="replace")
-    except OSError:
-        return {}
-    fields: dict[str, str] = {}
-    for line in text.splitlines():
-        if not line.strip():
-            if fields:
-                break
-            continue
-        key, _, value = line.partition(":")
-        fields.setdefault(key.strip(), value.strip())
-    return fields
-
-
-def _version(distribution: str) -> str | None:
-    try:
-        return importlib.metadata.version(distribution)
-    except importlib.metadata.PackageNotFoundError:
-        return None
 
 
 @dataclass(frozen=True)
@@ -508,6 +324,10 @@ class BenchmarkRun:
             # INC's convention: latency per image, throughput its batch-scaled reciprocal.
             lines.append(f"Latency: {self.timing.latency_per_image_ms:.3f} ms")
             lines.append(f"Throughput: {self.timing.images_per_s:.1f} images/sec")
+            spread = self.timing.images_per_s_spread
+            lines.append(
+                f"Spread: {spread.low:.1f}-{spread.high:.1f} images/sec over {len(self.timing.rounds_ms)} rounds"
+            )
         lines.append(self.conditions)
         return lines
 
@@ -520,6 +340,7 @@ def run_benchmark(config: PipelineConfig, model_path: Path, mode: str, batch_siz
     evaluation = data.evaluation_images(config.dataset, config.evaluation.split, spec.sample_shape)
     target = BenchmarkTarget(model_path.stem, model, model_path)
     settings = config.benchmark
+    session = SessionSettings.of(config)
     declared = declared_preprocessing(model)
     warnings = (
         (
@@ -531,19 +352,20 @@ def run_benchmark(config: PipelineConfig, model_path: Path, mode: str, batch_siz
     )
     threads = threads_phrase(settings.intra_op_threads)
     if mode == "accuracy":
-        session = session_for_batch(target, evaluation.images, batch_size, settings.intra_op_threads)
-        accuracy = top1_accuracy(predict(session, evaluation, batch_size), evaluation.labels)
+        accuracy = top1_accuracy(
+            predict(session_for_batch(target, evaluation.images, batch_size, session), evaluation, batch_size),
+            evaluation.labels,
+        )
         conditions = (
             f"Conditions: {len(evaluation):,} {config.dataset.name} {config.evaluation.split.value} images, "
             f"preprocessing {json.dumps(config.preprocessing, sort_keys=True)}, {threads}, "
             f"{capture_environment().summary()}"
         )
         return BenchmarkRun(batch_size, accuracy, None, conditions, warnings)
-    timing = measure_at_batch(target, evaluation.images, settings, batch_size)
+    timing = measure_at_batch(target, evaluation.images, settings, session, batch_size)
     conditions = (
-        f"Conditions: {threads}, {timing.warmup_runs} warm-up + {timing.runs} timed batches "
-        f"(benchmark.warmup {settings.warmup}, benchmark.iterations {settings.iterations} images), "
-        f"latency = median batch time / batch size; {capture_environment().summary()}"
+        f"Conditions: {threads}, {timing.runs} timed batches in {timing_conditions(settings)}, "
+        f"latency = median batch time / batch size, {session_phrase(session)}; {capture_environment().summary()}"
     )
     return BenchmarkRun(batch_size, None, timing, conditions, warnings)
 
@@ -551,3 +373,11 @@ def run_benchmark(config: PipelineConfig, model_path: Path, mode: str, batch_siz
 def threads_phrase(count: int) -> str:
     """``1 intra-op thread`` / ``2 intra-op threads``: how every report states its threads."""
     return f"{count} intra-op thread{'s' if count != 1 else ''}"
+
+
+def session_phrase(session: SessionSettings) -> str:
+    """How every report states the session options beside its numbers."""
+    if not session.config_entries:
+        return "onnxruntime default session options"
+    entries = ", ".join(f"{key}={value}" for key, value in session.config_entries)
+    return f"onnxruntime default session options plus {entries}"

@@ -10,7 +10,8 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-from tuning.benchmark import BenchmarkRun, capture_environment
+from tuning.benchmark import BenchmarkRun
+from tuning.environment import capture_environment
 from tuning.config import PipelineConfig
 from tuning.fetch import sha256_of
 from tuning.gate import Check
@@ -30,6 +31,7 @@ def benchmark_document(run: BenchmarkRun, model_path: Path, mode: str, config: P
         "top1_accuracy": run.accuracy,
         "latency_ms_per_image": None if timing is None else timing.latency_per_image_ms,
         "throughput_images_per_s": None if timing is None else timing.images_per_s,
+        "throughput_images_per_s_rounds": None if timing is None else timing.images_per_s_spread.to_json(),
         "batch_time_ms": None
         if timing is None
         else {
@@ -39,6 +41,7 @@ def benchmark_document(run: BenchmarkRun, model_path: Path, mode: str, config: P
             "mean": timing.mean,
             "timed_batches": timing.runs,
             "warmup_batches": timing.warmup_runs,
+            "rounds": len(timing.rounds_ms),
         },
         "preprocessing": config.preprocessing,
         "intra_op_threads": config.benchmark.intra_op_threads,

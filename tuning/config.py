@@ -114,6 +114,13 @@ class Objective(str, Enum):
     LATENCY = "latency"  # try a candidate grid, keep the fastest one meeting the criterion (tuning/latency_search.py)
 
 
+class SlowerThanFp32(str, Enum):
+    """Objective latency, when no passing int8 candidate is faster than the fp32 model."""
+
+    WARN = "warn"  # write the fastest passing int8 model, with a warning line in the output and the summary
+    FAIL = "fail"  # write nothing and exit with code 6
+
+
 class CriterionKind(str, Enum):
     RELATIVE = "relative"  # tolerated loss as a fraction of the fp32 accuracy
     ABSOLUTE = "absolute"  # tolerated loss in accuracy (0.001 = 0.1 percentage point)
@@ -161,7 +168,7 @@ class CalibrationSection(_Section):
 
 class EvaluationSection(_Section):
     split: Split = Split.TEST
-    batch_size: BatchSize = 1
+    batch_size: BatchSize = 100  # the fp32 model and the candidates are scored on batch-capable copies
 
 
 class QuantizationSection(_Section):
@@ -177,23 +184,35 @@ class AccuracyCriterionSection(_Section):
     tolerance: Annotated[float, Field(ge=0, lt=1)] = 0.01
 
 
-class LatencyMeasurementSection(_Section):
-    """How objective ``latency`` times its candidates (tuning/benchmark.py's interleaved measurement).
+class _TimingSection(_Section):
+    """How long models are timed (tuning/benchmark.py): every model runs interleaved with the others, in
+    ``rounds`` rounds; in each round and at each batch size a model runs ``warmup`` untimed images, then
+    timed batches until it has run at least ``iterations`` images *and* ``min_time_s`` seconds (like
+    OpenVINO's benchmark_app ``-t``), so a fast model is not judged on a few milliseconds. Every figure is
+    reported with the spread of its per-round values, which shows when the machine was too noisy."""
 
-    Every candidate and the fp32 model are measured together, interleaved, in ``rounds`` rounds;
-    each round runs ``warmup`` untimed and ``iterations`` timed images per model at batch 1, then
-    at the largest ``benchmark.batch_sizes`` (by the counting rule of tuning/benchmark.py: about as
-    many images, at least 10 batches over all rounds), with ``benchmark.intra_op_threads`` threads.
-    Noise rule: a passing candidate counts as slower than the fastest passing one only when its
-    batch-1 p50 is more than ``tie_margin`` (a fraction) above the fastest's in every round; of the
-    candidates that tie with the fastest, the earliest in the candidate order is chosen, so
-    run-to-run noise does not change the emitted model.
+    warmup: _int_range(0, 10_000_000) = 200
+    iterations: Count = 2000
+    min_time_s: _float_range(0, 60) = 0.2
+    rounds: _int_range(1, 100) = 5
+
+
+class LatencyMeasurementSection(_TimingSection):
+    """How objective ``latency`` times its candidates: the passing candidates and the fp32 model together,
+    interleaved, at batch 1 and at the largest ``benchmark.batch_sizes``.
+
+    Choice rule (tuning/latency_search.py): the fastest passing candidate is the one with the lowest
+    median batch-1 latency ratio to fp32; it displaces an earlier candidate in the candidate order only
+    when it beats that candidate by more than ``tie_margin`` in every round. Otherwise the earlier one
+    is kept, so noise does not change the model.
     """
 
     warmup: _int_range(0, 10_000_000) = 50
     iterations: Count = 400
-    rounds: _int_range(1, 1000) = 5
-    tie_margin: Annotated[float, Field(ge=0, lt=1)] = 0.10  # 0.10: 10 % slower than the fastest
+    min_time_s: _float_range(0, 60) = 0.03
+    tie_margin: Annotated[float, Field(ge=0, lt=1)] = 0.03  # 0.03: more than 3 % faster in every round
+    # What happens when no passing int8 candidate is faster than fp32 (at batch 1 or at the throughput batch).
+    if_slower_than_fp32: SlowerThanFp32 = SlowerThanFp32.WARN
 
 
 class TuningSection(_Section):
@@ -224,15 +243,24 @@ class OutputSection(_Section):
     dir: Path | None = None
 
 
-class BenchmarkSection(_Section):
-    """Conditions of ``benchmark`` and ``report``; warmup and iterations count images at batch 1
-    (at batch b about 1/b as many batches run; the rule: tuning/benchmark.py)."""
+class BenchmarkSection(_TimingSection):
+    """Conditions of ``benchmark`` and ``report`` (timing rule: :class:`_TimingSection`)."""
 
-    warmup: _int_range(0, 10_000_000) = 200
-    iterations: Count = 2000
     batch_sizes: Annotated[tuple[BatchSize, ...], Field(min_length=1, max_length=64)] = (1, 16, 64, 256)
     intra_op_threads: _int_range(1, 1024) = 1
     reference_models: tuple[Path, ...] = ()  # further models to compare in reports
+
+
+class DeploymentSection(_Section):
+    """How the int8 model will be run: every evaluation and timing uses these onnxruntime session options.
+
+    onnxruntime's defaults (only ``benchmark.intra_op_threads`` set) unless ``session_config_entries``
+    declares others (``SessionOptions.add_session_config_entry`` keys, e.g.
+    ``optimization.disable_specified_optimizers``); they are written into the int8 model's metadata, so a
+    deployment can reproduce the measured speed. The shipped model needs none.
+    """
+
+    session_config_entries: dict[str, str] = {}
 
 
 class GatesSection(_Section):
@@ -261,6 +289,7 @@ class PipelineConfig(_Section):
     tuning: TuningSection = TuningSection()
     output: OutputSection = OutputSection()
     benchmark: BenchmarkSection = BenchmarkSection()
+    deployment: DeploymentSection = DeploymentSection()
     gates: GatesSection = GatesSection()
 
     @model_validator(mode="after")
@@ -333,11 +362,11 @@ class PipelineConfig(_Section):
 
         Output paths, gate settings and benchmark settings are left out so that moving an
         output does not change the model it holds, except the benchmark settings that do decide
-        it: the threads (recorded in the model's session options) and, under objective latency,
-        the batch size candidates are timed at.
+        it: the threads (recorded in the model's session options, like ``deployment``) and, under
+        objective latency, the batch size candidates are timed at.
         """
         relevant = self.model_dump(
-            mode="json", include={"dataset", "calibration", "evaluation", "quantization", "tuning"}
+            mode="json", include={"dataset", "calibration", "evaluation", "quantization", "tuning", "deployment"}
         )
         relevant["model"] = {"sha256": self.model.sha256}
         relevant["dataset"].pop("root")
@@ -636,6 +665,7 @@ __all__ = [
     "PipelineConfig",
     "PixelScale",
     "QuantFormat",
+    "SlowerThanFp32",
     "Split",
     "Strategy",
     "load_config",

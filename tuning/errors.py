@@ -43,6 +43,12 @@ class TuningError(PipelineError):
     exit_code = 4
 
 
+class SlowerThanFp32Error(PipelineError):
+    """No int8 candidate meeting the criterion is faster than fp32, and the config says to fail then."""
+
+    exit_code = 6
+
+
 class OutputError(PipelineError):
     """An output could not be written (read-only folder, disk full)."""
 

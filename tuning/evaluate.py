@@ -2,45 +2,60 @@
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import onnx
 import onnxruntime as ort
 
+from tuning.config import PipelineConfig
 from tuning.data import BatchLoader, LabelledImages
 from tuning.errors import InputError
 
 
-# Session config entries (``SessionOptions.add_session_config_entry``) of every session this project makes.
-# They are part of what was measured: the report (benchmark.session_options) and the int8 model's metadata
-# (tuning.session_options) record them, and a deployment must set them to get the measured speed.
-SESSION_CONFIG_ENTRIES: dict[str, str] = {
-    # Where INC keeps a conv in fp32, it puts the QuantizeLinear after the fp32 MaxPool that follows;
-    # onnxruntime's QDQ propagation moves it above the MaxPool, leaving a uint8 MaxPool in NCHW layout, which
-    # is several times slower than the fp32 one (mnist-12: int8 ends up slower than fp32). Outputs do not
-    # change (quantization commutes with max pooling); tests/test_latency_tuning.py checks that the entry
-    # changes the optimized graph and not the outputs.
-    "optimization.disable_specified_optimizers": "QDQPropagationTransformer",
-}
+@dataclass(frozen=True)
+class SessionSettings:
+    """The onnxruntime session options of a deployment: onnxruntime's defaults except for these.
+
+    Every session this project makes (evaluation, tuning's timing, benchmarks, reports) is built from
+    one of these, so what is measured is what a user gets from ``onnxruntime.InferenceSession(path)``
+    with the same thread count and config entries (config ``deployment``).
+    """
+
+    intra_op_threads: int = 1
+    config_entries: tuple[tuple[str, str], ...] = ()
+
+    @classmethod
+    def of(cls, config: PipelineConfig) -> SessionSettings:
+        return cls(config.benchmark.intra_op_threads, tuple(sorted(config.deployment.session_config_entries.items())))
+
+    def options(self) -> ort.SessionOptions:
+        options = ort.SessionOptions()
+        options.intra_op_num_threads = self.intra_op_threads
+        options.log_severity_level = 3  # errors only: onnxruntime's warnings are not the user's to act on
+        for key, value in self.config_entries:
+            options.add_session_config_entry(key, value)
+        return options
+
+    def describe(self) -> dict[str, Any]:
+        """The options as sessions get them, read back from an options object; recorded beside every number."""
+        options = self.options()
+        return {
+            "intra_op_num_threads": options.intra_op_num_threads,
+            "inter_op_num_threads": options.inter_op_num_threads,
+            "graph_optimization_level": options.graph_optimization_level.name,
+            "execution_mode": options.execution_mode.name,
+            "providers": ["CPUExecutionProvider"],
+            "config_entries": {key: options.get_session_config_entry(key) for key, _ in self.config_entries},
+        }
 
 
-def session_options(intra_op_threads: int = 1) -> ort.SessionOptions:
-    """The session options used everywhere a model is run, so evaluation, tuning, benchmarks and reports agree."""
-    options = ort.SessionOptions()
-    options.intra_op_num_threads = intra_op_threads
-    options.inter_op_num_threads = 1
-    options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
-    options.log_severity_level = 3
-    for key, value in SESSION_CONFIG_ENTRIES.items():
-        options.add_session_config_entry(key, value)
-    return options
-
-
-def make_session(model: onnx.ModelProto | Path, intra_op_threads: int = 1) -> ort.InferenceSession:
+def make_session(model: onnx.ModelProto | Path, settings: SessionSettings = SessionSettings()) -> ort.InferenceSession:
     source = str(model) if isinstance(model, Path) else model.SerializeToString()
     try:
-        return ort.InferenceSession(source, session_options(intra_op_threads), providers=["CPUExecutionProvider"])
+        return ort.InferenceSession(source, settings.options(), providers=["CPUExecutionProvider"])
     except Exception as exc:  # onnxruntime raises its own untyped Fail/InvalidGraph exceptions
         where = model if isinstance(model, Path) else "model"
         raise InputError(f"{where}: onnxruntime cannot load it ({str(exc).splitlines()[0]})") from None
@@ -71,12 +86,14 @@ class AccuracyEvaluator:
     INC scans the source of ``eval_func`` for shell-like calls and refuses it: keep this class plain.
     """
 
-    def __init__(self, data: LabelledImages, batch_size: int) -> None:
+    def __init__(self, data: LabelledImages, batch_size: int, settings: SessionSettings = SessionSettings()) -> None:
         self.data = data
         self.batch_size = batch_size
+        self.settings = settings
         self.history: list[float] = []
 
     def __call__(self, model: onnx.ModelProto) -> float:
-        accuracy = top1_accuracy(predict(make_session(model), self.data, self.batch_size), self.data.labels)
+        session = make_session(model, self.settings)
+        accuracy = top1_accuracy(predict(session, self.data, self.batch_size), self.data.labels)
         self.history.append(accuracy)
         return accuracy

@@ -2,14 +2,15 @@
 
 INC stops at its first candidate meeting the criterion, and on a small CNN that candidate can be
 slower than fp32. Here a grid of candidates is built from the model's graph (:func:`candidate_grid`),
-each one made by INC (``quantization.fit`` with op-wise configs, no evaluation function), scored
-with the same evaluator as objective accuracy, then all of them are timed together with the fp32
-model (tuning/benchmark.py, interleaved, in rounds). The fastest passing candidate is kept, up to
-a noise rule (:func:`choose_fastest`) that makes reruns emit the same model.
+each one made by INC (``quantization.fit`` with op-wise configs, no evaluation function), rewritten
+exactly where onnxruntime's default optimizers would slow it down (tuning/rewrite.py), scored with
+the same evaluator as objective accuracy; then the passing ones are timed together with the fp32
+model (tuning/benchmark.py, interleaved, in rounds, under the deployment's session options). The
+fastest passing candidate is kept, up to a noise rule (:func:`choose_fastest`, :data:`CHOICE_RULE`).
 
 INC's own ``TuningCriterion(objective="performance")`` does not fit: it times the evaluation
-function's wall clock in INC's sessions (not batch-1 latency under this project's session options)
-and still stops at the first candidate meeting the criterion.
+function's wall clock in INC's sessions (not batch-1 latency as users run the model) and still
+stops at the first candidate meeting the criterion.
 """
 
 from __future__ import annotations
@@ -28,9 +29,17 @@ import onnx
 from tqdm import tqdm
 
 from tuning import benchmark
-from tuning.config import BenchmarkSection, CalibrationAlgorithm, Objective, PipelineConfig, QuantFormat
+from tuning.config import (
+    BenchmarkSection,
+    CalibrationAlgorithm,
+    Objective,
+    PipelineConfig,
+    QuantFormat,
+    SlowerThanFp32,
+)
 from tuning.data import BatchLoader, LabelledImages
-from tuning.errors import TuningError
+from tuning.errors import SlowerThanFp32Error, TuningError
+from tuning.evaluate import SessionSettings, make_session
 from tuning.graph import COMPUTE_OP_TYPES
 from tuning.quantize import (
     CandidateSpec,
@@ -43,7 +52,10 @@ from tuning.quantize import (
     no_model_message,
     record_trial,
 )
+from tuning.rewrite import pool_before_activation
 
+# Candidates slower than this times the best one in the screening round are not timed further (:func:`screen`).
+SCREEN_FACTOR = 1.25
 
 
 def compute_nodes(model: onnx.ModelProto, config: PipelineConfig) -> list[str]:
@@ -109,7 +121,6 @@ def candidate_grid(model: onnx.ModelProto, config: PipelineConfig) -> list[Candi
 
 def quantize_for_latency(
     model: onnx.ModelProto,
-    batch_model: onnx.ModelProto,
     calibration: LabelledImages,
     evaluate: Callable[[onnx.ModelProto], float],
     images: np.ndarray,
@@ -119,10 +130,12 @@ def quantize_for_latency(
 ) -> TuningOutcome:
     """Objective latency: make, evaluate and time the candidate grid; keep the fastest passing candidate.
 
-    ``model`` is the fp32 model (accuracy and latency baseline); ``batch_model`` its verified
-    batch-capable copy (tuning/benchmark.py), which INC quantizes, so every candidate and the
-    emitted model take any batch size: the model measured at batch 256 is the model deployed.
-    Raises TuningError when no candidate meets the accuracy criterion.
+    ``model`` is the verified batch-capable fp32 model (tuning/rewrite.py): the accuracy and speed
+    baseline, and what INC quantizes, so every candidate and the emitted model take any batch size.
+    Every candidate gets the exact rewrites of :func:`tuning.rewrite.pool_before_activation`.
+    Only distinct candidates meeting the accuracy criterion are timed: the others cannot be chosen.
+    Raises TuningError when no candidate meets the criterion, or, with ``tuning.latency.if_slower_than_fp32:
+    fail``, when none is faster than fp32.
     """
     from neural_compressor import quantization, set_random_seed, set_workspace
 
@@ -131,22 +144,17 @@ def quantize_for_latency(
     set_workspace(str(workspace))
     tuning = config.tuning
     trials = [record_trial(0, evaluate(model), model, [], config, model)]
-    requested = fp32_requests(batch_model, config, source)
+    requested = fp32_requests(model, config, source)
     models: dict[int, onnx.ModelProto] = {}
     seen: dict[bytes, int] = {}
     calibration_loader = BatchLoader(calibration, config.calibration.batch_size)
-    grid = candidate_grid(batch_model, config)[: tuning.max_trials]
+    grid = candidate_grid(model, config)[: tuning.max_trials]
     for spec in tqdm(grid, desc="candidates", unit="candidate", disable=None, leave=False):
         if tuning.timeout_s and time.monotonic() - started >= tuning.timeout_s:
             break
-        made = {
-            "quant_format": spec.quant_format.value,
-            "calibration_algorithm": spec.calibration_algorithm.value,
-            "fp32_fallback": spec.fp32_fallback,
-        }
         set_random_seed(tuning.seed)
         source_copy = onnx.ModelProto()
-        source_copy.CopyFrom(batch_model)
+        source_copy.CopyFrom(model)
         try:
             with interrupts_survive_inc(config.tuning.timeout_s):
                 result = quantization.fit(source_copy, inc_config(config, requested, spec), calib_dataloader=calibration_loader)
@@ -158,10 +166,16 @@ def quantize_for_latency(
             raise TuningError(
                 f"INC returned no model for candidate {len(trials)} ({spec.description}); see {workspace / 'inc.log'}"
             )
-        candidate = result.model
+        candidate, moved = pool_before_activation(result.model)
+        made = {
+            "quant_format": spec.quant_format.value,
+            "calibration_algorithm": spec.calibration_algorithm.value,
+            "fp32_fallback": spec.fp32_fallback,
+            "rewrites": tuple(f"MaxPool {name} moved above its activation" for name in moved),
+        }
         # A fallback INC ignores would make a candidate whose label claims what its graph does not hold.
         what = f"candidate {len(trials)} ({spec.description})"
-        check_kept_in_fp32(batch_model, candidate, (*requested, *spec.fp32_fallback), what)
+        check_kept_in_fp32(model, candidate, (*requested, *spec.fp32_fallback), what)
         key = candidate.SerializeToString(deterministic=True)
         index = len(trials)
         if key in seen:
@@ -169,21 +183,33 @@ def quantize_for_latency(
             continue
         seen[key] = index
         models[index] = candidate
-        trials.append(dataclasses.replace(record_trial(index, evaluate(candidate), candidate, trials, config, batch_model), **made))
-    if not any(trial.meets_criterion for trial in trials[1:]):
+        trials.append(dataclasses.replace(record_trial(index, evaluate(candidate), candidate, trials, config, model), **made))
+    timed = {index: candidate for index, candidate in models.items() if trials[index].meets_criterion}
+    if not timed:
         raise TuningError(no_model_message(trials, workspace / "inc.log"))
 
     settings = latency_settings(config)
+    session = SessionSettings.of(config)
+    candidates_done = time.monotonic()
+    screening = screen(model, timed, images, settings, session)
+    best = min(screening.values())
+    trials = [
+        dataclasses.replace(trial, screening_ratio=screening.get(_original(trial))) if trial.index else trial
+        for trial in trials
+    ]
+    finalists = {index: timed[index] for index, ratio in screening.items() if ratio <= SCREEN_FACTOR * best}
     targets = [benchmark.BenchmarkTarget("fp32", model, source)] + [
         benchmark.BenchmarkTarget(f"trial {index}", candidate, Path(f"<candidate trial {index} of {source}>"))
-        for index, candidate in models.items()
+        for index, candidate in finalists.items()
     ]
-    candidates_done = time.monotonic()
-    rounds = benchmark.measure_rounds(targets, images, settings, tuning.latency.rounds)
+    performances = benchmark.measure(targets, images, settings, session, label="timing candidates")
     seconds = {"candidates": candidates_done - started, "measurement": time.monotonic() - candidates_done}
-    trials = _with_performance(trials, rounds, max(settings.batch_sizes))
+    trials = _with_performance(trials, performances, max(settings.batch_sizes))
     chosen, reason = choose_fastest(trials, tuning.latency.tie_margin)
     trials[chosen] = dataclasses.replace(trials[chosen], chosen=True, reason=reason)
+    slower = slower_than_fp32(trials, max(settings.batch_sizes))
+    if slower and tuning.latency.if_slower_than_fp32 is SlowerThanFp32.FAIL:
+        raise SlowerThanFp32Error(f"{slower}; nothing written (tuning.latency.if_slower_than_fp32: fail)")
     return TuningOutcome(
         model=models[chosen],
         fp32_accuracy=trials[0].accuracy,
@@ -193,7 +219,33 @@ def quantize_for_latency(
         chosen_index=chosen,
         reason=reason,
         measurement=measurement_conditions(config) | {"seconds": seconds},
+        warning=slower,
     )
+
+
+def screen(
+    fp32: onnx.ModelProto,
+    candidates: dict[int, onnx.ModelProto],
+    images: np.ndarray,
+    settings: BenchmarkSection,
+    session: SessionSettings,
+) -> dict[int, float]:
+    """Batch-1 p50 of every candidate relative to fp32 in one short interleaved round (the screening round).
+
+    A candidate more than SCREEN_FACTOR times slower than the best of this round cannot win the full
+    measurement, which then times only the others: most of a large grid is clearly slower.
+    """
+    sessions = {"fp32": make_session(fp32, session)} | {
+        index: make_session(candidate, session) for index, candidate in candidates.items()
+    }
+    warmup, min_runs = benchmark.runs_at_batch(settings, 1)
+    durations = benchmark.time_models(sessions, images, 1, warmup, min_runs, settings.min_time_s)
+    fp32_p50 = float(np.median(durations.pop("fp32")))
+    return {index: float(np.median(runs)) / fp32_p50 for index, runs in durations.items()}
+
+
+def _original(trial: Trial) -> int:
+    return trial.same_model_as if trial.same_model_as is not None else trial.index
 
 
 def latency_settings(config: PipelineConfig) -> BenchmarkSection:
@@ -202,6 +254,8 @@ def latency_settings(config: PipelineConfig) -> BenchmarkSection:
     return BenchmarkSection(
         warmup=latency.warmup,
         iterations=latency.iterations,
+        min_time_s=latency.min_time_s,
+        rounds=latency.rounds,
         batch_sizes=(max(config.benchmark.batch_sizes),),
         intra_op_threads=config.benchmark.intra_op_threads,
         reference_models=(),
@@ -213,90 +267,115 @@ def measurement_conditions(config: PipelineConfig) -> dict[str, Any]:
     settings = latency_settings(config)
     latency = config.tuning.latency
     return {
-        "models": "fp32 and every distinct candidate, interleaved",
+        "models": (
+            "fp32 and every distinct candidate meeting the accuracy criterion, interleaved: one screening round at "
+            f"batch 1, then the rounds below for the candidates within {SCREEN_FACTOR}x of the screening round's best"
+        ),
+        "screen_factor": SCREEN_FACTOR,
         "rounds": latency.rounds,
         "warmup": latency.warmup,
         "iterations": latency.iterations,
-        "runs_at_batch_per_round": {
-            str(b): dict(zip(("warmup", "timed"), benchmark.runs_at_batch(settings, b, latency.rounds)))
-            for b in sorted({1, *settings.batch_sizes})
-        },
+        "min_time_s": latency.min_time_s,
         "throughput_batch_size": max(settings.batch_sizes),
         "intra_op_threads": settings.intra_op_threads,
         "tie_margin": latency.tie_margin,
-        "session_options": benchmark.describe_session_options(settings.intra_op_threads),
+        "choice_rule": CHOICE_RULE.format(margin=f"{latency.tie_margin:.0%}"),
+        "session_options": SessionSettings.of(config).describe(),
     }
 
 
-def _with_performance(trials: list[Trial], rounds: Sequence[dict[str, Any]], batch_size: int) -> list[Trial]:
-    """Fill in every trial's latency and throughput from the rounds (a duplicate takes its original's).
+def _with_performance(
+    trials: list[Trial], performances: dict[str, benchmark.Performance], batch_size: int
+) -> list[Trial]:
+    """Fill in the latency and throughput of every timed trial (a duplicate takes its original's).
 
-    Ratios are taken within each round (both models ran interleaved in it) and their median over
-    the rounds is the trial's ratio; p50 and images/s pool every round's runs.
+    Ratios are taken within each round (both models ran interleaved in it); the trial's ratio is
+    their median over the rounds, its spread their range. p50 and images/s pool every round's runs.
     """
-    def name(trial: Trial) -> str:
-        index = trial.same_model_as if trial.same_model_as is not None else trial.index
-        return "fp32" if index == 0 else f"trial {index}"
-
+    fp32 = performances["fp32"]
     filled = []
     for trial in trials:
-        key = name(trial)
-        perf = benchmark.pooled([measured[key] for measured in rounds])
-        latency_rounds = tuple(measured[key].latency.p50 / measured["fp32"].latency.p50 for measured in rounds)
-        throughput_rounds = [
-            measured[key].throughput_at(batch_size).images_per_s
-            / measured["fp32"].throughput_at(batch_size).images_per_s
-            for measured in rounds
-        ]
+        index = _original(trial)
+        perf = performances.get("fp32" if index == 0 else f"trial {index}")
+        if perf is None:  # misses the accuracy criterion, or screened out: not timed further
+            filled.append(trial)
+            continue
+        latency = perf.latency.ratio_rounds(fp32.latency)
+        throughput = tuple(
+            1.0 / ratio for ratio in perf.throughput_at(batch_size).ratio_rounds(fp32.throughput_at(batch_size))
+        )
         filled.append(
             dataclasses.replace(
                 trial,
                 latency_p50_ms=perf.latency.p50,
-                latency_ratio=float(np.median(latency_rounds)),
-                latency_ratio_rounds=latency_rounds,
+                latency_ratio=float(np.median(latency)),
+                latency_ratio_rounds=latency,
                 throughput_images_per_s=perf.throughput_at(batch_size).images_per_s,
-                throughput_ratio=float(np.median(throughput_rounds)),
+                throughput_ratio=float(np.median(throughput)),
+                throughput_ratio_rounds=throughput,
             )
         )
     return filled
 
 
-def ties_with(trial: Trial, fastest: Trial, tie_margin: float) -> bool:
-    """Whether ``trial`` is as fast as ``fastest`` within the measurement's noise.
+CHOICE_RULE = (
+    "the fastest passing candidate (lowest median batch-1 p50 ratio), unless an earlier passing candidate is not "
+    "beaten by it in every round by more than {margin}: then the earliest such candidate, so that noise does not "
+    "change the model"
+)
+
+
+def beats(trial: Trial, other: Trial, tie_margin: float) -> bool:
+    """Whether ``trial`` is measurably faster than ``other`` at batch 1: faster by more than ``tie_margin``
+    in every round.
 
     The two are compared round by round: in each round both ran interleaved, so their ratio
-    ``p50(trial) / p50(fastest)`` (= the ratio of their per-round ratios to fp32) is free of the
-    load that moves whole rounds. ``trial`` is slower only when it is slower by more than
-    ``tie_margin`` in every round; otherwise it ties.
+    ``p50(trial) / p50(other)`` (= the ratio of their per-round ratios to fp32) is free of the load
+    that moves whole rounds. Requiring every round, rather than the median, keeps a noisy round from
+    deciding; a margin, rather than the ratio's own range, keeps a large real difference (whose
+    per-round ratios spread widely on a loaded machine) from counting as a tie.
     """
-    return min(
-        mine / theirs for mine, theirs in zip(trial.latency_ratio_rounds, fastest.latency_ratio_rounds)
-    ) <= 1 + tie_margin
+    ratios = [mine / theirs for mine, theirs in zip(trial.latency_ratio_rounds, other.latency_ratio_rounds)]
+    return max(ratios) < 1 - tie_margin
 
 
 def choose_fastest(trials: Sequence[Trial], tie_margin: float) -> tuple[int, str]:
-    """The emitted candidate and why: the fastest passing one, up to noise.
+    """The emitted candidate and why: the fastest passing one, up to noise (:data:`CHOICE_RULE`).
 
-    The fastest is the passing candidate with the lowest p50 latency ratio (then higher accuracy).
-    Of the passing candidates that tie with it (:func:`ties_with`), the earliest in the candidate
-    order is chosen: which of two candidates within noise of each other measures faster changes
-    from run to run; the order does not, so the same config gives the same model.
+    Candidates screened out (:func:`screen`) take no part. The fastest is the passing candidate with
+    the lowest median p50 latency ratio (then higher
+    accuracy, then earlier). It is chosen unless it fails to :func:`beat <beats>` an earlier passing
+    candidate; then the earliest such candidate is: which of two candidates within noise of each
+    other measures faster changes from run to run, the candidate order does not.
     """
-    passing = [t for t in trials[1:] if t.meets_criterion and t.same_model_as is None]
+    passing = [t for t in trials[1:] if t.meets_criterion and t.same_model_as is None and t.latency_ratio is not None]
     fastest = min(passing, key=lambda t: (t.latency_ratio, -t.accuracy, t.index))
-    tied = [t for t in passing if ties_with(t, fastest, tie_margin)]
-    chosen = tied[0]
+    chosen = next(t for t in passing if t is fastest or not beats(fastest, t, tie_margin))
     summary = f"{len(passing)} passing candidate{'s' if len(passing) != 1 else ''}"
-    noise = f"within noise of it (no more than {tie_margin:.0%} slower in at least one round)"
     if chosen is fastest:
         reason = f"fastest of {summary}: p50 {fastest.latency_ratio:.2f}x fp32"
-        others = [t.index for t in tied if t is not fastest]
-        if others:
-            reason += f"; trials {', '.join(map(str, others))} are {noise} but later in the candidate order"
+        beaten = [t.index for t in passing if t.index < fastest.index]
+        if beaten:
+            reason += f", measurably faster than the earlier trials {', '.join(map(str, beaten))}"
     else:
         reason = (
-            f"p50 {chosen.latency_ratio:.2f}x fp32; the earliest in the candidate order of the {len(tied)} of "
-            f"{summary} that tie with the fastest (trial {fastest.index}, p50 {fastest.latency_ratio:.2f}x fp32), "
-            f"i.e. are {noise}"
+            f"p50 {chosen.latency_ratio:.2f}x fp32; the fastest of {summary} (trial {fastest.index}, "
+            f"p50 {fastest.latency_ratio:.2f}x fp32) does not beat it by more than {tie_margin:.0%} in every "
+            f"round, and trial {chosen.index} comes first"
         )
     return chosen.index, reason
+
+
+def slower_than_fp32(trials: Sequence[Trial], batch_size: int) -> str | None:
+    """Why int8 does not pay, or None: no passing candidate is faster than fp32 at batch 1 or at ``batch_size``."""
+    passing = [t for t in trials[1:] if t.meets_criterion and t.latency_ratio is not None]
+    best_latency = min(t.latency_ratio for t in passing)
+    best_throughput = max(t.throughput_ratio for t in passing)
+    problems = []
+    if best_latency >= 1:
+        problems.append(f"at batch 1 (best p50 {best_latency:.2f}x fp32)")
+    if best_throughput <= 1:
+        problems.append(f"at batch {batch_size} (best throughput {best_throughput:.2f}x fp32)")
+    if not problems:
+        return None
+    return f"int8 does not pay on this machine: no passing candidate is faster than fp32 {' or '.join(problems)}"

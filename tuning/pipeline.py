@@ -9,10 +9,10 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any, Callable
 
-from tuning import benchmark, data, distributed, fetch, onnx_io
+from tuning import benchmark, data, distributed, fetch, onnx_io, rewrite
 from tuning.atomic import prepare_output_dir, write_text_atomic
 from tuning.config import Objective, PipelineConfig
-from tuning.evaluate import AccuracyEvaluator
+from tuning.evaluate import AccuracyEvaluator, SessionSettings
 from tuning.latency_search import quantize_for_latency
 from tuning.quantize import Trial, quantize, route_inc_logs
 
@@ -36,6 +36,7 @@ class TuningSummary:
     session_options: dict[str, Any]  # what every evaluation and measurement used; also in the model's metadata
     latency_measurement: dict[str, Any] | None  # objective latency: how the candidates were timed
     output_sha256: str  # of the emitted model file, so a report can tell whether this summary describes it
+    warning: str | None  # objective latency: why int8 does not pay on this machine, when it does not
     distributed: dict[str, Any] | None = None  # under MPI: {"ranks": N, "trial_order": ...}; None in one process
 
     @property
@@ -80,26 +81,28 @@ def run_tuning(
     say(f"tune: loading {config.dataset.name} from {config.dataset.root}")
     calibration = data.calibration_images(config.dataset, config.calibration, spec.sample_shape)
     evaluation = data.evaluation_images(config.dataset, config.evaluation.split, spec.sample_shape)
-    evaluator = AccuracyEvaluator(evaluation, batch_size=config.evaluation.batch_size)
+    session = SessionSettings.of(config)
+    evaluator = AccuracyEvaluator(evaluation, config.evaluation.batch_size, session)
+
+    # INC quantizes a batch-capable copy (checked to give the original's outputs), so the emitted model
+    # runs at any batch size, and the fp32 baseline and every candidate are scored at evaluation.batch_size.
+    batch_model = rewrite.batch_capable_copy(model, source_path)
+    rewrite.verify_batch_copy(model, batch_model, evaluation.images, source_path)
 
     say(
         f"tune: quantizing with INC, objective {config.tuning.objective.value}: {len(calibration)} calibration "
         f"images, each candidate evaluated on {len(evaluation):,} images (INC's log: {workspace / 'inc.log'})"
     )
     if config.tuning.objective is Objective.LATENCY:
-        # INC quantizes a batch-capable copy (checked to give the original's outputs), so the emitted
-        # model runs at any batch size: the model timed at the throughput batch size is the one deployed.
-        batch_model = benchmark.batch_capable_copy(model, source_path)
-        benchmark.verify_batch_copy(model, batch_model, evaluation.images, source_path)
         outcome = quantize_for_latency(
-            model, batch_model, calibration, evaluator, evaluation.images, config, workspace, source_path
+            batch_model, calibration, evaluator, evaluation.images, config, workspace, source_path
         )
     else:
-        outcome = quantize(model, calibration, evaluator, config, workspace)
+        outcome = quantize(batch_model, calibration, evaluator, config, workspace)
         if outcome is None:  # a worker rank: its trials are on rank 0, which writes the model and the summary
             return None
 
-    session_options = benchmark.describe_session_options(config.benchmark.intra_op_threads)
+    session_options = session.describe()
     onnx_io.save_model(
         outcome.model,
         output_model,
@@ -133,6 +136,7 @@ def run_tuning(
         session_options=session_options,
         latency_measurement=outcome.measurement,
         output_sha256=fetch.sha256_of(output_model),
+        warning=outcome.warning,
         distributed={"ranks": world.size, "trial_order": "evaluation finished"} if world.distributed else None,
     )
     write_text_atomic(summary_path, json.dumps(asdict(summary), indent=2) + "\n")
@@ -157,10 +161,13 @@ def summary_lines(summary: TuningSummary) -> list[str]:
     measurement = summary.latency_measurement
     if measurement is not None:
         lines.append(
-            f"Candidates: timed with fp32, interleaved, in {measurement['rounds']} rounds, "
-            f"{benchmark.threads_phrase(measurement['intra_op_threads'])}; p50 latency at batch 1, "
-            f"throughput at batch {measurement['throughput_batch_size']}; ratios against fp32 in the same run"
+            f"Candidates meeting the criterion: timed with fp32, interleaved, in {measurement['rounds']} rounds, "
+            f"{benchmark.threads_phrase(measurement['intra_op_threads'])}, onnxruntime default session options"
+            + ("" if not measurement["session_options"]["config_entries"] else " plus config.deployment's")
+            + f"; p50 latency at batch 1, throughput at batch {measurement['throughput_batch_size']}; "
+            "ratios against fp32 in the same rounds: median (min-max over the rounds)"
         )
+        lines.append(f"Choice rule: {measurement['choice_rule']}")
     if summary.distributed:
         lines.append(
             f"Candidates: evaluated by ranks 1-{summary.distributed['ranks'] - 1} (rank 0 hands them out), "
@@ -170,6 +177,9 @@ def summary_lines(summary: TuningSummary) -> list[str]:
     chosen = next((trial for trial in summary.trials if trial.chosen), None)
     if chosen is not None:
         lines.append(f"Chosen: trial {chosen.index} ({chosen.description}): {chosen.reason}")
+        lines.extend(f"  rewrite: {rewrite}" for rewrite in chosen.rewrites)
+    if summary.warning:
+        lines.append(f"warning: {summary.warning}")
     lines.append(f"Summary (every trial): {summary.summary_path}")
     return lines
 
@@ -190,7 +200,7 @@ def candidate_table(trials: Sequence[Trial], measurement: dict[str, Any] | None)
     batch = measurement["throughput_batch_size"] if timed else None
     header = ["trial", "candidate", "top-1", "criterion", "nodes int8/fp32/folded"]
     if timed:
-        header += ["p50 µs", "p50 vs fp32 (rounds)", f"img/s @{batch}", "vs fp32"]
+        header += ["p50 µs", "p50 vs fp32 (rounds)", f"img/s @{batch}", "vs fp32 (rounds)"]
     if any(trial.rank is not None for trial in trials):
         header.append("rank")
     header.append("same model")
@@ -204,14 +214,16 @@ def candidate_table(trials: Sequence[Trial], measurement: dict[str, Any] | None)
             "baseline" if trial.index == 0 else ("meets" if trial.meets_criterion else "misses"),
             f"{counts['int8']}/{counts['fp32']}/{counts['folded']}",
         ]
-        if timed:
-            rounds = trial.latency_ratio_rounds
+        if timed and trial.latency_ratio is not None:
             row += [
                 f"{1000 * trial.latency_p50_ms:.1f}",
-                f"{trial.latency_ratio:.2f}x ({min(rounds):.2f}-{max(rounds):.2f})" if rounds else "-",
+                _ratio(trial.latency_ratio, trial.latency_ratio_rounds),
                 f"{trial.throughput_images_per_s:,.0f}",
-                f"{trial.throughput_ratio:.2f}x",
+                _ratio(trial.throughput_ratio, trial.throughput_ratio_rounds),
             ]
+        elif timed:
+            screened = trial.screening_ratio
+            row += ["-", f"screened out ({screened:.2f}x)" if screened is not None else "not timed", "-", "-"]
         if "rank" in header:
             row.append("-" if trial.rank is None else str(trial.rank))
         same = duplicates.get(trial.index, [])
@@ -224,3 +236,7 @@ def candidate_table(trials: Sequence[Trial], measurement: dict[str, Any] | None)
         f"fp32 graph's {total} nodes became (folded: into a neighbour, e.g. a Relu into the int8 op before it)",
         *("  ".join(cell.ljust(width) for cell, width in zip(cells, widths)).rstrip() for cells in [header, *rows]),
     ]
+
+
+def _ratio(median: float, rounds: tuple[float, ...]) -> str:
+    return f"{median:.2f}x ({min(rounds):.2f}-{max(rounds):.2f})"

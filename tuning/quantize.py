@@ -44,6 +44,7 @@ from tuning.graph import (
     node_precisions,
     source_precisions,
 )
+from tuning.rewrite import pool_before_activation
 
 FP32_ONLY = {"weight": {"dtype": ["fp32"]}, "activation": {"dtype": ["fp32"]}}
 
@@ -69,12 +70,15 @@ class Trial:
     # Conv/MatMul/Gemm nodes among them that compute in fp32: what the graph holds, not what was asked.
     source_precisions: dict[str, str] = field(default_factory=dict)
     fp32_compute_nodes: tuple[str, ...] = ()
-    same_model_as: int | None = None  # INC produced the same bytes as this earlier trial
+    rewrites: tuple[str, ...] = ()  # exact graph rewrites applied to INC's output (tuning/rewrite.py)
+    same_model_as: int | None = None  # the same bytes as this earlier trial
+    screening_ratio: float | None = None  # objective latency: batch-1 p50 / fp32's in the screening round
     latency_p50_ms: float | None = None  # batch 1
     latency_ratio: float | None = None  # median over the rounds of p50 / fp32 p50 in the round
     latency_ratio_rounds: tuple[float, ...] = ()  # p50 / fp32 p50 in each round of the measurement
     throughput_images_per_s: float | None = None  # at the largest benchmark batch size, all rounds
     throughput_ratio: float | None = None  # median over the rounds of images/s / fp32 images/s in the round
+    throughput_ratio_rounds: tuple[float, ...] = ()  # images/s / fp32 images/s in each round
     chosen: bool = False
     reason: str | None = None
     rank: int | None = None  # distributed tuning: the MPI rank that evaluated it; None in one process
@@ -109,6 +113,7 @@ class TuningOutcome:
     chosen_index: int | None = None
     reason: str | None = None
     measurement: dict[str, Any] | None = None  # objective latency: how the candidates were timed
+    warning: str | None = None  # objective latency: why int8 does not pay on this machine, if it does not
 
 
 @dataclass(frozen=True)
@@ -281,10 +286,12 @@ def quantize(
     if result is None:
         raise TuningError(no_model_message(trials, workspace / "inc.log"))
     check_kept_in_fp32(source, result.model, requested, "the int8 model INC chose")
+    # The same exact rewrite as objective latency's candidates get: the emitted model runs fast as written.
+    emitted, _ = pool_before_activation(result.model)
     # The emitted model is measured again rather than matched to a trial: the number reported is its own.
-    int8_accuracy = evaluate(result.model)
+    int8_accuracy = evaluate(emitted)
     outcome = TuningOutcome(
-        model=result.model,
+        model=emitted,
         fp32_accuracy=trials[0].accuracy,
         int8_accuracy=int8_accuracy,
         trials=trials,

@@ -24,10 +24,11 @@ import onnx
 from tqdm import tqdm
 
 from tuning import benchmark, data, onnx_io
-from tuning.benchmark import BenchmarkTarget, Environment, Performance
+from tuning.benchmark import BenchmarkTarget, Performance
 from tuning.config import BenchmarkSection, PipelineConfig, PixelScale
 from tuning.errors import InputError
-from tuning.evaluate import make_session, predict
+from tuning.environment import Environment, capture_environment
+from tuning.evaluate import SessionSettings, make_session, predict
 from tuning.fetch import sha256_of
 from tuning.graph import Precision, node_precisions, op_type_counts
 
@@ -186,6 +187,7 @@ class ModelResult:
                 "p90": performance.latency.p90,
                 "p99": performance.latency.p99,
                 "mean": performance.latency.mean,
+                "p50_rounds": performance.latency.p50_spread.to_json(),
                 "samples": performance.latency.runs,
                 "warmup": performance.latency.warmup_runs,
             },
@@ -195,6 +197,7 @@ class ModelResult:
                 {
                     "batch_size": timing.batch_size,
                     "images_per_s": timing.images_per_s,
+                    "images_per_s_rounds": timing.images_per_s_spread.to_json(),
                     "batch_p50_ms": timing.p50,
                     "batches": timing.runs,
                     "warmup_batches": timing.warmup_runs,
@@ -232,7 +235,11 @@ class Report:
         return self.float_result.performance is not None
 
     def ratios_vs_float(self) -> dict[str, dict[str, Any]]:
-        """int8/float p50 latency ratio and throughput ratio per batch size, for every non-float model."""
+        """int8/float p50 latency ratio and throughput ratio per batch size, for every non-float model.
+
+        Each ratio is the median of its per-round values (both models ran interleaved in every round);
+        ``*_rounds`` give that median with the range of the per-round values.
+        """
         base = self.float_result.performance
         ratios: dict[str, dict[str, Any]] = {}
         for result in self.models:
@@ -240,17 +247,21 @@ class Report:
                 continue
             perf = result.performance
             if base is None or perf is None:
+                sizes = benchmark.batch_sizes(self.config.benchmark)
                 ratios[result.entry.name] = {
                     "latency_p50": None,
-                    "throughput": {str(b): None for b in benchmark.batch_sizes(self.config.benchmark)},
+                    "latency_p50_rounds": None,
+                    "throughput": {str(b): None for b in sizes},
+                    "throughput_rounds": {str(b): None for b in sizes},
                 }
                 continue
-            base_throughput = {t.batch_size: t.images_per_s for t in base.throughput}
+            latency = perf.latency_ratio(base)
+            throughput = {str(t.batch_size): perf.throughput_ratio(base, t.batch_size) for t in perf.throughput}
             ratios[result.entry.name] = {
-                "latency_p50": perf.latency.p50 / base.latency.p50,
-                "throughput": {
-                    str(t.batch_size): t.images_per_s / base_throughput[t.batch_size] for t in perf.throughput
-                },
+                "latency_p50": latency.value,
+                "latency_p50_rounds": latency.to_json(),
+                "throughput": {b: spread.value for b, spread in throughput.items()},
+                "throughput_rounds": {b: spread.to_json() for b, spread in throughput.items()},
             }
         return ratios
 
@@ -271,6 +282,8 @@ class Report:
                 "performance_measured": self.performance_measured,
                 "warmup": settings.warmup,
                 "iterations": settings.iterations,
+                "min_time_s": settings.min_time_s,
+                "rounds": settings.rounds,
                 "batch_sizes": list(benchmark.batch_sizes(settings)),
                 "intra_op_threads": settings.intra_op_threads,
                 "runs_at_batch": {
@@ -279,7 +292,8 @@ class Report:
                 },
                 "interleave_images": benchmark.INTERLEAVE_IMAGES,
                 "throughput_statistic": "batch_size / median batch time",
-                "session_options": benchmark.describe_session_options(settings.intra_op_threads),
+                "ratio_statistic": "median of the per-round ratios; *_rounds: that median with the per-round min and max",
+                "session_options": SessionSettings.of(self.config).describe(),
             },
             "environment": {
                 "cpu_model": self.environment.cpu_model,
@@ -366,7 +380,7 @@ def build_report(config: PipelineConfig, entries: Sequence[ModelEntry], performa
     performances: dict[str, Performance] = {}
     if performance:
         targets = [BenchmarkTarget(entry.name, models[entry.name], entry.path) for entry in entries]
-        performances = benchmark.measure_performance(targets, images[scales[0]], config.benchmark)
+        performances = benchmark.measure(targets, images[scales[0]], config.benchmark, SessionSettings.of(config))
 
     results = []
     for entry in entries:
@@ -395,7 +409,7 @@ def build_report(config: PipelineConfig, entries: Sequence[ModelEntry], performa
     return Report(
         config=config,
         evaluation_images=len(labels),
-        environment=benchmark.capture_environment(),
+        environment=capture_environment(),
         models=results,
         created_utc=datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
         tuning=tuning,
@@ -408,8 +422,9 @@ def build_report(config: PipelineConfig, entries: Sequence[ModelEntry], performa
 # Keys of each trial in tuning_summary.json copied into report.json's tuning.candidates (tuning.quantize.Trial).
 _CANDIDATE_KEYS = (
     "index", "accuracy", "meets_criterion", "int8_nodes", "fp32_nodes", "quant_format", "calibration_algorithm",
-    "fp32_fallback", "fp32_compute_nodes", "source_precisions", "same_model_as", "latency_p50_ms", "latency_ratio", "latency_ratio_rounds",
-    "throughput_images_per_s", "throughput_ratio", "chosen", "reason",
+    "fp32_fallback", "fp32_compute_nodes", "source_precisions", "rewrites", "same_model_as", "screening_ratio",
+    "latency_p50_ms", "latency_ratio", "latency_ratio_rounds", "throughput_images_per_s", "throughput_ratio",
+    "throughput_ratio_rounds", "chosen", "reason",
 )
 
 
@@ -464,7 +479,7 @@ def _predict_all(
             model = models[entry.name]
             # A fixed batch dimension decides the batch size; otherwise the configured one.
             batch_size = onnx_io.describe(model, entry.path).batch_dim or config.evaluation.batch_size
-            session = make_session(model, config.benchmark.intra_op_threads)
+            session = make_session(model, SessionSettings.of(config))
             predictions[entry.name] = {}
             for scale, scaled in images.items():
                 bar.set_postfix_str(f"{entry.name}, {scale.value} pixels")

@@ -8,6 +8,7 @@ from typing import Any
 
 from tuning import benchmark
 from tuning.benchmark import threads_phrase
+from tuning.evaluate import SessionSettings
 from tuning.graph import Precision
 from tuning.report_data import (
     TUNING_SUMMARY,
@@ -16,7 +17,6 @@ from tuning.report_data import (
     Role,
     other_scale,
     package_version,
-    timed_batch_sizes,
 )
 from tuning.report_format import optional_pct, pct, us
 from tuning.report_plots import CONFUSION_PLOT, FLIPS_PLOT, PLOT_TITLES, THROUGHPUT_PLOT, THROUGHPUT_SPREAD
@@ -138,7 +138,11 @@ def _performance_section(report: Report, plots: list[str]) -> str:
     ratios = _table(
         ["model", "p50 latency ratio", *(f"throughput ratio @ {b}" for b in sizes)],
         [
-            [name, f"{r['latency_p50']:.2f}×", *(f"{r['throughput'][str(b)]:.2f}×" for b in sizes)]
+            [
+                name,
+                _ratio_with_rounds(r["latency_p50_rounds"]),
+                *(_ratio_with_rounds(r["throughput_rounds"][str(b)]) for b in sizes),
+            ]
             for name, r in report.ratios_vs_float().items()
         ],
         align="r",
@@ -157,7 +161,7 @@ def _performance_section(report: Report, plots: list[str]) -> str:
         [[str(b), *(f"{p.throughput_at(b).images_per_s:,.0f}" for _, p in measured)] for b in sizes],
         align="r",
     )
-    captions = {THROUGHPUT_PLOT: f"Throughput bars: {THROUGHPUT_SPREAD} (the spread of the timed batches)."}
+    captions = {THROUGHPUT_PLOT: f"Throughput bars: {THROUGHPUT_SPREAD}; a dip inside them is noise, not a trend."}
     images = "\n\n".join(
         "\n\n".join([f"![{PLOT_TITLES[name]}]({name})", *([captions[name]] if name in captions else [])])
         for name in plots
@@ -176,14 +180,14 @@ def _performance_section(report: Report, plots: list[str]) -> str:
     )
 
 
+def _ratio_with_rounds(spread: dict[str, float]) -> str:
+    """A ratio as the median of its per-round values, with their range: ``0.83× (0.82–0.85)``."""
+    return f"{spread['value']:.2f}× ({spread['min']:.2f}–{spread['max']:.2f})"
+
+
 def _conditions_section(report: Report) -> str:
     settings, env = report.config.benchmark, report.environment
-    session = benchmark.describe_session_options(settings.intra_op_threads)
-    runs = ", ".join(
-        f"batch {b}: {warmup} + {timed}"
-        for b in timed_batch_sizes(settings)
-        for warmup, timed in [benchmark.runs_at_batch(settings, b)]
-    )
+    session = SessionSettings.of(report.config).describe()
     flags = ", ".join(f"{flag} {'yes' if present else 'no'}" for flag, present in env.cpu_flags.items())
     sizes = ", ".join(map(str, benchmark.batch_sizes(settings)))
     return "\n".join(
@@ -193,13 +197,14 @@ def _conditions_section(report: Report) -> str:
             f"- Threads: {session['intra_op_num_threads']} intra-op, {session['inter_op_num_threads']} inter-op; "
             f"graph optimization {session['graph_optimization_level']}, {session['execution_mode']}, "
             f"{', '.join(session['providers'])}; session config entries "
-            f"`{json.dumps(session['config_entries'], sort_keys=True)}` (a deployment needs them for this speed; "
-            "int8 models made by this pipeline record them in their metadata, `tuning.session_options.*`)",
-            f"- Latency: batch 1, {settings.warmup} warm-up + {settings.iterations} timed runs per model, on the "
-            f"model as given; throughput at batch sizes {sizes} on batch-capable copies (checked to give the "
-            f"original's outputs); warm-up + timed runs: {runs}",
-            f"- Models interleaved in chunks of about {benchmark.INTERLEAVE_IMAGES} images; throughput is "
-            "batch size / median batch time",
+            f"`{json.dumps(session['config_entries'], sort_keys=True)}` (`{{}}`: onnxruntime's defaults, what "
+            "`onnxruntime.InferenceSession(path)` gives; int8 models made by this pipeline record them in their "
+            "metadata, `tuning.session_options.*`)",
+            f"- Timing: {benchmark.timing_conditions(settings)}; latency at batch 1 on the model as given, "
+            f"throughput at batch sizes {sizes} on batch-capable copies (checked to give the original's outputs)",
+            f"- Models interleaved in turns of about {benchmark.INTERLEAVE_IMAGES} images; throughput is batch size / "
+            "median batch time; a figure pools every round's runs, a ratio is the median of the per-round ratios, "
+            "and the range in brackets is the spread over the rounds (a wide range: the machine was busy)",
             f"- CPU: {env.cpu_model}; {flags}; {env.usable_cpus} usable of {env.cpu_count} cores; "
             f"{env.machine}, {env.system}",
             "- Versions: " + ", ".join(f"{name} {version}" for name, version in env.versions.items()),
@@ -228,14 +233,16 @@ def _tuning_section(report: Report) -> str:
             pct(1 - trial["accuracy"]),
             "baseline" if trial["index"] == 0 else ("meets" if trial["meets_criterion"] else "misses"),
         ]
-        if timed:
-            rounds = trial["latency_ratio_rounds"] or []
+        if timed and trial["latency_ratio"] is not None:
             row += [
                 us(trial["latency_p50_ms"]),
-                f"{trial['latency_ratio']:.2f}× ({min(rounds):.2f}–{max(rounds):.2f})" if rounds else "—",
+                _ratio_with_rounds(_rounds(trial["latency_ratio"], trial["latency_ratio_rounds"])),
                 f"{trial['throughput_images_per_s']:,.0f}",
-                f"{trial['throughput_ratio']:.2f}×",
+                _ratio_with_rounds(_rounds(trial["throughput_ratio"], trial["throughput_ratio_rounds"])),
             ]
+        elif timed:
+            screened = trial.get("screening_ratio")
+            row += ["—", f"screened out at {screened:.2f}×" if screened is not None else "not timed", "—", "—"]
         row.append("**yes**" if trial["chosen"] else "")
         rows.append(row)
     lines = [
@@ -250,14 +257,17 @@ def _tuning_section(report: Report) -> str:
         entries = measurement["session_options"].get("config_entries", {})
         lines += [
             "",
-            f"Timed at tuning time, not in this report's run: fp32 and every distinct candidate interleaved, "
-            f"{measurement['rounds']} rounds of {measurement['iterations']} images per model at batch 1 and at "
+            "Timed at tuning time, in another run than this report's tables (so absolute figures differ; compare "
+            f"ratios): {measurement['models']}; {measurement['rounds']} rounds of at least "
+            f"{measurement['iterations']} images and {measurement['min_time_s']:g} s per model at batch 1 and at "
             f"batch {largest}, {threads_phrase(measurement['intra_op_threads'])}, session config entries "
-            f"`{json.dumps(entries, sort_keys=True)}`. A candidate counts as slower than the fastest only when it is "
-            f"more than {measurement['tie_margin']:.0%} slower in every round; of those tied with the fastest, the "
-            "earliest in the candidate order is chosen.",
+            f"`{json.dumps(entries, sort_keys=True)}`. Choice rule: {measurement['choice_rule']}.",
         ]
     return "\n".join(lines)
+
+
+def _rounds(median: float, rounds: Sequence[float]) -> dict[str, float]:
+    return {"value": median, "min": min(rounds), "max": max(rounds)}
 
 
 def _candidate_description(trial: dict[str, Any]) -> str:

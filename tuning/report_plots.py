@@ -8,7 +8,7 @@ import numpy as np
 
 from tuning import benchmark
 from tuning.atomic import atomic_output
-from tuning.benchmark import Timing, threads_phrase
+from tuning.benchmark import threads_phrase
 from tuning.report_data import Report
 from tuning.report_format import pct
 
@@ -17,7 +17,7 @@ THROUGHPUT_PLOT = "throughput.png"
 CONFUSION_PLOT = "confusion-int8.png"
 FLIPS_PLOT = "flips-int8.png"
 # What the throughput plot's bars span; said in the plot and in report.md's caption.
-THROUGHPUT_SPREAD = "images/s at the p90 and p10 batch time"
+THROUGHPUT_SPREAD = "the lowest and highest images/s of the measurement's rounds"
 PLOT_TITLES = {
     LATENCY_PLOT: "latency distribution per model",
     THROUGHPUT_PLOT: "throughput against batch size",
@@ -65,9 +65,7 @@ def _plot_latency(report: Report, path: Path) -> Path:
     axes.set_xlabel("latency per run, µs (log scale; dashed: p50)")
     axes.set_ylabel("runs")
     settings = report.config.benchmark
-    axes.set_title(
-        f"Batch-1 latency: {settings.iterations:,} runs per model, {threads_phrase(settings.intra_op_threads)}"
-    )
+    axes.set_title(f"Batch-1 latency: {settings.rounds} rounds per model, {threads_phrase(settings.intra_op_threads)}")
     axes.grid(alpha=0.3)
     axes.legend()
     return _save(figure, path)
@@ -80,11 +78,14 @@ def _plot_throughput(report: Report, path: Path) -> Path:
         if result.performance is None:
             continue
         points = result.performance.throughput
-        sizes = [t.batch_size for t in points]
-        rates = np.array([t.images_per_s for t in points])
-        low, high = np.array([throughput_spread(t) for t in points]).T
+        spreads = [t.images_per_s_spread for t in points]
         axes.errorbar(
-            sizes, rates, yerr=[rates - low, high - rates], marker="o", capsize=4, label=result.entry.name
+            [t.batch_size for t in points],
+            [spread.value for spread in spreads],
+            yerr=[[s.value - s.low for s in spreads], [s.high - s.value for s in spreads]],
+            marker="o",
+            capsize=4,
+            label=result.entry.name,
         )
     batch_sizes = benchmark.batch_sizes(report.config.benchmark)
     axes.set_xscale("log", base=2)
@@ -98,11 +99,6 @@ def _plot_throughput(report: Report, path: Path) -> Path:
     axes.grid(alpha=0.3)
     axes.legend(title=f"bars: {THROUGHPUT_SPREAD}", title_fontsize=8)
     return _save(figure, path)
-
-
-def throughput_spread(timing: Timing) -> tuple[float, float]:
-    """Images/s at the slow and the fast end of the measured batch times (THROUGHPUT_SPREAD)."""
-    return timing.batch_size * 1000.0 / timing.percentile(90), timing.batch_size * 1000.0 / timing.percentile(10)
 
 
 def _thousands():

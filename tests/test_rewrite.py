@@ -1,0 +1,241 @@
+"""tuning.rewrite: every graph rewrite is exact, on the vendored models and on models built here with torch.
+
+The pool rewrite is checked bit for bit on real MNIST images, on graph patterns mnist-12 does not
+have, and on the session a user makes: a plain onnxruntime.InferenceSession with default options.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import onnx
+import onnxruntime as ort
+import pytest
+import torch
+from onnx import helper, numpy_helper
+
+from tuning.config import DatasetSection, Split
+from tuning.data import evaluation_images
+from tuning.errors import InputError
+from tuning.rewrite import batch_capable_copy, pool_before_activation, verify_batch_copy
+
+ROOT = Path(__file__).resolve().parent.parent
+FP32 = ROOT / "models" / "mnist-12.onnx"
+ZOO_INT8 = ROOT / "models" / "zoo-mnist-12-int8.onnx"
+
+
+@pytest.fixture(scope="module")
+def images() -> np.ndarray:
+    return evaluation_images(DatasetSection(root=ROOT / "data"), Split.TEST, (1, 28, 28)).images
+
+
+def _plain_session(model: onnx.ModelProto) -> ort.InferenceSession:
+    return ort.InferenceSession(model.SerializeToString(), providers=["CPUExecutionProvider"])
+
+
+def _reshape_shape(model: onnx.ModelProto, node_name: str) -> list[int]:
+    node = next(n for n in model.graph.node if n.name == node_name)
+    init = next(i for i in model.graph.initializer if i.name == node.input[1])
+    return numpy_helper.to_array(init).tolist()
+
+
+@pytest.mark.parametrize("path", [FP32, ZOO_INT8], ids=["fp32", "zoo-int8"])
+def test_batch_copy_gives_the_originals_outputs(path: Path, images: np.ndarray) -> None:
+    original = onnx.load(str(path))
+    before = original.SerializeToString()
+    copy = batch_capable_copy(original, path)
+
+    assert original.SerializeToString() == before, "the original must not be modified"
+    assert copy.graph.input[0].type.tensor_type.shape.dim[0].dim_param == "batch"
+    assert copy.graph.output[0].type.tensor_type.shape.dim[0].dim_param == "batch"
+    assert _reshape_shape(copy, "Times212_reshape0") == [-1, 256]
+    assert len(copy.graph.value_info) == 0
+    if path == FP32:  # a Reshape of a weight carries no batch dimension
+        assert _reshape_shape(copy, "Times212_reshape1") == [256, 10]
+
+    batch = images[:300]
+    one_by_one = np.concatenate([_plain_session(original).run(None, {"Input3": batch[i : i + 1]})[0] for i in range(300)])
+    at_once = _plain_session(copy).run(None, {"Input3": batch})[0]
+    np.testing.assert_allclose(at_once, one_by_one, rtol=1e-5, atol=1e-5)
+    assert np.array_equal(at_once.argmax(axis=1), one_by_one.argmax(axis=1))
+    assert verify_batch_copy(original, copy, images, path) <= 1e-5
+
+
+def test_batch_copy_keeps_a_shared_shape_initializer(images: np.ndarray) -> None:
+    model = onnx.load(str(FP32))
+    shape_name = next(n for n in model.graph.node if n.name == "Times212_reshape0").input[1]
+    # A second consumer of the shape tensor must still see [1, 256].
+    model.graph.node.append(helper.make_node("Identity", [shape_name], ["shape_copy"], name="shape_reader"))
+    model.graph.output.append(helper.make_tensor_value_info("shape_copy", onnx.TensorProto.INT64, [2]))
+
+    copy = batch_capable_copy(model, "shared.onnx")
+
+    assert _reshape_shape(copy, "Times212_reshape0") == [-1, 256]
+    shared = next(i for i in copy.graph.initializer if i.name == shape_name)
+    assert numpy_helper.to_array(shared).tolist() == [1, 256]
+    outputs = _plain_session(copy).run(None, {"Input3": images[:8]})
+    assert outputs[0].shape == (8, 10) and outputs[1].tolist() == [1, 256]
+
+
+def test_verify_refuses_a_copy_that_cannot_batch(images: np.ndarray) -> None:
+    original = onnx.load(str(ZOO_INT8))
+    half_done = onnx.ModelProto()
+    half_done.CopyFrom(original)
+    half_done.graph.input[0].type.tensor_type.shape.dim[0].dim_param = "batch"  # Reshape still says [1, 256]
+    with pytest.raises(InputError, match=r"^zoo\.onnx: the batch-capable copy fails at batch 256"):
+        verify_batch_copy(original, half_done, images, "zoo.onnx")
+
+
+def test_verify_refuses_a_copy_with_different_outputs(images: np.ndarray) -> None:
+    original = onnx.load(str(FP32))
+    copy = batch_capable_copy(original, FP32)
+    bias = next(i for i in copy.graph.initializer if i.name == "Parameter194")
+    bias.CopyFrom(numpy_helper.from_array(numpy_helper.to_array(bias) + np.float32(0.01), bias.name))
+    with pytest.raises(InputError, match=r"outputs differ from the original's on 256 test images"):
+        verify_batch_copy(original, copy, images, FP32)
+
+
+
+
+# --- pool_before_activation -------------------------------------------------------------------------
+
+
+class _SmallCnn(torch.nn.Module):
+    """Two conv blocks (conv -> activation -> max-pool) and a linear head: mnist-12's shape, not its names."""
+
+    def __init__(self, activation: torch.nn.Module) -> None:
+        super().__init__()
+        torch.manual_seed(0)
+        self.conv1 = torch.nn.Conv2d(1, 6, 3, padding=1)
+        self.conv2 = torch.nn.Conv2d(6, 12, 3, padding=1)
+        self.act = activation
+        self.pool = torch.nn.MaxPool2d(2)
+        self.head = torch.nn.Linear(12 * 7 * 7, 10)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        x = self.pool(self.act(self.conv1(x)))
+        x = self.pool(self.act(self.conv2(x)))
+        return self.head(torch.flatten(x, 1))
+
+
+def _export(module: torch.nn.Module, path: Path) -> onnx.ModelProto:
+    torch.onnx.export(
+        module.eval(), torch.zeros(1, 1, 28, 28), str(path), input_names=["pixels"], output_names=["scores"],
+        dynamic_axes={"pixels": {0: "n"}, "scores": {0: "n"}}, opset_version=13, dynamo=False,
+    )
+    return onnx.load(str(path))
+
+
+def _quantize_after_first_pool(model: onnx.ModelProto) -> onnx.ModelProto:
+    """What INC makes of a network whose first conv stays fp32: the first pool's output is quantized next."""
+    copy = onnx.ModelProto()
+    copy.CopyFrom(model)
+    graph = copy.graph
+    pool = next(node for node in graph.node if node.op_type == "MaxPool")
+    pooled = pool.output[0]
+    graph.initializer.extend(
+        [numpy_helper.from_array(np.array(0.02, np.float32), "q_scale"),
+         numpy_helper.from_array(np.array(0, np.uint8), "q_zero")]
+    )
+    for node in graph.node:
+        node.input[:] = [f"{pooled}_dq" if name == pooled else name for name in node.input]
+    index = list(graph.node).index(pool) + 1
+    graph.node.insert(index, helper.make_node("QuantizeLinear", [pooled, "q_scale", "q_zero"], [f"{pooled}_q"]))
+    graph.node.insert(index + 1, helper.make_node("DequantizeLinear", [f"{pooled}_q", "q_scale", "q_zero"],
+                                                  [f"{pooled}_dq"]))
+    onnx.checker.check_model(copy)
+    return copy
+
+
+def _optimized_by_a_plain_session(model: onnx.ModelProto, folder: Path) -> onnx.ModelProto:
+    """The graph onnxruntime runs for a user who creates a session with default options (1 thread)."""
+    options = ort.SessionOptions()
+    options.intra_op_num_threads = 1
+    options.optimized_model_filepath = str(folder / "optimized.onnx")
+    ort.InferenceSession(model.SerializeToString(), options, providers=["CPUExecutionProvider"])
+    return onnx.load(options.optimized_model_filepath)
+
+
+def uint8_nchw_max_pools(optimized: onnx.ModelProto) -> list[str]:
+    """MaxPools onnxruntime runs on quantized tensors in NCHW layout (~6x slower than fp32's)."""
+    quantized = {out for node in optimized.graph.node
+                 if node.op_type == "QuantizeLinear" or node.op_type.startswith("QLinear") for out in node.output}
+    return [node.name for node in optimized.graph.node
+            if node.op_type == "MaxPool" and node.domain == "" and node.input[0] in quantized]
+
+
+@pytest.mark.parametrize(
+    "activation",
+    [torch.nn.ReLU(), torch.nn.LeakyReLU(0.1), torch.nn.Hardtanh(0.0, 6.0)],  # Hardtanh exports as Clip
+    ids=["Relu", "LeakyRelu", "Clip"],
+)
+def test_pool_moves_above_a_non_decreasing_activation_without_changing_a_bit(
+    activation: torch.nn.Module, images: np.ndarray, tmp_path: Path
+) -> None:
+    quantized = _quantize_after_first_pool(_export(_SmallCnn(activation), tmp_path / "cnn.onnx"))
+
+    rewritten, moved = pool_before_activation(quantized)
+
+    assert len(moved) == 1, "only the pool whose output is quantized next moves"
+    onnx.checker.check_model(rewritten)
+    producers = {out: node for node in rewritten.graph.node for out in node.output}
+    quantize = next(node for node in rewritten.graph.node if node.op_type == "QuantizeLinear")
+    activation = producers[quantize.input[0]]
+    pool = producers[activation.input[0]]
+    assert (pool.op_type, producers[pool.input[0]].op_type) == ("MaxPool", "Conv")
+    batch = images[:512]
+    before = ort.InferenceSession(quantized.SerializeToString()).run(None, {"pixels": batch})[0]
+    after = ort.InferenceSession(rewritten.SerializeToString()).run(None, {"pixels": batch})[0]
+    assert np.array_equal(before, after)
+
+
+def test_a_plain_session_runs_the_rewritten_pool_in_fp32(images: np.ndarray, tmp_path: Path) -> None:
+    quantized = _quantize_after_first_pool(_export(_SmallCnn(torch.nn.ReLU()), tmp_path / "cnn.onnx"))
+    rewritten, _ = pool_before_activation(quantized)
+
+    # The pattern onnxruntime's default optimizers make slow is there before the rewrite, gone after it.
+    assert uint8_nchw_max_pools(_optimized_by_a_plain_session(quantized, tmp_path))
+    assert not uint8_nchw_max_pools(_optimized_by_a_plain_session(rewritten, tmp_path))
+
+
+def _pool_graph(activation: onnx.NodeProto, consumer: str, extra_outputs: tuple[str, ...] = ()) -> onnx.ModelProto:
+    nodes = [
+        activation,
+        helper.make_node("MaxPool", ["act"], ["pooled"], kernel_shape=[2, 2], strides=[2, 2]),
+    ]
+    if consumer == "QuantizeLinear":
+        nodes.append(helper.make_node("QuantizeLinear", ["pooled", "scale", "zero"], ["out"]))
+        out_type = onnx.TensorProto.UINT8
+    else:
+        nodes.append(helper.make_node(consumer, ["pooled"], ["out"]))
+        out_type = onnx.TensorProto.FLOAT
+    graph = helper.make_graph(
+        nodes, "g", [helper.make_tensor_value_info("x", onnx.TensorProto.FLOAT, [1, 2, 4, 4])],
+        [helper.make_tensor_value_info("out", out_type, [1, 2, 2, 2]),
+         *(helper.make_tensor_value_info(name, onnx.TensorProto.FLOAT, None) for name in extra_outputs)],
+        [numpy_helper.from_array(np.array(0.1, np.float32), "scale"),
+         numpy_helper.from_array(np.array(0, np.uint8), "zero")],
+    )
+    return helper.make_model(graph, opset_imports=[helper.make_opsetid("", 13)])
+
+
+@pytest.mark.fast
+@pytest.mark.parametrize(
+    "activation, consumer, extra_outputs",
+    [
+        (helper.make_node("Relu", ["x"], ["act"]), "Identity", ()),  # not quantized next: nothing to gain
+        (helper.make_node("Sigmoid", ["x"], ["act"]), "QuantizeLinear", ()),  # not known to be non-decreasing here
+        (helper.make_node("LeakyRelu", ["x"], ["act"], alpha=-0.5), "QuantizeLinear", ()),  # decreasing part
+        (helper.make_node("Relu", ["x"], ["act"]), "QuantizeLinear", ("act",)),  # the activation is read elsewhere
+        (helper.make_node("Clip", ["x", "lo"], ["act"]), "QuantizeLinear", ()),  # a bound that is not constant
+    ],
+    ids=["unquantized", "sigmoid", "negative-alpha", "activation-is-an-output", "clip-by-input"],
+)
+def test_pool_stays_where_the_rewrite_would_not_be_exact_or_useful(activation, consumer, extra_outputs) -> None:
+    model = _pool_graph(activation, consumer, extra_outputs)
+    if "lo" in activation.input:
+        model.graph.input.append(helper.make_tensor_value_info("lo", onnx.TensorProto.FLOAT, []))
+    rewritten, moved = pool_before_activation(model)
+    assert moved == []
+    assert rewritten.SerializeToString() == model.SerializeToString()

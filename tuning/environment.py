@@ -1,0 +1,79 @@
+"""The machine and software a measurement ran on, printed beside every speed figure."""
+
+from __future__ import annotations
+
+import importlib.metadata
+import os
+import platform
+from dataclasses import dataclass
+from pathlib import Path
+
+CPU_FLAGS = ("avx2", "avx512f", "avx512_vnni", "avx512_bf16", "amx_int8")
+_VERSIONED_PACKAGES = {
+    "onnxruntime": "onnxruntime",
+    "onnx": "onnx",
+    "neural_compressor": "neural-compressor",
+    "numpy": "numpy",
+}
+
+
+@dataclass(frozen=True)
+class Environment:
+    cpu_model: str
+    cpu_flags: dict[str, bool]
+    cpu_count: int | None
+    usable_cpus: int
+    system: str
+    machine: str
+    python: str
+    versions: dict[str, str | None]
+
+    def summary(self) -> str:
+        """One line: the CPU, its int8-relevant flags and the onnxruntime version."""
+        present = " ".join(name for name, found in self.cpu_flags.items() if found) or "-"
+        absent = " ".join(name for name, found in self.cpu_flags.items() if not found) or "-"
+        return (
+            f"CPU {self.cpu_model} (has {present}; lacks {absent}; {self.usable_cpus} usable of "
+            f"{self.cpu_count} cores), "
+            f"onnxruntime {self.versions.get('onnxruntime')}"
+        )
+
+
+def capture_environment() -> Environment:
+    cpuinfo = _read_cpuinfo()
+    flags = set(cpuinfo.get("flags", "").split())
+    return Environment(
+        cpu_model=cpuinfo.get("model name") or platform.processor() or "unknown",
+        cpu_flags={flag: flag in flags for flag in CPU_FLAGS},
+        cpu_count=os.cpu_count(),
+        usable_cpus=len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1),
+        system=platform.platform(),
+        machine=platform.machine(),
+        python=platform.python_version(),
+        versions={key: _version(dist) for key, dist in _VERSIONED_PACKAGES.items()}
+        | {"python": platform.python_version()},
+    )
+
+
+def _read_cpuinfo() -> dict[str, str]:
+    """The first processor's fields from /proc/cpuinfo; empty where there is none (not Linux)."""
+    try:
+        text = Path("/proc/cpuinfo").read_text(encoding="utf-8", errors="replace")
+    except OSError:
+        return {}
+    fields: dict[str, str] = {}
+    for line in text.splitlines():
+        if not line.strip():
+            if fields:
+                break
+            continue
+        key, _, value = line.partition(":")
+        fields.setdefault(key.strip(), value.strip())
+    return fields
+
+
+def _version(distribution: str) -> str | None:
+    try:
+        return importlib.metadata.version(distribution)
+    except importlib.metadata.PackageNotFoundError:
+        return None
