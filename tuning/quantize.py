@@ -82,6 +82,7 @@ class Trial:
     chosen: bool = False
     reason: str | None = None
     rank: int | None = None  # distributed tuning: the MPI rank that evaluated it; None in one process
+    model_sha256: str | None = None  # of the candidate's graph as scored (before the output's metadata is added)
 
     @property
     def description(self) -> str:
@@ -459,5 +460,6 @@ def record_trial(
         fp32_compute_nodes=tuple(
             name for name, p in by_source.items() if p is SourcePrecision.FP32 and name in compute
         ),
+        model_sha256=hashlib.sha256(proto.SerializeToString(deterministic=True)).hexdigest(),
         rank=rank,
     )

@@ -424,7 +424,7 @@ _CANDIDATE_KEYS = (
     "index", "accuracy", "meets_criterion", "int8_nodes", "fp32_nodes", "quant_format", "calibration_algorithm",
     "fp32_fallback", "fp32_compute_nodes", "source_precisions", "rewrites", "same_model_as", "screening_ratio",
     "latency_p50_ms", "latency_ratio", "latency_ratio_rounds", "throughput_images_per_s", "throughput_ratio",
-    "throughput_ratio_rounds", "chosen", "reason",
+    "throughput_ratio_rounds", "chosen", "reason", "model_sha256",
 )
 
 
