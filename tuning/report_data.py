@@ -221,6 +221,12 @@ class Report:
     # raw pixels (N, H, W) of the first FLIP_PICTURES of them, for the picture of what quantization cost.
     flips: tuple[Flip, ...] = ()
     flip_pixels: np.ndarray | None = None
+    class_names: tuple[str, ...] = ()  # the dataset's, in label order (torchvision's ``classes``)
+
+    def class_label(self, label: int) -> str:
+        """``label`` with its name when the dataset has one: ``9 Ankle boot``; MNIST's names are the digits."""
+        name = self.class_names[label] if label < len(self.class_names) else ""
+        return f"{label} {name}".rstrip() if name and name.split(" ")[0] != str(label) else str(label)
 
     @property
     def float_result(self) -> ModelResult:
@@ -277,6 +283,7 @@ class Report:
                 "dataset": self.config.dataset.name,
                 "split": self.config.evaluation.split.value,
                 "images": self.evaluation_images,
+                "class_names": list(self.class_names),
             },
             "benchmark": {
                 "performance_measured": self.performance_measured,
@@ -409,6 +416,7 @@ def build_report(config: PipelineConfig, entries: Sequence[ModelEntry], performa
     return Report(
         config=config,
         evaluation_images=len(labels),
+        class_names=tuple(data.class_names(config.dataset)),
         environment=capture_environment(),
         models=results,
         created_utc=datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),

@@ -285,7 +285,7 @@ def _accuracy_section(report: Report) -> str:
     table = _table(
         ["class", *(result.entry.name for result in report.models)],
         [
-            [str(k), *(_class_error(result.accuracy.per_class_accuracy[k]) for result in report.models)]
+            [report.class_label(k), *(_class_error(result.accuracy.per_class_accuracy[k]) for result in report.models)]
             for k in range(classes)
         ],
         align="r",

@@ -134,8 +134,9 @@ def _plot_confusion(report: Report, path: Path) -> Path:
             if count:
                 colour = "white" if count > threshold else "black"
                 axes.text(col, row, str(count), ha="center", va="center", fontsize=8, color=colour)
-    axes.set_xticks(range(classes))
-    axes.set_yticks(range(classes))
+    labels = [report.class_label(k) for k in range(classes)]
+    axes.set_xticks(range(classes), labels, rotation=45, ha="right")
+    axes.set_yticks(range(classes), labels)
     axes.set_xlabel("predicted class")
     axes.set_ylabel("true class")
     axes.set_title(
