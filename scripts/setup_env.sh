@@ -78,6 +78,27 @@ pip_install() {
     | { grep -v "is ignored: it is neither a file nor a directory" || true; } >&2
   return "${PIPESTATUS[0]}"
 }
-pip_install -r "$lock"
+# CPU builds of torch and torchvision: PyPI's torch for Linux is the CUDA build (GBs of nvidia packages this
+# project never uses). The PyTorch CPU wheel index serves torch==X as X+cpu, which pip prefers to PyPI's X.
+# TUNING_TORCH_INDEX_URL overrides the index; empty turns it off. An index this machine cannot reach is left
+# out after a 3 s probe, so pip takes torch from what it can reach (here: the local CPU wheel) without
+# spending its retries on it.
+torch_index="${TUNING_TORCH_INDEX_URL-https://download.pytorch.org/whl/cpu}"
+index_args=()
+if [[ -n "$torch_index" ]]; then
+  if "$venv/bin/python" - "$torch_index" <<'PROBE'
+import sys, urllib.request
+try:
+    urllib.request.urlopen(sys.argv[1].rstrip("/") + "/torch/", timeout=3).close()
+except Exception as exc:
+    print(f"PyTorch CPU wheel index {sys.argv[1]} not reachable ({exc.__class__.__name__}); "
+          "installing torch from pip's configured indexes", file=sys.stderr)
+    sys.exit(1)
+PROBE
+  then
+    index_args=(--extra-index-url "$torch_index")
+  fi
+fi
+pip_install "${index_args[@]}" -r "$lock"
 pip_install --no-deps --no-build-isolation -e "$project_root"
 echo "$wanted" > "$stamp"

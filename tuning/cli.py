@@ -40,11 +40,10 @@ config_option = click.option(
     "--config",
     "config_path",
     type=click.Path(path_type=Path, dir_okay=False),
-    default=DEFAULT_CONFIG,
-    show_default=True,
     envvar=f"{ENV_PREFIX}_CONFIG",
     show_envvar=True,
-    help="YAML config (schema: README, 'Configuration').",
+    help="YAML config (schema: README, 'Configuration'). Default: the project's configs/mnist.yaml; an installed "
+    "package without that folder uses the built-in defaults (the README's table).",
 )
 set_option = click.option(
     "--set",
@@ -135,8 +134,10 @@ def _console(json_output: bool = False) -> Console:
     return Console(quiet=quiet, verbose=verbose, json=json_output)
 
 
-def build_config(config_path: Path, assignments: tuple[str, ...], **flag_overrides: Any) -> PipelineConfig:
+def build_config(config_path: Path | None, assignments: tuple[str, ...], **flag_overrides: Any) -> PipelineConfig:
     """Load the YAML, then apply --set assignments, then the dedicated flags (the most specific wins)."""
+    if config_path is None and DEFAULT_CONFIG.is_file():
+        config_path = DEFAULT_CONFIG
     overrides = dict(parse_override(assignment) for assignment in assignments)
     overrides.update({key: value for key, value in flag_overrides.items() if value is not None})
     return load_config(config_path, overrides)
@@ -187,7 +188,7 @@ def cli() -> None:
 @config_option
 @set_option
 @_console_options
-def fetch(config_path: Path, assignments: tuple[str, ...]) -> None:
+def fetch(config_path: Path | None, assignments: tuple[str, ...]) -> None:
     """Download model.url to model.path unless a copy with model.sha256 is already there."""
     from tuning.fetch import ensure_file, sha256_of
 
@@ -231,7 +232,7 @@ def fetch(config_path: Path, assignments: tuple[str, ...]) -> None:
 )
 @_console_options
 def tune(
-    config_path: Path,
+    config_path: Path | None,
     assignments: tuple[str, ...],
     input_model: Path | None,
     input_sha256: str | None,
@@ -286,7 +287,7 @@ def tune(
 @click.option("--json", "json_output", is_flag=True, help="Print one JSON document on stdout (docs/cli.md).")
 @_console_options
 def benchmark(
-    config_path: Path,
+    config_path: Path | None,
     assignments: tuple[str, ...],
     input_model: Path | None,
     dataset_location: Path | None,
@@ -336,7 +337,7 @@ def benchmark(
 @click.option("--skip-performance", is_flag=True, help="Accuracy, size and ops only; latency and throughput null.")
 @_console_options
 def report(
-    config_path: Path,
+    config_path: Path | None,
     assignments: tuple[str, ...],
     float_model: Path | None,
     int8_model: Path | None,
@@ -387,7 +388,7 @@ def report(
 @_console_options
 def gate(
     report: Path | None,
-    config_path: Path,
+    config_path: Path | None,
     assignments: tuple[str, ...],
     max_int8_top1_error_pct: float | None,
     max_accuracy_drop_pp: float | None,
