@@ -326,6 +326,9 @@ def test_markdown_starts_with_the_summary_and_links_existing_plots(full: dict[st
         assert heading in md
     # One word for one thing: the prose and tables speak of error, never of accuracy percentages.
     assert not re.search(r"(?i)(top-1|per-class) accuracy|accuracy %", md)
+    # Plain numbers: thousands separated (4,092.5 µs, 12,468 img/s), never 4092.5 or 1e+04.
+    assert not re.search(r"(?<![\d,.])\d{4,}(\.\d+)? (µs|img/s|B)\b", md)
+    assert not re.search(r"\de[+-]\d", md)
     for model in report["models"]:
         assert f"`{model['sha256']}`" in md  # full hashes in the table
 

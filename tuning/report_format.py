@@ -8,7 +8,7 @@ def pct(fraction: float) -> str:
 
 
 def us(ms: float) -> str:
-    return f"{1000 * ms:.1f} µs"
+    return f"{1000 * ms:,.1f} µs"
 
 
 def optional_pct(value: float | None) -> str:

@@ -133,7 +133,7 @@ def _plot_confusion(report: Report, path: Path) -> Path:
             count = int(confusion[row, col])
             if count:
                 colour = "white" if count > threshold else "black"
-                axes.text(col, row, str(count), ha="center", va="center", fontsize=8, color=colour)
+                axes.text(col, row, f"{count:,}", ha="center", va="center", fontsize=8, color=colour)
     labels = [report.class_label(k) for k in range(classes)]
     axes.set_xticks(range(classes), labels, rotation=45, ha="right")
     axes.set_yticks(range(classes), labels)
@@ -143,7 +143,8 @@ def _plot_confusion(report: Report, path: Path) -> Path:
         f"{result.entry.name}: confusion matrix, {result.accuracy.pixel_scale.value} pixels, "
         f"top-1 error {pct(result.accuracy.top1_error)}"
     )
-    figure.colorbar(image, ax=axes, label="images (log scale)")
+    colorbar = figure.colorbar(image, ax=axes, label="images (log scale)")
+    _plain_log_ticks(colorbar.ax.yaxis)
     return _save(figure, path)
 
 
