@@ -98,28 +98,26 @@ class Console:
         click.echo(json.dumps(document, indent=2))
 
 
+_CONSOLE_FLAGS = (  # applied in reverse so that --help lists --quiet first
+    ("verbose", "-v", "Also print details: INC's own log on tune, elapsed time on progress lines."),
+    ("quiet", "-q", "Print only results, warnings and errors (no progress lines or notes)."),
+)
+
+
 def _console_options(command: Callable[..., Any]) -> Callable[..., Any]:
     """-q/--quiet and -v/--verbose on every command; read back with :func:`_console`."""
-    command = click.option(
-        "-v",
-        "--verbose",
-        is_flag=True,
-        expose_value=False,
-        envvar=f"{ENV_PREFIX}_VERBOSE",
-        show_envvar=True,
-        callback=_remember,
-        help="Also print details: INC's own log on tune, elapsed time on progress lines.",
-    )(command)
-    return click.option(
-        "-q",
-        "--quiet",
-        is_flag=True,
-        expose_value=False,
-        envvar=f"{ENV_PREFIX}_QUIET",
-        show_envvar=True,
-        callback=_remember,
-        help="Print only results, warnings and errors (no progress lines or notes).",
-    )(command)
+    for name, short, help_text in _CONSOLE_FLAGS:
+        command = click.option(
+            short,
+            f"--{name}",
+            is_flag=True,
+            expose_value=False,
+            envvar=f"{ENV_PREFIX}_{name.upper()}",
+            show_envvar=True,
+            callback=_remember,
+            help=help_text,
+        )(command)
+    return command
 
 
 def _remember(ctx: click.Context, param: click.Parameter, value: bool) -> None:
