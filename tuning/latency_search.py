@@ -128,14 +128,65 @@ def quantize_for_latency(
     workspace: Path,
     source: Path,
 ) -> TuningOutcome:
-    """Objective latency: make, evaluate and time the candidate grid; keep the fastest passing candidate.
+    """Objective latency: make, screen, score and time the candidate grid; keep the fastest passing candidate.
 
     ``model`` is the verified batch-capable fp32 model (tuning/rewrite.py): the accuracy and speed
     baseline, and what INC quantizes, so every candidate and the emitted model take any batch size.
-    Every candidate gets the exact rewrites of :func:`tuning.rewrite.pool_before_activation`.
-    Only distinct candidates meeting the accuracy criterion are timed: the others cannot be chosen.
-    Raises TuningError when no candidate meets the criterion, or, with ``tuning.latency.if_slower_than_fp32:
-    fail``, when none is faster than fp32.
+    Every candidate gets the exact rewrites of :func:`tuning.rewrite.pool_before_activation`. Speed is
+    screened before accuracy is scored (:func:`score_fastest_first`): a candidate that cannot win is
+    not scored. Raises TuningError when no candidate meets the criterion, or, with
+    ``tuning.latency.if_slower_than_fp32: fail``, when none is faster than fp32.
+    """
+    started = time.monotonic()
+    trials = [record_trial(0, evaluate(model), model, [], config, model)]
+    trials, models = make_candidates(model, calibration, config, workspace, source, trials)
+    settings = latency_settings(config)
+    session = SessionSettings.of(config)
+    screening = screen(model, models, images, settings, session)
+    trials = score_fastest_first(trials, models, screening, evaluate, config, model)
+    passing = [index for index in models if trials[index].meets_criterion]
+    if not passing:
+        raise TuningError(no_model_message(trials, workspace / "inc.log"))
+    best = min(screening[index] for index in passing)
+    finalists = {index: models[index] for index in passing if screening[index] <= SCREEN_FACTOR * best}
+    targets = [benchmark.BenchmarkTarget("fp32", model, source)] + [
+        benchmark.BenchmarkTarget(f"trial {index}", candidate, Path(f"<candidate trial {index} of {source}>"))
+        for index, candidate in finalists.items()
+    ]
+    candidates_done = time.monotonic()
+    performances = benchmark.measure(targets, images, settings, session, label="timing candidates")
+    seconds = {"candidates": candidates_done - started, "measurement": time.monotonic() - candidates_done}
+    trials = _with_performance(trials, performances, max(settings.batch_sizes))
+    chosen, reason = choose_fastest(trials, config.tuning.latency.tie_margin)
+    trials[chosen] = dataclasses.replace(trials[chosen], chosen=True, reason=reason)
+    slower = slower_than_fp32(trials, max(settings.batch_sizes))
+    if slower and config.tuning.latency.if_slower_than_fp32 is SlowerThanFp32.FAIL:
+        raise SlowerThanFp32Error(f"{slower}; nothing written (tuning.latency.if_slower_than_fp32: fail)")
+    return TuningOutcome(
+        model=models[chosen],
+        fp32_accuracy=trials[0].accuracy,
+        int8_accuracy=trials[chosen].accuracy,
+        trials=trials,
+        objective=Objective.LATENCY,
+        chosen_index=chosen,
+        reason=reason,
+        measurement=measurement_conditions(config) | {"seconds": seconds},
+        warning=slower,
+    )
+
+
+def make_candidates(
+    model: onnx.ModelProto,
+    calibration: LabelledImages,
+    config: PipelineConfig,
+    workspace: Path,
+    source: Path,
+    trials: list[Trial],
+) -> tuple[list[Trial], dict[int, onnx.ModelProto]]:
+    """INC makes every candidate of the grid (``max_trials``, ``timeout_s``); each is rewritten and checked.
+
+    Returns the trials, unscored, and the distinct candidates by trial index; a candidate with the
+    same bytes as an earlier one is recorded as ``same_model_as`` it and not kept twice.
     """
     from neural_compressor import quantization, set_random_seed, set_workspace
 
@@ -143,7 +194,7 @@ def quantize_for_latency(
     workspace.mkdir(parents=True, exist_ok=True)
     set_workspace(str(workspace))
     tuning = config.tuning
-    trials = [record_trial(0, evaluate(model), model, [], config, model)]
+    trials = list(trials)
     requested = fp32_requests(model, config, source)
     models: dict[int, onnx.ModelProto] = {}
     seen: dict[bytes, int] = {}
@@ -156,7 +207,7 @@ def quantize_for_latency(
         source_copy = onnx.ModelProto()
         source_copy.CopyFrom(model)
         try:
-            with interrupts_survive_inc(config.tuning.timeout_s):
+            with interrupts_survive_inc(tuning.timeout_s):
                 result = quantization.fit(source_copy, inc_config(config, requested, spec), calib_dataloader=calibration_loader)
         except Exception as exc:  # INC raises bare Exceptions of many kinds from deep inside its adaptors
             raise TuningError(
@@ -174,8 +225,7 @@ def quantize_for_latency(
             "rewrites": tuple(f"MaxPool {name} moved above its activation" for name in moved),
         }
         # A fallback INC ignores would make a candidate whose label claims what its graph does not hold.
-        what = f"candidate {len(trials)} ({spec.description})"
-        check_kept_in_fp32(model, candidate, (*requested, *spec.fp32_fallback), what)
+        check_kept_in_fp32(model, candidate, (*requested, *spec.fp32_fallback), f"candidate {len(trials)} ({spec.description})")
         key = candidate.SerializeToString(deterministic=True)
         index = len(trials)
         if key in seen:
@@ -183,44 +233,50 @@ def quantize_for_latency(
             continue
         seen[key] = index
         models[index] = candidate
-        trials.append(dataclasses.replace(record_trial(index, evaluate(candidate), candidate, trials, config, model), **made))
-    timed = {index: candidate for index, candidate in models.items() if trials[index].meets_criterion}
-    if not timed:
-        raise TuningError(no_model_message(trials, workspace / "inc.log"))
+        trials.append(dataclasses.replace(record_trial(index, None, candidate, trials, config, model), **made))
+    return trials, models
 
-    settings = latency_settings(config)
-    session = SessionSettings.of(config)
-    candidates_done = time.monotonic()
-    screening = screen(model, timed, images, settings, session)
-    best = min(screening.values())
-    trials = [
-        dataclasses.replace(trial, screening_ratio=screening.get(_original(trial))) if trial.index else trial
-        for trial in trials
+
+def score_fastest_first(
+    trials: list[Trial],
+    models: dict[int, onnx.ModelProto],
+    screening: dict[int, float],
+    evaluate: Callable[[onnx.ModelProto], float],
+    config: PipelineConfig,
+    source: onnx.ModelProto,
+) -> list[Trial]:
+    """Score the candidates' accuracy in order of their screening ratio, fastest first, while one can still win.
+
+    Once the fastest passing candidate is known, a candidate more than SCREEN_FACTOR times slower in the
+    screening round could not be timed further, let alone chosen: it and every slower one stay unscored
+    (accuracy None). Duplicates take their original's results.
+    """
+    scored = list(trials)
+    first_passing: float | None = None
+    for index in sorted(models, key=lambda i: (screening[i], i)):
+        if first_passing is not None and screening[index] > SCREEN_FACTOR * first_passing:
+            break
+        made = {field: getattr(scored[index], field) for field in _MADE_FIELDS}
+        trial = record_trial(index, evaluate(models[index]), models[index], scored[:1], config, source)
+        scored[index] = dataclasses.replace(trial, **made)
+        if trial.meets_criterion and first_passing is None:
+            first_passing = screening[index]
+    return [
+        dataclasses.replace(
+            scored[_original(trial)] if trial.same_model_as is not None else trial,
+            index=trial.index,
+            same_model_as=trial.same_model_as,
+            screening_ratio=screening.get(_original(trial)),
+            **{field: getattr(trial, field) for field in _MADE_FIELDS},
+        )
+        if trial.index
+        else trial
+        for trial in scored
     ]
-    finalists = {index: timed[index] for index, ratio in screening.items() if ratio <= SCREEN_FACTOR * best}
-    targets = [benchmark.BenchmarkTarget("fp32", model, source)] + [
-        benchmark.BenchmarkTarget(f"trial {index}", candidate, Path(f"<candidate trial {index} of {source}>"))
-        for index, candidate in finalists.items()
-    ]
-    performances = benchmark.measure(targets, images, settings, session, label="timing candidates")
-    seconds = {"candidates": candidates_done - started, "measurement": time.monotonic() - candidates_done}
-    trials = _with_performance(trials, performances, max(settings.batch_sizes))
-    chosen, reason = choose_fastest(trials, tuning.latency.tie_margin)
-    trials[chosen] = dataclasses.replace(trials[chosen], chosen=True, reason=reason)
-    slower = slower_than_fp32(trials, max(settings.batch_sizes))
-    if slower and tuning.latency.if_slower_than_fp32 is SlowerThanFp32.FAIL:
-        raise SlowerThanFp32Error(f"{slower}; nothing written (tuning.latency.if_slower_than_fp32: fail)")
-    return TuningOutcome(
-        model=models[chosen],
-        fp32_accuracy=trials[0].accuracy,
-        int8_accuracy=trials[chosen].accuracy,
-        trials=trials,
-        objective=Objective.LATENCY,
-        chosen_index=chosen,
-        reason=reason,
-        measurement=measurement_conditions(config) | {"seconds": seconds},
-        warning=slower,
-    )
+
+
+# How a candidate was made: its own even when it made the same bytes as an earlier one.
+_MADE_FIELDS = ("quant_format", "calibration_algorithm", "fp32_fallback", "rewrites")
 
 
 def screen(
@@ -232,8 +288,8 @@ def screen(
 ) -> dict[int, float]:
     """Batch-1 p50 of every candidate relative to fp32 in one short interleaved round (the screening round).
 
-    A candidate more than SCREEN_FACTOR times slower than the best of this round cannot win the full
-    measurement, which then times only the others: most of a large grid is clearly slower.
+    A candidate more than SCREEN_FACTOR times slower than the fastest passing one cannot win the full
+    measurement: it is neither scored nor timed further (most of a large grid is clearly slower).
     """
     sessions = {"fp32": make_session(fp32, session)} | {
         index: make_session(candidate, session) for index, candidate in candidates.items()
@@ -361,7 +417,7 @@ def choose_fastest(trials: Sequence[Trial], tie_margin: float) -> tuple[int, str
         reason = (
             f"p50 {chosen.latency_ratio:.2f}x fp32; the fastest of {summary} (trial {fastest.index}, "
             f"p50 {fastest.latency_ratio:.2f}x fp32) does not beat it by more than {tie_margin:.0%} in every "
-            f"round, and trial {chosen.index} comes first"
+            "round, and it is the earliest passing candidate in the candidate order that the fastest does not beat"
         )
     return chosen.index, reason
 

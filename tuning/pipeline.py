@@ -210,8 +210,8 @@ def candidate_table(trials: Sequence[Trial], measurement: dict[str, Any] | None)
         row = [
             f"{trial.index}{' *' if trial.chosen else ''}",
             trial.description,
-            f"{trial.accuracy:.2%}",
-            "baseline" if trial.index == 0 else ("meets" if trial.meets_criterion else "misses"),
+            "-" if trial.accuracy is None else f"{trial.accuracy:.2%}",
+            _verdict(trial),
             f"{counts['int8']}/{counts['fp32']}/{counts['folded']}",
         ]
         if timed and trial.latency_ratio is not None:
@@ -236,6 +236,14 @@ def candidate_table(trials: Sequence[Trial], measurement: dict[str, Any] | None)
         f"fp32 graph's {total} nodes became (folded: into a neighbour, e.g. a Relu into the int8 op before it)",
         *("  ".join(cell.ljust(width) for cell, width in zip(cells, widths)).rstrip() for cells in [header, *rows]),
     ]
+
+
+def _verdict(trial: Trial) -> str:
+    if trial.index == 0:
+        return "baseline"
+    if trial.meets_criterion is None:
+        return "not scored"
+    return "meets" if trial.meets_criterion else "misses"
 
 
 def _ratio(median: float, rounds: tuple[float, ...]) -> str:

@@ -59,8 +59,8 @@ class Trial:
     """
 
     index: int
-    accuracy: float
-    meets_criterion: bool
+    accuracy: float | None  # None: not scored (objective latency: screened out as too slow to win)
+    meets_criterion: bool | None
     int8_nodes: tuple[str, ...]
     fp32_nodes: tuple[str, ...]
     quant_format: str | None = None
@@ -408,7 +408,7 @@ def interrupts_survive_inc(timeout_s: float = 0) -> Iterator[None]:
 def no_model_message(trials: list[Trial], log_path: Path) -> str:
     if len(trials) < 2:
         return f"INC returned no model before evaluating any int8 candidate; see {log_path}"
-    best = max(trial.accuracy for trial in trials[1:])
+    best = max(trial.accuracy for trial in trials[1:] if trial.accuracy is not None)
     return (
         f"INC found no int8 model meeting the accuracy criterion in {len(trials) - 1} trials "
         f"(best {best:.4%} against fp32 {trials[0].accuracy:.4%}); loosen tuning.accuracy_criterion "
@@ -437,7 +437,7 @@ def route_inc_logs(log_path: Path, echo_to_console: bool) -> None:
 
 def record_trial(
     index: int,
-    accuracy: float,
+    accuracy: float | None,
     candidate,
     previous: list[Trial],
     config: PipelineConfig,
@@ -453,7 +453,7 @@ def record_trial(
     return Trial(
         index=index,
         accuracy=accuracy,
-        meets_criterion=meets_criterion(accuracy, fp32_accuracy, config),
+        meets_criterion=None if accuracy is None else meets_criterion(accuracy, fp32_accuracy, config),
         int8_nodes=tuple(name for name, p in precisions.items() if p is Precision.INT8),
         fp32_nodes=tuple(name for name, p in precisions.items() if p is Precision.FP32),
         source_precisions={name: p.value for name, p in by_source.items()},

@@ -230,8 +230,8 @@ def _tuning_section(report: Report) -> str:
             str(trial["index"]),
             _candidate_description(trial),
             " / ".join(str(list((trial["source_precisions"] or {}).values()).count(p)) for p in ("int8", "fp32", "folded")),
-            pct(1 - trial["accuracy"]),
-            "baseline" if trial["index"] == 0 else ("meets" if trial["meets_criterion"] else "misses"),
+            "—" if trial["accuracy"] is None else pct(1 - trial["accuracy"]),
+            _verdict(trial),
         ]
         if timed and trial["latency_ratio"] is not None:
             row += [
@@ -264,6 +264,14 @@ def _tuning_section(report: Report) -> str:
             f"`{json.dumps(entries, sort_keys=True)}`. Choice rule: {measurement['choice_rule']}.",
         ]
     return "\n".join(lines)
+
+
+def _verdict(trial: dict[str, Any]) -> str:
+    if trial["index"] == 0:
+        return "baseline"
+    if trial["meets_criterion"] is None:
+        return "not scored (screened out)"
+    return "meets" if trial["meets_criterion"] else "misses"
 
 
 def _rounds(median: float, rounds: Sequence[float]) -> dict[str, float]:
