@@ -114,7 +114,7 @@ def test_latency_grid_labels_say_what_each_graph_holds(tmp_path, torch_model, da
     for trial in summary.trials[1:]:
         assert set(trial.fp32_fallback) <= set(trial.fp32_compute_nodes) <= set(compute), trial
         assert trial.description.endswith("fp32: " + (", ".join(trial.fp32_compute_nodes) or "none"))
-        if trial.same_model_as is None:
+        if trial.same_model_as is None and trial.accuracy is not None:  # None: screened out as too slow to win
             assert trial.accuracy > 0.5  # trained far above chance, and quantization kept it there
     # The first Gemm's candidates really hold it in fp32 (it used to be "same model as trial 1").
     gemm = [t for t in summary.trials[1:] if t.fp32_fallback == ("/fc2/Gemm",)]
