@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 
 from tuning.config import CalibrationSection, DatasetSection, PixelScale, Split
-from tuning.data import BatchLoader, calibration_images, class_names, evaluation_images, load_pixels
+from tuning.data import BatchLoader, LabelledImages, calibration_images, class_names, evaluation_images, load_pixels
 from tuning.errors import ConfigError, InputError
 
 from conftest import FASHION_MNIST_DEB, ROOT, regzip
@@ -71,6 +71,31 @@ def test_loader_batches_cover_every_image_once():
     batches = list(BatchLoader(data, batch_size=4))
     assert [len(labels) for _, labels in batches] == [4, 4, 2]
     np.testing.assert_array_equal(np.concatenate([images for images, _ in batches]), data.images)
+
+
+def test_sampling_the_whole_split_takes_every_image_once_in_file_order():
+    # sampling_size equal to the split's size is allowed; without replacement it is the whole split.
+    whole = calibration_images(MNIST, CalibrationSection(split=Split.TEST, sampling_size=10000, seed=3), SAMPLE_SHAPE)
+    test = evaluation_images(MNIST, Split.TEST, SAMPLE_SHAPE)
+    np.testing.assert_array_equal(whole.images, test.images)
+    np.testing.assert_array_equal(whole.labels, test.labels)
+
+
+def test_a_sample_of_one_image_is_one_test_split_image():
+    one = calibration_images(MNIST, CalibrationSection(split=Split.TEST, sampling_size=1, seed=5), SAMPLE_SHAPE)
+    pixels, labels = load_pixels(MNIST, Split.TEST)
+    drawn = np.rint(one.images[0, 0] * 255).astype(np.uint8)  # back to the pixels of a unit-scale image
+    matches = np.flatnonzero((pixels == drawn).all(axis=(1, 2)))
+    assert len(one) == 1 and len(matches) and one.labels[0] in labels[matches]
+
+
+@pytest.mark.parametrize(("images", "batch_size", "sizes"), [(8, 4, [4, 4]), (3, 8, [3]), (1, 1, [1]), (0, 2, [])])
+def test_loader_length_is_the_number_of_batches(images, batch_size, sizes):
+    data = LabelledImages(np.arange(images * 2, dtype=np.float32).reshape(images, 2), np.arange(images))
+    loader = BatchLoader(data, batch_size)
+    assert [len(labels) for _, labels in loader] == sizes
+    assert len(loader) == len(sizes)
+    assert loader.batch_size == batch_size  # INC reads it
 
 
 def test_sampling_more_than_the_split_is_a_config_error():

@@ -1,12 +1,22 @@
-"""ensure_file against a real HTTP server on 127.0.0.1 that each test scripts."""
+"""ensure_file against a real HTTPS server on 127.0.0.1 that each test scripts.
+
+The server's certificate is made for the test session by the openssl command (self-signed, for
+127.0.0.1 and localhost); the client trusts it through SSL_CERT_FILE, which OpenSSL reads when
+Python builds its default context for a connection, as it would trust a company's CA. Plain http,
+which fetch allows to loopback only, has its own fixture.
+"""
 
 from __future__ import annotations
 
 import hashlib
 import http.server
+import shutil
 import socket
+import ssl
+import subprocess
 import threading
 import time
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -47,9 +57,30 @@ class Server:
             return self.replies.pop(0) if len(self.replies) > 1 else self.replies[0]
 
 
-@pytest.fixture
-def server():
-    state = Server(url="")
+@dataclass(frozen=True)
+class Certificate:
+    cert: Path
+    key: Path
+
+
+@pytest.fixture(scope="session")
+def certificate(tmp_path_factory: pytest.TempPathFactory) -> Certificate:
+    """A self-signed certificate for 127.0.0.1 and localhost, valid for a day."""
+    openssl = shutil.which("openssl")
+    assert openssl, "the fetch tests need the openssl command (Debian: openssl) to make a test certificate"
+    folder = tmp_path_factory.mktemp("tls")
+    made = Certificate(folder / "cert.pem", folder / "key.pem")
+    subprocess.run(
+        [openssl, "req", "-x509", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:prime256v1", "-nodes",
+         "-keyout", str(made.key), "-out", str(made.cert), "-days", "1", "-subj", "/CN=127.0.0.1",
+         "-addext", "subjectAltName=IP:127.0.0.1,DNS:localhost"],
+        check=True, capture_output=True, timeout=60,
+    )  # fmt: skip
+    return made
+
+
+def serve(state: Server, scheme: str, certificate: Certificate | None = None) -> Iterator[Server]:
+    """Run a scripted server for ``state`` until the test ends."""
 
     class Handler(http.server.BaseHTTPRequestHandler):
         def do_GET(self) -> None:
@@ -73,18 +104,42 @@ def server():
             pass
 
     httpd = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+    if certificate is not None:
+        context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+        context.load_cert_chain(certificate.cert, certificate.key)
+        # The handshake runs in each request's thread, so a client refusing the certificate cannot stall the server.
+        httpd.socket = context.wrap_socket(httpd.socket, server_side=True, do_handshake_on_connect=False)
     # A short poll interval keeps shutdown() from adding 0.5 s to every test.
     thread = threading.Thread(
         target=httpd.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True
     )
     thread.start()
-    state.url = f"http://127.0.0.1:{httpd.server_address[1]}/mnist-12.onnx"
+    state.url = f"{scheme}://127.0.0.1:{httpd.server_address[1]}/mnist-12.onnx"
     try:
         yield state
     finally:
         httpd.shutdown()
         httpd.server_close()
         thread.join(timeout=5)
+
+
+@pytest.fixture
+def server(certificate: Certificate, monkeypatch: pytest.MonkeyPatch) -> Iterator[Server]:
+    """An HTTPS server whose certificate the client trusts."""
+    monkeypatch.setenv("SSL_CERT_FILE", str(certificate.cert))
+    yield from serve(Server(url=""), "https", certificate)
+
+
+@pytest.fixture
+def untrusted_server(certificate: Certificate, monkeypatch: pytest.MonkeyPatch) -> Iterator[Server]:
+    """An HTTPS server with the same certificate, which the client's default CA store does not hold."""
+    monkeypatch.delenv("SSL_CERT_FILE", raising=False)
+    yield from serve(Server(url=""), "https", certificate)
+
+
+@pytest.fixture
+def http_server() -> Iterator[Server]:
+    yield from serve(Server(url=""), "http")
 
 
 def temp_files(folder: Path) -> list[Path]:
@@ -103,6 +158,7 @@ def test_payload_is_the_real_model() -> None:
 
 def test_good_download(server: Server, tmp_path: Path) -> None:
     server.replies = [Reply()]
+    assert server.url.startswith("https://127.0.0.1:")
     dest = tmp_path / "mnist-12.onnx"
     assert fetch(server, dest) == dest
     assert dest.read_bytes() == PAYLOAD
@@ -174,6 +230,27 @@ def test_http_500_every_time(server: Server, tmp_path: Path) -> None:
     with pytest.raises(FetchError, match="after 2 attempts: HTTP 500 Internal Server Error"):
         fetch(server, dest, retries=2)
     assert server.requests == 2
+    assert not dest.exists()
+    assert temp_files(tmp_path) == []
+
+
+@pytest.mark.parametrize("status", [429, 500, 502, 503, 599])
+def test_too_many_requests_and_server_errors_are_retried(server: Server, tmp_path: Path, status: int) -> None:
+    server.replies = [Reply(status=status, body=b"later"), Reply()]
+    dest = tmp_path / "mnist-12.onnx"
+    fetch(server, dest, retries=2)
+    assert dest.read_bytes() == PAYLOAD
+    assert server.requests == 2
+
+
+@pytest.mark.parametrize("status", [400, 403, 404, 428, 430, 499])
+def test_other_client_errors_are_not_retried(server: Server, tmp_path: Path, status: int) -> None:
+    server.replies = [Reply(status=status, body=b"no")]
+    dest = tmp_path / "mnist-12.onnx"
+    with pytest.raises(FetchError, match=f"download failed: HTTP {status}") as info:
+        fetch(server, dest, retries=3)
+    assert server.url in str(info.value)
+    assert server.requests == 1
     assert not dest.exists()
     assert temp_files(tmp_path) == []
 
@@ -282,3 +359,42 @@ def test_missing_file_without_sha256_is_not_downloaded(server: Server, tmp_path:
         ensure_file(dest, server.url, None)
     assert server.requests == 0
     assert not dest.exists()
+
+
+def test_upper_case_sha256_with_spaces_matches(server: Server, tmp_path: Path) -> None:
+    # sha256sum prints lower case, other tools upper case; both name the same file.
+    server.replies = [Reply()]
+    dest = tmp_path / "mnist-12.onnx"
+    assert ensure_file(dest, server.url, f" {MODEL_SHA256.upper()}\n", backoff_s=0.01) == dest
+    assert dest.read_bytes() == PAYLOAD and server.requests == 1
+    assert ensure_file(dest, server.url, MODEL_SHA256.upper()) == dest  # the copy on disk, verified
+    assert server.requests == 1
+
+
+def test_untrusted_certificate_is_refused(untrusted_server: Server, tmp_path: Path) -> None:
+    untrusted_server.replies = [Reply()]
+    dest = tmp_path / "mnist-12.onnx"
+    with pytest.raises(FetchError, match="CERTIFICATE_VERIFY_FAILED") as info:
+        fetch(untrusted_server, dest, retries=1)
+    assert untrusted_server.url in str(info.value) and "\n" not in str(info.value)
+    assert not dest.exists()
+    assert temp_files(tmp_path) == []
+
+
+def test_plain_http_to_loopback_is_allowed(http_server: Server, tmp_path: Path) -> None:
+    http_server.replies = [Reply()]
+    assert http_server.url.startswith("http://127.0.0.1:")
+    dest = tmp_path / "mnist-12.onnx"
+    fetch(http_server, dest)
+    assert dest.read_bytes() == PAYLOAD
+
+
+def test_https_redirect_to_plain_http_on_loopback_is_followed(
+    server: Server, http_server: Server, tmp_path: Path
+) -> None:
+    server.replies = [Reply(status=302, body=b"", headers={"Location": http_server.url})]
+    http_server.replies = [Reply()]
+    dest = tmp_path / "mnist-12.onnx"
+    fetch(server, dest)
+    assert dest.read_bytes() == PAYLOAD
+    assert (server.requests, http_server.requests) == (1, 1)

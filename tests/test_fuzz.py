@@ -1,16 +1,25 @@
-"""Property tests: whatever the bytes, config and model loading fail only with the project's errors."""
+"""Property tests: whatever the bytes, config and model loading fail only with the project's errors.
+
+The config properties also check that the file was read: a file that is not a mapping of known sections
+and keys must be refused naming the file, and a config that loads must hold every value the file set.
+"""
 
 from __future__ import annotations
 
 import atexit
+import math
 import multiprocessing
 import shutil
 import tempfile
+from enum import Enum
 from pathlib import Path
+from typing import Any
 
+import pytest
 import yaml
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
+from pydantic import BaseModel
 
 from tuning.config import PipelineConfig, load_config
 from tuning.errors import ConfigError, InputError
@@ -46,13 +55,56 @@ _SCRATCH = Path(tempfile.mkdtemp(prefix="fuzz-config-"))
 atexit.register(shutil.rmtree, _SCRATCH, True)
 
 
+def must_be_refused(raw: bytes) -> bool:
+    """Whether a file with these bytes is no config whatever its values: not UTF-8, not YAML, not a
+    mapping of sections, or naming a section or key the README's table does not have. Read with PyYAML
+    here, independently of load_config."""
+    try:
+        data = yaml.safe_load(raw.decode("utf-8"))
+    except (UnicodeDecodeError, yaml.YAMLError):
+        return True
+    except Exception:  # noqa: BLE001 - e.g. a date PyYAML cannot build; no claim about such files
+        return False
+    if not isinstance(data, dict):
+        return True
+    for section, body in data.items():
+        if section not in SECTION_KEYS:
+            return True
+        if isinstance(body, dict) and any(key not in SECTION_KEYS[section] for key in body):
+            return True
+    return False
+
+
+def same_value(loaded: Any, written: Any) -> bool:
+    """Whether a loaded setting is what the file wrote (pydantic converts str to Path, lists to tuples...)."""
+    if isinstance(loaded, BaseModel):
+        return isinstance(written, dict) and all(same_value(getattr(loaded, k), v) for k, v in written.items())
+    if isinstance(loaded, Enum):
+        return loaded.value == written
+    if isinstance(loaded, Path):
+        return loaded == Path(written)
+    if isinstance(loaded, tuple):
+        return len(loaded) == len(written) and all(map(same_value, loaded, written))
+    if isinstance(loaded, float):
+        written = float(written)
+        return loaded == written or (math.isnan(loaded) and math.isnan(written))
+    return loaded == written
+
+
 def check_config_text(text: str) -> None:
     path = _SCRATCH / "config.yaml"
     path.write_text(text, encoding="utf-8", errors="surrogatepass")
     try:
-        load_config(path)
+        config = load_config(path)
     except ConfigError as exc:
-        assert "\n" not in str(exc)
+        message = str(exc)
+        assert "\n" not in message and message.startswith(f"{path}: "), message
+        return
+    raw = path.read_bytes()
+    assert not must_be_refused(raw), f"loaded a file that is no config: {raw!r}"
+    data = yaml.safe_load(raw.decode("utf-8"))
+    for section, body in data.items():
+        assert same_value(getattr(config, section), body), (section, body, getattr(config, section))
 
 
 @FUZZ
@@ -65,6 +117,19 @@ def test_yaml_mappings_raise_only_config_error(data: dict) -> None:
 @given(st.text(max_size=200) | st.binary(max_size=200).map(lambda raw: raw.decode("latin-1")))
 def test_random_text_raises_only_config_error(text: str) -> None:
     check_config_text(text)
+
+
+@pytest.mark.parametrize(
+    "text",
+    ["calibration:\n  seed: 5\n  sampling_size: 7\n", "tuning:\n  latency:\n    rounds: 2\n", "[1, 2]\n", "x\n",
+     "tuning:\n  max_trails: 3\n"],
+)  # fmt: skip
+def test_the_properties_see_a_loader_that_ignores_the_file(text: str, monkeypatch: pytest.MonkeyPatch) -> None:
+    # The check the two properties above make, against a load_config that returns the defaults.
+    check_config_text(text)
+    monkeypatch.setitem(globals(), "load_config", lambda path: PipelineConfig())
+    with pytest.raises(AssertionError):
+        check_config_text(text)
 
 
 mutations = st.one_of(

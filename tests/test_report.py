@@ -100,10 +100,11 @@ def full(tuned_int8: Path, tmp_path_factory: pytest.TempPathFactory) -> dict[str
 
 
 @pytest.fixture(scope="module")
-def accuracy_only(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Any]:
+def accuracy_only(tuned_int8: Path, tmp_path_factory: pytest.TempPathFactory) -> dict[str, Any]:
+    # The zoo's int8 model reported from the tuned run's output.dir: its tuning_summary.json is another model's.
     out = tmp_path_factory.mktemp("skip")
     main(["report", *SETTINGS, "--float-model", str(FP32), "--int8-model", str(ZOO_INT8),
-          "--set", "benchmark.reference_models=[]", "--set", f"output.dir={out}", "--out-dir", str(out),
+          "--set", "benchmark.reference_models=[]", "--set", f"output.dir={tuned_int8.parent}", "--out-dir", str(out),
           "--skip-performance"])
     return {"dir": out, "json": json.loads((out / "report.json").read_text()), "md": (out / "report.md").read_text()}
 
@@ -221,18 +222,41 @@ def test_the_zoo_int8_preprocessing_trap_is_visible(full: dict[str, Any], truth:
     assert zoo["accuracy_other_scale"]["pixel_scale"] == "raw"
     assert zoo["accuracy_other_scale"]["top1_accuracy"] > 0.98
     raw_predictions = _predictions(ZOO_INT8, truth["raw"])
-    assert zoo["accuracy_other_scale"]["top1_accuracy"] == pytest.approx(np.mean(raw_predictions == truth["labels"]))
-    assert re.search(r"⚠ \*\*zoo-int8\*\* has 45\.\d\d % error with unit pixels but 1\.\d\d % with raw", full["md"])
+    raw_error = 100 * (1 - np.mean(raw_predictions == truth["labels"]))
+    unit_error = 100 * (1 - np.mean(_predictions(ZOO_INT8, truth["unit"]) == truth["labels"]))
+    assert zoo["accuracy_other_scale"]["top1_accuracy"] == pytest.approx(1 - raw_error / 100)
+    assert f"⚠ **zoo-int8** has {unit_error:.2f} % error with unit pixels but {raw_error:.2f} % with raw" in full["md"]
+
+
+# Read off the two vendored graphs (netron or onnx.helper.printable_graph), not computed by tuning/graph.py.
+FP32_OP_TYPES = {"Add": 3, "Conv": 2, "MatMul": 1, "MaxPool": 2, "Relu": 2, "Reshape": 2}
+ZOO_INT8_OP_TYPES = {
+    "DequantizeLinear": 2, "MaxPool": 2, "QLinearAdd": 1, "QLinearConv": 2, "QLinearMatMul": 1, "QuantizeLinear": 2,
+    "Reshape": 1,
+}
+ZOO_INT8_NODES = {  # int8: QLinear ops and the MaxPool between the two QLinearConvs; Quantize/Dequantize convert
+    "int8": ["Convolution28_quant", "Pooling66_quant", "Convolution110_quant", "gemm_MatMul_quant", "gemm_Add_quant"],
+    "fp32": ["Pooling160", "Times212_reshape0"],
+}
 
 
 def test_files_sizes_and_ops(full: dict[str, Any], tuned_int8: Path) -> None:
     for name, path in (("fp32", FP32), ("int8", tuned_int8), ("zoo-int8", ZOO_INT8)):
         model = _model(full["json"], name)
         assert model["sha256"] == hashlib.sha256(path.read_bytes()).hexdigest()
-        assert model["size_bytes"] == path.stat().st_size
-        assert model["op_types"] == dict(Counter(node.op_type for node in onnx.load(str(path)).graph.node))
-    fp32, int8 = _model(full["json"], "fp32"), _model(full["json"], "int8")
-    assert fp32["precisions"]["int8"] == [] and len(fp32["precisions"]["fp32"]) == 12
+        assert model["size_bytes"] == len(path.read_bytes())
+    fp32, int8, zoo = (_model(full["json"], name) for name in ("fp32", "int8", "zoo-int8"))
+    assert fp32["op_types"] == FP32_OP_TYPES and zoo["op_types"] == ZOO_INT8_OP_TYPES
+    assert fp32["precisions"]["int8"] == [] and len(fp32["precisions"]["fp32"]) == sum(FP32_OP_TYPES.values())
+    assert {kind: zoo["precisions"][kind] for kind in ZOO_INT8_NODES} == ZOO_INT8_NODES
+    # The tuned model: every node is listed once, its QLinear ops as int8, its Quantize/Dequantize ops in neither list.
+    graph = onnx.load(str(tuned_int8)).graph
+    assert int8["op_types"] == dict(sorted(Counter(node.op_type for node in graph.node).items()))
+    listed = int8["precisions"]["int8"] + int8["precisions"]["fp32"] + int8["precisions"]["convert"]
+    assert sorted(listed) == sorted(node.name for node in graph.node)
+    qlinear = {node.name for node in graph.node if node.op_type.startswith("QLinear")}
+    converts = {node.name for node in graph.node if node.op_type in ("QuantizeLinear", "DequantizeLinear")}
+    assert qlinear <= set(int8["precisions"]["int8"]) and converts == set(int8["precisions"]["convert"])
     chosen = next(trial for trial in full["json"]["tuning"]["candidates"] if trial["chosen"])
     assert int8["precisions"]["int8"] == chosen["int8_nodes"] and chosen["int8_nodes"]
     assert int8["declared_preprocessing"] == {"pixel_scale": "unit", "mean": 0.0, "std": 1.0}
@@ -283,10 +307,15 @@ def test_tuning_candidates_of_the_int8_model_are_listed(full: dict[str, Any], tu
     assert f"Chosen: trial {tuning['chosen_trial']}: {tuning['reason']}." in section
 
 
-def test_a_summary_of_another_model_is_not_listed(accuracy_only: dict[str, Any]) -> None:
-    # accuracy_only reports the zoo's int8 model; no tuning summary there describes it.
+def test_a_summary_of_another_model_is_not_listed(accuracy_only: dict[str, Any], tuned_int8: Path) -> None:
+    # accuracy_only reports the zoo's int8 model from the output.dir of a tuning run that made another model.
+    summary = json.loads((tuned_int8.parent / "tuning_summary.json").read_text())
+    assert summary["trials"] and summary["output_sha256"] == hashlib.sha256(tuned_int8.read_bytes()).hexdigest()
+    assert summary["output_sha256"] != hashlib.sha256(ZOO_INT8.read_bytes()).hexdigest()
     assert "tuning" not in accuracy_only["json"]
-    assert "## Tuning candidates" in accuracy_only["md"]
+    section = accuracy_only["md"][accuracy_only["md"].index("## Tuning candidates") :].split("\n## ")[0]
+    assert "describes another model" in section and str(tuned_int8.parent / "tuning_summary.json") in section
+    assert not re.search(r"\| \d+ \|", section)  # no candidate rows
 
 
 def test_skip_performance_leaves_nulls(accuracy_only: dict[str, Any]) -> None:

@@ -1,0 +1,164 @@
+"""Which nodes of a quantized graph compute in int8: each rule of tuning/graph.py on graphs built here.
+
+The expected precision of every node is written from the rule in node_precisions' docstring, node by
+node, for graphs in both of INC's formats and with onnxruntime's integer ops, and for the ONNX Model
+Zoo's int8 MNIST model, read off its graph.
+"""
+
+from __future__ import annotations
+
+import onnx
+import pytest
+from onnx import TensorProto, helper
+
+from tuning.graph import Precision, node_precisions, op_type_counts
+
+from conftest import ROOT
+
+pytestmark = pytest.mark.fast
+
+INT8, FP32, CONVERT = Precision.INT8, Precision.FP32, Precision.CONVERT
+
+
+def model_of(nodes: list[onnx.NodeProto], inputs: tuple[str, ...] = ("x",), outputs: tuple[str, ...] = ("y",)):
+    """A graph of ``nodes``; node_precisions reads only the nodes, their order and their connections."""
+    graph = helper.make_graph(
+        nodes,
+        "g",
+        [helper.make_tensor_value_info(name, TensorProto.FLOAT, None) for name in inputs],
+        [helper.make_tensor_value_info(name, TensorProto.FLOAT, None) for name in outputs],
+    )
+    return helper.make_model(graph, opset_imports=[helper.make_opsetid("", 13)])
+
+
+def node(op_type: str, inputs: list[str], outputs: list[str], name: str | None = None) -> onnx.NodeProto:
+    return helper.make_node(op_type, inputs, outputs, name=name if name is not None else f"{op_type.lower()}")
+
+
+def test_qoperator_ops_and_what_moves_their_outputs_are_int8():
+    # QuantizeLinear -> QLinearConv -> MaxPool -> Reshape -> DequantizeLinear -> Softmax: the MaxPool and the
+    # Reshape move already-quantized tensors, the Softmax after the DequantizeLinear computes in fp32.
+    model = model_of([
+        node("QuantizeLinear", ["x", "s", "z"], ["xq"], "quant"),
+        node("QLinearConv", ["xq", "s", "z", "w", "s", "z", "s", "z"], ["c"], "conv"),
+        node("MaxPool", ["c"], ["p"], "pool"),
+        node("Reshape", ["p", "shape"], ["r"], "reshape"),
+        node("DequantizeLinear", ["r", "s", "z"], ["d"], "dequant"),
+        node("Softmax", ["d"], ["y"], "softmax"),
+    ])  # fmt: skip
+    assert node_precisions(model) == {
+        "quant": CONVERT, "conv": INT8, "pool": INT8, "reshape": INT8, "dequant": CONVERT, "softmax": FP32,
+    }  # fmt: skip
+
+
+def test_a_float_graph_is_all_fp32():
+    model = model_of([node("Conv", ["x", "w"], ["c"], "conv"), node("Relu", ["c"], ["y"], "relu")])
+    assert node_precisions(model) == {"conv": FP32, "relu": FP32}
+
+
+@pytest.mark.parametrize("op_type", ["QLinearMatMul", "QLinearAdd", "QGemm", "QAttention", "QEmbedLayerNormalization"])
+def test_every_int8_op_type_is_int8(op_type):
+    model = model_of([node(op_type, ["x", "w"], ["a"], "op"), node("Relu", ["a"], ["y"], "after")])
+    precisions = node_precisions(model)
+    assert precisions["op"] is INT8
+    assert precisions["after"] is INT8  # its input is a quantized tensor
+
+
+@pytest.mark.parametrize("op_type", ["ConvInteger", "MatMulInteger"])
+def test_integer_ops_are_int8_but_their_int32_outputs_are_not_quantized(op_type):
+    # Dynamic quantization: DynamicQuantizeLinear -> ConvInteger (int32 out) -> Cast -> Mul (fp32 rescale).
+    model = model_of([
+        node("DynamicQuantizeLinear", ["x"], ["xq", "xs", "xz"], "dq"),
+        node(op_type, ["xq", "w", "xz"], ["acc"], "integer"),
+        node("Cast", ["acc"], ["accf"], "cast"),
+        node("Mul", ["accf", "xs"], ["y"], "rescale"),
+    ])  # fmt: skip
+    assert node_precisions(model) == {"dq": CONVERT, "integer": INT8, "cast": FP32, "rescale": FP32}
+
+
+def test_qdq_node_between_dequantize_and_quantize_is_int8():
+    # QDQ format: DQ -> Conv -> Q is an int8 Conv; DQ -> Relu -> (Q and a graph output) is not.
+    model = model_of(
+        [
+            node("QuantizeLinear", ["x", "s", "z"], ["xq"], "q_in"),
+            node("DequantizeLinear", ["xq", "s", "z"], ["xd"], "dq_in"),
+            node("DequantizeLinear", ["wq", "s", "z"], ["wd"], "dq_w"),
+            node("Conv", ["xd", "wd"], ["c"], "conv"),
+            node("QuantizeLinear", ["c", "s", "z"], ["cq"], "q_conv"),
+            node("DequantizeLinear", ["cq", "s", "z"], ["cd"], "dq_conv"),
+            node("Relu", ["cd"], ["r"], "relu"),
+            node("QuantizeLinear", ["r", "s", "z"], ["rq"], "q_relu"),
+            node("Identity", ["r"], ["y"], "output"),
+        ],
+        outputs=("y", "rq"),
+    )
+    precisions = node_precisions(model)
+    assert precisions["conv"] is INT8
+    assert precisions["relu"] is FP32  # one of its consumers is not a QuantizeLinear
+    assert precisions["output"] is FP32
+    assert [precisions[name] for name in ("q_in", "dq_in", "dq_w", "q_conv", "dq_conv", "q_relu")] == [CONVERT] * 6
+
+
+def test_qdq_node_whose_output_is_a_graph_output_is_fp32():
+    model = model_of([
+        node("DequantizeLinear", ["x", "s", "z"], ["xd"], "dq"),
+        node("Conv", ["xd", "w"], ["y"], "conv"),
+    ])  # fmt: skip
+    assert node_precisions(model)["conv"] is FP32
+
+
+def test_qdq_node_reading_no_dequantized_value_is_fp32():
+    model = model_of([
+        node("Conv", ["x", "w"], ["c"], "conv"),
+        node("QuantizeLinear", ["c", "s", "z"], ["y"], "q"),
+    ])  # fmt: skip
+    assert node_precisions(model) == {"conv": FP32, "q": CONVERT}
+
+
+def test_int8_propagates_through_a_chain_but_not_past_a_dequantize():
+    # A node reading a quantize's output moves int8 data, and so does the next one; after DequantizeLinear
+    # the values are float again.
+    model = model_of([
+        node("QuantizeLinear", ["x", "s", "z"], ["q"], "quant"),
+        node("MaxPool", ["q"], ["a"], "pool"),
+        node("Transpose", ["a"], ["b"], "transpose"),
+        node("DequantizeLinear", ["b", "s", "z"], ["f"], "dequant"),
+        node("Flatten", ["f"], ["y"], "flatten"),
+    ])  # fmt: skip
+    assert node_precisions(model) == {
+        "quant": CONVERT, "pool": INT8, "transpose": INT8, "dequant": CONVERT, "flatten": FP32,
+    }  # fmt: skip
+
+
+def test_unnamed_nodes_are_named_by_op_type_and_position():
+    model = model_of([node("Conv", ["x", "w"], ["c"], ""), node("Relu", ["c"], ["r"], "relu"), node("Relu", ["r"], ["y"], "")])
+    assert list(node_precisions(model)) == ["Conv_0", "relu", "Relu_2"]
+
+
+def test_op_type_counts_sorted_by_op_type():
+    model = model_of([
+        node("Relu", ["x"], ["a"], "r1"), node("Conv", ["a", "w"], ["b"], "c"), node("Relu", ["b"], ["y"], "r2"),
+    ])  # fmt: skip
+    counts = op_type_counts(model)
+    assert counts == {"Conv": 1, "Relu": 2}
+    assert list(counts) == ["Conv", "Relu"]
+
+
+# --- a real int8 model: the ONNX Model Zoo's mnist-12-int8 ------------------------------------------
+
+
+def test_the_zoo_int8_model_node_by_node():
+    # Read off its graph: Q -> QLinearConv -> MaxPool (moves int8) -> QLinearConv -> DQ -> MaxPool and Reshape
+    # on float values -> Q -> QLinearMatMul -> QLinearAdd -> DQ.
+    model = onnx.load(str(ROOT / "models" / "zoo-mnist-12-int8.onnx"))
+    expected = [
+        ("QuantizeLinear", CONVERT), ("QLinearConv", INT8), ("MaxPool", INT8), ("QLinearConv", INT8),
+        ("DequantizeLinear", CONVERT), ("MaxPool", FP32), ("Reshape", FP32), ("QuantizeLinear", CONVERT),
+        ("QLinearMatMul", INT8), ("QLinearAdd", INT8), ("DequantizeLinear", CONVERT),
+    ]  # fmt: skip
+    precisions = node_precisions(model)
+    assert [(n.op_type, precisions[n.name]) for n in model.graph.node] == expected
+    assert op_type_counts(model) == {
+        "DequantizeLinear": 2, "MaxPool": 2, "QLinearAdd": 1, "QLinearConv": 2, "QLinearMatMul": 1,
+        "QuantizeLinear": 2, "Reshape": 1,
+    }  # fmt: skip
