@@ -59,11 +59,13 @@ def config_error(overrides: dict | None = None, path: Path | None = None) -> str
     return message
 
 
+@pytest.mark.fast
 def test_the_schema_has_the_keys_these_tests_walk() -> None:
     assert {"dataset.mean", "dataset.std", "tuning.accuracy_criterion.tolerance"} <= set(FLOAT_KEYS)
     assert {"tuning.seed", "tuning.timeout_s", "calibration.seed", "model.download_timeout_s"} <= set(INT_KEYS)
 
 
+@pytest.mark.fast
 @EXAMPLES
 @given(st.sampled_from(FLOAT_KEYS), st.sampled_from([math.nan, math.inf, -math.inf]))
 def test_nan_and_inf_are_refused_for_every_float_key(key: str, value: float) -> None:
@@ -71,6 +73,7 @@ def test_nan_and_inf_are_refused_for_every_float_key(key: str, value: float) -> 
     assert key in message and "finite" in message
 
 
+@pytest.mark.fast
 @EXAMPLES
 @given(st.sampled_from([".nan", ".NaN", ".inf", "-.inf", ".Inf", "1.0e+400"]), st.sampled_from(FLOAT_KEYS))
 def test_yaml_spellings_of_nan_and_inf_are_refused(tmp_path_factory, spelling: str, key: str) -> None:
@@ -90,6 +93,7 @@ def numpy_accepts_seed(seed: int) -> bool:
     return True
 
 
+@pytest.mark.fast
 @EXAMPLES
 @given(st.integers(-(2**70), 2**70) | st.sampled_from([2**32 - 1, 2**32, -1, 0]))
 def test_seed_is_accepted_exactly_when_numpy_accepts_it(seed: int) -> None:
@@ -100,6 +104,7 @@ def test_seed_is_accepted_exactly_when_numpy_accepts_it(seed: int) -> None:
             assert key in config_error({key: seed})
 
 
+@pytest.mark.fast
 @EXAMPLES
 @given(st.integers(-(2**64), 2**64) | st.sampled_from([0, 1, 604800, 604801, 10**20]))
 def test_timeout_is_between_zero_and_a_week(timeout: int) -> None:
@@ -119,6 +124,7 @@ def upper_bound(key: str) -> int:
     return next(item.le for item in metadata if isinstance(item, annotated_types.Le))
 
 
+@pytest.mark.fast
 @EXAMPLES
 @given(st.sampled_from(INT_KEYS), st.integers(1, 10**4000))
 def test_every_integer_key_has_an_upper_bound(key: str, excess: int) -> None:
@@ -128,6 +134,7 @@ def test_every_integer_key_has_an_upper_bound(key: str, excess: int) -> None:
     assert key in message and "less than or equal" in message
 
 
+@pytest.mark.fast
 @settings(max_examples=20, deadline=None)
 @given(st.integers(4301, 20_000))
 def test_integers_past_pythons_digit_limit_are_a_config_error(tmp_path_factory, digits: int) -> None:
@@ -137,6 +144,7 @@ def test_integers_past_pythons_digit_limit_are_a_config_error(tmp_path_factory, 
     assert "line 2" in message and "out of range" in message
 
 
+@pytest.mark.fast
 @EXAMPLES
 @given(
     st.dictionaries(st.sampled_from(["seed", "max_trials", "timeout_s", "strategy"]), st.integers(0, 9), min_size=1),
@@ -151,6 +159,7 @@ def test_duplicate_keys_are_refused(tmp_path_factory, mapping: dict, data) -> No
     assert f"duplicate key '{duplicated}'" in config_error(path=path)
 
 
+@pytest.mark.fast
 def test_a_merge_key_may_be_overridden() -> None:
     text = "x-defaults: &d {seed: 3, max_trials: 4}\n"
     document = yaml.safe_load(text + "tuning:\n  <<: *d\n  seed: 5\n")
@@ -164,6 +173,7 @@ def alias_bomb(width: int, levels: int) -> str:
     return "\n".join(lines) + "\n"
 
 
+@pytest.mark.fast
 @settings(max_examples=25, deadline=None)
 @given(st.integers(2, 12), st.integers(2, 12))
 def test_alias_bombs_fail_fast_without_echoing_the_expansion(tmp_path_factory, width: int, levels: int) -> None:
@@ -184,6 +194,7 @@ def test_alias_bombs_fail_fast_without_echoing_the_expansion(tmp_path_factory, w
     assert message.count("lol") <= 1
 
 
+@pytest.mark.fast
 @settings(max_examples=25, deadline=None)
 @given(st.integers(MAX_YAML_DEPTH + 1, 3000), st.sampled_from(["flow-list", "block-map", "flow-map"]))
 def test_deep_nesting_is_refused(tmp_path_factory, depth: int, style: str) -> None:
@@ -198,6 +209,7 @@ def test_deep_nesting_is_refused(tmp_path_factory, depth: int, style: str) -> No
     assert "nested more than" in config_error(path=path)
 
 
+@pytest.mark.fast
 def test_aliases_expanding_deeper_than_the_limit_are_refused(tmp_path: Path) -> None:
     step = MAX_YAML_DEPTH // 2
     lines = ["a0: &a0 " + "[" * step + "1" + "]" * step]
@@ -207,18 +219,21 @@ def test_aliases_expanding_deeper_than_the_limit_are_refused(tmp_path: Path) -> 
     assert "nested more than" in config_error(path=path)
 
 
+@pytest.mark.fast
 def test_recursive_alias_is_refused(tmp_path: Path) -> None:
     path = tmp_path / "config.yaml"
     path.write_text("tuning: &t\n  seed: *t\n")
     assert "refers to a value that contains it" in config_error(path=path)
 
 
+@pytest.mark.fast
 def test_oversized_config_is_refused_before_parsing(tmp_path: Path) -> None:
     path = tmp_path / "config.yaml"
     path.write_text("tuning:\n  seed: 1\n" + "# padding\n" * (MAX_CONFIG_BYTES // 10 + 1))
     assert "larger than the config size limit" in config_error(path=path)
 
 
+@pytest.mark.fast
 @pytest.mark.parametrize("kind", ["fifo", "directory", "dev-zero", "symlink-to-dev-zero", "missing"])
 def test_config_path_must_be_a_regular_file(tmp_path: Path, kind: str) -> None:
     path = tmp_path / "config.yaml"
@@ -239,6 +254,7 @@ def test_config_path_must_be_a_regular_file(tmp_path: Path, kind: str) -> None:
     assert time.monotonic() - started < 5  # a FIFO with no writer would block an ordinary open() forever
 
 
+@pytest.mark.fast
 @pytest.mark.parametrize(
     "value", ["'a\\nb'", "'\\x00\\r\\x1b[2J'", "'" + "x" * 5000 + "'", "[" + ", ".join(["'y' "] * 3000) + "]"]
 )

@@ -162,3 +162,107 @@ def test_quantization_hash_ignores_output_locations_but_not_quantization_setting
     retuned = load_config(CONFIG, {"calibration.seed": 1})
     assert base.quantization_sha256() == moved.quantization_sha256()
     assert base.quantization_sha256() != retuned.quantization_sha256()
+
+
+# --- boundaries of the messages and of the hash ----------------------------------------------------
+
+
+def test_yaml_error_gives_the_line_and_column_of_the_problem(tmp_path):
+    text = "model:\n  path: a: b\n"
+    column = text.splitlines()[1].index("a:") + 2  # 1-based column of the second ':' on line 2
+    path = write(tmp_path, text)
+    assert error_of(path) == f"{path}: not valid YAML at line 2, column {column}: mapping values are not allowed here"
+
+
+def test_more_problems_are_counted_after_the_first(tmp_path):
+    assert "more problems" not in error_of(None, {"calibration.seed": -1})
+    assert error_of(None, {"calibration.seed": -1, "calibration.batch_size": 0}).endswith(" (and 1 more problems)")
+    three = {"calibration.seed": -1, "calibration.batch_size": 0, "calibration.sampling_size": 0}
+    assert error_of(None, three).endswith(" (and 2 more problems)")
+
+
+def test_unknown_key_without_a_close_match_lists_the_sections_keys():
+    # The keys of calibration, in the README's order.
+    assert error_of(None, {"calibration.zzzzzz": 1}) == (
+        "<defaults>: unknown key 'calibration.zzzzzz' (valid keys: split, sampling_size, batch_size, seed)"
+    )
+
+
+@pytest.mark.parametrize(
+    ("dotted", "scalar"),
+    [("dataset.name.x", "dataset.name"), ("tuning.latency.rounds.x", "tuning.latency.rounds"), ("a.b", "a")],
+)
+def test_override_below_a_value_that_is_not_a_section(dotted, scalar):
+    overrides = {"a": 5, dotted: 1} if scalar == "a" else {dotted: 1}
+    assert error_of(CONFIG, overrides) == f"{CONFIG}: cannot override {dotted!r}: {scalar!r} is not a section"
+
+
+def test_override_value_may_contain_the_equals_sign():
+    assert parse_override(" dataset.name = a=b") == ("dataset.name", "a=b")
+    with pytest.raises(ConfigError, match="expected KEY.PATH=VALUE"):
+        parse_override("=5")
+    with pytest.raises(ConfigError, match=r"--set 'k=\['"):
+        parse_override("k=[")
+
+
+@pytest.mark.parametrize(
+    ("key", "value"),
+    [("calibration.split", "test"), ("calibration.sampling_size", 50), ("calibration.batch_size", 2),
+     ("calibration.seed", 1), ("quantization.calibration_algorithm", "kl")],
+)  # fmt: skip
+def test_dynamic_quantization_refuses_each_calibration_setting(key, value):
+    message = error_of(None, {"quantization.approach": "dynamic", key: value})
+    assert message == (
+        f"<defaults>: quantization.approach: dynamic uses no calibration, but {key} is set; "
+        "remove it or use approach static"
+    )
+
+
+def test_dynamic_quantization_names_every_calibration_setting_given():
+    message = error_of(None, {"quantization.approach": "dynamic", "calibration.split": "test", "calibration.seed": 1})
+    assert "but calibration.split, calibration.seed are set; remove them" in message
+
+
+# Settings that decide the int8 model's bytes (README: tuning.config_sha256) and settings that do not.
+DECIDING = [
+    ("model.sha256", "0" * 64), ("dataset.name", "FashionMNIST"), ("dataset.pixel_scale", "raw"),
+    ("dataset.mean", 0.5), ("dataset.std", 0.5), ("calibration.split", "test"), ("calibration.sampling_size", 7),
+    ("calibration.batch_size", 2), ("calibration.seed", 1), ("evaluation.split", "train"),
+    ("evaluation.batch_size", 2), ("quantization.format", "QDQ"), ("quantization.calibration_algorithm", "kl"),
+    ("quantization.fp32_op_types", ["Conv"]), ("quantization.fp32_op_names", ["n"]), ("tuning.objective", "latency"),
+    ("tuning.strategy", "basic"), ("tuning.accuracy_criterion.kind", "absolute"),
+    ("tuning.accuracy_criterion.tolerance", 0.02), ("tuning.max_trials", 3), ("tuning.timeout_s", 5),
+    ("tuning.seed", 2), ("tuning.latency.rounds", 2), ("tuning.latency.tie_margin", 0.2),
+    ("benchmark.intra_op_threads", 2),
+]  # fmt: skip
+NOT_DECIDING = [
+    ("model.path", "elsewhere.onnx"), ("model.url", None), ("model.max_bytes", 1000), ("dataset.root", "other"),
+    ("output.model", "x.onnx"), ("output.dir", "out"), ("benchmark.warmup", 3), ("benchmark.iterations", 9),
+    ("benchmark.reference_models", []), ("gates.max_int8_top1_error_pct", 5.0), ("gates.baseline", "b.json"),
+]  # fmt: skip
+
+
+@pytest.mark.parametrize(("key", "value"), DECIDING)
+def test_every_setting_that_decides_the_model_changes_the_config_hash(key, value):
+    assert load_config(None, {key: value}).quantization_sha256() != PipelineConfig().quantization_sha256()
+
+
+@pytest.mark.parametrize(("key", "value"), NOT_DECIDING)
+def test_settings_that_do_not_decide_the_model_keep_the_config_hash(key, value):
+    assert load_config(None, {key: value}).quantization_sha256() == PipelineConfig().quantization_sha256()
+
+
+def test_the_timed_batch_size_decides_the_model_only_under_objective_latency():
+    def digest(objective: str, batch_sizes: list[int]) -> str:
+        overrides = {"tuning.objective": objective, "benchmark.batch_sizes": batch_sizes}
+        return load_config(None, overrides).quantization_sha256()
+
+    assert digest("accuracy", [1, 64]) == digest("accuracy", [1, 256])
+    assert digest("latency", [1, 64]) != digest("latency", [1, 256])
+    assert digest("latency", [1, 256]) == digest("latency", [256, 16])  # the largest is the one timed
+
+
+def test_config_hash_is_a_sha256_hex_digest_and_stable():
+    digest = PipelineConfig().quantization_sha256()
+    assert len(digest) == 64 and int(digest, 16) >= 0 and digest == digest.lower()
+    assert load_config(None, {}).quantization_sha256() == digest

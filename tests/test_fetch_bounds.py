@@ -88,6 +88,7 @@ def no_temp_files(folder: Path) -> bool:
     return not [p for p in folder.iterdir() if p.name.endswith(".tmp")]
 
 
+@pytest.mark.fast
 @settings(max_examples=4, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
 @given(st.floats(0.6, 1.5), st.sampled_from([1, 7]))
 def test_a_dripping_server_is_cut_off_at_the_deadline(raw_server, tmp_path_factory, deadline: float, step: int) -> None:
@@ -108,6 +109,7 @@ def test_a_dripping_server_is_cut_off_at_the_deadline(raw_server, tmp_path_facto
     assert not dest.exists() and no_temp_files(dest.parent)
 
 
+@pytest.mark.fast
 @pytest.mark.parametrize("chunked", [False, True])
 def test_an_endless_body_stops_at_max_bytes(raw_server, tmp_path: Path, chunked: bool) -> None:
     sent = []
@@ -128,6 +130,7 @@ def test_an_endless_body_stops_at_max_bytes(raw_server, tmp_path: Path, chunked:
     assert not dest.exists() and no_temp_files(tmp_path)
 
 
+@pytest.mark.fast
 def test_a_declared_length_over_max_bytes_is_refused_before_reading(raw_server, tmp_path: Path) -> None:
     server = raw_server(lambda c: c.sendall(b"HTTP/1.1 200 OK\r\nContent-Length: 10000000000000\r\n\r\n"))
     with pytest.raises(FetchError, match="more than model.max_bytes"):
@@ -135,6 +138,7 @@ def test_a_declared_length_over_max_bytes_is_refused_before_reading(raw_server, 
     assert server.connections == 1
 
 
+@pytest.mark.fast
 @settings(max_examples=30, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
 @given(st.binary(min_size=1, max_size=300))
 def test_garbage_status_lines_give_one_clean_line(raw_server, tmp_path_factory, garbage: bytes) -> None:
@@ -149,6 +153,7 @@ def test_garbage_status_lines_give_one_clean_line(raw_server, tmp_path_factory, 
     assert not dest.exists()
 
 
+@pytest.mark.fast
 @pytest.mark.parametrize(
     "status_line",
     [b"HTTP/1.1 200 \x00\r\x1b[2J", b"HTTP/1.1 abc OK", b"\x00\x01\x02", b"HTTP/1.1 500 " + b"A" * 5000],
@@ -160,6 +165,7 @@ def test_the_issues_status_lines(raw_server, tmp_path: Path, status_line: bytes)
     assert_clean_message(str(caught.value))
 
 
+@pytest.mark.fast
 def test_a_redirect_loop_is_one_line(raw_server, tmp_path: Path) -> None:
     def loop(connection: socket.socket) -> None:
         connection.sendall(b"HTTP/1.1 302 Found\r\nLocation: /again\r\nContent-Length: 0\r\n\r\n")
@@ -171,6 +177,7 @@ def test_a_redirect_loop_is_one_line(raw_server, tmp_path: Path) -> None:
     assert "redirect" in str(caught.value)
 
 
+@pytest.mark.fast
 @pytest.mark.parametrize(
     "url",
     ["file:///etc/passwd", "FILE:///dev/zero", "ftp://127.0.0.1/model.onnx", "http://10.0.0.1/m.onnx", "data:,x"],
@@ -182,6 +189,7 @@ def test_only_https_and_loopback_http(tmp_path: Path, url: str) -> None:
     assert list(tmp_path.iterdir()) == []
 
 
+@pytest.mark.fast
 def test_a_url_with_control_characters_is_quoted_cleanly(tmp_path: Path) -> None:
     with pytest.raises(FetchError) as caught:
         ensure_file(tmp_path / "model.onnx", "ftp://x/\r\n\x00" + "y" * 3000, MODEL_SHA256)
