@@ -48,11 +48,13 @@ class Server:
     url: str
     replies: list[Reply] = field(default_factory=list)
     requests: int = 0
+    arrivals: list[float] = field(default_factory=list)  # time.monotonic() of each request
     lock: threading.Lock = field(default_factory=threading.Lock)
 
     def next_reply(self) -> Reply:
         with self.lock:
             self.requests += 1
+            self.arrivals.append(time.monotonic())
             # The last scripted reply repeats, so "always fail" needs one entry.
             return self.replies.pop(0) if len(self.replies) > 1 else self.replies[0]
 
@@ -398,3 +400,64 @@ def test_https_redirect_to_plain_http_on_loopback_is_followed(
     fetch(server, dest)
     assert dest.read_bytes() == PAYLOAD
     assert (server.requests, http_server.requests) == (1, 1)
+
+
+class RecordingSleep:
+    """time.sleep that also records what it was asked to wait."""
+
+    def __init__(self) -> None:
+        self.delays: list[float] = []
+
+    def __call__(self, seconds: float) -> None:
+        self.delays.append(seconds)
+        time.sleep(seconds)
+
+
+def test_backoff_doubles_after_each_failed_attempt(server: Server, tmp_path: Path, capsys) -> None:
+    server.replies = [Reply(status=503, body=b"busy")] * 3 + [Reply()]
+    sleep = RecordingSleep()
+    dest = tmp_path / "mnist-12.onnx"
+    ensure_file(dest, server.url, MODEL_SHA256, retries=4, backoff_s=0.05, sleep=sleep)
+    assert dest.read_bytes() == PAYLOAD
+    assert sleep.delays == pytest.approx([0.05, 0.1, 0.2])
+    # The server saw the waits: each request came at least the back-off after the previous one.
+    gaps = [later - earlier for earlier, later in zip(server.arrivals, server.arrivals[1:])]
+    assert len(gaps) == 3 and all(gap >= delay for gap, delay in zip(gaps, sleep.delays))
+    retry_lines = [line for line in capsys.readouterr().err.splitlines() if line.startswith("retrying")]
+    assert [line.split(" in ")[1].split(" s ")[0] for line in retry_lines] == ["0.05", "0.1", "0.2"]
+    assert retry_lines[0].endswith("(attempt 1/4: HTTP 503 Service Unavailable)")
+
+
+@pytest.mark.parametrize("retries", [1, 2, 3])
+def test_no_wait_after_the_last_attempt(server: Server, tmp_path: Path, retries: int) -> None:
+    server.replies = [Reply(status=503, body=b"busy")]
+    sleep = RecordingSleep()
+    with pytest.raises(FetchError, match=f"after {retries} attempts?: HTTP 503") as info:
+        ensure_file(tmp_path / "m.onnx", server.url, MODEL_SHA256, retries=retries, backoff_s=0.01, sleep=sleep)
+    assert server.requests == retries
+    assert sleep.delays == pytest.approx([0.01 * 2**k for k in range(retries - 1)])
+    assert ("1 attempt:" in str(info.value)) == (retries == 1)
+
+
+def test_zero_retries_still_makes_one_attempt(server: Server, tmp_path: Path) -> None:
+    server.replies = [Reply()]
+    dest = tmp_path / "mnist-12.onnx"
+    ensure_file(dest, server.url, MODEL_SHA256, retries=0, sleep=RecordingSleep())
+    assert server.requests == 1 and dest.read_bytes() == PAYLOAD
+
+
+def test_a_failure_that_is_not_retried_does_not_wait(server: Server, tmp_path: Path) -> None:
+    server.replies = [Reply(status=404, body=b"no")]
+    sleep = RecordingSleep()
+    with pytest.raises(FetchError, match="HTTP 404"):
+        ensure_file(tmp_path / "m.onnx", server.url, MODEL_SHA256, retries=3, backoff_s=0.01, sleep=sleep)
+    assert sleep.delays == []
+
+
+def test_the_default_backoff_starts_at_one_second(server: Server, tmp_path: Path) -> None:
+    # README: 3 attempts with exponential backoff. list.append records the delays without waiting.
+    server.replies = [Reply(status=503, body=b"busy")]
+    asked: list[float] = []
+    with pytest.raises(FetchError, match="after 3 attempts"):
+        ensure_file(tmp_path / "m.onnx", server.url, MODEL_SHA256, sleep=asked.append)
+    assert asked == [1.0, 2.0]

@@ -17,6 +17,7 @@ import sys
 import time
 import urllib.error
 import urllib.request
+from collections.abc import Callable
 from pathlib import Path
 from urllib.parse import urlsplit
 
@@ -169,11 +170,14 @@ def ensure_file(
     timeout_s: float = 30.0,
     retries: int = 3,
     backoff_s: float = 1.0,
+    sleep: Callable[[float], None] = time.sleep,
 ) -> Path:
     """Return ``dest`` verified against ``sha256``, downloading it from ``url`` if missing.
 
     ``max_bytes`` bounds the file and the download (``model.max_bytes``); ``deadline_s`` bounds the
-    whole download, retries and back-off included (``model.download_timeout_s``).
+    whole download, retries and back-off included (``model.download_timeout_s``). After a failed
+    attempt ``sleep`` waits ``backoff_s``, then twice as long after each further one (tests pass a
+    recording sleep to see the back-off).
     """
     dest = Path(dest)
     expected = sha256.strip().lower() if sha256 is not None else None
@@ -226,6 +230,6 @@ def ensure_file(
                 f"retrying {shown_url} in {delay:g} s (attempt {attempt}/{attempts}: {reason})",
                 file=sys.stderr,
             )
-            time.sleep(delay)
+            sleep(delay)
     plural = "s" if attempt != 1 else ""
     raise FetchError(f"{shown_url}: download failed after {attempt} attempt{plural}: {reason}")
