@@ -12,14 +12,17 @@ from collections import Counter
 from pathlib import Path
 
 DOC = Path(__file__).resolve().parent.parent / "docs" / "mutation.md"
-CHOICE = re.compile(r"^tuning\.latency_search\.x_(choose_fastest|ties_with)__mutmut_\d+$")
+CHOICE = re.compile(r"^tuning\.latency_search\.x_(choose_fastest|ties_with|beats)__mutmut_\d+$")
+MODULE_OF_FILE = {"idx": "data"}  # tuning/idx.py is scored with tuning/data.py
 
 
 def module_of(mutant: str) -> str | None:
     if CHOICE.match(mutant):
         return "choice"
     parts = mutant.split(".")
-    return parts[1] if len(parts) > 2 and parts[1] != "latency_search" else None
+    if len(parts) < 3 or parts[1] == "latency_search":
+        return None
+    return MODULE_OF_FILE.get(parts[1], parts[1])
 
 
 def equivalent_mutants() -> set[str]:
