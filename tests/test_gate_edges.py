@@ -14,11 +14,10 @@ from typing import Any
 
 import pytest
 
-from tuning.config import GatesSection
 from tuning.errors import InputError
 from tuning.gate import Check, baseline_json, evaluate_gates, github_annotations, junit_xml, load_baseline, load_report
 
-from test_gate import accepted, by_name, make_report, write_json
+from test_gate import accepted, by_name, make_report, mnist_gates, write_json
 
 pytestmark = pytest.mark.fast
 
@@ -39,7 +38,7 @@ def baseline_error(tmp_path: Path, baseline: Any) -> str:
 
 
 def test_an_int8_model_better_than_float_has_a_negative_drop_and_passes():
-    check = by_name(evaluate_gates(make_report(float_accuracy=0.75, int8_accuracy=0.875), GatesSection(), None))
+    check = by_name(evaluate_gates(make_report(float_accuracy=0.75, int8_accuracy=0.875), mnist_gates(), None))
     drop = check["accuracy drop vs float"]
     assert drop.measured == -12.5 and drop.passed
     assert drop.message == "accuracy drop vs float: -12.50 pp <= 0.10 pp allowed"
@@ -48,7 +47,7 @@ def test_an_int8_model_better_than_float_has_a_negative_drop_and_passes():
 @pytest.mark.parametrize(("threshold", "passed"), [(1.5625, True), (1.5, False)])
 def test_int8_error_threshold_is_inclusive(threshold, passed):
     # int8 accuracy 98.4375 %: 1.5625 % error, exactly the first threshold.
-    gates = GatesSection(max_int8_top1_error_pct=threshold, max_accuracy_drop_pp=100)
+    gates = mnist_gates(max_int8_top1_error_pct=threshold, max_accuracy_drop_pp=100)
     check = evaluate_gates(make_report(float_accuracy=1.0, int8_accuracy=0.984375), gates, None)[0]
     assert check.name == "int8 top-1 error" and check.measured == 1.5625
     assert check.passed is passed
@@ -58,7 +57,7 @@ def test_int8_error_threshold_is_inclusive(threshold, passed):
 def test_pixel_scale_hint_when_the_other_scale_recovers_more_than_half_the_drop(other, hinted):
     # float 75 %, int8 50 %: a 25 pp drop; the other scale recovers 12.5 pp (exactly half), 13.28125, or 0.
     report = make_report(float_accuracy=0.75, int8_accuracy=0.5, other_scale_accuracy=other)
-    check = by_name(evaluate_gates(report, GatesSection(), None))["accuracy drop vs float"]
+    check = by_name(evaluate_gates(report, mnist_gates(), None))["accuracy drop vs float"]
     assert not check.passed
     assert check.message.startswith("accuracy drop vs float: 25.00 pp > 0.10 pp allowed (float 75.00 %, int8 50.00 %)")
     assert ("likely calibrated for the other preprocessing" in check.message) is hinted
@@ -68,13 +67,13 @@ def test_pixel_scale_hint_when_the_other_scale_recovers_more_than_half_the_drop(
 
 def test_a_passing_drop_gets_no_note_even_when_the_other_scale_is_better():
     report = make_report(float_accuracy=0.75, int8_accuracy=0.75, other_scale_accuracy=1.0)
-    assert by_name(evaluate_gates(report, GatesSection(), None))["accuracy drop vs float"].message == (
+    assert by_name(evaluate_gates(report, mnist_gates(), None))["accuracy drop vs float"].message == (
         "accuracy drop vs float: 0.00 pp <= 0.10 pp allowed"
     )
 
 
 def test_a_passing_error_check_does_not_name_the_model():
-    check = evaluate_gates(make_report(), GatesSection(), None)[0]
+    check = evaluate_gates(make_report(), mnist_gates(), None)[0]
     assert check.passed and "(model" not in check.message
 
 
@@ -93,7 +92,7 @@ def test_a_passing_error_check_does_not_name_the_model():
     ],
 )
 def test_maximum_checks_at_their_edge(measured, passed, shown):
-    check = evaluate_gates(make_report(latency_p50=measured), GatesSection(max_latency_ratio=1.2), None)[2]
+    check = evaluate_gates(make_report(latency_p50=measured), mnist_gates(max_latency_ratio=1.2), None)[2]
     assert check.passed is passed
     assert check.message == f"latency ratio int8/float: {shown} (p50)"
 
@@ -104,14 +103,14 @@ def test_maximum_checks_at_their_edge(measured, passed, shown):
 )
 def test_minimum_checks_at_their_edge(measured, passed, shown):
     report = make_report(throughput={"256": measured})
-    check = evaluate_gates(report, GatesSection(min_throughput_ratio=0.8), None)[2]
+    check = evaluate_gates(report, mnist_gates(min_throughput_ratio=0.8), None)[2]
     assert check.passed is passed and check.comparison == ">="
     assert check.message == f"throughput ratio int8/float: {shown} (batch 256)"
 
 
 def test_throughput_is_judged_at_the_largest_measured_batch_not_the_largest_name():
     report = make_report(throughput={"64": 0.5, "256": 1.2, "1024": None, "9": 2.0})
-    check = evaluate_gates(report, GatesSection(min_throughput_ratio=1.0), None)[2]
+    check = evaluate_gates(report, mnist_gates(min_throughput_ratio=1.0), None)[2]
     assert check.passed and check.measured == 1.2 and check.message.endswith("(batch 256)")
 
 
@@ -121,7 +120,7 @@ def test_throughput_is_judged_at_the_largest_measured_batch_not_the_largest_name
 @pytest.mark.parametrize(("int8", "passed"), [(0.75, True), (0.7490234375, False)])
 def test_baseline_accuracy_tolerance_is_inclusive(int8, passed):
     # Baseline 75.5 %, tolerance 0.5 pp: 75.0 % is at the edge; 74.90234375 % is below it.
-    gates = GatesSection(baseline_accuracy_tolerance_pp=0.5, max_int8_top1_error_pct=100, max_accuracy_drop_pp=100)
+    gates = mnist_gates(baseline_accuracy_tolerance_pp=0.5, max_int8_top1_error_pct=100, max_accuracy_drop_pp=100)
     report = make_report(float_accuracy=0.75, int8_accuracy=int8)
     check = by_name(evaluate_gates(report, gates, accepted(int8_top1_accuracy=0.755)))["int8 accuracy vs baseline"]
     assert check.passed is passed
@@ -130,7 +129,7 @@ def test_baseline_accuracy_tolerance_is_inclusive(int8, passed):
 
 def test_baseline_performance_tolerance_widens_both_ratios_the_right_way():
     # 25 % tolerance on latency 0.8 (allowed up to 1.0) and throughput 1.6 (required from 1.2).
-    gates = GatesSection(baseline_performance_tolerance_pct=25)
+    gates = mnist_gates(baseline_performance_tolerance_pct=25)
     at_edge = by_name(evaluate_gates(make_report(latency_p50=1.0, throughput={"256": 1.2}), gates,
                                      accepted(latency_p50_ratio=0.8, throughput_ratio=1.6)))  # fmt: skip
     latency, throughput = at_edge["latency ratio vs baseline"], at_edge["throughput ratio vs baseline"]
@@ -147,14 +146,14 @@ def test_baseline_performance_tolerance_widens_both_ratios_the_right_way():
 
 def test_baseline_throughput_is_compared_at_the_baselines_batch_size():
     report = make_report(throughput={"64": 1.0, "256": 2.0})
-    checks = by_name(evaluate_gates(report, GatesSection(), accepted(throughput_ratio=1.0, throughput_batch_size=64)))
+    checks = by_name(evaluate_gates(report, mnist_gates(), accepted(throughput_ratio=1.0, throughput_batch_size=64)))
     check = checks["throughput ratio vs baseline"]
     assert check.measured == 1.0 and check.message.endswith("(batch 64; baseline 1.00x minus 10 % tolerance)")
 
 
 def test_skipped_baseline_checks_say_why():
     report = make_report(latency_p50=None, throughput={"1": 1.0})
-    checks = by_name(evaluate_gates(report, GatesSection(), accepted()))
+    checks = by_name(evaluate_gates(report, mnist_gates(), accepted()))
     assert checks["latency ratio vs baseline"].message == (
         "latency ratio vs baseline: skipped, the report has no p50 latency ratio"
     )
@@ -167,7 +166,7 @@ def test_skipped_baseline_checks_say_why():
 
 def test_missing_performance_names_the_gate_key_and_threshold():
     report = make_report(latency_p50=None, throughput={})
-    checks = evaluate_gates(report, GatesSection(max_latency_ratio=1.5, min_throughput_ratio=0.75), None)
+    checks = evaluate_gates(report, mnist_gates(max_latency_ratio=1.5, min_throughput_ratio=0.75), None)
     assert [check.status for check in checks[2:]] == ["FAIL", "FAIL"]
     assert checks[3].message == (
         "throughput ratio int8/float: no performance numbers in the report to compare with "

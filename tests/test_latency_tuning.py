@@ -248,6 +248,7 @@ def test_a_faster_candidate_beating_the_earlier_one_in_every_round_wins():
     assert beats(trials[2], trials[1], 0.03) and not beats(trials[1], trials[2], 0.03)
 
 
+@pytest.mark.fast
 def test_candidates_within_noise_go_to_the_earliest():
     # Trial 3 measures fastest, but in one round it is only 2.7 % faster than trial 2: a tie, and 2 comes first.
     trials = [FP32, _trial(1, (1.4, 1.3, 1.5)), _trial(2, (0.74, 0.80, 0.78)), _trial(3, (0.72, 0.70, 0.71))]
