@@ -9,6 +9,7 @@ from __future__ import annotations
 import atexit
 import math
 import multiprocessing
+import os
 import shutil
 import tempfile
 from enum import Enum
@@ -75,16 +76,26 @@ def must_be_refused(raw: bytes) -> bool:
     return False
 
 
-def same_value(loaded: Any, written: Any) -> bool:
-    """Whether a loaded setting is what the file wrote (pydantic converts str to Path, lists to tuples...)."""
+# README: output.model and output.dir left out (or null) are derived from the model's path.
+DERIVED_WHEN_NULL = {("output", "model"), ("output", "dir")}
+
+
+def same_value(loaded: Any, written: Any, folder: Path, where: tuple[str, ...] = ()) -> bool:
+    """Whether a loaded setting is what the file wrote (pydantic converts str to Path, lists to tuples...;
+    README: a relative path in the file is relative to the file's folder)."""
     if isinstance(loaded, BaseModel):
-        return isinstance(written, dict) and all(same_value(getattr(loaded, k), v) for k, v in written.items())
+        return isinstance(written, dict) and all(
+            same_value(getattr(loaded, k), v, folder, (*where, k)) for k, v in written.items()
+        )
+    if written is None and where in DERIVED_WHEN_NULL:
+        return True
     if isinstance(loaded, Enum):
         return loaded.value == written
     if isinstance(loaded, Path):
-        return loaded == Path(written)
+        relative = isinstance(written, str) and written and not Path(written).is_absolute()
+        return loaded == (Path(os.path.normpath(folder / written)) if relative else Path(written))
     if isinstance(loaded, tuple):
-        return len(loaded) == len(written) and all(map(same_value, loaded, written))
+        return len(loaded) == len(written) and all(same_value(a, b, folder, where) for a, b in zip(loaded, written))
     if isinstance(loaded, float):
         written = float(written)
         return loaded == written or (math.isnan(loaded) and math.isnan(written))
@@ -104,7 +115,7 @@ def check_config_text(text: str) -> None:
     assert not must_be_refused(raw), f"loaded a file that is no config: {raw!r}"
     data = yaml.safe_load(raw.decode("utf-8"))
     for section, body in data.items():
-        assert same_value(getattr(config, section), body), (section, body, getattr(config, section))
+        assert same_value(getattr(config, section), body, path.parent, (section,)), (section, body, getattr(config, section))
 
 
 @FUZZ
