@@ -168,10 +168,21 @@ def test_max_bytes_default_and_validation() -> None:
 
 
 def test_cli_random_bytes_model_is_exit_code_3(tmp_path: Path) -> None:
+    # The shipped config's mnist-12 checksum does not apply to the user's own file: it is read, and refused
+    # for what it is, not for its checksum; it is never advised to be deleted, and it is still there.
     junk = tmp_path / "junk.onnx"
     junk.write_bytes(np.random.default_rng(1).bytes(2048))
-    result = run_tuning_sh(f"--input_model={junk}", "--set", "model.sha256=null", "--set", f"output.dir={tmp_path}")
+    result = run_tuning_sh(f"--input_model={junk}", "--set", f"output.dir={tmp_path}")
     assert_one_line_error(result, 3, str(junk), "not a valid ONNX model")
+    assert "sha256" not in result.stderr and "delete" not in result.stderr
+
+
+def test_cli_input_sha256_checks_the_users_file_without_advising_to_delete_it(tmp_path: Path) -> None:
+    own = tmp_path / "own.onnx"
+    own.write_bytes(MODEL.read_bytes() + b"")  # a copy: not the configured path, so no configured checksum
+    result = run_tuning_sh(f"--input_model={own}", f"--input_sha256={'0' * 64}", "--set", f"output.dir={tmp_path}")
+    assert_one_line_error(result, 3, str(own), "sha256 mismatch", "--input_sha256")
+    assert "delete" not in result.stderr and own.read_bytes() == MODEL.read_bytes()
 
 
 # --- data --------------------------------------------------------------------------------------------

@@ -199,7 +199,8 @@ def fetch(config_path: Path | None, assignments: tuple[str, ...]) -> None:
         max_bytes=config.model.max_bytes,
         deadline_s=config.model.download_timeout_s,
     )
-    console.result(f"{path}: sha256 {sha256_of(path)} verified")
+    verdict = "verified" if config.model.sha256 else "not verified (model.sha256 is not set)"
+    console.result(f"{path}: sha256 {sha256_of(path)} {verdict}")
 
 
 @cli.command()
