@@ -1,5 +1,7 @@
 """Small classifiers this project has never seen, built and trained with torch in the tests.
 
+``python tests/torch_models.py OUT_DIR`` writes the same three models for use outside the tests.
+
 Each is trained for a few seconds on the real train split (fixed seed, one thread) and exported to
 ONNX with input/output names unlike mnist-12's (``pixels`` -> ``class_scores``) and a dynamic batch
 dimension: a model at chance accuracy would test nothing, and a model shaped like mnist-12 would
@@ -8,6 +10,7 @@ hide what only mnist-12 satisfies.
 
 from __future__ import annotations
 
+import sys
 from collections.abc import Callable
 from pathlib import Path
 
@@ -111,3 +114,23 @@ def export(model: nn.Module, path: Path) -> None:
         dynamo=False,  # the TorchScript exporter needs no onnxscript
     )
     onnx.checker.check_model(onnx.load(str(path)))
+
+
+def main(argv: list[str]) -> None:
+    """``python tests/torch_models.py OUT_DIR``: the three test classifiers, trained as the tests train them,
+    written to OUT_DIR/<architecture>.onnx (LeNet and MLP on MNIST, the BatchNorm CNN on FashionMNIST)."""
+    if len(argv) != 1:
+        sys.exit("usage: python tests/torch_models.py OUT_DIR")
+    out = Path(argv[0])
+    out.mkdir(parents=True, exist_ok=True)
+    root = Path(__file__).resolve().parent.parent
+    datasets = {
+        "MNIST": DatasetSection(name="MNIST", root=root / "data"),
+        "FashionMNIST": DatasetSection(name="FashionMNIST", root=Path("/usr/share/datasets/fashion-mnist")),
+    }
+    for architecture, dataset in (("lenet", "MNIST"), ("mlp", "MNIST"), ("bn-cnn", "FashionMNIST")):
+        print(train_and_export(architecture, datasets[dataset], out / f"{architecture}.onnx"))
+
+
+if __name__ == "__main__":
+    main(sys.argv[1:])
