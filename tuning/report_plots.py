@@ -163,8 +163,8 @@ def _plot_flips(report: Report, path: Path) -> Path:
     for axes, flip, pixels in zip(grid.flat, shown, report.flip_pixels):
         axes.imshow(pixels, cmap="gray", interpolation="nearest")
         axes.set_title(
-            f"{flip.float_prediction} → {flip.int8_prediction}\ntrue {flip.label}",
-            fontsize=9,
+            f"{flip.float_prediction} → {flip.int8_prediction}\ntrue {report.class_label(flip.label)}",
+            fontsize=8,
             color=_FLIP_COLOURS[flip.kind],
         )
     int8 = report.int8_result.entry.name
