@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import numpy as np
 import onnx
 
 from tuning.onnx_io import declared_preprocessing, load_model, plain_metadata, read_metadata, save_model
@@ -50,3 +51,21 @@ def test_saved_metadata_reads_back_with_onnx_alone(tmp_path):
     assert read_metadata(reloaded)["int8_top1_accuracy"] == "0.5"
     assert declared_preprocessing(reloaded) == {"pixel_scale": "unit", "mean": 0.0, "std": 1.0}
     assert declared_preprocessing(load_model(ROOT / "models" / "mnist-12.onnx")) is None
+
+
+def test_a_model_made_for_other_input_is_named_on_one_line():
+    from tuning.config import load_config
+    from tuning.onnx_io import preprocessing_warning
+
+    from conftest import CONFIG
+
+    config = load_config(CONFIG)
+    unit_pixels = np.linspace(0.0, 1.0, 784, dtype=np.float32).reshape(1, 1, 28, 28)
+    zoo = ROOT / "models" / "zoo-mnist-12-int8.onnx"
+    # The zoo's int8 model records nothing, but quantizes its input in steps of 1.0: one step over [0, 1].
+    warning = preprocessing_warning(load_model(zoo), zoo, config.preprocessing, unit_pixels)
+    assert warning.startswith(f"warning: {zoo} records no preprocessing") and "steps of 1:" in warning
+    assert "\n" not in warning
+    assert preprocessing_warning(load_model(zoo), zoo, config.preprocessing, unit_pixels * 255) is None
+    fp32 = ROOT / "models" / "mnist-12.onnx"  # no quantized input: nothing to say
+    assert preprocessing_warning(load_model(fp32), fp32, config.preprocessing, unit_pixels) is None

@@ -40,7 +40,7 @@ from tuning import data
 from tuning.config import BenchmarkSection, PipelineConfig
 from tuning.environment import capture_environment
 from tuning.evaluate import SessionSettings, make_session, predict, top1_accuracy
-from tuning.onnx_io import declared_preprocessing, describe, load_model
+from tuning.onnx_io import describe, load_model, preprocessing_warning
 from tuning.rewrite import batch_capable_copy, verify_batch_copy
 
 INTERLEAVE_IMAGES = 100  # images each model runs before the next model's turn
@@ -341,15 +341,8 @@ def run_benchmark(config: PipelineConfig, model_path: Path, mode: str, batch_siz
     target = BenchmarkTarget(model_path.stem, model, model_path)
     settings = config.benchmark
     session = SessionSettings.of(config)
-    declared = declared_preprocessing(model)
-    warnings = (
-        (
-            f"warning: {model_path} declares preprocessing {json.dumps(declared, sort_keys=True)}; "
-            f"this run uses {json.dumps(config.preprocessing, sort_keys=True)}",
-        )
-        if declared is not None and declared != config.preprocessing
-        else ()
-    )
+    warning = preprocessing_warning(model, model_path, config.preprocessing, evaluation.images)
+    warnings = (warning,) if warning else ()
     threads = threads_phrase(settings.intra_op_threads)
     if mode == "accuracy":
         accuracy = top1_accuracy(

@@ -6,6 +6,7 @@ dimension, number of classes) comes from the graph itself, never from constants.
 
 from __future__ import annotations
 
+import json
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
 from pathlib import Path
@@ -13,6 +14,7 @@ from typing import Any
 
 import numpy as np
 import onnx
+import onnx.numpy_helper
 from google.protobuf.message import DecodeError
 
 from tuning.atomic import write_bytes_atomic
@@ -147,6 +149,46 @@ def declared_preprocessing(model: onnx.ModelProto) -> dict[str, Any] | None:
         except ValueError:
             declared[key] = text
     return declared
+
+
+# Fewer quantization steps than this over the input's range means the input was calibrated for another range
+# (the zoo's int8 mnist-12 quantizes its input in steps of 1.0: one step over [0, 1] pixels).
+_MIN_INPUT_STEPS = 16
+
+
+def preprocessing_warning(model: onnx.ModelProto, path: Path, configured: dict[str, Any], images: np.ndarray) -> str | None:
+    """One ``warning:`` line when ``model`` was made for other input than ``images`` (preprocessed as
+    ``configured``): its recorded preprocessing differs, or, recording none, it quantizes its input so
+    coarsely that the images' whole range spans fewer than :data:`_MIN_INPUT_STEPS` steps."""
+    declared = declared_preprocessing(model)
+    if declared is not None:
+        if declared == configured:
+            return None
+        return (
+            f"warning: {path} declares preprocessing {json.dumps(declared, sort_keys=True)}; "
+            f"this run uses {json.dumps(configured, sort_keys=True)}"
+        )
+    step = _input_quantization_step(model)
+    span = float(images.max() - images.min()) if images.size else 0.0
+    if step is None or span / step >= _MIN_INPUT_STEPS:
+        return None
+    return (
+        f"warning: {path} records no preprocessing, and it quantizes its input in steps of {step:g}: "
+        f"{span / step:.0f} step(s) over this run's input range ({json.dumps(configured, sort_keys=True)}); "
+        "it was likely calibrated for other preprocessing (report compares both pixel scales)"
+    )
+
+
+def _input_quantization_step(model: onnx.ModelProto) -> float | None:
+    """The constant scale of a QuantizeLinear reading the graph input directly, if there is one."""
+    initializers = {init.name: init for init in model.graph.initializer}
+    inputs = {value.name for value in model.graph.input} - set(initializers)
+    for node in model.graph.node:
+        if node.op_type == "QuantizeLinear" and node.input[0] in inputs and node.input[1] in initializers:
+            scale = onnx.numpy_helper.to_array(initializers[node.input[1]])
+            if scale.size == 1 and float(scale) > 0:
+                return float(scale)
+    return None
 
 
 def save_model(model: onnx.ModelProto, path: Path, metadata: Mapping[str, Any]) -> None:
