@@ -48,7 +48,9 @@ def test_run_tuning_sh_with_inc_style_flags(tmp_path):
     assert f"-> {output}" in result.stdout
     assert "top-1 error" in result.stdout and "objective latency" in result.stdout
     assert re.search(r"^ +0 +fp32 baseline ", result.stdout, re.M)
-    assert re.search(r"^ +2( \*)? +QDQ, minmax, fp32: none ", result.stdout, re.M)
+    # The configured format (configs/mnist.yaml: QDQ) first, then the other.
+    assert re.search(r"^ +1( \*)? +QDQ, minmax, fp32: none ", result.stdout, re.M)
+    assert re.search(r"^ +2( \*)? +QOperator, minmax, fp32: none ", result.stdout, re.M)
     assert re.search(r"Chosen: trial [12] \(", result.stdout)
     metadata = read_metadata(onnx.load(str(output)))
     assert metadata["source_sha256"] == "5c688690f8bacf667d4c2074af5ad0646ca328d7ab03eccf944a65b320171bdd"
@@ -78,6 +80,9 @@ def test_unmet_criterion_is_exit_code_4_and_keeps_the_existing_output(tmp_path):
         "tuning.max_trials=1",
         "--set",
         "tuning.strategy=basic",
+        "--set",
+        # QOperator: its first candidate quantizes every op and loses accuracy (QDQ's keeps the bias Add in fp32).
+        "quantization.format=QOperator",
         "--set",
         f"output.dir={tmp_path / 'run'}",
     )

@@ -98,7 +98,9 @@ def test_objective_accuracy_gives_the_same_bytes_every_time(tmp_path):
 def test_tight_criterion_makes_inc_fall_back_ops_to_fp32(tmp_path):
     config = project_config(
         tmp_path,
-        **{"tuning.objective": "accuracy", "tuning.accuracy_criterion.tolerance": 0.0, "tuning.max_trials": 10},
+        # QOperator: INC's first candidate quantizes every op (QDQ leaves the bias Add in fp32 and is as accurate).
+        **{"tuning.objective": "accuracy", "tuning.accuracy_criterion.tolerance": 0.0, "tuning.max_trials": 10,
+           "quantization.format": "QOperator"},
     )
     summary = run_tuning(config)
     first, chosen = summary.trials[1], summary.trials[-1]
@@ -124,6 +126,7 @@ def test_unreachable_criterion_is_an_error_and_writes_no_model(tmp_path, objecti
             "tuning.accuracy_criterion.tolerance": 0.0,
             "tuning.max_trials": 1,
             "tuning.strategy": "basic",
+            "quantization.format": "QOperator",
         },
     )
     with pytest.raises(TuningError, match="no int8 model meeting the accuracy criterion in 1 trials") as caught:
@@ -143,6 +146,7 @@ def test_inc_timeout_ends_tuning_normally(tmp_path):
             "tuning.strategy": "basic",
             "tuning.accuracy_criterion.tolerance": 0.0,
             "tuning.timeout_s": 3,
+            "quantization.format": "QOperator",  # its first candidate misses the criterion, so INC searches on
         },
     )
     summary = run_tuning(config)
