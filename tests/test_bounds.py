@@ -7,6 +7,7 @@ not from the schema under test.
 
 from __future__ import annotations
 
+import json
 import math
 import os
 import subprocess
@@ -25,6 +26,7 @@ from tuning.config import MAX_CONFIG_BYTES, MAX_YAML_DEPTH, MAX_YAML_NODES, Pipe
 from tuning.errors import ConfigError, one_line
 
 from conftest import ROOT
+from special_files import KINDS, make_special
 from test_cli import assert_one_line_error
 
 EXAMPLES = settings(max_examples=60, deadline=None)
@@ -234,23 +236,13 @@ def test_oversized_config_is_refused_before_parsing(tmp_path: Path) -> None:
 
 
 @pytest.mark.fast
-@pytest.mark.parametrize("kind", ["fifo", "directory", "dev-zero", "symlink-to-dev-zero", "missing"])
+@pytest.mark.parametrize("kind", [*KINDS, "missing"])
 def test_config_path_must_be_a_regular_file(tmp_path: Path, kind: str) -> None:
     path = tmp_path / "config.yaml"
-    expected = {
-        "fifo": "a FIFO", "directory": "a directory", "dev-zero": "a character device",
-        "symlink-to-dev-zero": "a character device", "missing": "not found",
-    }[kind]  # fmt: skip
-    if kind == "fifo":
-        os.mkfifo(path)
-    elif kind == "directory":
-        path.mkdir()
-    elif kind == "dev-zero":
-        path = Path("/dev/zero")
-    elif kind == "symlink-to-dev-zero":
-        path.symlink_to("/dev/zero")
+    if kind != "missing":
+        path = make_special(path, kind)
     started = time.monotonic()
-    assert expected in config_error(path=path)
+    assert KINDS.get(kind, "not found") in config_error(path=path)
     assert time.monotonic() - started < 5  # a FIFO with no writer would block an ordinary open() forever
 
 
@@ -343,16 +335,99 @@ def test_an_output_that_is_an_input_is_refused_before_any_work(tmp_path: Path, a
     assert source.read_bytes() == before and not (tmp_path / "run").exists()
 
 
-@pytest.mark.parametrize("kind", ["fifo", "dev-zero", "directory"])
-def test_tune_with_a_model_path_that_is_no_regular_file_is_exit_3(tmp_path: Path, kind: str) -> None:
-    model = tmp_path / "model.onnx"
-    if kind == "fifo":
-        os.mkfifo(model)
-    elif kind == "dev-zero":
-        model.symlink_to("/dev/zero")
-    else:
-        model.mkdir()
-    sha = "null" if kind == "fifo" else "5c688690f8bacf667d4c2074af5ad0646ca328d7ab03eccf944a65b320171bdd"
+def test_tune_with_a_model_path_that_is_a_fifo_is_exit_3(tmp_path: Path) -> None:
+    # Other kinds and the verified path: test_fetch_bounds and test_config_path_must_be_a_regular_file.
+    model = make_special(tmp_path / "model.onnx", "fifo")
+    sha = "null"
     result = run_cli("tune", f"--input_model={model}", "--set", f"model.sha256={sha}", "--set",
                      f"output.dir={tmp_path / 'run'}", "--set", f"output.model={tmp_path / 'out.onnx'}")  # fmt: skip
     assert_one_line_error(result, 3, "expected a regular file")
+
+
+# --- reports read by gate and report ----------------------------------------------------------------
+
+
+def write_report(path: Path, batch_key: str = "256", accuracy: object = 0.99) -> Path:
+    models = [
+        {"name": name, "role": role, "path": f"{name}.onnx",
+         "accuracy": {"pixel_scale": "unit", "top1_accuracy": accuracy}}
+        for name, role in (("fp32", "float"), ("int8", "int8"))
+    ]  # fmt: skip
+    report = {"schema_version": 1, "models": models,
+              "ratios_vs_float": {"int8": {"latency_p50": 0.9, "throughput": {batch_key: 1.2}}}}  # fmt: skip
+    path.write_text(json.dumps(report))
+    return path
+
+
+@EXAMPLES
+@given(st.text(min_size=1, max_size=6).filter(lambda key: not (key.isascii() and key.isdigit())))
+def test_gate_refuses_batch_keys_that_are_not_ascii_digits(tmp_path_factory, key: str) -> None:
+    from tuning.errors import InputError
+    from tuning.gate import load_report
+
+    path = write_report(tmp_path_factory.mktemp("gate") / "report.json", batch_key=key)
+    with pytest.raises(InputError) as caught:
+        load_report(path)
+    assert "\n" not in str(caught.value)
+
+
+@pytest.mark.parametrize(
+    "content",
+    [
+        '{"schema_version": ' + "9" * 5000 + "}",
+        "[" * 100_000 + "]" * 100_000,
+        '{"schema_version": 1e999999}',
+        "\udcff",
+    ],
+    ids=["5000-digit-int", "nested-100000", "huge-exponent", "not-utf8"],
+)
+def test_gate_reads_hostile_reports_as_one_line_exit_3(tmp_path: Path, content: str) -> None:
+    path = tmp_path / "report.json"
+    path.write_bytes(content.encode("utf-8", "surrogateescape"))
+    result = run_cli("gate", str(path))
+    assert result.returncode == 3 and len(result.stderr.strip().splitlines()) == 1, result.stderr
+
+
+@pytest.mark.parametrize("kind", ["fifo", "symlink-to-dev-zero"])
+def test_gate_never_blocks_on_a_report_that_is_no_regular_file(tmp_path: Path, kind: str) -> None:
+    path = make_special(tmp_path / "report.json", kind)
+    result = run_cli("gate", str(path))
+    assert result.returncode == 3 and KINDS[kind] in result.stderr
+
+
+def test_report_and_gate_outputs_never_overwrite_their_inputs(tmp_path: Path) -> None:
+    report_json = write_report(tmp_path / "report.json")
+    before = report_json.read_bytes()
+    result = run_cli("gate", str(report_json), "--junit", str(report_json))
+    assert result.returncode == 2 and "refusing to overwrite an input" in result.stderr
+    result = run_cli("gate", str(report_json), "--write-baseline", str(tmp_path / "." / "report.json"))
+    assert result.returncode == 2 and "refusing to overwrite an input" in result.stderr
+    assert report_json.read_bytes() == before
+    model_named_like_an_output = tmp_path / "out" / "report.md"
+    model_named_like_an_output.parent.mkdir()
+    model_named_like_an_output.write_bytes((ROOT / "models" / "mnist-12.onnx").read_bytes())
+    result = run_cli("report", "--skip-performance", f"--float-model={model_named_like_an_output}",
+                     f"--out-dir={tmp_path / 'out'}", "--set", "benchmark.reference_models=[]")  # fmt: skip
+    assert result.returncode == 2 and "refusing to overwrite an input" in result.stderr
+    assert model_named_like_an_output.read_bytes() == (ROOT / "models" / "mnist-12.onnx").read_bytes()
+
+
+@pytest.mark.parametrize(
+    ("args", "key", "batch"),
+    [
+        (["benchmark", "--batch_size", "1000000"], "--batch_size", 1_000_000),
+        (["report", "--set", "benchmark.batch_sizes=[1, 100000]"], "benchmark.batch_sizes", 100_000),
+        (["report", "--set", "benchmark.batch_sizes=[64]", "--set", "benchmark.max_batch_bytes=100000"],
+         "benchmark.batch_sizes", 64),
+    ],
+)
+def test_batches_too_large_for_memory_are_refused_before_allocating(tmp_path: Path, args, key, batch) -> None:
+    # mnist-12: 784 input and 10 output floats per image, 3176 bytes; the default limit is 32 MiB.
+    per_image = 4 * (28 * 28 + 10)
+    args = [*args, "--set", f"output.dir={tmp_path}", "--set", "benchmark.reference_models=[]"]
+    if args[0] == "report":
+        args += [f"--int8-model={ROOT / 'models' / 'zoo-mnist-12-int8.onnx'}", f"--out-dir={tmp_path / 'report'}"]
+    started = time.monotonic()
+    result = run_cli(*args)
+    assert_one_line_error(result, 2, key, "benchmark.max_batch_bytes", f"needs {batch * per_image} bytes")
+    assert time.monotonic() - started < 60 and not (tmp_path / "report").exists()

@@ -22,6 +22,7 @@ from tuning.errors import FetchError
 from tuning.fetch import ensure_file
 
 from conftest import ROOT
+from special_files import KINDS, make_special
 
 MODEL_SHA256 = "5c688690f8bacf667d4c2074af5ad0646ca328d7ab03eccf944a65b320171bdd"
 PAYLOAD = (ROOT / "models" / "mnist-12.onnx").read_bytes()
@@ -196,18 +197,10 @@ def test_a_url_with_control_characters_is_quoted_cleanly(tmp_path: Path) -> None
     assert_clean_message(str(caught.value))
 
 
-@pytest.mark.parametrize("kind", ["fifo", "dev-zero", "directory"])
+@pytest.mark.parametrize("kind", ["fifo", "symlink-to-dev-zero", "directory"])
 def test_a_model_path_that_is_no_regular_file_never_blocks(tmp_path: Path, kind: str) -> None:
-    dest = tmp_path / "model.onnx"
-    if kind == "fifo":
-        import os
-
-        os.mkfifo(dest)
-    elif kind == "dev-zero":
-        dest.symlink_to("/dev/zero")
-    else:
-        dest.mkdir()
-    expected = {"fifo": "a FIFO", "dev-zero": "a character device", "directory": "a directory"}[kind]
+    dest = make_special(tmp_path / "model.onnx", kind)
+    expected = KINDS[kind]
     # In a child with a time limit: the old code blocked on the FIFO forever.
     code = (
         "import sys; from tuning.fetch import ensure_file; from tuning.errors import PipelineError\n"

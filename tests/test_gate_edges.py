@@ -284,7 +284,7 @@ def test_long_values_are_cut_to_forty_characters(tmp_path):
 
 
 def test_report_path_problems(tmp_path):
-    with pytest.raises(InputError, match="expected a report JSON file, got a directory"):
+    with pytest.raises(InputError, match="report file is a directory, expected a regular file"):
         load_report(tmp_path)
     (tmp_path / "latin1.json").write_bytes(b'{"a": "\xe9"}')
     with pytest.raises(InputError, match=r"latin1.json: cannot read report \(UnicodeDecodeError: "):

@@ -39,7 +39,7 @@ from tqdm import tqdm
 from tuning import data
 from tuning.config import BenchmarkSection, PipelineConfig
 from tuning.environment import capture_environment
-from tuning.evaluate import SessionSettings, make_session, predict, top1_accuracy
+from tuning.evaluate import SessionSettings, check_classifier, make_session, predict, top1_accuracy
 from tuning.onnx_io import describe, load_model, preprocessing_warning
 from tuning.rewrite import batch_capable_copy, verify_batch_copy
 
@@ -337,7 +337,9 @@ def run_benchmark(config: PipelineConfig, model_path: Path, mode: str, batch_siz
     model_path = Path(model_path)
     model = load_model(model_path)
     spec = describe(model, model_path)
+    spec.require_batch_fits(batch_size, config.benchmark.max_batch_bytes, "--batch_size", model_path)
     evaluation = data.evaluation_images(config.dataset, config.evaluation.split, spec.sample_shape)
+    check_classifier(model, spec, evaluation, len(data.class_names(config.dataset)), model_path)
     target = BenchmarkTarget(model_path.stem, model, model_path)
     settings = config.benchmark
     session = SessionSettings.of(config)

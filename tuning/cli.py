@@ -11,7 +11,6 @@ from the environment (prefix ``MNIST_TUNING_``, see :data:`ENV_PREFIX`).
 
 from __future__ import annotations
 
-import errno
 import importlib.metadata
 import json
 import os
@@ -25,8 +24,8 @@ from typing import Any, Callable
 import click
 
 from tuning import distributed
-from tuning.config import SHIPPED_CONFIG, PipelineConfig, QuantFormat, load_config, parse_override
-from tuning.errors import ConfigError, Interrupted, OutputError, PipelineError, one_line
+from tuning.config import SHIPPED_CONFIG, PipelineConfig, QuantFormat, load_config, output_input_clashes, parse_override
+from tuning.errors import OUTPUT_ERRNOS, ConfigError, Interrupted, OutputError, PipelineError, one_line
 
 DEFAULT_CONFIG = SHIPPED_CONFIG
 # MNIST_TUNING_CONFIG, MNIST_TUNING_SET, MNIST_TUNING_QUIET, MNIST_TUNING_VERBOSE for the options every
@@ -423,6 +422,14 @@ def gate(
         },
     )
     report_path = report or config.path("output.dir") / "report" / "report.json"
+    baseline_inputs = [("gates.baseline", config.gates.baseline)] if config.gates.baseline else []
+    for option, output, inputs in (
+        ("--junit", junit_path, [("the report", report_path), *baseline_inputs]),
+        ("--write-baseline", write_baseline, [("the report", report_path)]),  # it may replace gates.baseline
+    ):
+        clash = output_input_clashes([(option, output)], inputs) if output is not None else None
+        if clash:
+            raise ConfigError(clash)
     report_data = load_report(report_path)
     # Accepting a new baseline replaces the old one, so comparing against the old one would only get in the way.
     accepted = None if write_baseline or config.gates.baseline is None else load_baseline(config.gates.baseline)
@@ -471,10 +478,6 @@ def _fail(message: str, code: int, same_on_every_rank: bool = False) -> None:
     sys.exit(code)
 
 
-# errno values that mean "this output cannot be written", wherever the write happened.
-_OUTPUT_ERRNOS = frozenset({errno.ENOSPC, errno.EDQUOT, errno.EFBIG, errno.EROFS})
-
-
 def main(argv: list[str] | None = None) -> None:
     """Entry point: run the CLI and turn every PipelineError into one line and its exit code."""
     signal.signal(signal.SIGTERM, _raise_interrupted)
@@ -493,7 +496,7 @@ def main(argv: list[str] | None = None) -> None:
     except KeyboardInterrupt:
         _fail("interrupted; no partial output was kept", Interrupted.exit_code)
     except OSError as exc:
-        if exc.errno not in _OUTPUT_ERRNOS:
+        if exc.errno not in OUTPUT_ERRNOS:
             raise
         where = f"{exc.filename}: " if exc.filename else ""
         _fail(f"{where}cannot write output ({exc.strerror})", OutputError.exit_code)

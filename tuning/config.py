@@ -248,6 +248,9 @@ class BenchmarkSection(_TimingSection):
 
     batch_sizes: Annotated[tuple[BatchSize, ...], Field(min_length=1, max_length=64)] = (1, 16, 64, 256)
     intra_op_threads: _int_range(1, 1024) = 1
+    # Input plus output tensors of one benchmark or report batch; larger batch sizes are refused before
+    # anything is allocated (onnxruntime's intermediate tensors need several times more on top).
+    max_batch_bytes: _int_range(1, 2**40) = 32 * 1024 * 1024
     reference_models: tuple[Path, ...] = ()  # further models to compare in reports
 
 

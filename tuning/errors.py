@@ -6,6 +6,7 @@ else escaping is a bug in this package.
 
 from __future__ import annotations
 
+import errno
 import unicodedata
 
 
@@ -53,6 +54,11 @@ class OutputError(PipelineError):
     """An output could not be written (read-only folder, disk full)."""
 
     exit_code = 5
+
+
+# errno values meaning "this output cannot be written", wherever the write happened (disk full, quota,
+# RLIMIT_FSIZE, read-only file system).
+OUTPUT_ERRNOS = frozenset({errno.ENOSPC, errno.EDQUOT, errno.EFBIG, errno.EROFS})
 
 
 class Interrupted(PipelineError):

@@ -13,6 +13,7 @@ import onnxruntime as ort
 from tuning.config import PipelineConfig
 from tuning.data import BatchLoader, LabelledImages
 from tuning.errors import InputError
+from tuning.onnx_io import ModelSpec
 
 
 @dataclass(frozen=True)
@@ -52,6 +53,11 @@ class SessionSettings:
         }
 
 
+# onnxruntime logs a failing node on stderr before raising; the raised error says the same in one line.
+_QUIET_RUN = ort.RunOptions()
+_QUIET_RUN.log_severity_level = 4
+
+
 def make_session(model: onnx.ModelProto | Path, settings: SessionSettings = SessionSettings()) -> ort.InferenceSession:
     source = str(model) if isinstance(model, Path) else model.SerializeToString()
     try:
@@ -67,12 +73,43 @@ def predict(session: ort.InferenceSession, data: LabelledImages, batch_size: int
     predictions = []
     for images, _ in BatchLoader(data, batch_size):
         try:
-            predictions.append(session.run(None, {input_name: images})[0].argmax(axis=1))
+            predictions.append(session.run(None, {input_name: images}, _QUIET_RUN)[0].argmax(axis=1))
         except Exception as exc:  # onnxruntime's untyped errors, e.g. a batch the model's fixed shape refuses
             raise InputError(
                 f"onnxruntime cannot run the model on a batch of {len(images)} images ({str(exc).splitlines()[0]})"
             ) from None
     return np.concatenate(predictions)
+
+
+def check_classifier(model: onnx.ModelProto, spec: ModelSpec, data: LabelledImages, classes: int, source: Path | str) -> None:
+    """Run ``model`` on one real batch: it must return ``[batch, classes]``, the width it declares.
+
+    A model with fewer outputs than the dataset has classes (5 against labels 0-9), or one declaring
+    10 outputs but computing 20, would otherwise be tuned and reported against a meaningless accuracy;
+    a model that loads but cannot run fails here, before any tuning.
+    """
+    if spec.num_classes != classes:
+        raise InputError(
+            f"{source}: output {spec.output_name!r} declares {spec.num_classes} classes, but the dataset has {classes}"
+        )
+    batch = spec.batch_dim or min(len(data), 2)  # two images also show whether the batch dimension is honoured
+    try:
+        outputs = make_session(model).run(None, {spec.input_name: data.images[:batch]}, _QUIET_RUN)
+    except InputError:
+        raise
+    except Exception as exc:  # onnxruntime's untyped errors: the graph cannot run on a real input
+        raise InputError(f"{source}: onnxruntime cannot run the model on a test image ({_first_line(exc)})") from None
+    shape = tuple(getattr(outputs[0], "shape", ()))
+    if shape != (batch, classes):
+        raise InputError(
+            f"{source}: output {spec.output_name!r} declares [{spec.batch_dim or 'batch'}, {classes}] but returns "
+            f"{list(shape)} for {batch} image{'s' if batch != 1 else ''}"
+        )
+
+
+def _first_line(exc: BaseException) -> str:
+    text = str(exc).strip()
+    return text.splitlines()[0] if text else exc.__class__.__name__
 
 
 def top1_accuracy(predictions: np.ndarray, labels: np.ndarray) -> float:

@@ -18,6 +18,7 @@ from typing import Any
 
 from tuning.config import GatesSection
 from tuning.errors import InputError
+from tuning.inputs import read_bounded
 
 REPORT_SCHEMA_VERSION = 1
 BASELINE_SCHEMA_VERSION = 1
@@ -25,6 +26,9 @@ BASELINE_SCHEMA_VERSION = 1
 # Converting accuracy fractions to percent leaves float noise (1 - 0.985 is 0.01500...013):
 # a number that equals its threshold in every printed digit must pass.
 _SLACK = 1e-9
+
+# report.json of this project is a few hundred kB; a larger file is not one.
+MAX_JSON_BYTES = 64 * 1024 * 1024
 
 
 @dataclass(frozen=True)
@@ -73,18 +77,15 @@ def _load_validated(path: Path, what: str, validate: Callable[[Any], None]) -> d
 
 
 def _read_json(path: Path, what: str) -> Any:
+    raw = read_bounded(path, MAX_JSON_BYTES, f"{what} file", InputError, "the limit for a report")
     try:
-        text = path.read_text(encoding="utf-8")
-    except FileNotFoundError:
-        raise InputError(f"{path}: {what} file not found") from None
-    except IsADirectoryError:
-        raise InputError(f"{path}: expected a {what} JSON file, got a directory") from None
-    except (OSError, UnicodeDecodeError) as exc:
-        raise InputError(f"{path}: cannot read {what} ({exc.__class__.__name__}: {exc})") from None
-    try:
-        return json.loads(text)
+        return json.loads(raw.decode("utf-8"))
+    except UnicodeDecodeError as exc:
+        raise InputError(f"{path}: cannot read {what} (UnicodeDecodeError: {exc})") from None
     except json.JSONDecodeError as exc:
         raise InputError(f"{path}: not valid JSON at line {exc.lineno}, column {exc.colno}: {exc.msg}") from None
+    except (ValueError, RecursionError) as exc:  # an integer past Python's digit limit; nesting past its stack
+        raise InputError(f"{path}: not a usable {what} ({exc.__class__.__name__}: {str(exc)[:80]})") from None
 
 
 def _require_version(data: Any, what: str, supported: int) -> None:
@@ -126,7 +127,7 @@ def _validate_report(data: Any) -> None:
         return
     _require_object(throughput, f"{where}.throughput")
     for batch, ratio in throughput.items():
-        if not batch.isdigit() or int(batch) < 1:
+        if not (batch.isascii() and batch.isdigit()) or int(batch) < 1:  # isdigit() alone accepts "²"
             raise _Invalid(f"{where}.throughput: expected batch sizes (positive integers) as keys, got {batch!r}")
         _optional_ratio(ratio, f"{where}.throughput.{batch}")
 

@@ -46,9 +46,9 @@ from tuning.quantize import (
     Trial,
     TuningOutcome,
     check_kept_in_fp32,
+    contained_inc_call,
     fp32_requests,
     inc_config,
-    interrupts_survive_inc,
     no_model_message,
     record_trial,
 )
@@ -206,14 +206,16 @@ def make_candidates(
         set_random_seed(tuning.seed)
         source_copy = onnx.ModelProto()
         source_copy.CopyFrom(model)
+        what = f"making candidate {len(trials)} ({spec.description})"
         try:
-            with interrupts_survive_inc(tuning.timeout_s):
+            with contained_inc_call(workspace / "inc.log", tuning.timeout_s) as inc_call:
                 result = quantization.fit(source_copy, inc_config(config, requested, spec), calib_dataloader=calibration_loader)
         except Exception as exc:  # INC raises bare Exceptions of many kinds from deep inside its adaptors
-            raise TuningError(
-                f"INC failed making candidate {len(trials)} ({spec.description}): {exc.__class__.__name__}: {exc}"
-            ) from None
+            raise TuningError(f"INC failed {what}: {exc.__class__.__name__}: {exc}") from None
         if result is None:
+            failure = inc_call.failure(what, model.ByteSize())
+            if failure is not None:
+                raise failure
             raise TuningError(
                 f"INC returned no model for candidate {len(trials)} ({spec.description}); see {workspace / 'inc.log'}"
             )

@@ -7,6 +7,7 @@ dimension, number of classes) comes from the graph itself, never from constants.
 from __future__ import annotations
 
 import json
+import math
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
 from pathlib import Path
@@ -19,7 +20,8 @@ from google.protobuf.message import DecodeError
 
 from tuning.atomic import write_bytes_atomic
 from tuning.config import ModelSection
-from tuning.errors import InputError, TuningError
+from tuning.errors import ConfigError, InputError, TuningError
+from tuning.inputs import read_bounded, require_regular_file
 
 METADATA_PREFIX = "tuning."
 # What a malformed file makes onnx raise while parsing and checking it.
@@ -36,6 +38,19 @@ class ModelSpec:
     output_name: str
     num_classes: int
 
+    def batch_bytes(self, batch_size: int) -> int:
+        """Bytes of the float32 input and output tensors of one batch."""
+        return 4 * batch_size * (math.prod(self.sample_shape) + self.num_classes)
+
+    def require_batch_fits(self, batch_size: int, limit: int, key: str, source: Path | str) -> None:
+        """Refuse a batch size whose tensors would exceed ``limit`` bytes, before anything is allocated."""
+        needed = self.batch_bytes(batch_size)
+        if needed > limit:
+            raise ConfigError(
+                f"{key}: batch {batch_size} of {source} needs {needed} bytes for its input and output tensors, "
+                f"more than benchmark.max_batch_bytes ({limit}); use a smaller batch or raise the limit"
+            )
+
 
 def load_model(path: Path, max_bytes: int | None = None) -> onnx.ModelProto:
     """Parse and check an ONNX file; every failure is one line naming the file.
@@ -45,14 +60,14 @@ def load_model(path: Path, max_bytes: int | None = None) -> onnx.ModelProto:
     """
     path = Path(path)
     limit = ModelSection.model_fields["max_bytes"].default if max_bytes is None else max_bytes
-    if not path.is_file():
-        raise InputError(f"{path}: model file not found")
-    size = path.stat().st_size
+    size = require_regular_file(path, "model file", InputError).st_size
     if size > limit:
         raise InputError(f"{path}: model is {size} bytes, more than model.max_bytes ({limit}); raise the limit")
+    # Read through a descriptor checked to be a regular file, at most ``limit`` bytes (the file may change).
+    raw = read_bounded(path, limit, "model file", InputError, "model.max_bytes")
     try:
         # External data is attached only after its locations are checked: a model must not read files elsewhere.
-        model = onnx.load_model(str(path), load_external_data=False)
+        model = onnx.load_model_from_string(raw)
         external_bytes = _check_external_data(model, path)
         if size + external_bytes > limit:
             raise InputError(
@@ -191,8 +206,8 @@ def _input_quantization_step(model: onnx.ModelProto) -> float | None:
     return None
 
 
-def save_model(model: onnx.ModelProto, path: Path, metadata: Mapping[str, Any]) -> None:
-    """Attach ``metadata`` (as :func:`plain_metadata`), check the model, and write it atomically."""
+def save_model(model: onnx.ModelProto, path: Path, metadata: Mapping[str, Any]) -> bytes:
+    """Attach ``metadata`` (as :func:`plain_metadata`), check the model, write it atomically; return its bytes."""
     kept = [prop for prop in model.metadata_props if not prop.key.startswith(METADATA_PREFIX)]
     del model.metadata_props[:]
     model.metadata_props.extend(kept)
@@ -204,6 +219,7 @@ def save_model(model: onnx.ModelProto, path: Path, metadata: Mapping[str, Any]) 
     except (onnx.checker.ValidationError, ValueError) as exc:
         raise TuningError(f"{path}: the int8 model INC made is not valid ONNX ({str(exc).splitlines()[0]})") from None
     write_bytes_atomic(Path(path), payload)
+    return payload
 
 
 def _all_tensors(graph: onnx.GraphProto) -> Iterator[onnx.TensorProto]:
@@ -235,8 +251,7 @@ def _check_external_data(model: onnx.ModelProto, path: Path) -> int:
                 f"{path}: tensor {tensor.name!r} has external data at {location!r}, outside the model's folder; "
                 "refusing to read it"
             )
-        if not target.is_file():
-            raise InputError(f"{path}: external data file {location!r} of tensor {tensor.name!r} not found")
+        require_regular_file(target, f"external data file {location!r} of tensor {tensor.name!r}", InputError)
         locations.add(target)
     return sum(target.stat().st_size for target in locations)
 

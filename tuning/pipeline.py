@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import json
 import time
 from collections.abc import Sequence
@@ -10,9 +11,15 @@ from pathlib import Path
 from typing import Any, Callable
 
 from tuning import benchmark, data, distributed, fetch, onnx_io, rewrite
-from tuning.atomic import prepare_output_dir, write_text_atomic
+from tuning.atomic import (
+    atomic_outputs,
+    prepare_output_dir,
+    prepare_scratch_dir,
+    remove_stale_temporaries,
+    write_text_atomic,
+)
 from tuning.config import Objective, PipelineConfig
-from tuning.evaluate import AccuracyEvaluator, SessionSettings
+from tuning.evaluate import AccuracyEvaluator, SessionSettings, check_classifier
 from tuning.latency_search import quantize_for_latency
 from tuning.quantize import Trial, quantize, route_inc_logs
 
@@ -62,8 +69,12 @@ def run_tuning(
         # one workspace read each other's. Each rank gets its own, with its own inc.log.
         workspace = workspace / f"rank{world.rank}"
     # Only rank 0 writes outputs; a worker writes nothing but INC's scratch in its workspace.
-    for folder in (output_model.parent, workspace) if world.rank == 0 else (workspace,):
-        prepare_output_dir(folder)
+    summary_path = output_dir / "tuning_summary.json"
+    if world.rank == 0:
+        prepare_output_dir(output_model.parent)
+        for output in (output_model, summary_path):  # what a run killed while writing them left
+            remove_stale_temporaries(output)
+    prepare_scratch_dir(workspace)
     route_inc_logs(workspace / "inc.log", echo_to_console=verbose and world.rank == 0)
 
     say(f"tune: reading {source_file}")
@@ -81,6 +92,11 @@ def run_tuning(
     say(f"tune: loading {config.dataset.name} from {config.dataset.root}")
     calibration = data.calibration_images(config.dataset, config.calibration, spec.sample_shape)
     evaluation = data.evaluation_images(config.dataset, config.evaluation.split, spec.sample_shape)
+    check_classifier(model, spec, evaluation, len(data.class_names(config.dataset)), source_path)
+    if config.tuning.objective is Objective.LATENCY:  # candidates are timed at the largest batch size
+        spec.require_batch_fits(
+            max(config.benchmark.batch_sizes), config.benchmark.max_batch_bytes, "benchmark.batch_sizes", source_path
+        )
     session = SessionSettings.of(config)
     evaluator = AccuracyEvaluator(evaluation, config.evaluation.batch_size, session)
 
@@ -103,43 +119,45 @@ def run_tuning(
             return None
 
     session_options = session.describe()
-    onnx_io.save_model(
-        outcome.model,
-        output_model,
-        metadata={
-            "preprocessing": config.preprocessing,
-            "source_sha256": source_sha256,
-            "config_sha256": config.quantization_sha256(),
-            "fp32_top1_accuracy": outcome.fp32_accuracy,
-            "int8_top1_accuracy": outcome.int8_accuracy,
-            "evaluation_split": f"{config.dataset.name}/{config.evaluation.split.value}",
-            # The onnxruntime session options every number above (and the tuning's timing) was measured with.
-            "session_options": session_options,
-        },
-    )
-    summary_path = output_dir / "tuning_summary.json"
-    summary = TuningSummary(
-        source_model=str(source_path),
-        source_sha256=source_sha256,
-        output_model=str(output_model),
-        fp32_top1_accuracy=outcome.fp32_accuracy,
-        int8_top1_accuracy=outcome.int8_accuracy,
-        trials=outcome.trials,
-        source_bytes=source_path.stat().st_size,
-        output_bytes=output_model.stat().st_size,
-        seconds=time.perf_counter() - started,
-        config_sha256=config.quantization_sha256(),
-        summary_path=str(summary_path),
-        objective=outcome.objective.value,
-        chosen_trial=outcome.chosen_index,
-        reason=outcome.reason,
-        session_options=session_options,
-        latency_measurement=outcome.measurement,
-        output_sha256=fetch.sha256_of(output_model),
-        warning=outcome.warning,
-        distributed={"ranks": world.size, "trial_order": "evaluation finished"} if world.distributed else None,
-    )
-    write_text_atomic(summary_path, json.dumps(asdict(summary), indent=2) + "\n")
+    # The model and its summary are replaced together or not at all (a summary that cannot be written
+    # must not leave a new model described by an old summary).
+    with atomic_outputs():
+        payload = onnx_io.save_model(
+            outcome.model,
+            output_model,
+            metadata={
+                "preprocessing": config.preprocessing,
+                "source_sha256": source_sha256,
+                "config_sha256": config.quantization_sha256(),
+                "fp32_top1_accuracy": outcome.fp32_accuracy,
+                "int8_top1_accuracy": outcome.int8_accuracy,
+                "evaluation_split": f"{config.dataset.name}/{config.evaluation.split.value}",
+                # The onnxruntime session options every number above (and the tuning's timing) was measured with.
+                "session_options": session_options,
+            },
+        )
+        summary = TuningSummary(
+            source_model=str(source_path),
+            source_sha256=source_sha256,
+            output_model=str(output_model),
+            fp32_top1_accuracy=outcome.fp32_accuracy,
+            int8_top1_accuracy=outcome.int8_accuracy,
+            trials=outcome.trials,
+            source_bytes=source_path.stat().st_size,
+            output_bytes=len(payload),
+            seconds=time.perf_counter() - started,
+            config_sha256=config.quantization_sha256(),
+            summary_path=str(summary_path),
+            objective=outcome.objective.value,
+            chosen_trial=outcome.chosen_index,
+            reason=outcome.reason,
+            session_options=session_options,
+            latency_measurement=outcome.measurement,
+            output_sha256=hashlib.sha256(payload).hexdigest(),
+            warning=outcome.warning,
+            distributed={"ranks": world.size, "trial_order": "evaluation finished"} if world.distributed else None,
+        )
+        write_text_atomic(summary_path, json.dumps(asdict(summary), indent=2) + "\n")
     return summary
 
 

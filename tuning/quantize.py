@@ -13,8 +13,11 @@ import contextlib
 import dataclasses
 import hashlib
 import logging
+import os
 import re
 import signal
+import sys
+import tempfile
 import threading
 import time
 from collections.abc import Callable, Iterator, Sequence
@@ -35,7 +38,7 @@ from tuning.config import (
     Strategy,
 )
 from tuning.data import BatchLoader, LabelledImages
-from tuning.errors import ConfigError, TuningError
+from tuning.errors import OUTPUT_ERRNOS, ConfigError, InputError, OutputError, PipelineError, TuningError
 from tuning.graph import (
     COMPUTE_OP_TYPES,
     Precision,
@@ -45,6 +48,7 @@ from tuning.graph import (
     source_precisions,
 )
 from tuning.rewrite import pool_before_activation
+from tuning.signals import interrupts_deferred
 
 FP32_ONLY = {"weight": {"dtype": ["fp32"]}, "activation": {"dtype": ["fp32"]}}
 
@@ -136,6 +140,11 @@ def meets_criterion(accuracy: float, fp32_accuracy: float, config: PipelineConfi
     criterion = config.tuning.accuracy_criterion
     loss = fp32_accuracy - accuracy
     if criterion.kind is CriterionKind.RELATIVE:
+        if fp32_accuracy == 0:
+            raise InputError(
+                "the float model classifies no evaluation image correctly (top-1 accuracy 0), so a relative "
+                "accuracy criterion means nothing; check the model, dataset.pixel_scale, mean and std"
+            )
         loss /= fp32_accuracy
     return loss <= criterion.tolerance
 
@@ -272,13 +281,16 @@ def quantize(
         if config.quantization.approach is Approach.STATIC
         else None
     )
+    log_path = workspace / "inc.log"
     try:
-        with interrupts_survive_inc(config.tuning.timeout_s):
+        with contained_inc_call(log_path, config.tuning.timeout_s) as inc_call:
             result = quantization.fit(
                 model, inc_config(config, requested), calib_dataloader=calibration_loader, eval_func=eval_func
             )
     except Exception as exc:  # INC raises bare Exceptions of many kinds from deep inside its adaptors
-        raise TuningError(f"INC failed during tuning: {exc.__class__.__name__}: {exc}") from None
+        raise TuningError(f"INC failed during tuning: {exc.__class__.__name__}: {exc}; INC's log: {log_path}") from None
+    if result is None and (failure := inc_call.failure("during tuning", model.ByteSize())) is not None:
+        raise failure
     if world.distributed:
         if world.rank != 0:
             _send_trials_to_rank0(world, result, trials, stamps, workspace / "inc.log")
@@ -405,6 +417,115 @@ def interrupts_survive_inc(timeout_s: float = 0) -> Iterator[None]:
         raise KeyboardInterrupt(signal.Signals(seen[0]).name)
 
 
+@dataclass
+class IncCall:
+    """What a contained INC call left behind: the first exception INC caught and only logged."""
+
+    log_path: Path
+    started: float = field(default_factory=time.time)
+    swallowed: BaseException | None = None
+
+    def failure(self, what: str, model_bytes: int) -> PipelineError | None:
+        """The error to report for an INC call that returned no model, if INC swallowed one.
+
+        The project's own errors raised inside INC (by the evaluation function) keep their exit
+        code. A full disk is an output error: onnxruntime writes INC's ``Optimized_model.onnx``
+        from C++ and says nothing when the write is cut short, so INC fails later reading it back
+        (InvalidProtobuf); a failed INC call is therefore followed by a probe writing
+        ``model_bytes`` into the workspace. Anything else is INC failing.
+        """
+        exc = self.swallowed
+        if exc is None:
+            return None
+        if isinstance(exc, PipelineError):
+            return exc
+        workspace = self.log_path.parent
+        write_error = exc if isinstance(exc, OSError) and exc.errno in OUTPUT_ERRNOS else _write_probe(workspace, model_bytes)
+        if write_error is not None:
+            self._remove_partial_files()
+            return OutputError(
+                f"{workspace}: INC's workspace cannot take a {model_bytes}-byte model ({write_error.strerror}) "
+                f"{what}; INC's log: {self.log_path}"
+            )
+        detail = f"{exc.__class__.__name__}: {exc}".strip().splitlines()[0]
+        return TuningError(f"INC failed {what} ({detail}); INC's log: {self.log_path}")
+
+    def _remove_partial_files(self) -> None:
+        # What INC wrote during this call was cut short; only the log is worth keeping.
+        for path in self.log_path.parent.iterdir():
+            with contextlib.suppress(OSError):
+                if path != self.log_path and path.is_file() and path.stat().st_mtime >= self.started - 1:
+                    path.unlink()
+
+
+def _write_probe(folder: Path, size: int) -> OSError | None:
+    """Write and remove ``size`` bytes in ``folder``; the error if the disk (or RLIMIT_FSIZE) refuses them."""
+    try:
+        with tempfile.NamedTemporaryFile(dir=folder, prefix=".write-probe.", suffix=".tmp") as probe:
+            probe.write(bytes(size))
+            probe.flush()
+            os.fsync(probe.fileno())
+    except OSError as exc:
+        return exc if exc.errno in OUTPUT_ERRNOS else None
+    return None
+
+
+class _SwallowedExceptionRecorder(logging.Handler):
+    # INC's fit() catches every Exception and logs it from inside its except clause, where
+    # sys.exc_info() still holds the exception: this handler keeps it for IncCall.failure.
+    def __init__(self, call: IncCall) -> None:
+        super().__init__(level=logging.ERROR)
+        self.call = call
+
+    def emit(self, record: logging.LogRecord) -> None:
+        exc = sys.exc_info()[1]
+        if self.call.swallowed is None and exc is not None:
+            self.call.swallowed = exc
+
+
+@contextlib.contextmanager
+def contained_inc_call(log_path: Path, timeout_s: int = 0) -> Iterator[IncCall]:
+    """Run one INC call so that nothing it does outlives or escapes it.
+
+    - Ctrl-C and SIGTERM stop the run although INC swallows KeyboardInterrupt
+      (:func:`interrupts_survive_inc`).
+    - What INC prints to stderr goes to its log file: the tracebacks of the exceptions fit()
+      swallows, and the one its ``LazyImport`` prints when an interrupt lands inside an import
+      (its bare ``except:`` turns the KeyboardInterrupt into ``'NoneType' object has no attribute
+      'loader'``).
+    - The first exception INC swallowed is kept (:class:`IncCall`), so the run reports it with
+      its own exit code rather than as "no model found".
+    - Every ``threading.Timer`` INC started is cancelled and joined, however the call ends. INC's
+      ``time_limit`` starts a non-daemon Timer (one year long when there is no timeout) and cancels
+      it in a ``finally`` that an interrupt arriving just after ``timer.start()`` skips; the
+      interpreter then waits for that thread at exit, for a year.
+    """
+    from neural_compressor.utils import logger as inc_logger
+
+    call = IncCall(log_path)
+    recorder = _SwallowedExceptionRecorder(call)
+    log = inc_logger.Logger().get_logger()
+    threads_before = set(threading.enumerate())
+    log.addHandler(recorder)
+    try:
+        with open(log_path, "a", encoding="utf-8") as inc_stderr, contextlib.redirect_stderr(inc_stderr):
+            try:
+                with interrupts_survive_inc(timeout_s):
+                    yield call
+            finally:
+                with interrupts_deferred():
+                    _stop_timers_started_since(threads_before)
+    finally:
+        log.removeHandler(recorder)
+
+
+def _stop_timers_started_since(threads_before: set[threading.Thread]) -> None:
+    for thread in threading.enumerate():
+        if thread not in threads_before and isinstance(thread, threading.Timer):
+            thread.cancel()  # a cancelled Timer returns from its wait at once, without calling its function
+            thread.join(timeout=5)
+
+
 def no_model_message(trials: list[Trial], log_path: Path) -> str:
     if len(trials) < 2:
         return f"INC returned no model before evaluating any int8 candidate; see {log_path}"
@@ -414,6 +535,13 @@ def no_model_message(trials: list[Trial], log_path: Path) -> str:
         f"(best {best:.4%} against fp32 {trials[0].accuracy:.4%}); loosen tuning.accuracy_criterion "
         f"or raise tuning.max_trials (INC's log: {log_path})"
     )
+
+
+class _LogFileHandler(logging.FileHandler):
+    # A full disk must not print logging's own "--- Logging error ---" traceback on the console:
+    # the failure that matters is reported by the write that needed the space.
+    def handleError(self, record: logging.LogRecord) -> None:
+        pass
 
 
 def route_inc_logs(log_path: Path, echo_to_console: bool) -> None:
@@ -428,8 +556,12 @@ def route_inc_logs(log_path: Path, echo_to_console: bool) -> None:
             continue
         log.removeHandler(handler)
         handler.close()
-    log_path.parent.mkdir(parents=True, exist_ok=True)
-    file_handler = logging.FileHandler(log_path, mode="w")
+    try:
+        log_path.parent.mkdir(parents=True, exist_ok=True)
+        log_path.write_bytes(b"")  # a fresh log per run; appended to by the handler and by INC's stderr
+        file_handler = _LogFileHandler(log_path, mode="a")
+    except OSError as exc:
+        raise OutputError(f"{log_path}: cannot write INC's log ({exc.strerror or exc})") from None
     file_handler.setFormatter(logging.Formatter("%(asctime)s [%(levelname)s] %(message)s"))
     log.addHandler(file_handler)
     log.setLevel(logging.INFO)

@@ -3,7 +3,7 @@
 :func:`run_report` builds the numbers (:mod:`tuning.report_data`), then writes ``report.json``
 (schema: docs/report-schema.md), ``report.md`` (:mod:`tuning.report_markdown`), PNG plots
 (:mod:`tuning.report_plots`) and ``report.html`` (:mod:`tuning.report_html`: the Markdown and the plots
-in one file) into one folder, each file atomically.
+in one file) into one folder, all replaced together or none.
 """
 
 from __future__ import annotations
@@ -13,12 +13,15 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
-from tuning.atomic import write_text_atomic
-from tuning.config import PipelineConfig
+from tuning.atomic import atomic_outputs, staged_content, write_text_atomic
+from tuning.config import PipelineConfig, output_input_clashes
+from tuning.errors import ConfigError
 from tuning.report_data import ModelEntry, Report, build_report
 from tuning.report_html import html_page
 from tuning.report_markdown import markdown, summary_table
-from tuning.report_plots import draw_plots
+from tuning.report_plots import CONFUSION_PLOT, LATENCY_PLOT, THROUGHPUT_PLOT, draw_plots
+
+OUTPUT_NAMES = ("report.json", "report.md", "report.html", LATENCY_PLOT, THROUGHPUT_PLOT, CONFUSION_PLOT)
 
 
 @dataclass(frozen=True)
@@ -32,19 +35,26 @@ class ReportFiles:
 
 def run_report(config: PipelineConfig, entries: Sequence[ModelEntry], out_dir: Path, performance: bool) -> ReportFiles:
     """Evaluate and (unless ``performance`` is False) benchmark every model, then write the report files."""
+    clash = output_input_clashes(
+        [(name, Path(out_dir) / name) for name in OUTPUT_NAMES], [(f"the {e.name} model", e.path) for e in entries]
+    )
+    if clash:
+        raise ConfigError(clash)
     report = build_report(config, entries, performance)
     return write_report(report, Path(out_dir))
 
 
 def write_report(report: Report, out_dir: Path) -> ReportFiles:
-    """report.json, report.md, the plots it links and report.html, each written atomically into ``out_dir``."""
-    plots = draw_plots(report, out_dir)
+    """report.json, report.md, the plots it links and report.html, written into ``out_dir`` together or not at all."""
     json_path = out_dir / "report.json"
-    write_text_atomic(json_path, json.dumps(report.to_json(), indent=2) + "\n")
-    summary = summary_table(report)
     markdown_path = out_dir / "report.md"
-    markdown_text = markdown(report, summary, [plot.name for plot in plots])
-    write_text_atomic(markdown_path, markdown_text)
     html_path = out_dir / "report.html"
-    write_text_atomic(html_path, html_page(markdown_text, {plot.name: plot for plot in plots}))
+    with atomic_outputs():
+        plots = draw_plots(report, out_dir)
+        write_text_atomic(json_path, json.dumps(report.to_json(), indent=2) + "\n")
+        summary = summary_table(report)
+        markdown_text = markdown(report, summary, [plot.name for plot in plots])
+        write_text_atomic(markdown_path, markdown_text)
+        # The page embeds the new plots, which are still staged beside their destinations.
+        write_text_atomic(html_path, html_page(markdown_text, {plot.name: staged_content(plot) for plot in plots}))
     return ReportFiles(json_path, markdown_path, html_path, plots, summary)

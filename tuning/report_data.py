@@ -28,7 +28,7 @@ from tuning.benchmark import BenchmarkTarget, Performance
 from tuning.config import BenchmarkSection, PipelineConfig, PixelScale
 from tuning.errors import InputError
 from tuning.environment import Environment, capture_environment
-from tuning.evaluate import SessionSettings, make_session, predict
+from tuning.evaluate import SessionSettings, check_classifier, make_session, predict
 from tuning.fetch import sha256_of
 from tuning.graph import Precision, node_precisions, op_type_counts
 
@@ -363,15 +363,20 @@ def build_report(config: PipelineConfig, entries: Sequence[ModelEntry], performa
                 f"{entry.path}: input {list(other.sample_shape)} with {other.num_classes} classes does not match "
                 f"the float model's {list(spec.sample_shape)} with {spec.num_classes} classes"
             )
+    if performance:
+        for batch_size in config.benchmark.batch_sizes:
+            spec.require_batch_fits(batch_size, config.benchmark.max_batch_bytes, "benchmark.batch_sizes", float_entry.path)
 
     pixels, labels = data.load_pixels(config.dataset, config.evaluation.split)
-    if labels.max() >= spec.num_classes:
-        raise InputError(f"{float_entry.path}: {spec.num_classes} classes, but the labels go up to {labels.max()}")
     scales = (config.dataset.pixel_scale, other_scale(config.dataset.pixel_scale))
     images = {
         scale: data.preprocess(pixels, config.dataset.model_copy(update={"pixel_scale": scale}), spec.sample_shape)
         for scale in scales
     }
+    classes = len(data.class_names(config.dataset))
+    for entry in entries:
+        check_classifier(models[entry.name], onnx_io.describe(models[entry.name], entry.path),
+                         data.LabelledImages(images[scales[0]], labels), classes, entry.path)  # fmt: skip
     predictions = _predict_all(entries, models, images, labels, config)
     float_predictions = predictions[float_entry.name]
     int8_entry = next(entry for entry in entries if entry.role is Role.INT8)
@@ -460,7 +465,8 @@ def tuning_candidates(summary_path: Path, int8_sha256: str) -> tuple[dict[str, A
             "latency_measurement": summary["latency_measurement"],
             "candidates": candidates,
         }
-    except (OSError, UnicodeDecodeError, json.JSONDecodeError, KeyError, TypeError, AttributeError) as exc:
+    # ValueError: JSON errors, and integers past Python's digit limit; RecursionError: nesting past the stack.
+    except (OSError, ValueError, RecursionError, KeyError, TypeError, AttributeError) as exc:
         return None, f"`{summary_path}` could not be read ({exc.__class__.__name__}); no tuning candidates listed."
     return section, None
 
