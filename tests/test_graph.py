@@ -11,7 +11,7 @@ import onnx
 import pytest
 from onnx import TensorProto, helper
 
-from tuning.graph import Precision, node_precisions, op_type_counts
+from tuning.graph import Precision, SourcePrecision, derived_node_names, node_precisions, op_type_counts, source_precisions
 
 from conftest import ROOT
 
@@ -161,4 +161,54 @@ def test_the_zoo_int8_model_node_by_node():
     assert op_type_counts(model) == {
         "DequantizeLinear": 2, "MaxPool": 2, "QLinearAdd": 1, "QLinearConv": 2, "QLinearMatMul": 1,
         "QuantizeLinear": 2, "Reshape": 1,
+    }  # fmt: skip
+
+
+# --- what each node of the fp32 graph became ---------------------------------------------------------
+
+
+def test_source_precisions_follow_each_fp32_node_into_the_quantized_graph():
+    source = model_of([
+        node("Conv", ["x", "w"], ["c"], "a"), node("Relu", ["c"], ["r"], "a/b"), node("Gemm", ["r", "w"], ["g"], "fc"),
+        node("Relu", ["g"], ["h"], "relu"), node("Softmax", ["h"], ["s"], "soft"), node("Identity", ["s"], ["y"], ""),
+    ])  # fmt: skip
+    quantized = model_of([
+        node("QuantizeLinear", ["x", "s", "z"], ["q"], "a/QuantizeLinear"),  # a convert node: belongs to no one
+        node("QLinearConv", ["q", "w"], ["c"], "a_quant"),
+        node("Relu", ["c"], ["r"], "a/b_quant"),  # "a" + "/b_quant", but the longer name "a/b" claims it
+        node("QLinearMatMul", ["r", "w"], ["m"], "fc_MatMul_quant"),
+        node("DequantizeLinear", ["m", "s", "z"], ["d"], "fc/DequantizeLinear"),
+        node("Add", ["d", "b"], ["g"], "fc_Add"),  # fp32, but fc has an int8 part
+        node("Softmax", ["g"], ["y"], "soft/Fused"),
+    ])  # fmt: skip
+    assert source_precisions(source, quantized) == {
+        "a": SourcePrecision.INT8, "a/b": SourcePrecision.INT8, "fc": SourcePrecision.INT8,
+        "relu": SourcePrecision.FOLDED, "soft": SourcePrecision.FP32,
+    }  # fmt: skip
+    assert list(source_precisions(source, quantized)) == ["a", "a/b", "fc", "relu", "soft"]  # graph order
+    # For messages every node carrying the name counts, convert nodes too, in graph order.
+    assert derived_node_names("fc", quantized) == ["fc_MatMul_quant", "fc/DequantizeLinear", "fc_Add"]
+    assert derived_node_names("a", quantized) == ["a/QuantizeLinear", "a_quant", "a/b_quant"]
+    assert derived_node_names("relu", quantized) == []
+
+
+@pytest.mark.parametrize(
+    ("name", "derives"),
+    [("n", True), ("n_quant", True), ("n/Fusion/x", True), ("n/x_quant", True), ("n_MatMul", True), ("n_Add_quant", True),
+     ("n_Mul", False), ("nn", False), ("n_quantized", False), ("xn", False), ("n_MatMul_quant_1", False)],
+)  # fmt: skip
+def test_derived_names_are_the_source_name_and_a_known_suffix(name, derives):
+    quantized = model_of([node("Relu", ["x"], ["y"], name)])
+    assert derived_node_names("n", quantized) == ([name] if derives else [])
+
+
+def test_the_zoo_int8_model_from_the_fp32_model():
+    # mnist-12's nodes and what the zoo's int8 graph made of them, read off the two graphs.
+    source = onnx.load(str(ROOT / "models" / "mnist-12.onnx"))
+    quantized = onnx.load(str(ROOT / "models" / "zoo-mnist-12-int8.onnx"))
+    made = {name: precision.value for name, precision in source_precisions(source, quantized).items()}
+    assert made == {
+        "Convolution28": "int8", "Plus30": "folded", "ReLU32": "folded", "Pooling66": "int8", "Convolution110": "int8",
+        "Plus112": "folded", "ReLU114": "folded", "Pooling160": "fp32", "Times212_reshape0": "fp32",
+        "Times212_reshape1": "folded", "Times212": "folded", "Plus214": "folded",
     }  # fmt: skip
