@@ -199,8 +199,9 @@ def test_override_below_a_value_that_is_not_a_section(dotted, scalar):
 
 def test_override_value_may_contain_the_equals_sign():
     assert parse_override(" dataset.name = a=b") == ("dataset.name", "a=b")
-    with pytest.raises(ConfigError, match="expected KEY.PATH=VALUE"):
+    with pytest.raises(ConfigError) as caught:
         parse_override("=5")
+    assert str(caught.value) == "--set '=5': expected KEY.PATH=VALUE, e.g. tuning.max_trials=5"
     with pytest.raises(ConfigError, match=r"--set 'k=\['"):
         parse_override("k=[")
 
@@ -234,6 +235,7 @@ DECIDING = [
     ("tuning.accuracy_criterion.tolerance", 0.02), ("tuning.max_trials", 3), ("tuning.timeout_s", 5),
     ("tuning.seed", 2), ("tuning.latency.rounds", 2), ("tuning.latency.tie_margin", 0.2),
     ("benchmark.intra_op_threads", 2),
+    ("deployment.session_config_entries", {"optimization.disable_specified_optimizers": "QDQPropagationTransformer"}),
 ]  # fmt: skip
 NOT_DECIDING = [
     ("model.path", "elsewhere.onnx"), ("model.url", None), ("model.max_bytes", 1000), ("dataset.root", "other"),
@@ -266,3 +268,37 @@ def test_config_hash_is_a_sha256_hex_digest_and_stable():
     digest = PipelineConfig().quantization_sha256()
     assert len(digest) == 64 and int(digest, 16) >= 0 and digest == digest.lower()
     assert load_config(None, {}).quantization_sha256() == digest
+
+
+def test_a_path_that_is_not_set_names_what_sets_it(tmp_path):
+    config = load_config(None, {"model.path": str(tmp_path / "m.onnx")})
+    assert config.path("model.path") == tmp_path / "m.onnx"
+    assert config.path("output.model") == tmp_path / "m-int8.onnx"  # derived beside the model
+    assert config.path("output.dir") == tmp_path / "m-int8-run"
+    unset = load_config(None)
+    with pytest.raises(ConfigError) as caught:
+        unset.path("model.path")
+    assert str(caught.value) == "model.path: not set; pass --input_model or set model.path"
+    with pytest.raises(ConfigError) as caught:
+        unset.path("output.dir")
+    assert str(caught.value) == "output.dir: not set; set it, or model.path"
+
+
+@pytest.mark.parametrize(
+    ("overrides", "clash"),
+    [
+        ({"output.model": "{model}"}, "output.model ({model}) is model.path ({model})"),
+        ({"output.dir": "{dir}", "gates.baseline": "{dir}/tuning_summary.json"},
+         "output.dir/tuning_summary.json ({dir}/tuning_summary.json) is gates.baseline ({dir}/tuning_summary.json)"),
+        ({"output.model": "{dir}/ref.onnx", "benchmark.reference_models": ["{dir}/other.onnx", "{dir}/ref.onnx"]},
+         "output.model ({dir}/ref.onnx) is benchmark.reference_models[1] ({dir}/ref.onnx)"),
+    ],
+)  # fmt: skip
+def test_an_output_that_is_an_input_is_refused_naming_both_keys(tmp_path, overrides, clash):
+    model = tmp_path / "m.onnx"
+    fill = {"model": str(model), "dir": str(tmp_path / "run")}
+    settings = {"model.path": str(model)} | {
+        key: [v.format(**fill) for v in value] if isinstance(value, list) else value.format(**fill)
+        for key, value in overrides.items()
+    }
+    assert error_of(None, settings) == f"<defaults>: {clash.format(**fill)}; refusing to overwrite an input"

@@ -21,8 +21,9 @@ SHA256 = "5c688690f8bacf667d4c2074af5ad0646ca328d7ab03eccf944a65b320171bdd"
 
 # key, values that must load, values that must be refused.
 BOUNDS: list[tuple[str, list[Any], list[Any]]] = [
-    # README: "divides after subtracting the mean; > 0"
-    ("dataset.std", [1e-6, 0.3081], [0.0, -1e-6, -1.0]),
+    # README: "divides after subtracting the mean; in [1e-6, 1e6]"; the mean "in [-1e6, 1e6]"
+    ("dataset.std", [1e-6, 0.3081, 1e6], [0.0, 9.99e-7, -1.0, 1.000001e6]),
+    ("dataset.mean", [-1e6, 0.0, 1e6], [-1.000001e6, 1.000001e6]),
     # README: "tolerated loss, in [0, 1)"
     ("tuning.accuracy_criterion.tolerance", [0.0, 0.999999], [1.0, 1.5, -1e-9]),
     # README: "more than this fraction above"; a fraction of 1 or more would tie every candidate

@@ -72,6 +72,13 @@ def test_a_passing_drop_gets_no_note_even_when_the_other_scale_is_better():
     )
 
 
+def test_a_failing_check_with_a_note_keeps_its_numbers():
+    checks = by_name(evaluate_gates(make_report(int8_accuracy=0.5, other_scale_accuracy=0.99), mnist_gates(), None))
+    for name in ("int8 top-1 error", "accuracy drop vs float"):
+        assert (checks[name].comparison, checks[name].passed) == ("<=", False)
+    assert (checks["int8 top-1 error"].measured, checks["int8 top-1 error"].threshold) == (50.0, 1.5)
+
+
 def test_a_passing_error_check_does_not_name_the_model():
     check = evaluate_gates(make_report(), mnist_gates(), None)[0]
     assert check.passed and "(model" not in check.message
@@ -106,6 +113,17 @@ def test_minimum_checks_at_their_edge(measured, passed, shown):
     check = evaluate_gates(report, mnist_gates(min_throughput_ratio=0.8), None)[2]
     assert check.passed is passed and check.comparison == ">="
     assert check.message == f"throughput ratio int8/float: {shown} (batch 256)"
+
+
+def test_a_value_exactly_the_slack_away_passes_and_prints_as_equal():
+    # measured computed as the gate computes its bound (threshold + 1e-9): the edge of the slack itself.
+    at_max = evaluate_gates(make_report(latency_p50=1.25 + 1e-9), mnist_gates(max_latency_ratio=1.25), None)[2]
+    at_min = evaluate_gates(make_report(throughput={"256": 1.25 - 1e-9}), mnist_gates(min_throughput_ratio=1.25), None)[2]
+    assert at_max.passed and at_min.passed
+    # A difference of exactly the slack prints as equal at two digits (threshold 0: the difference is exact).
+    zero = evaluate_gates(make_report(latency_p50=1e-9), mnist_gates(max_latency_ratio=0.0), None)[2]
+    assert zero.passed and zero.message == "latency ratio int8/float: 0.00x <= 0.00x allowed (p50)"
+
 
 
 def test_throughput_is_judged_at_the_largest_measured_batch_not_the_largest_name():
@@ -162,6 +180,11 @@ def test_skipped_baseline_checks_say_why():
     )
     assert checks["latency ratio vs baseline"].threshold == pytest.approx(0.88)
     assert checks["throughput ratio vs baseline"].threshold == pytest.approx(1.17)
+    assert checks["latency ratio vs baseline"].comparison == "<=" and checks["throughput ratio vs baseline"].comparison == ">="
+    assert checks["int8 accuracy vs baseline"].comparison == ">="
+    assert checks["int8 accuracy vs baseline"].message == (
+        "int8 accuracy vs baseline: 98.89 % >= 98.79 % required (baseline 98.89 % minus 0.1 pp tolerance)"
+    )
 
 
 def test_missing_performance_names_the_gate_key_and_threshold():
@@ -174,6 +197,12 @@ def test_missing_performance_names_the_gate_key_and_threshold():
     )
     assert (checks[3].threshold, checks[3].comparison) == (0.75, ">=")
     assert (checks[2].threshold, checks[2].comparison) == (1.5, "<=")
+    assert checks[2].passed is False and checks[3].passed is False  # --json writes the field as it is
+    allowed = mnist_gates(max_latency_ratio=1.5, min_throughput_ratio=0.75, fail_on_missing_performance=False)
+    skipped = evaluate_gates(report, allowed, None)[2:]
+    assert [(c.status, c.threshold, c.comparison, c.passed) for c in skipped] == [
+        ("SKIP", 1.5, "<=", True), ("SKIP", 0.75, ">=", True)
+    ]
 
 
 def test_baseline_json_takes_the_largest_measured_batch(tmp_path):
@@ -182,7 +211,9 @@ def test_baseline_json_takes_the_largest_measured_batch(tmp_path):
         "schema_version": 1, "int8_top1_accuracy": 0.9889, "latency_p50_ratio": 0.8,
         "throughput_ratio": 1.25, "throughput_batch_size": 128,
     }  # fmt: skip
-    assert baseline_json(make_report()).endswith("}\n")
+    # Committed to git beside the code, so written to diff well: two-space indents, a final newline.
+    expected = {**accepted(), "latency_p50_ratio": 0.8, "throughput_ratio": 1.3, "throughput_batch_size": 256}
+    assert baseline_json(make_report()) == json.dumps(expected, indent=2) + "\n"
 
 
 # --- what the loaders accept -----------------------------------------------------------------------
@@ -258,6 +289,8 @@ def test_a_throughput_ratio_under_a_batch_key_is_validated(tmp_path):
          "$.models[1].accuracy_other_scale.top1_accuracy: expected a number between 0 and 1, got 2"),
         (lambda r: r["models"][1].update(accuracy_other_scale={"top1_accuracy": 0.5}),
          "missing key $.models[1].accuracy_other_scale.pixel_scale"),
+        (lambda r: r.pop("models"), "missing key $.models"),
+        (lambda r: r["models"][0].pop("accuracy"), "missing key $.models[0].accuracy"),
     ],
 )  # fmt: skip
 def test_report_structure_errors_name_their_json_path(tmp_path, change, expected):
@@ -345,10 +378,12 @@ def test_junit_counts_and_passing_checks_output():
         Check("b", 3.0, 2.0, "<=", False, "b: failed"),
         Check("c", None, 2.0, "<=", True, "c: skipped, why", skipped=True),
         Check("d", None, 2.0, "<=", False, "d: no numbers"),
+        Check("e", 4.0, 2.0, "<=", False, "e: failed"),
     ]
     root = ET.fromstring(junit_xml(checks))
+    assert root.tag == "testsuites"
     suite = root.find("testsuite")
-    assert (suite.get("tests"), suite.get("failures"), suite.get("errors"), suite.get("skipped")) == ("4", "2", "0", "1")
+    assert (suite.get("tests"), suite.get("failures"), suite.get("errors"), suite.get("skipped")) == ("5", "3", "0", "1")
     cases = {case.get("name"): case for case in suite.findall("testcase")}
     assert all(case.get("classname") == "quality-gate" for case in cases.values())
     assert cases["a"].find("system-out").text == "a: passed" and cases["a"].find("failure") is None
