@@ -302,3 +302,10 @@ def test_an_output_that_is_an_input_is_refused_naming_both_keys(tmp_path, overri
         for key, value in overrides.items()
     }
     assert error_of(None, settings) == f"<defaults>: {clash.format(**fill)}; refusing to overwrite an input"
+
+
+def test_objective_latency_refuses_dynamic_quantization_in_one_line():
+    assert error_of(None, {"tuning.objective": "latency", "quantization.approach": "dynamic"}) == (
+        "<defaults>: tuning.objective: latency needs quantization.approach static; a dynamically quantized "
+        "model computes something else at each batch size (use objective accuracy for dynamic)"
+    )
