@@ -175,7 +175,7 @@ def test_yaml_error_gives_the_line_and_column_of_the_problem(tmp_path):
 
 
 def test_more_problems_are_counted_after_the_first(tmp_path):
-    assert "more problems" not in error_of(None, {"calibration.seed": -1})
+    assert error_of(None, {"calibration.seed": -1}).endswith("calibration.seed: Input should be greater than or equal to 0, got -1")
     assert error_of(None, {"calibration.seed": -1, "calibration.batch_size": 0}).endswith(" (and 1 more problems)")
     three = {"calibration.seed": -1, "calibration.batch_size": 0, "calibration.sampling_size": 0}
     assert error_of(None, three).endswith(" (and 2 more problems)")
@@ -309,3 +309,15 @@ def test_objective_latency_refuses_dynamic_quantization_in_one_line():
         "<defaults>: tuning.objective: latency needs quantization.approach static; a dynamically quantized "
         "model computes something else at each batch size (use objective accuracy for dynamic)"
     )
+
+
+def test_paths_in_the_file_resolve_against_its_folder_even_when_one_is_overridden(tmp_path):
+    # README: relative paths in the config are relative to its folder; an override stays as given.
+    folder = tmp_path / "configs"
+    folder.mkdir()
+    path = folder / "c.yaml"
+    path.write_text("model:\n  path: m.onnx\ndataset:\n  root: data\noutput:\n  dir: out\n")
+    config = load_config(path, {"model.path": "given.onnx"})
+    assert config.model.path == Path("given.onnx")
+    assert config.dataset.root == folder / "data"
+    assert config.output.dir == folder / "out"
