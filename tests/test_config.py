@@ -190,7 +190,8 @@ def test_unknown_key_without_a_close_match_lists_the_sections_keys():
 
 @pytest.mark.parametrize(
     ("dotted", "scalar"),
-    [("dataset.name.x", "dataset.name"), ("tuning.latency.rounds.x", "tuning.latency.rounds"), ("a.b", "a")],
+    [("dataset.name.x", "dataset.name"), ("tuning.latency.rounds.x", "tuning.latency.rounds"), ("a.b", "a"),
+     ("dataset.name.x.y", "dataset.name")],
 )
 def test_override_below_a_value_that_is_not_a_section(dotted, scalar):
     overrides = {"a": 5, dotted: 1} if scalar == "a" else {dotted: 1}
