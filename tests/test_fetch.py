@@ -22,7 +22,7 @@ from pathlib import Path
 
 import pytest
 
-from tuning.errors import FetchError
+from tuning.errors import FetchError, InputError
 from tuning.fetch import ensure_file, sha256_of
 
 MODEL = Path(__file__).parent.parent / "models" / "mnist-12.onnx"
@@ -39,6 +39,7 @@ class Reply:
     status: int = 200
     body: bytes = PAYLOAD
     truncate: bool = False  # send the full Content-Length but only half the body
+    stall_s: float = 0.0  # send half the body, then wait this long before the rest
     delay_s: float = 0.0  # sleep before answering
     headers: dict[str, str] = field(default_factory=dict)
 
@@ -96,6 +97,11 @@ def serve(state: Server, scheme: str, certificate: Certificate | None = None) ->
                     self.send_header(name, value)
                 self.end_headers()
                 body = reply.body[: len(reply.body) // 2] if reply.truncate else reply.body
+                if reply.stall_s:
+                    self.wfile.write(body[: len(body) // 2])
+                    self.wfile.flush()
+                    time.sleep(reply.stall_s)
+                    body = body[len(body) // 2 :]
                 self.wfile.write(body)
                 self.wfile.flush()
             except OSError:
@@ -343,7 +349,7 @@ def test_connection_refused(tmp_path: Path) -> None:
     dest = tmp_path / "mnist-12.onnx"
     with pytest.raises(FetchError, match="connection refused") as info:
         ensure_file(dest, url, MODEL_SHA256, retries=2, backoff_s=0.01)
-    assert url in str(info.value)
+    assert str(info.value) == f"{url}: download failed after 2 attempts: connection refused"
     assert not dest.exists()
     assert temp_files(tmp_path) == []
 
@@ -461,3 +467,36 @@ def test_the_default_backoff_starts_at_one_second(server: Server, tmp_path: Path
     with pytest.raises(FetchError, match="after 3 attempts"):
         ensure_file(tmp_path / "m.onnx", server.url, MODEL_SHA256, sleep=asked.append)
     assert asked == [1.0, 2.0]
+
+
+def test_a_response_of_exactly_max_bytes_is_accepted(server: Server, tmp_path: Path) -> None:
+    server.replies = [Reply()]
+    dest = tmp_path / "mnist-12.onnx"
+    fetch(server, dest, max_bytes=len(PAYLOAD))
+    assert dest.read_bytes() == PAYLOAD
+
+
+def test_a_body_that_stalls_times_out_and_says_so(server: Server, tmp_path: Path) -> None:
+    server.replies = [Reply(stall_s=1.0)]
+    with pytest.raises(FetchError) as info:
+        fetch(server, tmp_path / "m.onnx", timeout_s=0.3, retries=1)
+    assert str(info.value) == f"{server.url}: download failed after 1 attempt: timed out after 0.3 s"
+
+
+def test_a_configured_proxy_is_not_used_for_loopback(
+    http_server: Server, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # A proxy cannot reach this machine's loopback interface; port 9 (discard) on 127.0.0.1 refuses.
+    for name in ("http_proxy", "HTTP_PROXY", "https_proxy", "HTTPS_PROXY"):
+        monkeypatch.setenv(name, "http://127.0.0.1:9")
+    monkeypatch.delenv("no_proxy", raising=False)
+    monkeypatch.delenv("NO_PROXY", raising=False)
+    http_server.replies = [Reply()]
+    fetch(http_server, tmp_path / "m.onnx")
+    assert http_server.requests == 1
+
+
+def test_a_model_path_that_is_a_folder_is_input_error(tmp_path: Path) -> None:
+    with pytest.raises(InputError) as info:
+        sha256_of(tmp_path)
+    assert str(info.value) == f"{tmp_path}: model file is a directory, expected a regular file"
