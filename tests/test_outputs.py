@@ -40,6 +40,7 @@ def temporaries(folder: Path) -> list[Path]:
 # --- the transaction, in-process -----------------------------------------------------------------
 
 
+@pytest.mark.fast
 @settings(max_examples=40, deadline=None)
 @given(st.lists(st.sampled_from(["file", "absent", "directory"]), min_size=1, max_size=5), st.binary(max_size=64))
 def test_outputs_are_replaced_together_or_not_at_all(tmp_path_factory, kinds: list[str], payload: bytes) -> None:
@@ -64,6 +65,7 @@ def test_outputs_are_replaced_together_or_not_at_all(tmp_path_factory, kinds: li
     assert temporaries(folder) == []
 
 
+@pytest.mark.fast
 def test_an_exception_inside_the_block_keeps_every_old_output(tmp_path: Path) -> None:
     first, second = tmp_path / "model.onnx", tmp_path / "summary.json"
     first.write_text("old model")
@@ -73,6 +75,7 @@ def test_an_exception_inside_the_block_keeps_every_old_output(tmp_path: Path) ->
     assert first.read_text() == "old model" and not second.exists() and temporaries(tmp_path) == []
 
 
+@pytest.mark.fast
 @pytest.mark.parametrize("failing_rename", [1, 2, 3])
 def test_a_rename_failing_half_way_puts_the_earlier_outputs_back(tmp_path: Path, monkeypatch, failing_rename: int) -> None:
     # A rename failing after others succeeded cannot be produced on demand on a real file system
