@@ -318,3 +318,20 @@ def test_an_interrupt_inc_swallows_still_stops_the_run():
             except KeyboardInterrupt:
                 pass  # what INC's fit() does with it
     assert signal.getsignal(signal.SIGTERM) is before
+
+
+@pytest.mark.fast
+def test_the_reason_names_the_trials_the_winner_beat_and_counts_in_the_singular():
+    trials = [FP32, _trial(1, (0.9, 0.9)), _trial(2, (0.95, 0.95)), _trial(3, (0.5, 0.5))]
+    assert choose_fastest(trials, 0.05)[1] == (
+        "fastest of 3 passing candidates: p50 0.50x fp32, measurably faster than the earlier trials 1, 2"
+    )
+    assert choose_fastest([FP32, _trial(1, (0.9, 0.9))], 0.05)[1] == "fastest of 1 passing candidate: p50 0.90x fp32"
+
+
+@pytest.mark.fast
+def test_of_equally_fast_candidates_the_more_accurate_is_the_fastest():
+    # Equal ratios: trial 2 is "the fastest" (more accurate), trial 1 is chosen (it is not beaten and comes first).
+    trials = [FP32, _trial(1, (0.8, 0.8), accuracy=0.98), _trial(2, (0.8, 0.8), accuracy=0.99)]
+    index, reason = choose_fastest(trials, 0.05)
+    assert index == 1 and "(trial 2, p50 0.80x fp32)" in reason
