@@ -499,6 +499,7 @@ def contained_inc_call(log_path: Path, timeout_s: int = 0) -> Iterator[IncCall]:
       ``time_limit`` starts a non-daemon Timer (one year long when there is no timeout) and cancels
       it in a ``finally`` that an interrupt arriving just after ``timer.start()`` skips; the
       interpreter then waits for that thread at exit, for a year.
+    - Outside an MPI launch INC does not start MPI (:func:`_mpi_hidden_unless_launched`).
     """
     from neural_compressor.utils import logger as inc_logger
 
@@ -508,7 +509,11 @@ def contained_inc_call(log_path: Path, timeout_s: int = 0) -> Iterator[IncCall]:
     threads_before = set(threading.enumerate())
     log.addHandler(recorder)
     try:
-        with open(log_path, "a", encoding="utf-8") as inc_stderr, contextlib.redirect_stderr(inc_stderr):
+        with (
+            open(log_path, "a", encoding="utf-8") as inc_stderr,
+            contextlib.redirect_stderr(inc_stderr),
+            _mpi_hidden_unless_launched(),
+        ):
             try:
                 with interrupts_survive_inc(timeout_s):
                     yield call
@@ -517,6 +522,33 @@ def contained_inc_call(log_path: Path, timeout_s: int = 0) -> Iterator[IncCall]:
                     _stop_timers_started_since(threads_before)
     finally:
         log.removeHandler(recorder)
+
+
+@contextlib.contextmanager
+def _mpi_hidden_unless_launched() -> Iterator[None]:
+    """Make ``import mpi4py`` fail inside the block unless this process is a rank of an MPI launch.
+
+    INC's strategies import mpi4py in every fit to look for ranks, and importing ``mpi4py.MPI``
+    starts an MPI singleton (a PMIx server, shared-memory files) in a plain process too. That costs
+    time, and where file sizes are limited it aborts the process outside any error handling. Hidden,
+    INC tunes in one process, as it does where mpi4py is not installed.
+    """
+    world = distributed.current()
+    if world is not None and world.distributed:
+        yield
+        return
+    hidden = sys.modules.get("mpi4py", _ABSENT)
+    sys.modules["mpi4py"] = None  # type: ignore[assignment]  # import raises ImportError while None
+    try:
+        yield
+    finally:
+        if hidden is _ABSENT:
+            del sys.modules["mpi4py"]
+        else:
+            sys.modules["mpi4py"] = hidden
+
+
+_ABSENT = object()
 
 
 def _stop_timers_started_since(threads_before: set[threading.Thread]) -> None:
