@@ -70,13 +70,19 @@ def test_a_fallback_inc_ignored_is_an_error_naming_the_node(tmp_path, torch_mode
     from neural_compressor.config import PostTrainingQuantConfig
 
     from tuning.data import BatchLoader, calibration_images
+    from tuning.quantize import contained_inc_call
 
     source = onnx.load(str(torch_model("mlp", "MNIST")))
     config = config_for(tmp_path, torch_model("mlp", "MNIST"), dataset_roots)
     loader = BatchLoader(calibration_images(config.dataset, config.calibration, (1, 28, 28)), 1)
     # INC's own matching of op_name_dict on the Gemm's name: what the pipeline did before, ignored by INC.
     fp32_only = {"weight": {"dtype": ["fp32"]}, "activation": {"dtype": ["fp32"]}}
-    ignored = quantization.fit(source, PostTrainingQuantConfig(op_name_dict={"/1/Gemm": fp32_only}), calib_dataloader=loader)
+    # Contained as the pipeline's own calls are: an INC call in this process must not start MPI, whose
+    # singleton would leave launcher variables for every later subprocess of the suite.
+    with contained_inc_call(tmp_path / "inc.log"):
+        ignored = quantization.fit(
+            source, PostTrainingQuantConfig(op_name_dict={"/1/Gemm": fp32_only}), calib_dataloader=loader
+        )
     expected = r"node '/1/Gemm' was to stay fp32, but INC quantized it anyway \('/1/Gemm_MatMul_quant'"
     with pytest.raises(TuningError, match=expected):
         check_kept_in_fp32(source, ignored.model, ["/1/Gemm"], "candidate 1")
