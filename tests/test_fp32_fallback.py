@@ -66,7 +66,7 @@ def test_fp32_op_types_gemm_keeps_every_gemm_in_fp32(tmp_path, torch_model, data
 
 
 def test_a_fallback_inc_ignored_is_an_error_naming_the_node(tmp_path, torch_model, dataset_roots):
-    from neural_compressor import quantization
+    from neural_compressor import quantization, set_workspace
     from neural_compressor.config import PostTrainingQuantConfig
 
     from tuning.data import BatchLoader, calibration_images
@@ -79,6 +79,7 @@ def test_a_fallback_inc_ignored_is_an_error_naming_the_node(tmp_path, torch_mode
     fp32_only = {"weight": {"dtype": ["fp32"]}, "activation": {"dtype": ["fp32"]}}
     # Contained as the pipeline's own calls are: an INC call in this process must not start MPI, whose
     # singleton would leave launcher variables for every later subprocess of the suite.
+    set_workspace(str(tmp_path / "nc_workspace"))  # INC's default is ./nc_workspace in the current folder
     with contained_inc_call(tmp_path / "inc.log"):
         ignored = quantization.fit(
             source, PostTrainingQuantConfig(op_name_dict={"/1/Gemm": fp32_only}), calib_dataloader=loader
