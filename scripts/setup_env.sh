@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Creates the project's virtual environment (.venv) from the pinned lock files, once.
-# Usage: scripts/setup_env.sh [runtime|dev|distributed|mutation]
+# Usage: scripts/setup_env.sh [runtime|dev|distributed|openvino|mutation]
 #   mutation: dev + mutmut for scripts/mutation.sh (docs/mutation.md); a development tool, not used by .ci/run.
+#   openvino: runtime + OpenVINO, the optional second runtime (README, "Runtimes").
 #   distributed: runtime + mpi4py for tuning over MPI (docs/distributed.md); installs Open MPI from
 #   Debian's packages (openmpi-bin, libopenmpi-dev) first when mpirun is missing and we may (root or sudo).
 #   dev: runtime + test tools; installs Debian's chromium (and chromium-driver) for the HTML report test the same way.
@@ -14,8 +15,9 @@ case "$profile" in
   runtime) lock="$project_root/requirements.lock" ;;
   dev) lock="$project_root/requirements-dev.lock" ;;
   distributed) lock="$project_root/requirements-distributed.lock" ;;
+  openvino) lock="$project_root/requirements-openvino.lock" ;;
   mutation) lock="$project_root/requirements-mutation.lock" ;;
-  *) echo "error: setup_env.sh takes 'runtime', 'dev', 'distributed' or 'mutation', got '$profile'" >&2; exit 2 ;;
+  *) echo "error: setup_env.sh takes 'runtime', 'dev', 'distributed', 'openvino' or 'mutation', got '$profile'" >&2; exit 2 ;;
 esac
 
 if [[ -n "${VIRTUAL_ENV:-}" ]]; then
@@ -45,8 +47,8 @@ fi
 venv="$project_root/.venv"
 python="${PYTHON:-python3}"
 # A stamp records the lock files an environment was built from, so a changed pin reinstalls.
-# The dev, distributed and mutation environments are supersets of the runtime one, so their stamps satisfy it
-# too; the mutation one is a superset of dev.
+# The dev, distributed, openvino and mutation environments are supersets of the runtime one, so their stamps
+# satisfy it too; the mutation one is a superset of dev.
 lock_hash() { cat "$project_root/requirements.lock" "$1" "$project_root/pyproject.toml" | sha256sum | cut -d' ' -f1; }
 is_current() { [[ -f "$venv/.installed-$1" && "$(cat "$venv/.installed-$1")" == "$(lock_hash "$2")" ]]; }
 if is_current "$profile" "$lock"; then
@@ -54,6 +56,7 @@ if is_current "$profile" "$lock"; then
 fi
 if [[ "$profile" == runtime ]] && { is_current dev "$project_root/requirements-dev.lock" \
     || is_current distributed "$project_root/requirements-distributed.lock" \
+    || is_current openvino "$project_root/requirements-openvino.lock" \
     || is_current mutation "$project_root/requirements-mutation.lock"; }; then
   exit 0
 fi

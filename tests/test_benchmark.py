@@ -22,7 +22,7 @@ from tuning.config import BenchmarkSection, DatasetSection, Split
 from tuning.data import evaluation_images
 from tuning.environment import capture_environment
 from tuning.errors import InputError
-from tuning.evaluate import SessionSettings
+from tuning.runtimes import SessionSettings, open_runner
 
 ROOT = Path(__file__).resolve().parent.parent
 FP32 = ROOT / "models" / "mnist-12.onnx"
@@ -49,7 +49,7 @@ def test_runs_at_batch_keeps_the_images_per_measurement_about_equal() -> None:
 
 
 def test_time_models_runs_every_model_equally_until_the_count_and_the_time_are_reached(images: np.ndarray) -> None:
-    sessions = {"fp32": _plain_session(onnx.load(str(FP32))), "zoo": _plain_session(onnx.load(str(ZOO_INT8)))}
+    sessions = {"fp32": open_runner(FP32), "zoo": open_runner(ZOO_INT8)}
     by_count = benchmark.time_models(sessions, images, batch_size=1, warmup_runs=3, min_runs=250, min_seconds=0)
     chunk = benchmark.INTERLEAVE_IMAGES
     assert {len(runs) for runs in by_count.values()} == {-(-250 // chunk) * chunk}
@@ -129,7 +129,7 @@ def test_benchmark_performance_above_the_fixed_batch_size(capsys: pytest.Capture
     assert float(throughput.group(1)) == pytest.approx(1000 / float(latency.group(1)), rel=0.02)
     assert re.fullmatch(r"Spread: \d+\.\d-\d+\.\d images/sec over 5 rounds", lines[3])
     assert "1 intra-op thread" in lines[4] and f"onnxruntime {ort.__version__}" in lines[4]
-    assert "onnxruntime default session options" in lines[4]
+    assert f"onnxruntime {ort.__version__}, default session options, 1 intra-op thread" in lines[4]
 
 
 def test_benchmark_missing_model_is_one_line(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:

@@ -353,8 +353,8 @@ def write_report(path: Path, batch_key: str = "256", accuracy: object = 0.99) ->
          "accuracy": {"pixel_scale": "unit", "top1_accuracy": accuracy}}
         for name, role in (("fp32", "float"), ("int8", "int8"))
     ]  # fmt: skip
-    report = {"schema_version": 1, "models": models,
-              "ratios_vs_float": {"int8": {"latency_p50": 0.9, "throughput": {batch_key: 1.2}}}}  # fmt: skip
+    report = {"schema_version": 2, "models": models,
+              "ratios_vs_float": {"onnxruntime": {"int8": {"latency_p50": 0.9, "throughput": {batch_key: 1.2}}}}}  # fmt: skip
     path.write_text(json.dumps(report))
     return path
 

@@ -20,9 +20,10 @@ from tuning import distributed, onnx_io
 from tuning.config import Split
 from tuning.data import evaluation_images
 from tuning.errors import ConfigError
-from tuning.evaluate import make_session, predict, top1_accuracy
+from tuning.evaluate import predict, top1_accuracy
 from tuning.pipeline import run_tuning
 from tuning.quantize import meets_criterion
+from tuning.runtimes import open_runner
 
 from conftest import ROOT, project_config
 
@@ -90,7 +91,7 @@ def test_three_ranks_meet_the_criterion_of_one_process_and_only_rank_0_writes(tm
     config = project_config(tmp_path / "single", **TIGHT)
     spec = onnx_io.describe(onnx_io.load_model(out / "mnist-12-int8.onnx"))
     test_set = evaluation_images(config.dataset, Split.TEST, spec.sample_shape)
-    int8 = top1_accuracy(predict(make_session(out / "mnist-12-int8.onnx"), test_set, 1), test_set.labels)
+    int8 = top1_accuracy(predict(open_runner(out / "mnist-12-int8.onnx"), test_set, 1), test_set.labels)
     assert int8 == summary["int8_top1_accuracy"]
     assert meets_criterion(int8, summary["fp32_top1_accuracy"], config)
 

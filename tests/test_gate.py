@@ -9,7 +9,7 @@ from typing import Any
 
 import pytest
 
-from tuning.config import GatesSection, load_config
+from tuning.config import GatesSection, Runtime, load_config
 from tuning.errors import InputError
 from tuning.gate import Check, baseline_json, evaluate_gates, junit_xml, load_baseline, load_report
 
@@ -25,7 +25,7 @@ def make_report(
     throughput: dict[str, float | None] | None = None,
     other_scale_accuracy: float | None = None,
 ) -> dict[str, Any]:
-    """A schema_version 1 report (the report command's contract) holding just these numbers."""
+    """A schema_version 2 report (the report command's contract) holding just these numbers, on onnxruntime."""
 
     def model(name: str, role: str, accuracy: float) -> dict[str, Any]:
         return {
@@ -33,15 +33,15 @@ def make_report(
             "role": role,
             "path": f"models/{name}.onnx",
             "accuracy": {"pixel_scale": "unit", "top1_accuracy": accuracy, "top1_error": 1 - accuracy},
-            "latency_ms": None,
-            "throughput": None,
-        }
+            "runtimes": {"onnxruntime": {"status": "ok", "error": None, "accuracy": {"top1_accuracy": accuracy},
+                                         "latency_ms": None, "throughput": None}},
+        }  # fmt: skip
 
     int8 = model("int8", "int8", int8_accuracy)
     if other_scale_accuracy is not None:
         int8["accuracy_other_scale"] = {"pixel_scale": "raw", "top1_accuracy": other_scale_accuracy}
     return {
-        "schema_version": 1,
+        "schema_version": 2,
         "preprocessing": {"pixel_scale": "unit", "mean": 0.0, "std": 1.0},
         "models": [
             model("fp32", "float", float_accuracy),
@@ -49,11 +49,13 @@ def make_report(
             model("zoo-int8", "reference", 0.10),  # references must not influence the gate
         ],
         "ratios_vs_float": {
-            "int8": {
-                "latency_p50": latency_p50,
-                "throughput": {"1": 1.1, "256": 1.3} if throughput is None else throughput,
-            },
-            "zoo-int8": {"latency_p50": 9.0, "throughput": {"1": 0.01}},
+            "onnxruntime": {
+                "int8": {
+                    "latency_p50": latency_p50,
+                    "throughput": {"1": 1.1, "256": 1.3} if throughput is None else throughput,
+                },
+                "zoo-int8": {"latency_p50": 9.0, "throughput": {"1": 0.01}},
+            }
         },
     }
 
@@ -91,7 +93,7 @@ def test_good_numbers_pass_every_check():
 def test_ratios_are_read_under_the_int8_model_name():
     report = make_report(latency_p50=1.5)
     report["models"][1]["name"] = "tuned"
-    report["ratios_vs_float"]["tuned"] = report["ratios_vs_float"].pop("int8")
+    report["ratios_vs_float"]["onnxruntime"]["tuned"] = report["ratios_vs_float"]["onnxruntime"].pop("int8")
     check = only_failure(evaluate_gates(report, mnist_gates(max_latency_ratio=1.2), None))
     assert check.measured == 1.5
 
@@ -159,7 +161,7 @@ def test_latency_ratio_above_the_maximum_fails():
     check = only_failure(evaluate_gates(report, mnist_gates(max_latency_ratio=1.2), None))
     assert check.name == "latency ratio int8/float"
     assert (check.measured, check.threshold, check.comparison) == (1.45, 1.2, "<=")
-    assert check.message == "latency ratio int8/float: 1.45x > 1.20x allowed (p50)"
+    assert check.message == "latency ratio int8/float: 1.45x > 1.20x allowed (p50 on onnxruntime)"
 
 
 def test_throughput_ratio_below_the_minimum_fails_at_the_largest_batch():
@@ -167,13 +169,13 @@ def test_throughput_ratio_below_the_minimum_fails_at_the_largest_batch():
     check = only_failure(evaluate_gates(report, mnist_gates(min_throughput_ratio=0.8), None))
     assert check.name == "throughput ratio int8/float"
     assert (check.measured, check.threshold, check.comparison) == (0.7, 0.8, ">=")
-    assert check.message == "throughput ratio int8/float: 0.70x < 0.80x required (batch 256)"
+    assert check.message == "throughput ratio int8/float: 0.70x < 0.80x required (batch 256 on onnxruntime)"
 
 
 def test_unmeasured_batch_sizes_do_not_count_as_largest():
     report = make_report(throughput={"1": 0.95, "256": None})
     check = by_name(evaluate_gates(report, mnist_gates(min_throughput_ratio=0.9), None))["throughput ratio int8/float"]
-    assert check.passed and "(batch 1)" in check.message
+    assert check.passed and "(batch 1 on onnxruntime)" in check.message
 
 
 def test_close_values_print_enough_digits_to_differ():
@@ -185,12 +187,12 @@ def test_close_values_print_enough_digits_to_differ():
 @pytest.mark.parametrize("int8_ratios", [None, {"latency_p50": None, "throughput": None}])
 def test_missing_performance_fails_a_set_performance_gate_by_default(int8_ratios):
     report = make_report()
-    report["ratios_vs_float"]["int8"] = int8_ratios
+    report["ratios_vs_float"]["onnxruntime"]["int8"] = int8_ratios
     checks = evaluate_gates(report, mnist_gates(max_latency_ratio=1.2, min_throughput_ratio=0.8), None)
     failed = [check for check in checks if not check.passed]
     assert [check.name for check in failed] == ["latency ratio int8/float", "throughput ratio int8/float"]
     assert all(check.measured is None for check in failed)
-    assert "no performance numbers in the report to compare with gates.max_latency_ratio 1.2" in failed[0].message
+    assert "no performance numbers on onnxruntime in the report to compare with gates.max_latency_ratio 1.2" in failed[0].message
 
 
 def test_missing_performance_is_skipped_when_allowed():
@@ -199,7 +201,7 @@ def test_missing_performance_is_skipped_when_allowed():
     checks = evaluate_gates(report, gates, None)
     assert [check.status for check in checks] == ["PASS", "PASS", "SKIP", "SKIP"]
     assert all(check.passed for check in checks)
-    assert "skipped, no performance numbers in the report" in checks[2].message
+    assert "skipped, no performance numbers on onnxruntime in the report" in checks[2].message
 
 
 def test_missing_performance_is_not_a_failure_when_no_performance_gate_is_set():
@@ -212,7 +214,8 @@ def test_missing_performance_is_not_a_failure_when_no_performance_gate_is_set():
 
 def accepted(**numbers: Any) -> dict[str, Any]:
     baseline = {
-        "schema_version": 1,
+        "schema_version": 2,
+        "runtime": "onnxruntime",
         "int8_top1_accuracy": 0.9889,
         "latency_p50_ratio": 0.8,
         "throughput_ratio": 1.3,
@@ -281,13 +284,13 @@ def test_baseline_compares_only_numbers_both_have():
 
 def test_written_baseline_loads_and_matches_the_report(tmp_path):
     path = tmp_path / "baseline.json"
-    path.write_text(baseline_json(make_report(throughput={"1": 1.1, "64": 1.25, "256": None})))
+    path.write_text(baseline_json(make_report(throughput={"1": 1.1, "64": 1.25, "256": None}), Runtime.ONNXRUNTIME))
     assert load_baseline(path) == accepted(throughput_ratio=1.25, throughput_batch_size=64)
 
 
 def test_written_baseline_without_performance(tmp_path):
     path = tmp_path / "baseline.json"
-    path.write_text(baseline_json(make_report(latency_p50=None, throughput={})))
+    path.write_text(baseline_json(make_report(latency_p50=None, throughput={}), Runtime.ONNXRUNTIME))
     assert load_baseline(path) == accepted(latency_p50_ratio=None, throughput_ratio=None, throughput_batch_size=None)
 
 
@@ -342,8 +345,8 @@ def test_report_that_is_not_json(tmp_path):
 
 
 def test_report_with_another_schema_version(tmp_path):
-    report = {**make_report(), "schema_version": 2}
-    assert "report schema_version 2 is not supported (this gate reads 1)" in load_error(write_json(tmp_path, report))
+    report = {**make_report(), "schema_version": 1}
+    assert "report schema_version 1 is not supported (this gate reads 2)" in load_error(write_json(tmp_path, report))
 
 
 @pytest.mark.parametrize(
@@ -368,8 +371,8 @@ def test_report_with_a_missing_key_names_its_json_path(tmp_path, remove, json_pa
         (lambda r: r["models"][1].update(role="float"), "exactly one model with role 'float', found 2"),
         (lambda r: r["models"][1]["accuracy"].update(top1_accuracy=98.9), "expected a number between 0 and 1"),
         (lambda r: r["models"][1]["accuracy"].update(top1_accuracy=True), "got true"),
-        (lambda r: r["ratios_vs_float"]["int8"].update(latency_p50="fast"), "latency_p50: expected a positive"),
-        (lambda r: r["ratios_vs_float"]["int8"]["throughput"].update(big=1.0), "expected batch sizes"),
+        (lambda r: r["ratios_vs_float"]["onnxruntime"]["int8"].update(latency_p50="fast"), "latency_p50: expected a positive"),
+        (lambda r: r["ratios_vs_float"]["onnxruntime"]["int8"]["throughput"].update(big=1.0), "expected batch sizes"),
         (lambda r: r.update(models=[]), "$.models: expected a non-empty list"),
     ],
 )

@@ -66,7 +66,7 @@ def test_cli_flags_override_the_config(tmp_path):
     result = run_gate(report, "--max-latency-ratio", "1.2", "--max-int8-top1-error-pct", "1.0")
     assert result.returncode == 1
     assert "FAIL int8 top-1 error: 1.11 % > 1.00 % allowed" in result.stdout
-    assert "FAIL latency ratio int8/float: 1.50x > 1.20x allowed (p50)" in result.stdout
+    assert "FAIL latency ratio int8/float: 1.50x > 1.20x allowed (p50 on onnxruntime)" in result.stdout
 
 
 def test_cli_reads_the_default_report_under_the_output_dir(tmp_path):

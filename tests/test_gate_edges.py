@@ -14,6 +14,7 @@ from typing import Any
 
 import pytest
 
+from tuning.config import Runtime
 from tuning.errors import InputError
 from tuning.gate import Check, baseline_json, evaluate_gates, github_annotations, junit_xml, load_baseline, load_report
 
@@ -101,7 +102,7 @@ def test_a_passing_error_check_does_not_name_the_model():
 def test_maximum_checks_at_their_edge(measured, passed, shown):
     check = evaluate_gates(make_report(latency_p50=measured), mnist_gates(max_latency_ratio=1.2), None)[2]
     assert check.passed is passed
-    assert check.message == f"latency ratio int8/float: {shown} (p50)"
+    assert check.message == f"latency ratio int8/float: {shown} (p50 on onnxruntime)"
 
 
 @pytest.mark.parametrize(
@@ -112,7 +113,7 @@ def test_minimum_checks_at_their_edge(measured, passed, shown):
     report = make_report(throughput={"256": measured})
     check = evaluate_gates(report, mnist_gates(min_throughput_ratio=0.8), None)[2]
     assert check.passed is passed and check.comparison == ">="
-    assert check.message == f"throughput ratio int8/float: {shown} (batch 256)"
+    assert check.message == f"throughput ratio int8/float: {shown} (batch 256 on onnxruntime)"
 
 
 def test_a_value_exactly_the_slack_away_passes_and_prints_as_equal():
@@ -122,14 +123,14 @@ def test_a_value_exactly_the_slack_away_passes_and_prints_as_equal():
     assert at_max.passed and at_min.passed
     # A difference of exactly the slack prints as equal at two digits (threshold 0: the difference is exact).
     zero = evaluate_gates(make_report(latency_p50=1e-9), mnist_gates(max_latency_ratio=0.0), None)[2]
-    assert zero.passed and zero.message == "latency ratio int8/float: 0.00x <= 0.00x allowed (p50)"
+    assert zero.passed and zero.message == "latency ratio int8/float: 0.00x <= 0.00x allowed (p50 on onnxruntime)"
 
 
 
 def test_throughput_is_judged_at_the_largest_measured_batch_not_the_largest_name():
     report = make_report(throughput={"64": 0.5, "256": 1.2, "1024": None, "9": 2.0})
     check = evaluate_gates(report, mnist_gates(min_throughput_ratio=1.0), None)[2]
-    assert check.passed and check.measured == 1.2 and check.message.endswith("(batch 256)")
+    assert check.passed and check.measured == 1.2 and check.message.endswith("(batch 256 on onnxruntime)")
 
 
 # --- the baseline ----------------------------------------------------------------------------------
@@ -192,8 +193,9 @@ def test_missing_performance_names_the_gate_key_and_threshold():
     checks = evaluate_gates(report, mnist_gates(max_latency_ratio=1.5, min_throughput_ratio=0.75), None)
     assert [check.status for check in checks[2:]] == ["FAIL", "FAIL"]
     assert checks[3].message == (
-        "throughput ratio int8/float: no performance numbers in the report to compare with "
-        "gates.min_throughput_ratio 0.75 (run the report with benchmarks, or set gates.fail_on_missing_performance: false)"
+        "throughput ratio int8/float: no performance numbers on onnxruntime in the report to compare with "
+        "gates.min_throughput_ratio 0.75 (run the report with benchmarks and onnxruntime in benchmark.runtimes, or set "
+        "gates.fail_on_missing_performance: false)"
     )
     assert (checks[3].threshold, checks[3].comparison) == (0.75, ">=")
     assert (checks[2].threshold, checks[2].comparison) == (1.5, "<=")
@@ -206,14 +208,14 @@ def test_missing_performance_names_the_gate_key_and_threshold():
 
 
 def test_baseline_json_takes_the_largest_measured_batch(tmp_path):
-    written = json.loads(baseline_json(make_report(throughput={"16": 1.5, "128": 1.25, "512": None})))
+    written = json.loads(baseline_json(make_report(throughput={"16": 1.5, "128": 1.25, "512": None}), Runtime.ONNXRUNTIME))
     assert written == {
-        "schema_version": 1, "int8_top1_accuracy": 0.9889, "latency_p50_ratio": 0.8,
+        "schema_version": 2, "runtime": "onnxruntime", "int8_top1_accuracy": 0.9889, "latency_p50_ratio": 0.8,
         "throughput_ratio": 1.25, "throughput_batch_size": 128,
     }  # fmt: skip
     # Committed to git beside the code, so written to diff well: two-space indents, a final newline.
     expected = {**accepted(), "latency_p50_ratio": 0.8, "throughput_ratio": 1.3, "throughput_batch_size": 256}
-    assert baseline_json(make_report()) == json.dumps(expected, indent=2) + "\n"
+    assert baseline_json(make_report(), Runtime.ONNXRUNTIME) == json.dumps(expected, indent=2) + "\n"
 
 
 # --- what the loaders accept -----------------------------------------------------------------------
@@ -242,13 +244,13 @@ def test_nan_is_refused_as_a_fraction(tmp_path):
 
 @pytest.mark.parametrize("ratio", [1e-12, 0.5, 3, None])
 def test_positive_ratios_and_null_are_accepted(tmp_path, ratio):
-    assert load_report(write_json(tmp_path, make_report(latency_p50=ratio)))["ratios_vs_float"]["int8"]["latency_p50"] == ratio
+    assert load_report(write_json(tmp_path, make_report(latency_p50=ratio)))["ratios_vs_float"]["onnxruntime"]["int8"]["latency_p50"] == ratio
 
 
 @pytest.mark.parametrize("ratio", [0, -0.5, False, "1.2", [1]])
 def test_ratios_that_are_not_positive_numbers_are_refused(tmp_path, ratio):
     assert report_error(tmp_path, make_report(latency_p50=ratio)).endswith(
-        f"$.ratios_vs_float.int8.latency_p50: expected a positive number or null, got {json.dumps(ratio)}"
+        f"$.ratios_vs_float.onnxruntime.int8.latency_p50: expected a positive number or null, got {json.dumps(ratio)}"
     )
 
 
@@ -260,22 +262,22 @@ def test_batch_size_keys_from_one(tmp_path, batch):
 @pytest.mark.parametrize("batch", ["0", "-1", "1.5", "", "x"])
 def test_batch_size_keys_below_one_or_not_integers_are_refused(tmp_path, batch):
     assert report_error(tmp_path, make_report(throughput={batch: 1.0})).endswith(
-        f"$.ratios_vs_float.int8.throughput: expected batch sizes (positive integers) as keys, got {batch!r}"
+        f"$.ratios_vs_float.onnxruntime.int8.throughput: expected batch sizes (positive integers) as keys, got {batch!r}"
     )
 
 
 def test_a_throughput_ratio_under_a_batch_key_is_validated(tmp_path):
     assert report_error(tmp_path, make_report(throughput={"8": -1.0})).endswith(
-        "$.ratios_vs_float.int8.throughput.8: expected a positive number or null, got -1.0"
+        "$.ratios_vs_float.onnxruntime.int8.throughput.8: expected a positive number or null, got -1.0"
     )
 
 
 @pytest.mark.parametrize(
     ("change", "expected"),
     [
-        (lambda r: r["ratios_vs_float"].update(int8=[1]), "$.ratios_vs_float.int8: expected a JSON object, got [1]"),
-        (lambda r: r["ratios_vs_float"]["int8"].update(throughput=[1]),
-         "$.ratios_vs_float.int8.throughput: expected a JSON object, got [1]"),
+        (lambda r: r["ratios_vs_float"]["onnxruntime"].update(int8=[1]), "$.ratios_vs_float.onnxruntime.int8: expected a JSON object, got [1]"),
+        (lambda r: r["ratios_vs_float"]["onnxruntime"]["int8"].update(throughput=[1]),
+         "$.ratios_vs_float.onnxruntime.int8.throughput: expected a JSON object, got [1]"),
         (lambda r: r.update(ratios_vs_float=3), "$.ratios_vs_float: expected a JSON object, got 3"),
         (lambda r: r.update(models={}), "$.models: expected a non-empty list of models, got {}"),
         (lambda r: r["models"].__setitem__(2, "zoo"), "$.models[2]: expected a JSON object, got \"zoo\""),
@@ -303,7 +305,7 @@ def test_a_reference_model_is_not_validated_but_float_and_int8_are(tmp_path):
     report = make_report()
     report["models"][2]["accuracy"] = "not checked"
     assert load_report(write_json(tmp_path, report)) == report
-    report["ratios_vs_float"]["zoo-int8"] = "not checked either"
+    report["ratios_vs_float"]["onnxruntime"]["zoo-int8"] = "not checked either"
     assert load_report(write_json(tmp_path, report)) == report
 
 
@@ -329,13 +331,15 @@ def test_report_path_problems(tmp_path):
         load_baseline(tmp_path / "none.json")
 
 
-@pytest.mark.parametrize("version", [0, 2, "1", None])
-def test_only_schema_version_1_is_read(tmp_path, version):
+@pytest.mark.parametrize("version", [0, 1, 3, "2", None])
+def test_only_schema_version_2_is_read(tmp_path, version):
     assert report_error(tmp_path, {**make_report(), "schema_version": version}).endswith(
-        f"report schema_version {version!r} is not supported (this gate reads 1)"
+        f"report schema_version {version!r} is not supported (this gate reads 2); write it again with this "
+        "version's report (docs/report-schema.md)"
     )
     assert baseline_error(tmp_path, {**accepted(), "schema_version": version}).endswith(
-        f"baseline schema_version {version!r} is not supported (this gate reads 1)"
+        f"baseline schema_version {version!r} is not supported (this gate reads 2); write it again with this "
+        "version's gate --write-baseline (docs/report-schema.md)"
     )
 
 

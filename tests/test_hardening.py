@@ -387,10 +387,11 @@ def test_foreign_metadata_is_read_as_text() -> None:
 
 def test_batch_the_model_refuses_is_input_error() -> None:
     # mnist-12's batch dimension is fixed at 1: a batch of 4 must be a one-line error, not onnxruntime's traceback.
-    from tuning.evaluate import make_session, predict
+    from tuning.evaluate import predict
+    from tuning.runtimes import open_runner
 
     dataset = DatasetSection(root=ROOT / "data")
     test_set = evaluation_images(dataset, Split.TEST, (1, 28, 28))
     with pytest.raises(InputError, match="cannot run the model on a batch of 4 images") as caught:
-        predict(make_session(MODEL), test_set, batch_size=4)
+        predict(open_runner(MODEL), test_set, batch_size=4)
     assert "\n" not in str(caught.value)

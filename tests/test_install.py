@@ -25,11 +25,12 @@ from packaging.version import Version
 from conftest import ROOT
 from test_cli_conventions import parse_document
 
-# Each lock file and the pyproject list it pins (the dev and distributed files add to requirements.lock).
+# Each lock file and the pyproject list it pins (the dev, distributed and openvino files add to requirements.lock).
 LOCKS = {
     "requirements.lock": ("dependencies",),
     "requirements-dev.lock": ("optional-dependencies", "test"),
     "requirements-distributed.lock": ("optional-dependencies", "distributed"),
+    "requirements-openvino.lock": ("optional-dependencies", "openvino"),
 }
 
 

@@ -21,7 +21,7 @@ from tuning import onnx_io
 from tuning.config import Split
 from tuning.data import evaluation_images
 from tuning.errors import ConfigError
-from tuning.evaluate import SessionSettings, make_session
+from tuning.runtimes import SessionSettings, make_session
 from tuning.latency_search import (
     SCREEN_FACTOR,
     beats,

@@ -42,6 +42,7 @@ SETTINGS = [
     "--set", "benchmark.min_time_s=0",
     "--set", "benchmark.rounds=2",
     "--set", "benchmark.batch_sizes=[1, 8]",
+    "--set", "benchmark.runtimes=[onnxruntime]",  # OpenVINO beside it: tests/test_openvino.py
 ]
 
 
@@ -273,13 +274,13 @@ def test_performance_numbers_and_ratios_are_consistent(full: dict[str, Any]) -> 
     assert report["benchmark"]["session_options"]["config_entries"] == {}
     fp32 = _model(report, "fp32")
     for name in ("int8", "zoo-int8"):
-        model = _model(report, name)
+        model = _model(report, name)["runtimes"]["onnxruntime"]
         latency = model["latency_ms"]
         # 2 rounds, each at least 50 runs, taken in turns of 100 images at batch 1.
         assert latency["batch_size"] == 1 and latency["samples"] == 200 and latency["warmup"] == 5
         assert latency["p50"] <= latency["p90"] <= latency["p99"]
         assert [point["batch_size"] for point in model["throughput"]] == [1, 8]
-        ratios = report["ratios_vs_float"][name]
+        ratios = report["ratios_vs_float"]["onnxruntime"][name]
         # A ratio is the median of its per-round values: with 2 rounds, the middle of their range.
         rounds = ratios["latency_p50_rounds"]
         assert ratios["latency_p50"] == rounds["value"] == pytest.approx((rounds["min"] + rounds["max"]) / 2)
@@ -291,7 +292,9 @@ def test_performance_numbers_and_ratios_are_consistent(full: dict[str, Any]) -> 
             assert spread["value"] == pytest.approx((spread["min"] + spread["max"]) / 2)
             per_model = point["images_per_s_rounds"]
             assert per_model["min"] <= point["images_per_s"] <= per_model["max"]
-    assert "fp32" not in report["ratios_vs_float"]
+    assert "fp32" not in report["ratios_vs_float"]["onnxruntime"]
+    # One runtime: against the float model on onnxruntime is against the float model on the same runtime.
+    assert report["ratios_vs_onnxruntime_float"]["onnxruntime"] == report["ratios_vs_float"]["onnxruntime"]
 
 
 def test_tuning_candidates_of_the_int8_model_are_listed(full: dict[str, Any], tuned_int8: Path) -> None:
@@ -323,11 +326,12 @@ def test_skip_performance_leaves_nulls(accuracy_only: dict[str, Any]) -> None:
     assert report["benchmark"]["performance_measured"] is False
     assert [m["name"] for m in report["models"]] == ["fp32", "int8"]
     for model in report["models"]:
-        assert model["latency_ms"] is None and model["throughput"] is None
-    assert report["ratios_vs_float"] == {"int8": {
-        "latency_p50": None, "latency_p50_rounds": None,
-        "throughput": {"1": None, "8": None}, "throughput_rounds": {"1": None, "8": None},
-    }}
+        on = model["runtimes"]["onnxruntime"]
+        assert on["latency_ms"] is None and on["throughput"] is None
+        # Accuracy is still reported per runtime: onnxruntime's is the model's own.
+        assert on["accuracy"]["top1_accuracy"] == model["accuracy"]["top1_accuracy"]
+        assert on["accuracy"]["differing_from_onnxruntime"] == 0
+    assert report["ratios_vs_float"] == {} and report["ratios_vs_onnxruntime_float"] == {}
     assert sorted(path.name for path in accuracy_only["dir"].iterdir()) == [
         "confusion-int8.png", "flips-int8.png", "report.html", "report.json", "report.md"
     ]
@@ -426,7 +430,8 @@ def test_html_report_renders_in_chromium_with_the_key_numbers(full: dict[str, An
     for model in report["models"]:
         assert f"{100 * model['accuracy']['top1_error']:.2f} %" in text, model["name"]
         assert model["sha256"] in text
-        images_per_s = next(t for t in model["throughput"] if str(t["batch_size"]) == largest)["images_per_s"]
+        throughput = model["runtimes"]["onnxruntime"]["throughput"]
+        images_per_s = next(t for t in throughput if str(t["batch_size"]) == largest)["images_per_s"]
         assert f"{images_per_s:,.0f} img/s" in text
     int8 = _model(report, "int8")["accuracy"]
     assert f"{int8['flips']:,} of {int8['images']:,} test images" in text or int8["flips"] == 0

@@ -13,14 +13,14 @@ import onnx
 import pytest
 
 from tuning import onnx_io
-from tuning.evaluate import SessionSettings
 from tuning.config import Split
 from tuning.data import evaluation_images
 from tuning.errors import TuningError
-from tuning.evaluate import make_session, predict, top1_accuracy
+from tuning.evaluate import predict, top1_accuracy
 from tuning.fetch import sha256_of
 from tuning.graph import Precision, node_precisions
 from tuning.pipeline import run_tuning
+from tuning.runtimes import SessionSettings, open_runner
 
 from conftest import project_config
 
@@ -30,8 +30,8 @@ def test_int8_error_within_a_tenth_of_a_point_of_fp32(default_run):
     model = onnx_io.load_model(config.output.model)
     spec = onnx_io.describe(model)
     test_set = evaluation_images(config.dataset, Split.TEST, spec.sample_shape)
-    int8_accuracy = top1_accuracy(predict(make_session(config.output.model), test_set, 1), test_set.labels)
-    fp32_accuracy = top1_accuracy(predict(make_session(config.model.path), test_set, 1), test_set.labels)
+    int8_accuracy = top1_accuracy(predict(open_runner(config.output.model), test_set, 1), test_set.labels)
+    fp32_accuracy = top1_accuracy(predict(open_runner(config.model.path), test_set, 1), test_set.labels)
     assert len(test_set) == 10000
     assert abs(int8_accuracy - fp32_accuracy) <= 0.001
     assert summary.int8_top1_accuracy == pytest.approx(int8_accuracy)

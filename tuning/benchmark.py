@@ -1,9 +1,10 @@
 """Latency and throughput of ONNX classifiers, timed the way users run them.
 
-Every session is a plain ``onnxruntime.InferenceSession`` with onnxruntime's default options,
-except the thread count and any session config entries the config's ``deployment`` declares
-(:class:`tuning.evaluate.SessionSettings`): a speed that needs a setting the user must remember
-is not the product's speed.
+Every model runs on a :class:`tuning.runtimes.Runner`: a plain ``onnxruntime.InferenceSession`` with
+onnxruntime's default options, except the thread count and any session config entries the config's
+``deployment`` declares, or an OpenVINO compiled model with OpenVINO's defaults except the thread
+count and, when the runtime names one, the precision hint: a speed that needs a setting the user
+must remember is not the product's speed.
 
 Timing rule (config ``benchmark`` / ``tuning.latency``, :class:`tuning.config._TimingSection`):
 models are measured interleaved, in ``rounds`` rounds. In each round and at each batch size
@@ -30,18 +31,19 @@ import time
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import onnx
-import onnxruntime as ort
 from tqdm import tqdm
 
 from tuning import data
-from tuning.config import BenchmarkSection, PipelineConfig
+from tuning.config import BenchmarkSection, PipelineConfig, Runtime
 from tuning.environment import capture_environment
-from tuning.evaluate import SessionSettings, check_classifier, make_session, predict, top1_accuracy
+from tuning.evaluate import check_classifier, predict, top1_accuracy
 from tuning.onnx_io import describe, load_model, preprocessing_warning
 from tuning.rewrite import batch_capable_copy, verify_batch_copy
+from tuning.runtimes import Runner, SessionSettings, conditions_phrase, open_runner
 
 INTERLEAVE_IMAGES = 100  # images each model runs before the next model's turn
 _CYCLED_IMAGES = 2048  # distinct input images cycled through per measurement, bounded for memory
@@ -49,11 +51,12 @@ _CYCLED_IMAGES = 2048  # distinct input images cycled through per measurement, b
 
 @dataclass(frozen=True)
 class BenchmarkTarget:
-    """A model to measure, under the name the report gives it."""
+    """A model to measure on a runtime, under the name the report gives that pair."""
 
     name: str
     model: onnx.ModelProto
     source: Path
+    runtime: Runtime = Runtime.ONNXRUNTIME
 
 
 @dataclass(frozen=True)
@@ -140,6 +143,7 @@ class Performance:
     name: str
     latency: Timing
     throughput: tuple[Timing, ...]
+    conditions: dict[str, Any] = field(default_factory=dict, compare=False)  # the runner's, read back
 
     def throughput_at(self, batch_size: int) -> Timing:
         return next(timing for timing in self.throughput if timing.batch_size == batch_size)
@@ -165,38 +169,39 @@ def runs_at_batch(settings: BenchmarkSection, batch_size: int) -> tuple[int, int
 
 
 def time_models(
-    sessions: Mapping[str, ort.InferenceSession],
+    runners: Mapping[str, Runner],
     images: np.ndarray,
     batch_size: int,
     warmup_runs: int,
     min_runs: int,
     min_seconds: float,
 ) -> dict[str, np.ndarray]:
-    """Per-run durations in ms of every session at ``batch_size``, interleaved in chunks, for one round.
+    """Per-run durations in ms of every runner at ``batch_size``, interleaved in chunks, for one round.
 
     Every model runs the same number of timed batches: turns go on until each has run ``min_runs``
     batches and ``min_seconds`` of timed work. Inputs cycle through real images so no model is timed
     on one cached input.
     """
-    feeds = {name: _feeds(session, images, batch_size) for name, session in sessions.items()}
+    feeds = {name: _feeds(runner, images, batch_size) for name, runner in runners.items()}
+    calls = {name: runner.infer for name, runner in runners.items()}
     chunk = math.ceil(INTERLEAVE_IMAGES / batch_size)
-    durations: dict[str, list[int]] = {name: [] for name in sessions}
-    timed_ns = dict.fromkeys(sessions, 0)
+    durations: dict[str, list[int]] = {name: [] for name in runners}
+    timed_ns = dict.fromkeys(runners, 0)
     min_ns = int(min_seconds * 1e9)
     gc_was_enabled = gc.isenabled()
     gc.disable()  # a collection inside a timed run would land on whichever model happens to be running
     try:
-        for name, session in sessions.items():
+        for name, infer in calls.items():
             for run in range(warmup_runs):
-                session.run(None, feeds[name][run % len(feeds[name])])
+                infer(feeds[name][run % len(feeds[name])])
         done = 0
         while done < min_runs or min(timed_ns.values()) < min_ns:
-            for name, session in sessions.items():
+            for name, infer in calls.items():
                 model_feeds, out = feeds[name], durations[name]
                 for run in range(done, done + chunk):
                     feed = model_feeds[run % len(model_feeds)]
                     began = time.perf_counter_ns()
-                    session.run(None, feed)
+                    infer(feed)
                     out.append(time.perf_counter_ns() - began)
                 timed_ns[name] += sum(out[done:])
             done += chunk
@@ -206,17 +211,16 @@ def time_models(
     return {name: np.asarray(runs, dtype=np.float64) / 1e6 for name, runs in durations.items()}
 
 
-def _feeds(session: ort.InferenceSession, images: np.ndarray, batch_size: int) -> list[dict[str, np.ndarray]]:
-    input_name = session.get_inputs()[0].name
+def _feeds(runner: Runner, images: np.ndarray, batch_size: int) -> list[dict[str, np.ndarray]]:
     distinct = max(1, min(INTERLEAVE_IMAGES, _CYCLED_IMAGES // batch_size))
     batches = [np.take(images, (k * batch_size + np.arange(batch_size)) % len(images), axis=0) for k in range(distinct)]
-    return [{input_name: np.ascontiguousarray(batch)} for batch in batches]
+    return [runner.feed(np.ascontiguousarray(batch)) for batch in batches]
 
 
-def prepare_sessions(
+def prepare_runners(
     targets: Sequence[BenchmarkTarget], images: np.ndarray, session: SessionSettings
-) -> tuple[dict[str, ort.InferenceSession], dict[str, ort.InferenceSession]]:
-    """Sessions for batch-1 latency and for throughput, per target name.
+) -> tuple[dict[str, Runner], dict[str, Runner]]:
+    """Runners for batch-1 latency and for throughput, per target name, each on its target's runtime.
 
     Latency runs the model as shipped; only a model that cannot take batch 1 is timed through its copy.
     Throughput runs the batch-capable copy, checked first to give the original's outputs (a model
@@ -225,13 +229,13 @@ def prepare_sessions(
     latency, batched = {}, {}
     for target in targets:
         spec = describe(target.model, target.source)
-        original = make_session(target.model, session)
+        original = open_runner(target.model, target.runtime, session, target.source)
         if spec.batch_dim is None:
             latency[target.name] = batched[target.name] = original
             continue
         copy = batch_capable_copy(target.model, target.source)
         verify_batch_copy(target.model, copy, images, target.source)
-        batched[target.name] = make_session(copy, session)
+        batched[target.name] = open_runner(copy, target.runtime, session, target.source)
         latency[target.name] = original if spec.batch_dim == 1 else batched[target.name]
     return latency, batched
 
@@ -243,20 +247,21 @@ def measure(
     session: SessionSettings,
     label: str = "benchmark",
 ) -> dict[str, Performance]:
-    """Latency at batch 1 and throughput at every ``settings.batch_sizes``, all models interleaved, in rounds.
+    """Latency at batch 1 and throughput at every ``settings.batch_sizes``, all targets interleaved, in rounds.
 
-    Each round times every model at batch 1, then at every batch size, so a ratio's per-round values
-    show how far one measurement of it can be trusted.
+    Each round times every target at batch 1, then at every batch size, so a ratio's per-round values
+    show how far one measurement of it can be trusted. Targets on different runtimes take turns like
+    any others, so a ratio across runtimes is as fair as one within a runtime.
     """
-    latency_sessions, batched_sessions = prepare_sessions(targets, images, session)
-    plan = [(1, latency_sessions), *((b, batched_sessions) for b in batch_sizes(settings))]
+    latency_runners, batched_runners = prepare_runners(targets, images, session)
+    plan = [(1, latency_runners), *((b, batched_runners) for b in batch_sizes(settings))]
     per_round: dict[tuple[str, int], list[np.ndarray]] = {}
     with tqdm(total=settings.rounds * len(plan), desc=label, unit="step", disable=None, leave=False) as bar:
         for round_index in range(settings.rounds):
-            for step, (batch_size, sessions) in enumerate(plan):
+            for step, (batch_size, runners) in enumerate(plan):
                 bar.set_postfix_str(f"round {round_index + 1}/{settings.rounds}, batch {batch_size}")
                 warmup, min_runs = runs_at_batch(settings, batch_size)
-                timed = time_models(sessions, images, batch_size, warmup, min_runs, settings.min_time_s)
+                timed = time_models(runners, images, batch_size, warmup, min_runs, settings.min_time_s)
                 for name, durations in timed.items():
                     per_round.setdefault((name, step), []).append(durations)
                 bar.update()
@@ -267,32 +272,34 @@ def measure(
 
     return {
         target.name: Performance(
-            target.name, timing(target.name, 0), tuple(timing(target.name, step) for step in range(1, len(plan)))
+            target.name,
+            timing(target.name, 0),
+            tuple(timing(target.name, step) for step in range(1, len(plan))),
+            latency_runners[target.name].conditions,
         )
         for target in targets
     }
 
 
-def session_for_batch(
+def runner_for_batch(
     target: BenchmarkTarget, images: np.ndarray, batch_size: int, session: SessionSettings
-) -> ort.InferenceSession:
-    """A session running ``batch_size``: the model itself, or its verified batch-capable copy if it needs one."""
+) -> Runner:
+    """A runner for ``batch_size``: the model itself, or its verified batch-capable copy if it needs one."""
     spec = describe(target.model, target.source)
     if spec.batch_dim in (None, batch_size):
-        return make_session(target.model, session)
+        return open_runner(target.model, target.runtime, session, target.source)
     copy = batch_capable_copy(target.model, target.source)
     verify_batch_copy(target.model, copy, images, target.source)
-    return make_session(copy, session)
+    return open_runner(copy, target.runtime, session, target.source)
 
 
 def measure_at_batch(
-    target: BenchmarkTarget, images: np.ndarray, settings: BenchmarkSection, session: SessionSettings, batch_size: int
+    runner: Runner, name: str, images: np.ndarray, settings: BenchmarkSection, batch_size: int
 ) -> Timing:
     """One model at one batch size, in the rounds of the timing rule."""
-    model_session = {target.name: session_for_batch(target, images, batch_size, session)}
     warmup, min_runs = runs_at_batch(settings, batch_size)
     rounds = [
-        time_models(model_session, images, batch_size, warmup, min_runs, settings.min_time_s)[target.name]
+        time_models({name: runner}, images, batch_size, warmup, min_runs, settings.min_time_s)[name]
         for _ in tqdm(range(settings.rounds), desc="benchmark", unit="round", disable=None, leave=False)
     ]
     return Timing(batch_size, warmup, tuple(rounds))
@@ -314,6 +321,7 @@ class BenchmarkRun:
     accuracy: float | None
     timing: Timing | None
     conditions: str
+    runtime_conditions: dict[str, Any]  # how the runtime ran the model, read back (tuning.runtimes)
     warnings: tuple[str, ...] = ()
 
     def lines(self) -> list[str]:
@@ -332,47 +340,37 @@ class BenchmarkRun:
         return lines
 
 
-def run_benchmark(config: PipelineConfig, model_path: Path, mode: str, batch_size: int) -> BenchmarkRun:
-    """Accuracy on the evaluation split, or latency and throughput, of one model at ``batch_size``."""
+def run_benchmark(
+    config: PipelineConfig, model_path: Path, mode: str, batch_size: int, runtime: Runtime = Runtime.ONNXRUNTIME
+) -> BenchmarkRun:
+    """Accuracy on the evaluation split, or latency and throughput, of one model at ``batch_size`` on ``runtime``."""
     model_path = Path(model_path)
     model = load_model(model_path)
     spec = describe(model, model_path)
     spec.require_batch_fits(batch_size, config.benchmark.max_batch_bytes, "--batch_size", model_path)
     evaluation = data.evaluation_images(config.dataset, config.evaluation.split, spec.sample_shape)
     check_classifier(model, spec, evaluation, len(data.class_names(config.dataset)), model_path)
-    target = BenchmarkTarget(model_path.stem, model, model_path)
-    settings = config.benchmark
-    session = SessionSettings.of(config)
+    target = BenchmarkTarget(model_path.stem, model, model_path, runtime)
+    runner = runner_for_batch(target, evaluation.images, batch_size, SessionSettings.of(config))
     warning = preprocessing_warning(model, model_path, config.preprocessing, evaluation.images)
     warnings = (warning,) if warning else ()
-    threads = threads_phrase(settings.intra_op_threads)
+    on = conditions_phrase(runner.conditions)
     if mode == "accuracy":
-        accuracy = top1_accuracy(
-            predict(session_for_batch(target, evaluation.images, batch_size, session), evaluation, batch_size),
-            evaluation.labels,
-        )
+        accuracy = top1_accuracy(predict(runner, evaluation, batch_size), evaluation.labels)
         conditions = (
             f"Conditions: {len(evaluation):,} {config.dataset.name} {config.evaluation.split.value} images, "
-            f"preprocessing {json.dumps(config.preprocessing, sort_keys=True)}, {threads}, "
+            f"preprocessing {json.dumps(config.preprocessing, sort_keys=True)}, {on}; "
             f"{capture_environment().summary()}"
         )
-        return BenchmarkRun(batch_size, accuracy, None, conditions, warnings)
-    timing = measure_at_batch(target, evaluation.images, settings, session, batch_size)
+        return BenchmarkRun(batch_size, accuracy, None, conditions, runner.conditions, warnings)
+    timing = measure_at_batch(runner, target.name, evaluation.images, config.benchmark, batch_size)
     conditions = (
-        f"Conditions: {threads}, {timing.runs} timed batches in {timing_conditions(settings)}, "
-        f"latency = median batch time / batch size, {session_phrase(session)}; {capture_environment().summary()}"
+        f"Conditions: {on}; {timing.runs} timed batches in {timing_conditions(config.benchmark)}, "
+        f"latency = median batch time / batch size; {capture_environment().summary()}"
     )
-    return BenchmarkRun(batch_size, None, timing, conditions, warnings)
+    return BenchmarkRun(batch_size, None, timing, conditions, runner.conditions, warnings)
 
 
 def threads_phrase(count: int) -> str:
     """``1 intra-op thread`` / ``2 intra-op threads``: how every report states its threads."""
     return f"{count} intra-op thread{'s' if count != 1 else ''}"
-
-
-def session_phrase(session: SessionSettings) -> str:
-    """How every report states the session options beside its numbers."""
-    if not session.config_entries:
-        return "onnxruntime default session options"
-    entries = ", ".join(f"{key}={value}" for key, value in session.config_entries)
-    return f"onnxruntime default session options plus {entries}"

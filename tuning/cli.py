@@ -24,7 +24,7 @@ from typing import Any, Callable
 import click
 
 from tuning import distributed
-from tuning.config import SHIPPED_CONFIG, PipelineConfig, QuantFormat, load_config, output_input_clashes, parse_override
+from tuning.config import SHIPPED_CONFIG, PipelineConfig, QuantFormat, Runtime, load_config, output_input_clashes, parse_override
 from tuning.errors import OUTPUT_ERRNOS, ConfigError, Interrupted, OutputError, PipelineError, one_line
 
 DEFAULT_CONFIG = SHIPPED_CONFIG
@@ -282,6 +282,14 @@ def tune(
 @click.option(
     "--batch_size", "--batch-size", type=click.IntRange(min=1, max=1_000_000), default=1, show_default=True
 )
+@click.option(
+    "--runtime",
+    type=click.Choice([runtime.value for runtime in Runtime]),
+    default=Runtime.ONNXRUNTIME.value,
+    show_default=True,
+    help="Where the model runs. openvino: OpenVINO's defaults (its precision is printed); openvino-f32 / "
+    "openvino-bf16 set its precision hint. OpenVINO needs the extra: bash scripts/setup_env.sh openvino.",
+)
 @click.option("--json", "json_output", is_flag=True, help="Print one JSON document on stdout (docs/cli.md).")
 @_console_options
 def benchmark(
@@ -291,9 +299,10 @@ def benchmark(
     dataset_location: Path | None,
     mode: str,
     batch_size: int,
+    runtime: str,
     json_output: bool,
 ) -> None:
-    """Benchmark one model, printing the lines of INC's examples (what run_benchmark.sh does).
+    """Benchmark one model on one runtime, printing the lines of INC's examples (what run_benchmark.sh does).
 
     \b
     accuracy:    Batch size = 1 / Accuracy: 0.98910  (top-1 on the evaluation split)
@@ -306,7 +315,7 @@ def benchmark(
     console = _console(json_output)
     config = build_config(config_path, assignments, **{"dataset.root": dataset_location})
     model_path = input_model or config.path("model.path")
-    run = run_benchmark(config, model_path, mode, batch_size)
+    run = run_benchmark(config, model_path, mode, batch_size, Runtime(runtime))
     for warning in run.warnings:
         console.warning(warning)
     *results, conditions = run.lines()
@@ -347,7 +356,8 @@ def report(
     """Compare the float, int8 and reference models: report.json, report.md and PNG plots.
 
     Accuracy at the configured and the other pixel scale, agreement with the float model,
-    latency and throughput (interleaved, one run), size and op types. Schema: docs/report-schema.md.
+    latency and throughput (interleaved, one run), size and op types, on every runtime of
+    benchmark.runtimes (onnxruntime; OpenVINO with the openvino extra). Schema: docs/report-schema.md.
     """
     from tuning.report import run_report
     from tuning.report_data import model_entries
@@ -445,7 +455,7 @@ def gate(
     failed = [check for check in checks if not check.passed]
     written = write_baseline if write_baseline is not None and not failed else None
     if written is not None:
-        write_text_atomic(written, baseline_json(report_data))
+        write_text_atomic(written, baseline_json(report_data, config.gates.runtime))
     if json_output:
         console.document(gate_document(checks, report_path, written))
     if failed:

@@ -45,6 +45,8 @@ def benchmark_document(run: BenchmarkRun, model_path: Path, mode: str, config: P
         },
         "preprocessing": config.preprocessing,
         "intra_op_threads": config.benchmark.intra_op_threads,
+        "runtime": run.runtime_conditions["runtime"],
+        "runtime_conditions": run.runtime_conditions,
         "conditions": run.conditions,
         "warnings": list(run.warnings),
         "versions": capture_environment().versions,

@@ -30,6 +30,7 @@ from pydantic import (
     StrictInt,
     StringConstraints,
     ValidationError,
+    field_validator,
     model_validator,
 )
 from pydantic_core import PydanticCustomError
@@ -119,6 +120,20 @@ class SlowerThanFp32(str, Enum):
 
     WARN = "warn"  # write the fastest passing int8 model, with a warning line in the output and the summary
     FAIL = "fail"  # write nothing and exit with code 6
+
+
+class Runtime(str, Enum):
+    """Where a model is run and timed (tuning/runtimes.py). OpenVINO needs the optional extra ``openvino``.
+
+    ``openvino`` compiles with OpenVINO's own defaults, whose inference precision depends on the CPU
+    (bf16 where it has bf16 instructions): the precision it picked is read back and printed beside
+    every number. ``openvino-f32`` and ``openvino-bf16`` set the precision hint explicitly.
+    """
+
+    ONNXRUNTIME = "onnxruntime"
+    OPENVINO = "openvino"
+    OPENVINO_F32 = "openvino-f32"
+    OPENVINO_BF16 = "openvino-bf16"
 
 
 class CriterionKind(str, Enum):
@@ -252,6 +267,13 @@ class BenchmarkSection(_TimingSection):
     # anything is allocated (onnxruntime's intermediate tensors need several times more on top).
     max_batch_bytes: _int_range(1, 2**40) = 32 * 1024 * 1024
     reference_models: tuple[Path, ...] = ()  # further models to compare in reports
+    # Every model is measured on each, interleaved in one run; its accuracy too, against onnxruntime's.
+    runtimes: Annotated[tuple[Runtime, ...], Field(min_length=1, max_length=len(Runtime))] = (Runtime.ONNXRUNTIME,)
+
+    @field_validator("runtimes")
+    @classmethod
+    def _runtimes_once_each(cls, runtimes: tuple[Runtime, ...]) -> tuple[Runtime, ...]:
+        return _once_each(runtimes)
 
 
 class DeploymentSection(_Section):
@@ -264,6 +286,9 @@ class DeploymentSection(_Section):
     """
 
     session_config_entries: dict[str, str] = {}
+    # Objective latency times the candidates on this runtime, and only candidates it can load are kept;
+    # the emitted model must load on it under either objective.
+    runtime: Runtime = Runtime.ONNXRUNTIME
 
 
 class GatesSection(_Section):
@@ -281,6 +306,7 @@ class GatesSection(_Section):
     # Above 100 % the throughput check could never fail.
     baseline_performance_tolerance_pct: Annotated[float, Field(ge=0, lt=100)] = 10.0
     fail_on_missing_performance: StrictBool = True
+    runtime: Runtime = Runtime.ONNXRUNTIME  # whose int8/float ratios the latency and throughput checks read
 
 
 class PipelineConfig(_Section):
@@ -313,6 +339,11 @@ class PipelineConfig(_Section):
     @model_validator(mode="after")
     def _dynamic_takes_no_calibration(self) -> PipelineConfig:
         _refuse_calibration_under_dynamic(self)
+        return self
+
+    @model_validator(mode="after")
+    def _gated_runtime_is_measured(self) -> PipelineConfig:
+        _refuse_gate_on_unmeasured_runtime(self)
         return self
 
     @model_validator(mode="after")
@@ -362,6 +393,25 @@ def _with_outputs_beside_the_model(config: PipelineConfig) -> PipelineConfig:
     if (model, folder) == (config.output.model, config.output.dir):
         return config
     return config.model_copy(update={"output": config.output.model_copy(update={"model": model, "dir": folder})})
+
+
+def _once_each(runtimes: tuple[Runtime, ...]) -> tuple[Runtime, ...]:
+    repeated = sorted({runtime.value for runtime in runtimes if runtimes.count(runtime) > 1})
+    if repeated:
+        raise ValueError(f"each runtime may be listed once; repeated: {', '.join(repeated)}")
+    return runtimes
+
+
+def _refuse_gate_on_unmeasured_runtime(config: PipelineConfig) -> None:
+    # The gate reads the ratios the report measured: a runtime the report never measures would make
+    # every speed check "missing".
+    if config.gates.runtime not in config.benchmark.runtimes:
+        raise PydanticCustomError(
+            "contradiction",
+            "gates.runtime: {runtime} is not in benchmark.runtimes ({runtimes}); add it there or gate another runtime",
+            {"runtime": config.gates.runtime.value,
+             "runtimes": ", ".join(runtime.value for runtime in config.benchmark.runtimes)},
+        )
 
 
 def _refuse_calibration_under_dynamic(config: PipelineConfig) -> None:

@@ -14,6 +14,7 @@ _VERSIONED_PACKAGES = {
     "onnx": "onnx",
     "neural_compressor": "neural-compressor",
     "numpy": "numpy",
+    "openvino": "openvino",  # None without the optional extra
 }
 
 

@@ -1,82 +1,29 @@
-"""Top-1 accuracy of an ONNX classifier with onnxruntime on the CPU."""
+"""Top-1 accuracy of an ONNX classifier on the CPU (onnxruntime, or another runtime's :class:`Runner`)."""
 
 from __future__ import annotations
 
-from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
 
 import numpy as np
 import onnx
-import onnxruntime as ort
 
-from tuning.config import PipelineConfig
+from tuning.config import Runtime
 from tuning.data import BatchLoader, LabelledImages
 from tuning.errors import InputError
 from tuning.onnx_io import ModelSpec
+from tuning.runtimes import QUIET_RUN, Runner, SessionSettings, make_session, open_runner
 
 
-@dataclass(frozen=True)
-class SessionSettings:
-    """The onnxruntime session options of a deployment: onnxruntime's defaults except for these.
-
-    Every session this project makes (evaluation, tuning's timing, benchmarks, reports) is built from
-    one of these, so what is measured is what a user gets from ``onnxruntime.InferenceSession(path)``
-    with the same thread count and config entries (config ``deployment``).
-    """
-
-    intra_op_threads: int = 1
-    config_entries: tuple[tuple[str, str], ...] = ()
-
-    @classmethod
-    def of(cls, config: PipelineConfig) -> SessionSettings:
-        return cls(config.benchmark.intra_op_threads, tuple(sorted(config.deployment.session_config_entries.items())))
-
-    def options(self) -> ort.SessionOptions:
-        options = ort.SessionOptions()
-        options.intra_op_num_threads = self.intra_op_threads
-        options.log_severity_level = 3  # errors only: onnxruntime's warnings are not the user's to act on
-        for key, value in self.config_entries:
-            options.add_session_config_entry(key, value)
-        return options
-
-    def describe(self) -> dict[str, Any]:
-        """The options as sessions get them, read back from an options object; recorded beside every number."""
-        options = self.options()
-        return {
-            "intra_op_num_threads": options.intra_op_num_threads,
-            "inter_op_num_threads": options.inter_op_num_threads,
-            "graph_optimization_level": options.graph_optimization_level.name,
-            "execution_mode": options.execution_mode.name,
-            "providers": ["CPUExecutionProvider"],
-            "config_entries": {key: options.get_session_config_entry(key) for key, _ in self.config_entries},
-        }
-
-
-# onnxruntime logs a failing node on stderr before raising; the raised error says the same in one line.
-_QUIET_RUN = ort.RunOptions()
-_QUIET_RUN.log_severity_level = 4
-
-
-def make_session(model: onnx.ModelProto | Path, settings: SessionSettings = SessionSettings()) -> ort.InferenceSession:
-    source = str(model) if isinstance(model, Path) else model.SerializeToString()
-    try:
-        return ort.InferenceSession(source, settings.options(), providers=["CPUExecutionProvider"])
-    except Exception as exc:  # onnxruntime raises its own untyped Fail/InvalidGraph exceptions
-        where = model if isinstance(model, Path) else "model"
-        raise InputError(f"{where}: onnxruntime cannot load it ({str(exc).splitlines()[0]})") from None
-
-
-def predict(session: ort.InferenceSession, data: LabelledImages, batch_size: int) -> np.ndarray:
+def predict(runner: Runner, data: LabelledImages, batch_size: int) -> np.ndarray:
     """Class index (argmax of the first output) for every image."""
-    input_name = session.get_inputs()[0].name
     predictions = []
     for images, _ in BatchLoader(data, batch_size):
         try:
-            predictions.append(session.run(None, {input_name: images}, _QUIET_RUN)[0].argmax(axis=1))
-        except Exception as exc:  # onnxruntime's untyped errors, e.g. a batch the model's fixed shape refuses
+            predictions.append(runner.scores(images).argmax(axis=1))
+        except Exception as exc:  # the runtimes' untyped errors, e.g. a batch the model's fixed shape refuses
             raise InputError(
-                f"onnxruntime cannot run the model on a batch of {len(images)} images ({str(exc).splitlines()[0]})"
+                f"{runner.runtime.value} cannot run the model on a batch of {len(images)} images "
+                f"({str(exc).splitlines()[0]})"
             ) from None
     return np.concatenate(predictions)
 
@@ -94,7 +41,7 @@ def check_classifier(model: onnx.ModelProto, spec: ModelSpec, data: LabelledImag
         )
     batch = spec.batch_dim or min(len(data), 2)  # two images also show whether the batch dimension is honoured
     try:
-        outputs = make_session(model).run(None, {spec.input_name: data.images[:batch]}, _QUIET_RUN)
+        outputs = make_session(model).run(None, {spec.input_name: data.images[:batch]}, QUIET_RUN)
     except InputError:
         raise
     except Exception as exc:  # onnxruntime's untyped errors: the graph cannot run on a real input
@@ -130,7 +77,7 @@ class AccuracyEvaluator:
         self.history: list[float] = []
 
     def __call__(self, model: onnx.ModelProto) -> float:
-        session = make_session(model, self.settings)
-        accuracy = top1_accuracy(predict(session, self.data, self.batch_size), self.data.labels)
+        runner = open_runner(model, Runtime.ONNXRUNTIME, self.settings, "candidate")
+        accuracy = top1_accuracy(predict(runner, self.data, self.batch_size), self.data.labels)
         self.history.append(accuracy)
         return accuracy

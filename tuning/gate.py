@@ -1,6 +1,6 @@
 """The quality gate: thresholds from ``gates:`` checked against a report's numbers.
 
-Pure functions over the parsed report (``report.json``, schema_version 1) so the CLI,
+Pure functions over the parsed report (``report.json``, schema_version 2) so the CLI,
 the tests and CI all judge the same numbers the same way. File problems become one
 :class:`~tuning.errors.InputError` line naming the file and the JSON path.
 Format of the report, the baseline and the checks: docs/gate.md.
@@ -16,12 +16,12 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from tuning.config import GatesSection
+from tuning.config import GatesSection, Runtime
 from tuning.errors import InputError
 from tuning.inputs import read_bounded
 
-REPORT_SCHEMA_VERSION = 1
-BASELINE_SCHEMA_VERSION = 1
+REPORT_SCHEMA_VERSION = 2
+BASELINE_SCHEMA_VERSION = 2
 
 # Converting accuracy fractions to percent leaves float noise (1 - 0.985 is 0.01500...013):
 # a number that equals its threshold in every printed digit must pass.
@@ -92,7 +92,10 @@ def _require_version(data: Any, what: str, supported: int) -> None:
     _require_object(data, "$")
     version = _require(data, "schema_version", "$")
     if version != supported:
-        raise _Invalid(f"{what} schema_version {version!r} is not supported (this gate reads {supported})")
+        raise _Invalid(
+            f"{what} schema_version {version!r} is not supported (this gate reads {supported}); write it again with "
+            f"this version's {'report' if what == 'report' else 'gate --write-baseline'} (docs/report-schema.md)"
+        )
 
 
 def _validate_report(data: Any) -> None:
@@ -113,13 +116,23 @@ def _validate_report(data: Any) -> None:
             _require_object(other, f"{where}.accuracy_other_scale")
             _require_string(other, "pixel_scale", f"{where}.accuracy_other_scale")
             _require_fraction(other, "top1_accuracy", f"{where}.accuracy_other_scale")
-    ratios = _require_object(_require(data, "ratios_vs_float", "$"), "$.ratios_vs_float")
-    # Ratios are keyed by model name. Performance is optional: a missing or null entry means "not measured".
+        runtimes = _require_object(model.get("runtimes") or {}, f"{where}.runtimes")
+        for runtime, on in runtimes.items():
+            accuracy = _require_object(on, f"{where}.runtimes.{runtime}").get("accuracy")
+            if accuracy is not None:
+                _require_object(accuracy, f"{where}.runtimes.{runtime}.accuracy")
+                _require_fraction(accuracy, "top1_accuracy", f"{where}.runtimes.{runtime}.accuracy")
+    by_runtime = _require_object(_require(data, "ratios_vs_float", "$"), "$.ratios_vs_float")
+    # Ratios are keyed by runtime, then model name. Performance is optional: a missing or null entry means
+    # "not measured".
     name = _model_index(models, "int8")[1]["name"]
-    int8 = ratios.get(name)
+    for runtime, ratios in by_runtime.items():
+        _validate_ratios(_require_object(ratios, f"$.ratios_vs_float.{runtime}").get(name), f"$.ratios_vs_float.{runtime}.{name}")
+
+
+def _validate_ratios(int8: Any, where: str) -> None:
     if int8 is None:
         return
-    where = f"$.ratios_vs_float.{name}"
     _require_object(int8, where)
     _optional_ratio(int8.get("latency_p50"), f"{where}.latency_p50")
     throughput = int8.get("throughput")
@@ -134,6 +147,7 @@ def _validate_report(data: Any) -> None:
 
 def _validate_baseline(data: Any) -> None:
     _require_version(data, "baseline", BASELINE_SCHEMA_VERSION)
+    _require_string(data, "runtime", "$")
     _require_fraction(data, "int8_top1_accuracy", "$")
     _optional_ratio(_require(data, "latency_p50_ratio", "$"), "$.latency_p50_ratio")
     throughput = _require(data, "throughput_ratio", "$")
@@ -202,28 +216,38 @@ def _model(report: dict[str, Any], role: str) -> dict[str, Any]:
     return next(model for model in report["models"] if model["role"] == role)
 
 
-def _int8_ratios(report: dict[str, Any]) -> dict[str, Any]:
-    return report["ratios_vs_float"].get(_model(report, "int8")["name"]) or {}
+def _top1(model: dict[str, Any], runtime: Runtime) -> float | None:
+    """The model's top-1 accuracy on ``runtime``; None when the report has none (not measured, cannot load)."""
+    if runtime is Runtime.ONNXRUNTIME:
+        return model["accuracy"]["top1_accuracy"]
+    accuracy = ((model.get("runtimes") or {}).get(runtime.value) or {}).get("accuracy")
+    return None if accuracy is None else accuracy["top1_accuracy"]
 
 
-def _latency_ratio(report: dict[str, Any]) -> float | None:
-    return _int8_ratios(report).get("latency_p50")
+def _int8_ratios(report: dict[str, Any], runtime: Runtime) -> dict[str, Any]:
+    """The int8 model's ratios against the float model on ``runtime`` (both ran there, interleaved)."""
+    return (report["ratios_vs_float"].get(runtime.value) or {}).get(_model(report, "int8")["name"]) or {}
 
 
-def _throughput_ratios(report: dict[str, Any]) -> dict[int, float]:
-    """Measured int8/float throughput ratios by batch size (unmeasured sizes left out)."""
-    table = _int8_ratios(report).get("throughput") or {}
+def _latency_ratio(report: dict[str, Any], runtime: Runtime) -> float | None:
+    return _int8_ratios(report, runtime).get("latency_p50")
+
+
+def _throughput_ratios(report: dict[str, Any], runtime: Runtime) -> dict[int, float]:
+    """Measured int8/float throughput ratios on ``runtime`` by batch size (unmeasured sizes left out)."""
+    table = _int8_ratios(report, runtime).get("throughput") or {}
     return {int(batch): ratio for batch, ratio in table.items() if ratio is not None}
 
 
-def baseline_json(report: dict[str, Any]) -> str:
-    """The report's numbers in the baseline format, for ``gate --write-baseline``."""
-    throughput = _throughput_ratios(report)
+def baseline_json(report: dict[str, Any], runtime: Runtime) -> str:
+    """The report's numbers on ``runtime`` in the baseline format, for ``gate --write-baseline``."""
+    throughput = _throughput_ratios(report, runtime)
     batch = max(throughput, default=None)
     baseline = {
         "schema_version": BASELINE_SCHEMA_VERSION,
+        "runtime": runtime.value,
         "int8_top1_accuracy": _model(report, "int8")["accuracy"]["top1_accuracy"],
-        "latency_p50_ratio": _latency_ratio(report),
+        "latency_p50_ratio": _latency_ratio(report, runtime),
         "throughput_ratio": throughput[batch] if batch is not None else None,
         "throughput_batch_size": batch,
     }
@@ -234,10 +258,19 @@ def baseline_json(report: dict[str, Any]) -> str:
 
 
 def evaluate_gates(report: dict[str, Any], gates: GatesSection, baseline: dict[str, Any] | None) -> list[Check]:
-    """Every configured check in a fixed order; ``report`` and ``baseline`` as the loaders return them."""
+    """Every configured check in a fixed order; ``report`` and ``baseline`` as the loaders return them.
+
+    Accuracy and speed are read on ``gates.runtime``: a model that runtime cannot run fails the gate.
+    """
+    runtime = gates.runtime
     float_model, int8_model = _model(report, "float"), _model(report, "int8")
-    float_pct = 100 * float_model["accuracy"]["top1_accuracy"]
-    int8_pct = 100 * int8_model["accuracy"]["top1_accuracy"]
+    for model in (float_model, int8_model):
+        if _top1(model, runtime) is None:
+            on = (model.get("runtimes") or {}).get(runtime.value) or {}
+            why = on.get("error") or f"{runtime.value} was not measured"
+            name = f"{model['role']} model on {runtime.value}"
+            return [Check(name, None, 1.0, ">=", False, f"{name}: no accuracy in the report ({why})")]
+    float_pct, int8_pct = 100 * _top1(float_model, runtime), 100 * _top1(int8_model, runtime)
     checks = []
     # The absolute error depends on the dataset, so it is off unless configured; the drop is relative to float.
     if gates.max_int8_top1_error_pct is not None:
@@ -245,13 +278,14 @@ def evaluate_gates(report: dict[str, Any], gates: GatesSection, baseline: dict[s
     if gates.max_accuracy_drop_pp is not None:
         checks.append(_drop_check(int8_model, float_pct, int8_pct, gates))
 
-    latency, throughput = _latency_ratio(report), _throughput_ratios(report)
+    latency, throughput = _latency_ratio(report, runtime), _throughput_ratios(report, runtime)
     if gates.max_latency_ratio is not None:
         name = "latency ratio int8/float"
         if latency is None:
             checks.append(_missing_performance(name, gates.max_latency_ratio, "<=", "max_latency_ratio", gates))
         else:
-            checks.append(_compare(name, latency, gates.max_latency_ratio, "<=", "x", "allowed", "(p50)"))
+            note = f"(p50 on {runtime.value})"
+            checks.append(_compare(name, latency, gates.max_latency_ratio, "<=", "x", "allowed", note))
     if gates.min_throughput_ratio is not None:
         name = "throughput ratio int8/float"
         if not throughput:
@@ -259,10 +293,14 @@ def evaluate_gates(report: dict[str, Any], gates: GatesSection, baseline: dict[s
         else:
             # The largest batch shows what int8 kernels gain once per-call overhead no longer dominates.
             batch = max(throughput)
-            checks.append(
-                _compare(name, throughput[batch], gates.min_throughput_ratio, ">=", "x", "required", f"(batch {batch})")
-            )
+            note = f"(batch {batch} on {runtime.value})"
+            checks.append(_compare(name, throughput[batch], gates.min_throughput_ratio, ">=", "x", "required", note))
     if baseline is not None:
+        if baseline["runtime"] != runtime.value:
+            raise InputError(
+                f"{gates.baseline}: the baseline holds ratios on {baseline['runtime']!r}, but gates.runtime is "
+                f"{runtime.value!r}; write a baseline for it with gate --write-baseline"
+            )
         checks.extend(_baseline_checks(int8_pct, latency, throughput, gates, baseline))
     return checks
 
@@ -376,12 +414,14 @@ def _digits(measured: float, threshold: float) -> int:
 
 
 def _missing_performance(name: str, threshold: float, comparison: str, key: str, gates: GatesSection) -> Check:
+    runtime = gates.runtime.value
     if not gates.fail_on_missing_performance:
-        reason = "no performance numbers in the report (gates.fail_on_missing_performance is false)"
+        reason = f"no performance numbers on {runtime} in the report (gates.fail_on_missing_performance is false)"
         return _skipped(name, threshold, comparison, reason)
     message = (
-        f"{name}: no performance numbers in the report to compare with gates.{key} {threshold:g} "
-        "(run the report with benchmarks, or set gates.fail_on_missing_performance: false)"
+        f"{name}: no performance numbers on {runtime} in the report to compare with gates.{key} {threshold:g} "
+        f"(run the report with benchmarks and {runtime} in benchmark.runtimes, or set "
+        "gates.fail_on_missing_performance: false)"
     )
     return Check(name, None, threshold, comparison, False, message)
 

@@ -35,11 +35,11 @@ from tuning.config import (
     Objective,
     PipelineConfig,
     QuantFormat,
+    Runtime,
     SlowerThanFp32,
 )
 from tuning.data import BatchLoader, LabelledImages
-from tuning.errors import SlowerThanFp32Error, TuningError
-from tuning.evaluate import SessionSettings, make_session
+from tuning.errors import InputError, SlowerThanFp32Error, TuningError
 from tuning.graph import COMPUTE_OP_TYPES
 from tuning.quantize import (
     CandidateSpec,
@@ -53,6 +53,7 @@ from tuning.quantize import (
     record_trial,
 )
 from tuning.rewrite import pool_before_activation
+from tuning.runtimes import Runner, SessionSettings, open_runner
 
 # Candidates slower than this times the best one in the screening round are not timed further (:func:`screen`).
 SCREEN_FACTOR = 1.25
@@ -142,15 +143,24 @@ def quantize_for_latency(
     trials, models = make_candidates(model, calibration, config, workspace, source, trials)
     settings = latency_settings(config)
     session = SessionSettings.of(config)
-    screening = screen(model, models, images, settings, session)
-    trials = score_fastest_first(trials, models, screening, evaluate, config, model)
-    passing = [index for index in models if trials[index].meets_criterion]
+    runtime = config.deployment.runtime
+    screening, conditions, unloadable = screen(model, models, images, settings, session, runtime, source)
+    trials = [
+        dataclasses.replace(trial, unloadable=unloadable.get(_original(trial))) if trial.index else trial
+        for trial in trials
+    ]
+    loadable = {index: candidate for index, candidate in models.items() if index not in unloadable}
+    if not loadable:
+        first = next(iter(unloadable.values()), "no candidate was made")
+        raise TuningError(f"deployment.runtime {runtime.value} can load none of the {len(models)} candidates: {first}")
+    trials = score_fastest_first(trials, loadable, screening, evaluate, config, model)
+    passing = [index for index in loadable if trials[index].meets_criterion]
     if not passing:
         raise TuningError(no_model_message(trials, workspace / "inc.log"))
     best = min(screening[index] for index in passing)
     finalists = {index: models[index] for index in passing if screening[index] <= SCREEN_FACTOR * best}
-    targets = [benchmark.BenchmarkTarget("fp32", model, source)] + [
-        benchmark.BenchmarkTarget(f"trial {index}", candidate, Path(f"<candidate trial {index} of {source}>"))
+    targets = [benchmark.BenchmarkTarget("fp32", model, source, runtime)] + [
+        benchmark.BenchmarkTarget(f"trial {index}", candidate, Path(f"<candidate trial {index} of {source}>"), runtime)
         for index, candidate in finalists.items()
     ]
     candidates_done = time.monotonic()
@@ -170,7 +180,7 @@ def quantize_for_latency(
         objective=Objective.LATENCY,
         chosen_index=chosen,
         reason=reason,
-        measurement=measurement_conditions(config) | {"seconds": seconds},
+        measurement=measurement_conditions(config) | {"seconds": seconds, "runtime_conditions": conditions},
         warning=slower,
     )
 
@@ -287,19 +297,29 @@ def screen(
     images: np.ndarray,
     settings: BenchmarkSection,
     session: SessionSettings,
-) -> dict[int, float]:
-    """Batch-1 p50 of every candidate relative to fp32 in one short interleaved round (the screening round).
+    runtime: Runtime,
+    source: Path,
+) -> tuple[dict[int, float], dict[str, Any], dict[int, str]]:
+    """Batch-1 p50 of every candidate relative to fp32 in one short interleaved round (the screening round),
+    on the deployment's runtime.
 
     A candidate more than SCREEN_FACTOR times slower than the fastest passing one cannot win the full
     measurement: it is neither scored nor timed further (most of a large grid is clearly slower).
+    Returns the ratios, how the runtime compiled the fp32 model (read back), and why each candidate
+    the runtime cannot load was left out (OpenVINO refuses some QOperator graphs).
     """
-    sessions = {"fp32": make_session(fp32, session)} | {
-        index: make_session(candidate, session) for index, candidate in candidates.items()
-    }
+    runners: dict[Any, Runner] = {"fp32": open_runner(fp32, runtime, session, source)}
+    unloadable: dict[int, str] = {}
+    for index, candidate in candidates.items():
+        try:
+            runners[index] = open_runner(candidate, runtime, session, f"candidate {index}")
+        except InputError as exc:
+            unloadable[index] = str(exc)
     warmup, min_runs = benchmark.runs_at_batch(settings, 1)
-    durations = benchmark.time_models(sessions, images, 1, warmup, min_runs, settings.min_time_s)
+    durations = benchmark.time_models(runners, images, 1, warmup, min_runs, settings.min_time_s)
     fp32_p50 = float(np.median(durations.pop("fp32")))
-    return {index: float(np.median(runs)) / fp32_p50 for index, runs in durations.items()}
+    ratios = {index: float(np.median(runs)) / fp32_p50 for index, runs in durations.items()}
+    return ratios, runners["fp32"].conditions, unloadable
 
 
 def _original(trial: Trial) -> int:
@@ -337,6 +357,7 @@ def measurement_conditions(config: PipelineConfig) -> dict[str, Any]:
         "throughput_batch_size": max(settings.batch_sizes),
         "intra_op_threads": settings.intra_op_threads,
         "tie_margin": latency.tie_margin,
+        "runtime": config.deployment.runtime.value,
         "choice_rule": CHOICE_RULE.format(margin=f"{latency.tie_margin:.0%}"),
         "session_options": SessionSettings.of(config).describe(),
     }

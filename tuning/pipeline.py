@@ -10,7 +10,9 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any, Callable
 
-from tuning import benchmark, data, distributed, fetch, onnx_io, rewrite
+import onnx
+
+from tuning import data, distributed, fetch, onnx_io, rewrite, runtimes
 from tuning.atomic import (
     atomic_outputs,
     prepare_output_dir,
@@ -19,9 +21,11 @@ from tuning.atomic import (
     write_text_atomic,
 )
 from tuning.config import Objective, PipelineConfig
-from tuning.evaluate import AccuracyEvaluator, SessionSettings, check_classifier
+from tuning.errors import ConfigError, InputError, TuningError
+from tuning.evaluate import AccuracyEvaluator, check_classifier
 from tuning.latency_search import quantize_for_latency
 from tuning.quantize import Trial, quantize, route_inc_logs
+from tuning.runtimes import SessionSettings
 
 
 @dataclass(frozen=True)
@@ -62,6 +66,9 @@ def run_tuning(
     world = distributed.world()
     say = progress if progress is not None and world.rank == 0 else (lambda _line: None)
     distributed.check_config(config, world.size)
+    unavailable = runtimes.unavailable_reason(config.deployment.runtime)
+    if unavailable:
+        raise ConfigError(f"deployment.runtime: {config.deployment.runtime.value}: {unavailable}")
     source_file, output_model, output_dir = (config.path(key) for key in ("model.path", "output.model", "output.dir"))
     workspace = output_dir / "nc_workspace"
     if world.distributed:
@@ -117,6 +124,7 @@ def run_tuning(
         outcome = quantize(batch_model, calibration, evaluator, config, workspace)
         if outcome is None:  # a worker rank: its trials are on rank 0, which writes the model and the summary
             return None
+        _require_loadable(outcome.model, config, session)
 
     session_options = session.describe()
     # The model and its summary are replaced together or not at all (a summary that cannot be written
@@ -161,6 +169,19 @@ def run_tuning(
     return summary
 
 
+def _require_loadable(model: onnx.ModelProto, config: PipelineConfig, session: SessionSettings) -> None:
+    """Objective accuracy keeps INC's first passing candidate, which the deployment's runtime may refuse
+    (OpenVINO cannot convert per-channel QOperator graphs); objective latency only keeps loadable ones."""
+    runtime = config.deployment.runtime
+    try:
+        runtimes.open_runner(model, runtime, session, "the int8 model INC chose")
+    except InputError as exc:
+        raise TuningError(
+            f"{exc}; nothing written. deployment.runtime is {runtime.value}: set quantization.format: QDQ, "
+            "or tuning.objective: latency, which keeps only candidates the runtime loads"
+        ) from None
+
+
 def summary_lines(summary: TuningSummary) -> list[str]:
     """The run's summary as printed at the end of ``tune``: errors, sizes, every candidate, the choice."""
     lines: list[str] = []
@@ -179,11 +200,10 @@ def summary_lines(summary: TuningSummary) -> list[str]:
     measurement = summary.latency_measurement
     if measurement is not None:
         lines.append(
-            f"Candidates meeting the criterion: timed with fp32, interleaved, in {measurement['rounds']} rounds, "
-            f"{benchmark.threads_phrase(measurement['intra_op_threads'])}, onnxruntime default session options"
-            + ("" if not measurement["session_options"]["config_entries"] else " plus config.deployment's")
-            + f"; p50 latency at batch 1, throughput at batch {measurement['throughput_batch_size']}; "
-            "ratios against fp32 in the same rounds: median (min-max over the rounds)"
+            f"Candidates meeting the criterion: timed with fp32, interleaved, in {measurement['rounds']} rounds, on "
+            f"{runtimes.conditions_phrase(measurement['runtime_conditions'])}; p50 latency at batch 1, throughput "
+            f"at batch {measurement['throughput_batch_size']}; ratios against fp32 in the same rounds: median "
+            "(min-max over the rounds)"
         )
         lines.append(f"Choice rule: {measurement['choice_rule']}")
     if summary.distributed:
@@ -241,7 +261,12 @@ def candidate_table(trials: Sequence[Trial], measurement: dict[str, Any] | None)
             ]
         elif timed:
             screened = trial.screening_ratio
-            row += ["-", f"screened out ({screened:.2f}x)" if screened is not None else "not timed", "-", "-"]
+            status = (
+                f"{measurement['runtime']} cannot load it"
+                if trial.unloadable
+                else f"screened out ({screened:.2f}x)" if screened is not None else "not timed"
+            )
+            row += ["-", status, "-", "-"]
         if "rank" in header:
             row.append("-" if trial.rank is None else str(trial.rank))
         same = duplicates.get(trial.index, [])
@@ -260,7 +285,7 @@ def _verdict(trial: Trial) -> str:
     if trial.index == 0:
         return "baseline"
     if trial.meets_criterion is None:
-        return "not scored"
+        return "not loadable" if trial.unloadable else "not scored"
     return "meets" if trial.meets_criterion else "misses"
 
 

@@ -87,6 +87,8 @@ class Trial:
     reason: str | None = None
     rank: int | None = None  # distributed tuning: the MPI rank that evaluated it; None in one process
     model_sha256: str | None = None  # of the candidate's graph as scored (before the output's metadata is added)
+    # Objective latency: why deployment.runtime cannot load the candidate; such a candidate is neither scored nor timed.
+    unloadable: str | None = None
 
     @property
     def description(self) -> str:

@@ -9,12 +9,13 @@ docs/report-schema.md). Nothing here writes a file or formats prose: :mod:`tunin
 
 from __future__ import annotations
 
+import dataclasses
 import datetime
 import importlib.metadata
 import json
 import re
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from enum import Enum
 from pathlib import Path
 from typing import Any
@@ -25,14 +26,15 @@ from tqdm import tqdm
 
 from tuning import benchmark, data, onnx_io
 from tuning.benchmark import BenchmarkTarget, Performance
-from tuning.config import BenchmarkSection, PipelineConfig, PixelScale
+from tuning.config import BenchmarkSection, PipelineConfig, PixelScale, Runtime
 from tuning.errors import InputError
 from tuning.environment import Environment, capture_environment
-from tuning.evaluate import SessionSettings, check_classifier, make_session, predict
+from tuning.evaluate import check_classifier, predict
 from tuning.fetch import sha256_of
 from tuning.graph import Precision, node_precisions, op_type_counts
+from tuning.runtimes import SessionSettings, is_openvino, onnxruntime_conditions, open_runner, unavailable_reason
 
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 2  # 2: performance per runtime (docs/report-schema.md, "Migrating from 1")
 TUNING_SUMMARY = "tuning_summary.json"  # written by the tune command into output.dir
 FLIP_PICTURES = 48  # flipped images drawn in the report; report.json lists all of them
 FLOAT_NAME = "fp32"
@@ -155,30 +157,33 @@ def find_flips(int8_predictions: np.ndarray, float_predictions: np.ndarray, labe
 
 
 @dataclass(frozen=True)
-class ModelResult:
-    entry: ModelEntry
-    sha256: str
-    size_bytes: int
-    op_types: dict[str, int]
-    precisions: dict[str, list[str]]
-    declared_preprocessing: dict[str, Any] | None  # what the model's own metadata says it expects
-    accuracy: Accuracy
-    accuracy_other_scale: Accuracy
-    performance: Performance | None
+class RuntimeResult:
+    """One model on one runtime: its predictions on the whole evaluation split (configured pixel scale)
+    against the same model's on onnxruntime, and its speed when measured; or why it could not run."""
+
+    runtime: Runtime
+    error: str | None = None  # the runtime cannot load the model (e.g. OpenVINO and per-channel QLinearConv)
+    top1_accuracy: float | None = None
+    images: int = 0
+    differing_from_onnxruntime: int = 0  # images whose predicted class differs from onnxruntime's
+    conditions: dict[str, Any] = field(default_factory=dict)  # how the runtime compiled the model, read back
+    performance: Performance | None = None
 
     def to_json(self) -> dict[str, Any]:
         performance = self.performance
         return {
-            "name": self.entry.name,
-            "role": self.entry.role.value,
-            "path": str(self.entry.path),
-            "sha256": self.sha256,
-            "size_bytes": self.size_bytes,
-            "op_types": self.op_types,
-            "precisions": self.precisions,
-            "declared_preprocessing": self.declared_preprocessing,
-            "accuracy": self.accuracy.to_json(),
-            "accuracy_other_scale": self.accuracy_other_scale.to_json(),
+            "status": "cannot load" if self.error else "ok",
+            "error": self.error,
+            "accuracy": None
+            if self.top1_accuracy is None
+            else {
+                "top1_accuracy": self.top1_accuracy,
+                "top1_error": 1.0 - self.top1_accuracy,
+                "images": self.images,
+                "differing_from_onnxruntime": self.differing_from_onnxruntime,
+                "agreement_with_onnxruntime": 1.0 - self.differing_from_onnxruntime / self.images,
+            },
+            "conditions": None if self.error else self.conditions,
             "latency_ms": None
             if performance is None
             else {
@@ -208,6 +213,38 @@ class ModelResult:
 
 
 @dataclass(frozen=True)
+class ModelResult:
+    entry: ModelEntry
+    sha256: str
+    size_bytes: int
+    op_types: dict[str, int]
+    precisions: dict[str, list[str]]
+    declared_preprocessing: dict[str, Any] | None  # what the model's own metadata says it expects
+    accuracy: Accuracy  # onnxruntime's, the reference every runtime's predictions are compared with
+    accuracy_other_scale: Accuracy
+    runtimes: dict[Runtime, RuntimeResult]  # every configured runtime that is installed
+
+    def performance(self, runtime: Runtime) -> Performance | None:
+        result = self.runtimes.get(runtime)
+        return None if result is None else result.performance
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "name": self.entry.name,
+            "role": self.entry.role.value,
+            "path": str(self.entry.path),
+            "sha256": self.sha256,
+            "size_bytes": self.size_bytes,
+            "op_types": self.op_types,
+            "precisions": self.precisions,
+            "declared_preprocessing": self.declared_preprocessing,
+            "accuracy": self.accuracy.to_json(),
+            "accuracy_other_scale": self.accuracy_other_scale.to_json(),
+            "runtimes": {runtime.value: result.to_json() for runtime, result in self.runtimes.items()},
+        }
+
+
+@dataclass(frozen=True)
 class Report:
     config: PipelineConfig
     evaluation_images: int
@@ -222,6 +259,8 @@ class Report:
     flips: tuple[Flip, ...] = ()
     flip_pixels: np.ndarray | None = None
     class_names: tuple[str, ...] = ()  # the dataset's, in label order (torchvision's ``classes``)
+    # Configured runtimes (benchmark.runtimes) that are not installed here, and why: not measured.
+    unavailable_runtimes: dict[Runtime, str] = field(default_factory=dict)
 
     def class_label(self, label: int) -> str:
         """``label`` with its name when the dataset has one: ``9 Ankle boot``; MNIST's names are the digits."""
@@ -237,21 +276,40 @@ class Report:
         return next(result for result in self.models if result.entry.role is Role.INT8)
 
     @property
+    def measured_runtimes(self) -> list[Runtime]:
+        """The configured runtimes the float model was timed on, in the configured order."""
+        return [runtime for runtime in self.config.benchmark.runtimes if self.float_result.performance(runtime)]
+
+    @property
     def performance_measured(self) -> bool:
-        return self.float_result.performance is not None
+        return bool(self.measured_runtimes)
 
-    def ratios_vs_float(self) -> dict[str, dict[str, Any]]:
-        """int8/float p50 latency ratio and throughput ratio per batch size, for every non-float model.
+    def measured_series(self) -> list[tuple[str, Performance]]:
+        """Every timed (model, runtime) pair, runtime by runtime, labelled ``int8`` when one runtime was
+        measured and ``int8 · openvino`` when several were."""
+        several = len(self.measured_runtimes) > 1
+        return [
+            (f"{result.entry.name} · {runtime.value}" if several else result.entry.name, performance)
+            for runtime in self.measured_runtimes
+            for result in self.models
+            if (performance := result.performance(runtime)) is not None
+        ]
 
-        Each ratio is the median of its per-round values (both models ran interleaved in every round);
+    def ratios_vs_float(self, runtime: Runtime, base_runtime: Runtime | None = None) -> dict[str, dict[str, Any]]:
+        """p50 latency ratio and throughput ratio per batch size of every model on ``runtime`` against the
+        float model on ``base_runtime`` (default: the same runtime); the float model itself is left out
+        when both runtimes are the same.
+
+        Each ratio is the median of its per-round values (both ran interleaved in every round);
         ``*_rounds`` give that median with the range of the per-round values.
         """
-        base = self.float_result.performance
+        base_runtime = runtime if base_runtime is None else base_runtime
+        base = self.float_result.performance(base_runtime)
         ratios: dict[str, dict[str, Any]] = {}
         for result in self.models:
-            if result.entry.role is Role.FLOAT:
+            if result.entry.role is Role.FLOAT and runtime is base_runtime:
                 continue
-            perf = result.performance
+            perf = result.performance(runtime)
             if base is None or perf is None:
                 sizes = benchmark.batch_sizes(self.config.benchmark)
                 ratios[result.entry.name] = {
@@ -287,6 +345,11 @@ class Report:
             },
             "benchmark": {
                 "performance_measured": self.performance_measured,
+                "runtimes": [
+                    {"runtime": runtime.value, "installed": runtime not in self.unavailable_runtimes,
+                     "note": self.unavailable_runtimes.get(runtime)}
+                    for runtime in self.config.benchmark.runtimes
+                ],  # fmt: skip
                 "warmup": settings.warmup,
                 "iterations": settings.iterations,
                 "min_time_s": settings.min_time_s,
@@ -312,7 +375,12 @@ class Report:
                 "versions": self.environment.versions,
             },
             "models": [result.to_json() for result in self.models],
-            "ratios_vs_float": self.ratios_vs_float(),
+            "ratios_vs_float": {runtime.value: self.ratios_vs_float(runtime) for runtime in self.measured_runtimes},
+            "ratios_vs_onnxruntime_float": {
+                runtime.value: self.ratios_vs_float(runtime, Runtime.ONNXRUNTIME) for runtime in self.measured_runtimes
+            }
+            if Runtime.ONNXRUNTIME in self.measured_runtimes
+            else {},
             "flipped_images": {
                 "model": self.int8_result.entry.name,
                 "pixel_scale": self.config.dataset.pixel_scale.value,
@@ -389,10 +457,26 @@ def build_report(config: PipelineConfig, entries: Sequence[ModelEntry], performa
         for entry in entries
     }
 
-    performances: dict[str, Performance] = {}
+    unavailable = {
+        runtime: reason for runtime in config.benchmark.runtimes if (reason := unavailable_reason(runtime)) is not None
+    }
+    installed = [runtime for runtime in config.benchmark.runtimes if runtime not in unavailable]
+    on_runtimes = _run_on_runtimes(entries, models, installed, images[scales[0]], labels, predictions, config)
     if performance:
-        targets = [BenchmarkTarget(entry.name, models[entry.name], entry.path) for entry in entries]
+        targets = [
+            BenchmarkTarget(_target_name(entry.name, runtime), models[entry.name], entry.path, runtime)
+            for entry in entries
+            for runtime in installed
+            if on_runtimes[entry.name][runtime].error is None
+        ]
         performances = benchmark.measure(targets, images[scales[0]], config.benchmark, SessionSettings.of(config))
+        on_runtimes = {
+            name: {
+                runtime: dataclasses.replace(result, performance=performances.get(_target_name(name, runtime)))
+                for runtime, result in by_runtime.items()
+            }
+            for name, by_runtime in on_runtimes.items()
+        }
 
     results = []
     for entry in entries:
@@ -411,7 +495,7 @@ def build_report(config: PipelineConfig, entries: Sequence[ModelEntry], performa
                 declared_preprocessing=onnx_io.declared_preprocessing(model),
                 accuracy=accuracies[entry.name][0],
                 accuracy_other_scale=accuracies[entry.name][1],
-                performance=performances.get(entry.name),
+                runtimes=on_runtimes[entry.name],
             )
         )
     int8_result = next(result for result in results if result.entry.role is Role.INT8)
@@ -429,7 +513,54 @@ def build_report(config: PipelineConfig, entries: Sequence[ModelEntry], performa
         tuning_note=tuning_note,
         flips=tuple(flips),
         flip_pixels=pixels[[flip.index for flip in flips[:FLIP_PICTURES]]],
+        unavailable_runtimes=unavailable,
     )
+
+
+def _target_name(model: str, runtime: Runtime) -> str:
+    return f"{model} on {runtime.value}"
+
+
+def _run_on_runtimes(
+    entries: Sequence[ModelEntry],
+    models: dict[str, onnx.ModelProto],
+    runtimes: Sequence[Runtime],
+    images: np.ndarray,
+    labels: np.ndarray,
+    predictions: dict[str, dict[PixelScale, np.ndarray]],
+    config: PipelineConfig,
+) -> dict[str, dict[Runtime, RuntimeResult]]:
+    """Every model on every runtime: loaded, or why not, and its predictions against onnxruntime's.
+
+    onnxruntime's predictions are the ones already made; another runtime predicts the whole split
+    again, so a runtime that changes predictions (bf16 arithmetic, another kernel) shows it.
+    """
+    scale = config.dataset.pixel_scale
+    session = SessionSettings.of(config)
+    results: dict[str, dict[Runtime, RuntimeResult]] = {}
+    for entry in tqdm(entries, desc="runtimes", unit="model", disable=None, leave=False):
+        reference = predictions[entry.name][scale]
+        results[entry.name] = {}
+        for runtime in runtimes:
+            if not is_openvino(runtime):
+                predicted, conditions = reference, onnxruntime_conditions(session)
+            else:
+                try:
+                    runner = open_runner(models[entry.name], runtime, session, entry.path)
+                except InputError as exc:
+                    results[entry.name][runtime] = RuntimeResult(runtime, error=str(exc))
+                    continue
+                batch_size = onnx_io.describe(models[entry.name], entry.path).batch_dim or config.evaluation.batch_size
+                predicted = predict(runner, data.LabelledImages(images, labels), batch_size)
+                conditions = runner.conditions
+            results[entry.name][runtime] = RuntimeResult(
+                runtime,
+                top1_accuracy=float(np.mean(predicted == labels)),
+                images=len(labels),
+                differing_from_onnxruntime=int(np.sum(predicted != reference)),
+                conditions=conditions,
+            )
+    return results
 
 
 # Keys of each trial in tuning_summary.json copied into report.json's tuning.candidates (tuning.quantize.Trial).
@@ -437,7 +568,7 @@ _CANDIDATE_KEYS = (
     "index", "accuracy", "meets_criterion", "int8_nodes", "fp32_nodes", "quant_format", "calibration_algorithm",
     "fp32_fallback", "fp32_compute_nodes", "source_precisions", "rewrites", "same_model_as", "screening_ratio",
     "latency_p50_ms", "latency_ratio", "latency_ratio_rounds", "throughput_images_per_s", "throughput_ratio",
-    "throughput_ratio_rounds", "chosen", "reason", "model_sha256",
+    "throughput_ratio_rounds", "chosen", "reason", "model_sha256", "unloadable",
 )
 
 
@@ -493,11 +624,11 @@ def _predict_all(
             model = models[entry.name]
             # A fixed batch dimension decides the batch size; otherwise the configured one.
             batch_size = onnx_io.describe(model, entry.path).batch_dim or config.evaluation.batch_size
-            session = make_session(model, SessionSettings.of(config))
+            runner = open_runner(model, Runtime.ONNXRUNTIME, SessionSettings.of(config), entry.path)
             predictions[entry.name] = {}
             for scale, scaled in images.items():
                 bar.set_postfix_str(f"{entry.name}, {scale.value} pixels")
-                predictions[entry.name][scale] = predict(session, data.LabelledImages(scaled, labels), batch_size)
+                predictions[entry.name][scale] = predict(runner, data.LabelledImages(scaled, labels), batch_size)
                 bar.update()
     return predictions
 

@@ -7,8 +7,8 @@ from collections.abc import Sequence
 from typing import Any
 
 from tuning import benchmark
-from tuning.benchmark import threads_phrase
-from tuning.evaluate import SessionSettings
+from tuning.benchmark import Spread, threads_phrase
+from tuning.config import Runtime
 from tuning.graph import Precision
 from tuning.report_data import (
     TUNING_SUMMARY,
@@ -20,6 +20,7 @@ from tuning.report_data import (
 )
 from tuning.report_format import optional_pct, pct, us
 from tuning.report_plots import CONFUSION_PLOT, FLIPS_PLOT, PLOT_TITLES, THROUGHPUT_PLOT, THROUGHPUT_SPREAD
+from tuning.runtimes import SessionSettings, conditions_phrase
 
 _SCALE_MISMATCH_PP = 1.0
 
@@ -33,12 +34,14 @@ def _table(header: Sequence[str], rows: Sequence[Sequence[str]], align: str = "l
 
 
 def summary_table(report: Report) -> str:
-    """The table people read first: one row per model."""
+    """The table people read first: one row per model, speed on the first configured runtime measured."""
     largest = max(benchmark.batch_sizes(report.config.benchmark))
     other = other_scale(report.config.dataset.pixel_scale).value
+    runtime = report.measured_runtimes[0] if report.measured_runtimes else None
+    on = f", {runtime.value}" if runtime is not None else ""
     rows = []
     for result in report.models:
-        perf, accuracy = result.performance, result.accuracy
+        perf, accuracy = result.performance(runtime) if runtime else None, result.accuracy
         agreement = f"{pct(accuracy.agreement_with_float)} / {accuracy.flips:,}"
         rows.append(
             [
@@ -56,11 +59,65 @@ def summary_table(report: Report) -> str:
         f"top-1 error ({report.config.dataset.pixel_scale.value} pixels)",
         f"top-1 error at {other} pixels",
         "agreement with fp32 / flips",
-        "p50 latency (batch 1)",
-        f"throughput @ batch {largest}",
+        f"p50 latency (batch 1{on})",
+        f"throughput @ batch {largest}{on}",
         "size",
     ]
     return _table(header, rows, align="r")
+
+
+def runtimes_table(report: Report) -> str:
+    """Every model on every configured runtime side by side: accuracy on the whole split, how many
+    predictions differ from onnxruntime's, and speed against fp32 on onnxruntime (same run, interleaved)."""
+    largest = max(benchmark.batch_sizes(report.config.benchmark))
+    ort = Runtime.ONNXRUNTIME
+    base = report.float_result.performance(ort)
+    rows = []
+    for runtime in report.config.benchmark.runtimes:
+        for result in report.models:
+            if runtime in report.unavailable_runtimes:
+                rows.append([result.entry.name, runtime.value, "not installed", "", "", "", "", "", ""])
+                continue
+            on = result.runtimes[runtime]
+            if on.error is not None:
+                rows.append([result.entry.name, runtime.value, "cannot load", "", "", "", "", "", ""])
+                continue
+            perf = on.performance
+            timed = perf is not None
+            rows.append(
+                [
+                    result.entry.name,
+                    runtime.value,
+                    _precision(on.conditions),
+                    pct(1 - on.top1_accuracy),
+                    f"{on.differing_from_onnxruntime:,}",
+                    _spread_us(perf.latency.p50_spread) if timed else "not measured",
+                    _ratio_with_rounds(perf.latency_ratio(base).to_json()) if timed and base else "—",
+                    _spread_images(perf.throughput_at(largest).images_per_s_spread) if timed else "not measured",
+                    _ratio_with_rounds(perf.throughput_ratio(base, largest).to_json()) if timed and base else "—",
+                ]
+            )
+    header = [
+        "model", "runtime", "precision", "top-1 error", "predictions ≠ onnxruntime", "p50 (batch 1)",
+        "p50 vs fp32 onnxruntime", f"img/s @ {largest}", "img/s vs fp32 onnxruntime",
+    ]  # fmt: skip
+    return _table(header, rows, align="r")
+
+
+def _precision(conditions: dict[str, Any]) -> str:
+    """``fp32 graph`` on onnxruntime (it runs what the graph says); OpenVINO's inference precision read back."""
+    if conditions["runtime"] == "onnxruntime":
+        return "as in the graph"
+    requested = "INFERENCE_PRECISION_HINT" in conditions["requested"]
+    return f"{conditions['inference_precision']} ({'set' if requested else 'default'})"
+
+
+def _spread_us(spread: Spread) -> str:
+    return f"{us(spread.value)} ({us(spread.low)}–{us(spread.high)})"
+
+
+def _spread_images(spread: Spread) -> str:
+    return f"{spread.value:,.0f} ({spread.low:,.0f}–{spread.high:,.0f})"
 
 
 def _label(result: ModelResult) -> str:
@@ -132,22 +189,28 @@ def _summary_section(report: Report, summary: str) -> str:
 
 
 def _performance_section(report: Report, plots: list[str]) -> str:
+    runtimes_section = _runtimes_section(report)
     if not report.performance_measured:
-        return "## Ratios against fp32\n\nPerformance was not measured (`--skip-performance`)."
+        return "\n\n".join(
+            [*runtimes_section, "## Ratios against fp32\n\nPerformance was not measured (`--skip-performance`)."]
+        )
     sizes = benchmark.batch_sizes(report.config.benchmark)
+    several = len(report.measured_runtimes) > 1
     ratios = _table(
-        ["model", "p50 latency ratio", *(f"throughput ratio @ {b}" for b in sizes)],
+        ["model", *(["runtime"] if several else []), "p50 latency ratio", *(f"throughput ratio @ {b}" for b in sizes)],
         [
             [
                 name,
+                *([runtime.value] if several else []),
                 _ratio_with_rounds(r["latency_p50_rounds"]),
                 *(_ratio_with_rounds(r["throughput_rounds"][str(b)]) for b in sizes),
             ]
-            for name, r in report.ratios_vs_float().items()
+            for runtime in report.measured_runtimes
+            for name, r in report.ratios_vs_float(runtime).items()
         ],
         align="r",
     )
-    measured = [(result.entry.name, result.performance) for result in report.models if result.performance]
+    measured = report.measured_series()
     latency = _table(
         ["model (batch 1)", "p50", "p90", "p99", "mean", "timed runs"],
         [
@@ -157,8 +220,8 @@ def _performance_section(report: Report, plots: list[str]) -> str:
         align="r",
     )
     throughput = _table(
-        ["batch size", *(f"{name} img/s" for name, _ in measured)],
-        [[str(b), *(f"{p.throughput_at(b).images_per_s:,.0f}" for _, p in measured)] for b in sizes],
+        ["img/s", *(f"batch {b}" for b in sizes)],
+        [[name, *(f"{p.throughput_at(b).images_per_s:,.0f}" for b in sizes)] for name, p in measured],
         align="r",
     )
     captions = {THROUGHPUT_PLOT: f"Throughput bars: {THROUGHPUT_SPREAD}; a dip inside them is noise, not a trend."}
@@ -169,9 +232,11 @@ def _performance_section(report: Report, plots: list[str]) -> str:
     )
     return "\n\n".join(
         [
+            *runtimes_section,
             "## Ratios against fp32 (same run, interleaved)",
             ratios,
-            "Latency ratio below 1 and throughput ratio above 1 mean faster than fp32.",
+            "Latency ratio below 1 and throughput ratio above 1 mean faster than fp32"
+            + (" on the same runtime." if several else "."),
             "## Performance",
             latency,
             throughput,
@@ -180,8 +245,33 @@ def _performance_section(report: Report, plots: list[str]) -> str:
     )
 
 
-def _ratio_with_rounds(spread: dict[str, float]) -> str:
-    """A ratio as the median of its per-round values, with their range: ``0.83× (0.82–0.85)``."""
+def _runtimes_section(report: Report) -> list[str]:
+    """The side-by-side table, when more than one runtime is configured."""
+    if len(report.config.benchmark.runtimes) == 1:
+        return []
+    notes = [f"- {runtime.value}: not measured: {reason}" for runtime, reason in report.unavailable_runtimes.items()]
+    notes += [
+        f"- {result.entry.name} on {runtime.value}: {on.error}"
+        for result in report.models
+        for runtime, on in result.runtimes.items()
+        if on.error is not None
+    ]
+    return [
+        "## Runtimes side by side",
+        runtimes_table(report),
+        "Top-1 error on the whole split on each runtime; predictions ≠ onnxruntime: images on which the same "
+        "model predicts another class than on onnxruntime. Speed against fp32 on onnxruntime, all interleaved in one "
+        "run: median (min–max over the rounds). Precision: what OpenVINO computes in where the graph says fp32, read "
+        "back from the compiled model (`default`: OpenVINO's choice for this CPU).",
+        *(["\n".join(notes)] if notes else []),
+    ]
+
+
+def _ratio_with_rounds(spread: dict[str, float] | None) -> str:
+    """A ratio as the median of its per-round values, with their range: ``0.83× (0.82–0.85)``; ``—`` when
+    not measured (a model the runtime cannot load)."""
+    if spread is None:
+        return "—"
     return f"{spread['value']:.2f}× ({spread['min']:.2f}–{spread['max']:.2f})"
 
 
@@ -207,9 +297,28 @@ def _conditions_section(report: Report) -> str:
             "and the range in brackets is the spread over the rounds (a wide range: the machine was busy)",
             f"- CPU: {env.cpu_model}; {flags}; {env.usable_cpus} usable of {env.cpu_count} cores; "
             f"{env.machine}, {env.system}",
+            *_runtime_conditions(report),
             "- Versions: " + ", ".join(f"{name} {version}" for name, version in env.versions.items()),
         ]
     )
+
+
+def _runtime_conditions(report: Report) -> list[str]:
+    """One line per configured runtime: how it ran the models, read back from what it compiled."""
+    lines = []
+    for runtime in report.config.benchmark.runtimes:
+        if runtime in report.unavailable_runtimes:
+            lines.append(f"- Runtime {runtime.value}: not measured: {report.unavailable_runtimes[runtime]}")
+            continue
+        phrases = sorted(
+            {
+                conditions_phrase(on.conditions)
+                for result in report.models
+                if (on := result.runtimes[runtime]).error is None
+            }
+        )
+        lines.append(f"- Runtime {runtime.value}: {'; '.join(phrases) or 'no model loads on it'}")
+    return lines
 
 
 def _tuning_section(report: Report) -> str:
@@ -242,7 +351,12 @@ def _tuning_section(report: Report) -> str:
             ]
         elif timed:
             screened = trial.get("screening_ratio")
-            row += ["—", f"screened out at {screened:.2f}×" if screened is not None else "not timed", "—", "—"]
+            status = (
+                f"{measurement.get('runtime')} cannot load it"
+                if trial.get("unloadable")
+                else f"screened out at {screened:.2f}×" if screened is not None else "not timed"
+            )
+            row += ["—", status, "—", "—"]
         row.append("**yes**" if trial["chosen"] else "")
         rows.append(row)
     lines = [
@@ -261,7 +375,9 @@ def _tuning_section(report: Report) -> str:
             f"ratios): {measurement['models']}; {measurement['rounds']} rounds of at least "
             f"{measurement['iterations']} images and {measurement['min_time_s']:g} s per model at batch 1 and at "
             f"batch {largest}, {threads_phrase(measurement['intra_op_threads'])}, session config entries "
-            f"`{json.dumps(entries, sort_keys=True)}`. Choice rule: {measurement['choice_rule']}.",
+            f"`{json.dumps(entries, sort_keys=True)}`"
+            + (f", on {conditions_phrase(measurement['runtime_conditions'])}" if "runtime_conditions" in measurement else "")
+            + f". Choice rule: {measurement['choice_rule']}.",
         ]
     return "\n".join(lines)
 
@@ -270,7 +386,7 @@ def _verdict(trial: dict[str, Any]) -> str:
     if trial["index"] == 0:
         return "baseline"
     if trial["meets_criterion"] is None:
-        return "not scored (screened out)"
+        return "not loadable" if trial.get("unloadable") else "not scored (screened out)"
     return "meets" if trial["meets_criterion"] else "misses"
 
 

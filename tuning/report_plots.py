@@ -45,18 +45,18 @@ def _save(figure, path: Path) -> Path:
 
 def _plot_latency(report: Report, path: Path) -> Path:
     plt = _pyplot()
-    measured = [result for result in report.models if result.performance is not None]
-    samples = [1000 * result.performance.latency.durations_ms for result in measured]
+    measured = report.measured_series()
+    samples = [1000 * performance.latency.durations_ms for _, performance in measured]
     # Latencies on a shared machine have a long tail (stalls of milliseconds next to a 40 us body):
     # log-spaced bins on a log axis show the body and the tail in one picture.
     low = min(float(s.min()) for s in samples)
     high = max(float(s.max()) for s in samples)
     bins = np.geomspace(low * 0.95, high * 1.05, 80)
     figure, axes = plt.subplots(figsize=(8, 4.5))
-    for index, (result, s) in enumerate(zip(measured, samples)):
-        p50, p99 = (1000 * result.performance.latency.percentile(q) for q in (50, 99))
+    for index, ((name, performance), s) in enumerate(zip(measured, samples)):
+        p50, p99 = (1000 * performance.latency.percentile(q) for q in (50, 99))
         colour = f"C{index}"
-        label = f"{result.entry.name}: p50 {p50:,.1f} µs, p99 {p99:,.1f} µs"
+        label = f"{name}: p50 {p50:,.1f} µs, p99 {p99:,.1f} µs"
         axes.hist(s, bins=bins, histtype="step", linewidth=1.5, color=colour, label=label)
         axes.axvline(p50, color=colour, linestyle="--", linewidth=1)
     axes.set_xscale("log")
@@ -74,10 +74,8 @@ def _plot_latency(report: Report, path: Path) -> Path:
 def _plot_throughput(report: Report, path: Path) -> Path:
     plt = _pyplot()
     figure, axes = plt.subplots(figsize=(7, 4.5))
-    for result in report.models:
-        if result.performance is None:
-            continue
-        points = result.performance.throughput
+    for name, performance in report.measured_series():
+        points = performance.throughput
         spreads = [t.images_per_s_spread for t in points]
         axes.errorbar(
             [t.batch_size for t in points],
@@ -85,7 +83,7 @@ def _plot_throughput(report: Report, path: Path) -> Path:
             yerr=[[s.value - s.low for s in spreads], [s.high - s.value for s in spreads]],
             marker="o",
             capsize=4,
-            label=result.entry.name,
+            label=name,
         )
     batch_sizes = benchmark.batch_sizes(report.config.benchmark)
     axes.set_xscale("log", base=2)

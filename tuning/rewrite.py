@@ -27,7 +27,7 @@ import onnx
 from onnx import numpy_helper
 
 from tuning.errors import InputError
-from tuning.evaluate import make_session
+from tuning.runtimes import make_session
 from tuning.onnx_io import describe
 
 BATCH_DIM_NAME = "batch"

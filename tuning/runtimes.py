@@ -1,0 +1,217 @@
+"""Loading a model on a runtime: onnxruntime, and OpenVINO when the optional extra ``openvino`` is installed.
+
+Every model this project evaluates or times is loaded here, so what is measured is what a user deploys.
+
+A :class:`Runner` is one model compiled on one runtime, called the way a user deploys it:
+``InferenceSession.run(None, feed)`` under :class:`tuning.evaluate.SessionSettings`, or, on OpenVINO,
+``Core().compile_model(model, "CPU", config)`` called as ``compiled_model(feed)`` (OpenVINO's own
+synchronous call: inputs shared, outputs copied), with OpenVINO's defaults except the thread count (``benchmark.intra_op_threads``) and, for
+``openvino-f32``/``openvino-bf16``, the inference precision hint. What OpenVINO actually compiled with
+(precision, threads, streams, performance hint) is read back from the compiled model and recorded beside
+every number: bf16 is never silent.
+
+Nothing imports OpenVINO until a runner for it is asked for, so without the extra the rest of the
+project runs unchanged and reports the runtime as not measured (:func:`unavailable_reason`).
+"""
+
+from __future__ import annotations
+
+import functools
+import io
+import re
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import onnx
+import onnxruntime as ort
+
+from tuning.config import PipelineConfig, Runtime
+from tuning.errors import InputError
+
+INSTALL_HINT = "install the extra with `bash scripts/setup_env.sh openvino` (or pip install 'mnist-int8-tuning[openvino]')"
+
+_PRECISION_HINTS = {Runtime.OPENVINO_F32: "f32", Runtime.OPENVINO_BF16: "bf16"}
+
+
+@dataclass(frozen=True)
+class SessionSettings:
+    """The onnxruntime session options of a deployment: onnxruntime's defaults except for these.
+
+    Every session this project makes (evaluation, tuning's timing, benchmarks, reports) is built from
+    one of these, so what is measured is what a user gets from ``onnxruntime.InferenceSession(path)``
+    with the same thread count and config entries (config ``deployment``). OpenVINO takes the thread count.
+    """
+
+    intra_op_threads: int = 1
+    config_entries: tuple[tuple[str, str], ...] = ()
+
+    @classmethod
+    def of(cls, config: PipelineConfig) -> SessionSettings:
+        return cls(config.benchmark.intra_op_threads, tuple(sorted(config.deployment.session_config_entries.items())))
+
+    def options(self) -> ort.SessionOptions:
+        options = ort.SessionOptions()
+        options.intra_op_num_threads = self.intra_op_threads
+        options.log_severity_level = 3  # errors only: onnxruntime's warnings are not the user's to act on
+        for key, value in self.config_entries:
+            options.add_session_config_entry(key, value)
+        return options
+
+    def describe(self) -> dict[str, Any]:
+        """The options as sessions get them, read back from an options object; recorded beside every number."""
+        options = self.options()
+        return {
+            "intra_op_num_threads": options.intra_op_num_threads,
+            "inter_op_num_threads": options.inter_op_num_threads,
+            "graph_optimization_level": options.graph_optimization_level.name,
+            "execution_mode": options.execution_mode.name,
+            "providers": ["CPUExecutionProvider"],
+            "config_entries": {key: options.get_session_config_entry(key) for key, _ in self.config_entries},
+        }
+
+
+# onnxruntime logs a failing node on stderr before raising; the raised error says the same in one line.
+QUIET_RUN = ort.RunOptions()
+QUIET_RUN.log_severity_level = 4
+
+
+def make_session(model: onnx.ModelProto | Path, settings: SessionSettings = SessionSettings()) -> ort.InferenceSession:
+    source = str(model) if isinstance(model, Path) else model.SerializeToString()
+    try:
+        return ort.InferenceSession(source, settings.options(), providers=["CPUExecutionProvider"])
+    except Exception as exc:  # onnxruntime raises its own untyped Fail/InvalidGraph exceptions
+        where = model if isinstance(model, Path) else "model"
+        raise InputError(f"{where}: onnxruntime cannot load it ({str(exc).splitlines()[0]})") from None
+
+
+@dataclass(frozen=True)
+class Runner:
+    """One model loaded on one runtime. ``infer(feed)`` is the runtime's own call, timed as is;
+    ``scores`` runs it with onnxruntime's failing-node log off (the raised error says it in one line)."""
+
+    runtime: Runtime
+    input_name: str
+    infer: Callable[[dict[str, np.ndarray]], Any] = field(repr=False)
+    quiet_infer: Callable[[dict[str, np.ndarray]], Any] = field(repr=False)
+    conditions: dict[str, Any]  # how the runtime compiled the model, as read back from it
+
+    def feed(self, images: np.ndarray) -> dict[str, np.ndarray]:
+        return {self.input_name: images}
+
+    def scores(self, images: np.ndarray) -> np.ndarray:
+        """The model's first output for ``images``."""
+        return np.asarray(self.quiet_infer(self.feed(images))[0])
+
+
+def onnxruntime_conditions(settings: SessionSettings) -> dict[str, Any]:
+    """What an onnxruntime runner states beside its numbers: its session options, read back."""
+    return {"runtime": "onnxruntime", "version": ort.__version__, **settings.describe()}
+
+
+def is_openvino(runtime: Runtime) -> bool:
+    return runtime is not Runtime.ONNXRUNTIME
+
+
+def unavailable_reason(runtime: Runtime) -> str | None:
+    """Why ``runtime`` cannot be used here (its package is not installed or does not import), or None.
+
+    Only asked for runtimes a config or command names, so nothing imports OpenVINO otherwise.
+    """
+    if not is_openvino(runtime):
+        return None
+    try:
+        import openvino  # noqa: F401
+    except ImportError as exc:
+        return f"OpenVINO is not installed ({exc.__class__.__name__}: {exc}); {INSTALL_HINT}"
+    return None
+
+
+def open_runner(
+    model: onnx.ModelProto | Path,
+    runtime: Runtime = Runtime.ONNXRUNTIME,
+    settings: SessionSettings = SessionSettings(),
+    source: Path | str = "model",
+) -> Runner:
+    """``model`` loaded on ``runtime``; an InputError naming ``source`` and what the runtime refused."""
+    if not is_openvino(runtime):
+        session = make_session(model, settings)
+        return Runner(
+            runtime,
+            session.get_inputs()[0].name,
+            functools.partial(session.run, None),
+            functools.partial(session.run, None, run_options=QUIET_RUN),
+            onnxruntime_conditions(settings),
+        )
+    reason = unavailable_reason(runtime)
+    if reason is not None:
+        raise InputError(f"{runtime.value}: {reason}")
+    import openvino
+
+    config: dict[str, Any] = {"INFERENCE_NUM_THREADS": settings.intra_op_threads}
+    if runtime in _PRECISION_HINTS:
+        config["INFERENCE_PRECISION_HINT"] = _PRECISION_HINTS[runtime]
+    payload = model.read_bytes() if isinstance(model, Path) else model.SerializeToString()
+    try:
+        compiled = _core().compile_model(_core().read_model(io.BytesIO(payload)), "CPU", config)
+    except RuntimeError as exc:  # OpenVINO raises RuntimeError for every conversion or compilation failure
+        raise InputError(f"{source}: OpenVINO cannot load it ({describe_openvino_failure(str(exc))})") from None
+    conditions = {
+        "runtime": "openvino",
+        "version": openvino.get_version(),
+        "device": "CPU",
+        "requested": {key: str(value) for key, value in config.items()},
+        "inference_precision": compiled.get_property("INFERENCE_PRECISION_HINT").to_string(),
+        "inference_num_threads": int(compiled.get_property("INFERENCE_NUM_THREADS")),
+        "num_streams": int(compiled.get_property("NUM_STREAMS")),
+        "performance_hint": str(compiled.get_property("PERFORMANCE_HINT")),
+        "call": "compiled_model(inputs): CompiledModel.__call__ with its defaults (inputs shared, outputs copied)",
+    }
+    return Runner(runtime, compiled.inputs[0].get_any_name(), compiled, compiled, conditions)
+
+
+@functools.lru_cache(maxsize=1)
+def _core() -> Any:
+    import openvino
+
+    return openvino.Core()
+
+
+def describe_openvino_failure(message: str) -> str:
+    """OpenVINO's multi-line conversion report as one line: the ops and nodes it could not convert.
+
+    Its report ends with ``Conversion is failed for: <op>, <op>`` and names each node as
+    ``<Node(<op type>): <name>>``; any other failure is its first line that says something.
+    """
+    ops = re.search(r"Conversion is failed for: (.+)", message)
+    nodes = sorted(set(re.findall(r"<Node\((\w+)\): ([^>]+)>", message)))
+    if ops:
+        named = f"; nodes: {', '.join(f'{name} ({op})' for op, name in nodes)}" if nodes else ""
+        return f"unsupported ops: {ops.group(1).strip()}{named}"
+    lines = [line.strip() for line in message.splitlines() if line.strip() and not line.startswith("Exception from")]
+    return lines[0] if lines else "no message"
+
+
+def conditions_phrase(conditions: dict[str, Any]) -> str:
+    """How a runner's conditions are stated beside its numbers."""
+    if conditions["runtime"] == "onnxruntime":
+        entries = conditions["config_entries"]
+        extra = f" plus {', '.join(f'{k}={v}' for k, v in entries.items())}" if entries else ""
+        return (
+            f"onnxruntime {conditions['version']}, default session options{extra}, "
+            f"{_count(conditions['intra_op_num_threads'], 'intra-op thread')}"
+        )
+    requested = "INFERENCE_PRECISION_HINT" in conditions["requested"]
+    precision = conditions["inference_precision"] + (" (set)" if requested else " (OpenVINO's default on this CPU)")
+    return (
+        f"OpenVINO {conditions['version'].split('-')[0]}, CPU, inference precision {precision}, "
+        f"{_count(conditions['inference_num_threads'], 'thread')}, {_count(conditions['num_streams'], 'stream')}, "
+        f"performance hint {conditions['performance_hint']}"
+    )
+
+
+def _count(count: int, noun: str) -> str:
+    return f"{count} {noun}{'s' if count != 1 else ''}"
+
