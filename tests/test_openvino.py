@@ -141,7 +141,7 @@ def test_the_precision_openvino_runs_in_is_read_back_never_silent(report, models
     assert f"| fp32 | openvino | {default} (default) |" in side_by_side
     assert "| int8 | openvino-f32 | f32 (set) |" in side_by_side
     conditions = report["md"][report["md"].index("## Conditions") :].split("\n## ")[0]
-    assert f"- Runtime openvino: OpenVINO" in conditions and f"inference precision {default} (OpenVINO's default" in conditions
+    assert "- Runtime openvino: OpenVINO" in conditions and f"inference precision {default} (OpenVINO's default" in conditions
 
 
 @needs_openvino

@@ -272,7 +272,6 @@ def test_performance_numbers_and_ratios_are_consistent(full: dict[str, Any]) -> 
     assert report["benchmark"]["batch_sizes"] == [1, 8]
     assert report["benchmark"]["session_options"]["intra_op_num_threads"] == 1
     assert report["benchmark"]["session_options"]["config_entries"] == {}
-    fp32 = _model(report, "fp32")
     for name in ("int8", "zoo-int8"):
         model = _model(report, name)["runtimes"]["onnxruntime"]
         latency = model["latency_ms"]

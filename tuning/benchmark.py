@@ -71,6 +71,10 @@ class Spread:
     def of_rounds(cls, values: Sequence[float]) -> Spread:
         return cls(float(np.median(values)), float(min(values)), float(max(values)))
 
+    @classmethod
+    def from_json(cls, document: Mapping[str, float]) -> Spread:
+        return cls(document["value"], document["min"], document["max"])
+
     def to_json(self) -> dict[str, float]:
         return {"value": self.value, "min": self.low, "max": self.high}
 

@@ -7,7 +7,6 @@ import json
 import time
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass
-from pathlib import Path
 from typing import Any, Callable
 
 import onnx
@@ -20,11 +19,13 @@ from tuning.atomic import (
     remove_stale_temporaries,
     write_text_atomic,
 )
+from tuning.benchmark import Spread
 from tuning.config import Objective, PipelineConfig
 from tuning.errors import ConfigError, InputError, TuningError
 from tuning.evaluate import AccuracyEvaluator, check_classifier
 from tuning.latency_search import quantize_for_latency
 from tuning.quantize import Trial, quantize, route_inc_logs
+from tuning.report_format import ratio
 from tuning.runtimes import SessionSettings
 
 
@@ -255,9 +256,9 @@ def candidate_table(trials: Sequence[Trial], measurement: dict[str, Any] | None)
         if timed and trial.latency_ratio is not None:
             row += [
                 f"{1000 * trial.latency_p50_ms:.1f}",
-                _ratio(trial.latency_ratio, trial.latency_ratio_rounds),
+                ratio(Spread.of_rounds(trial.latency_ratio_rounds), plain=True),
                 f"{trial.throughput_images_per_s:,.0f}",
-                _ratio(trial.throughput_ratio, trial.throughput_ratio_rounds),
+                ratio(Spread.of_rounds(trial.throughput_ratio_rounds), plain=True),
             ]
         elif timed:
             screened = trial.screening_ratio
@@ -288,6 +289,3 @@ def _verdict(trial: Trial) -> str:
         return "not loadable" if trial.unloadable else "not scored"
     return "meets" if trial.meets_criterion else "misses"
 
-
-def _ratio(median: float, rounds: tuple[float, ...]) -> str:
-    return f"{median:.2f}x ({min(rounds):.2f}-{max(rounds):.2f})"

@@ -18,7 +18,7 @@ from tuning.report_data import (
     other_scale,
     package_version,
 )
-from tuning.report_format import optional_pct, pct, us
+from tuning.report_format import optional_pct, pct, ratio, us
 from tuning.report_plots import CONFUSION_PLOT, FLIPS_PLOT, PLOT_TITLES, THROUGHPUT_PLOT, THROUGHPUT_SPREAD
 from tuning.runtimes import SessionSettings, conditions_phrase
 
@@ -92,9 +92,9 @@ def runtimes_table(report: Report) -> str:
                     pct(1 - on.top1_accuracy),
                     f"{on.differing_from_onnxruntime:,}",
                     _spread_us(perf.latency.p50_spread) if timed else "not measured",
-                    _ratio_with_rounds(perf.latency_ratio(base).to_json()) if timed and base else "—",
+                    ratio(perf.latency_ratio(base) if timed and base else None),
                     _spread_images(perf.throughput_at(largest).images_per_s_spread) if timed else "not measured",
-                    _ratio_with_rounds(perf.throughput_ratio(base, largest).to_json()) if timed and base else "—",
+                    ratio(perf.throughput_ratio(base, largest) if timed and base else None),
                 ]
             )
     header = [
@@ -202,8 +202,8 @@ def _performance_section(report: Report, plots: list[str]) -> str:
             [
                 name,
                 *([runtime.value] if several else []),
-                _ratio_with_rounds(r["latency_p50_rounds"]),
-                *(_ratio_with_rounds(r["throughput_rounds"][str(b)]) for b in sizes),
+                ratio(_spread(r["latency_p50_rounds"])),
+                *(ratio(_spread(r["throughput_rounds"][str(b)])) for b in sizes),
             ]
             for runtime in report.measured_runtimes
             for name, r in report.ratios_vs_float(runtime).items()
@@ -267,12 +267,10 @@ def _runtimes_section(report: Report) -> list[str]:
     ]
 
 
-def _ratio_with_rounds(spread: dict[str, float] | None) -> str:
-    """A ratio as the median of its per-round values, with their range: ``0.83× (0.82–0.85)``; ``—`` when
-    not measured (a model the runtime cannot load)."""
-    if spread is None:
-        return "—"
-    return f"{spread['value']:.2f}× ({spread['min']:.2f}–{spread['max']:.2f})"
+def _spread(document: dict[str, float] | None) -> Spread | None:
+    """A ``{value, min, max}`` of report.json as a Spread; None when not measured (e.g. a model the runtime
+    cannot load)."""
+    return None if document is None else Spread.from_json(document)
 
 
 def _conditions_section(report: Report) -> str:
@@ -345,9 +343,9 @@ def _tuning_section(report: Report) -> str:
         if timed and trial["latency_ratio"] is not None:
             row += [
                 us(trial["latency_p50_ms"]),
-                _ratio_with_rounds(_rounds(trial["latency_ratio"], trial["latency_ratio_rounds"])),
+                ratio(Spread.of_rounds(trial["latency_ratio_rounds"])),
                 f"{trial['throughput_images_per_s']:,.0f}",
-                _ratio_with_rounds(_rounds(trial["throughput_ratio"], trial["throughput_ratio_rounds"])),
+                ratio(Spread.of_rounds(trial["throughput_ratio_rounds"])),
             ]
         elif timed:
             screened = trial.get("screening_ratio")
@@ -388,10 +386,6 @@ def _verdict(trial: dict[str, Any]) -> str:
     if trial["meets_criterion"] is None:
         return "not loadable" if trial.get("unloadable") else "not scored (screened out)"
     return "meets" if trial["meets_criterion"] else "misses"
-
-
-def _rounds(median: float, rounds: Sequence[float]) -> dict[str, float]:
-    return {"value": median, "min": min(rounds), "max": max(rounds)}
 
 
 def _candidate_description(trial: dict[str, Any]) -> str:

@@ -17,6 +17,7 @@ project runs unchanged and reports the runtime as not measured (:func:`unavailab
 from __future__ import annotations
 
 import functools
+import importlib
 import io
 import re
 from collections.abc import Callable
@@ -123,7 +124,7 @@ def unavailable_reason(runtime: Runtime) -> str | None:
     if not is_openvino(runtime):
         return None
     try:
-        import openvino  # noqa: F401
+        importlib.import_module("openvino")
     except ImportError as exc:
         return f"OpenVINO is not installed ({exc.__class__.__name__}: {exc}); {INSTALL_HINT}"
     return None
