@@ -67,6 +67,13 @@ def parse_document(result: subprocess.CompletedProcess) -> dict[str, Any]:
 # --- program name, version, help ---------------------------------------------------------------
 
 
+def _version_or_absent(distribution: str) -> str:
+    try:
+        return importlib.metadata.version(distribution)
+    except importlib.metadata.PackageNotFoundError:
+        return "not installed"
+
+
 @pytest.mark.parametrize("program", PROGRAMS)
 def test_version_names_the_program_and_the_libraries(program: str) -> None:
     result = run("--version", program=program, cwd=Path("/"))
@@ -75,7 +82,8 @@ def test_version_names_the_program_and_the_libraries(program: str) -> None:
     python = ".".join(map(str, sys.version_info[:3]))
     assert result.stdout == (
         f"{program} {version('mnist-int8-tuning')} (neural-compressor {version('neural-compressor')}, "
-        f"onnxruntime {version('onnxruntime')}, onnx {version('onnx')}, Python {python})\n"
+        f"onnxruntime {version('onnxruntime')}, onnx {version('onnx')}, openvino {_version_or_absent('openvino')}, "
+        f"Python {python})\n"
     )
 
 

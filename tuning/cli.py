@@ -32,7 +32,7 @@ DEFAULT_CONFIG = SHIPPED_CONFIG
 # command has; MNIST_TUNING_<COMMAND>_<OPTION> for the others (click's auto_envvar_prefix).
 ENV_PREFIX = "MNIST_TUNING"
 # What --version reports besides this package: the libraries whose versions decide the results.
-VERSIONED_DISTRIBUTIONS = ("neural-compressor", "onnxruntime", "onnx")
+VERSIONED_DISTRIBUTIONS = ("neural-compressor", "onnxruntime", "onnx", "openvino")  # openvino: the optional extra
 PACKAGE = "mnist-int8-tuning"
 
 config_option = click.option(
@@ -164,7 +164,7 @@ def _distribution_version(name: str) -> str:
     is_eager=True,
     allow_from_autoenv=False,
     callback=_print_version,
-    help="Print the versions of this package, INC, onnxruntime and onnx, then exit.",
+    help="Print the versions of this package, INC, onnxruntime, onnx and OpenVINO (the optional extra), then exit.",
 )
 def cli() -> None:
     """Accuracy-driven INC post-training quantization of an ONNX classifier.
