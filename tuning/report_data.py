@@ -144,6 +144,17 @@ class ModelResult:
 
 
 @dataclass(frozen=True)
+class Series:
+    """One timed (model, runtime) pair as tables and plots show it: plots colour it by model and draw
+    it in a line style per runtime."""
+
+    label: str
+    model_index: int
+    runtime_index: int
+    performance: Performance
+
+
+@dataclass(frozen=True)
 class Report:
     config: PipelineConfig
     evaluation_images: int
@@ -183,14 +194,19 @@ class Report:
     def performance_measured(self) -> bool:
         return bool(self.measured_runtimes)
 
-    def measured_series(self) -> list[tuple[str, Performance]]:
+    def measured_series(self) -> list[Series]:
         """Every timed (model, runtime) pair, runtime by runtime, labelled ``int8`` when one runtime was
         measured and ``int8 · openvino`` when several were."""
         several = len(self.measured_runtimes) > 1
         return [
-            (f"{result.entry.name} · {runtime.value}" if several else result.entry.name, performance)
-            for runtime in self.measured_runtimes
-            for result in self.models
+            Series(
+                f"{result.entry.name} · {runtime.value}" if several else result.entry.name,
+                model_index,
+                runtime_index,
+                performance,
+            )
+            for runtime_index, runtime in enumerate(self.measured_runtimes)
+            for model_index, result in enumerate(self.models)
             if (performance := result.performance(runtime)) is not None
         ]
 

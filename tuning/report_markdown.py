@@ -210,7 +210,7 @@ def _performance_section(report: Report, plots: list[str]) -> str:
         ],
         align="r",
     )
-    measured = report.measured_series()
+    measured = [(series.label, series.performance) for series in report.measured_series()]
     latency = _table(
         ["model (batch 1)", "p50", "p90", "p99", "mean", "timed runs"],
         [

@@ -9,7 +9,7 @@ import numpy as np
 from tuning import benchmark
 from tuning.atomic import atomic_output
 from tuning.benchmark import threads_phrase
-from tuning.report_data import Report
+from tuning.report_data import Report, Series
 from tuning.report_format import pct
 
 LATENCY_PLOT = "latency.png"
@@ -46,44 +46,47 @@ def _save(figure, path: Path) -> Path:
 def _plot_latency(report: Report, path: Path) -> Path:
     plt = _pyplot()
     measured = report.measured_series()
-    samples = [1000 * performance.latency.durations_ms for _, performance in measured]
+    samples = [1000 * series.performance.latency.durations_ms for series in measured]
     # Latencies on a shared machine have a long tail (stalls of milliseconds next to a 40 us body):
     # log-spaced bins on a log axis show the body and the tail in one picture.
     low = min(float(s.min()) for s in samples)
     high = max(float(s.max()) for s in samples)
     bins = np.geomspace(low * 0.95, high * 1.05, 80)
-    figure, axes = plt.subplots(figsize=(8, 4.5))
-    for index, ((name, performance), s) in enumerate(zip(measured, samples)):
-        p50, p99 = (1000 * performance.latency.percentile(q) for q in (50, 99))
-        colour = f"C{index}"
-        label = f"{name}: p50 {p50:,.1f} µs, p99 {p99:,.1f} µs"
-        axes.hist(s, bins=bins, histtype="step", linewidth=1.5, color=colour, label=label)
-        axes.axvline(p50, color=colour, linestyle="--", linewidth=1)
+    figure, axes = plt.subplots(figsize=_figure_size(report, 8))
+    for series, s in zip(measured, samples):
+        p50, p99 = (1000 * series.performance.latency.percentile(q) for q in (50, 99))
+        colour, line = _style(series)
+        label = f"{series.label}: p50 {p50:,.1f} µs, p99 {p99:,.1f} µs"
+        axes.hist(s, bins=bins, histtype="step", linewidth=1.5, color=colour, linestyle=line, label=label)
+        axes.axvline(p50, ymin=0.93, ymax=1.0, color=colour, linewidth=2.5)
     axes.set_xscale("log")
     _plain_log_ticks(axes.xaxis)
     axes.yaxis.set_major_formatter(_thousands())
-    axes.set_xlabel("latency per run, µs (log scale; dashed: p50)")
+    axes.set_xlabel("latency per run, µs (log scale; ticks at the top: p50)")
     axes.set_ylabel("runs")
     settings = report.config.benchmark
     axes.set_title(f"Batch-1 latency: {settings.rounds} rounds per model, {threads_phrase(settings.intra_op_threads)}")
     axes.grid(alpha=0.3)
-    axes.legend()
+    _legend(report, axes)
     return _save(figure, path)
 
 
 def _plot_throughput(report: Report, path: Path) -> Path:
     plt = _pyplot()
-    figure, axes = plt.subplots(figsize=(7, 4.5))
-    for name, performance in report.measured_series():
-        points = performance.throughput
+    figure, axes = plt.subplots(figsize=_figure_size(report, 7))
+    for series in report.measured_series():
+        points = series.performance.throughput
         spreads = [t.images_per_s_spread for t in points]
+        colour, line = _style(series)
         axes.errorbar(
             [t.batch_size for t in points],
             [spread.value for spread in spreads],
             yerr=[[s.value - s.low for s in spreads], [s.high - s.value for s in spreads]],
             marker="o",
             capsize=4,
-            label=name,
+            color=colour,
+            linestyle=line,
+            label=series.label,
         )
     batch_sizes = benchmark.batch_sizes(report.config.benchmark)
     axes.set_xscale("log", base=2)
@@ -95,8 +98,26 @@ def _plot_throughput(report: Report, path: Path) -> Path:
     axes.set_ylabel("images / s")
     axes.set_title(f"Throughput of batch-capable copies ({threads_phrase(report.config.benchmark.intra_op_threads)})")
     axes.grid(alpha=0.3)
-    axes.legend(title=f"bars: {THROUGHPUT_SPREAD}", title_fontsize=8)
+    _legend(report, axes, title=f"bars: {THROUGHPUT_SPREAD}")
     return _save(figure, path)
+
+
+# One line style per runtime, one colour per model: the same model reads alike on every runtime.
+_RUNTIME_LINES = ("-", "--", ":", "-.")
+
+
+def _style(series: Series) -> tuple[str, str]:
+    return f"C{series.model_index}", _RUNTIME_LINES[series.runtime_index % len(_RUNTIME_LINES)]
+
+
+def _figure_size(report: Report, width: float) -> tuple[float, float]:
+    """Wider with several runtimes: the legend then goes beside the axes, not over the lines."""
+    return (width + 3.5, 4.5) if len(report.measured_runtimes) > 1 else (width, 4.5)
+
+
+def _legend(report: Report, axes, title: str | None = None) -> None:
+    placement = {"loc": "upper left", "bbox_to_anchor": (1.01, 1.0)} if len(report.measured_runtimes) > 1 else {}
+    axes.legend(title=title, title_fontsize=8, fontsize=8 if placement else None, **placement)
 
 
 def _thousands():
