@@ -30,6 +30,8 @@ patterns_of() {
                  "tuning.latency_search.x_beats__mutmut_*" ;;
     # tuning/idx.py reads and verifies the IDX files for tuning/data.py.
     data) echo "tuning.data.* tuning.idx.*" ;;
+    # The schema and the reading of a config file into it.
+    config) echo "tuning.config.* tuning.config_file.*" ;;
     *) echo "tuning.$1.*" ;;
   esac
 }

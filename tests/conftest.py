@@ -10,7 +10,8 @@ from typing import Any
 import pytest
 import yaml
 
-from tuning.config import PipelineConfig, load_config
+from tuning.config import PipelineConfig
+from tuning.config_file import load_config
 from tuning.pipeline import TuningSummary, run_tuning
 
 ROOT = Path(__file__).resolve().parent.parent

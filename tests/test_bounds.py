@@ -22,7 +22,8 @@ import yaml
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from tuning.config import MAX_CONFIG_BYTES, MAX_YAML_DEPTH, MAX_YAML_NODES, PipelineConfig, load_config
+from tuning.config import PipelineConfig
+from tuning.config_file import MAX_CONFIG_BYTES, MAX_YAML_DEPTH, MAX_YAML_NODES, load_config
 from tuning.errors import ConfigError, one_line
 
 from conftest import ROOT

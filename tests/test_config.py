@@ -6,16 +6,8 @@ from pathlib import Path
 
 import pytest
 
-from tuning.config import (
-    Approach,
-    CriterionKind,
-    Objective,
-    PipelineConfig,
-    PixelScale,
-    QuantFormat,
-    load_config,
-    parse_override,
-)
+from tuning.config import Approach, CriterionKind, Objective, PipelineConfig, PixelScale, QuantFormat
+from tuning.config_file import load_config, parse_override
 from tuning.errors import ConfigError
 
 from conftest import CONFIG, ROOT

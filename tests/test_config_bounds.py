@@ -12,7 +12,8 @@ from typing import Any
 
 import pytest
 
-from tuning.config import PipelineConfig, load_config
+from tuning.config import PipelineConfig
+from tuning.config_file import load_config
 from tuning.errors import ConfigError
 
 pytestmark = pytest.mark.fast

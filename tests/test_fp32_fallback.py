@@ -12,7 +12,7 @@ import json
 import onnx
 import pytest
 
-from tuning.config import load_config
+from tuning.config_file import load_config
 from tuning.errors import ConfigError, TuningError
 from tuning.graph import COMPUTE_OP_TYPES
 from tuning.pipeline import candidate_table, run_tuning

@@ -22,7 +22,8 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from pydantic import BaseModel
 
-from tuning.config import PipelineConfig, load_config
+from tuning.config import PipelineConfig
+from tuning.config_file import load_config
 from tuning.errors import ConfigError, InputError
 from tuning.onnx_io import describe, load_model
 

@@ -9,7 +9,8 @@ from typing import Any
 
 import pytest
 
-from tuning.config import GatesSection, Runtime, load_config
+from tuning.config import GatesSection, Runtime
+from tuning.config_file import load_config
 from tuning.errors import InputError
 from tuning.gate import Check, baseline_json, evaluate_gates, junit_xml, load_baseline, load_report
 

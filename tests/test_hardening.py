@@ -16,7 +16,8 @@ import onnx
 import pytest
 from onnx import TensorProto, helper
 
-from tuning.config import DatasetSection, ModelSection, Split, load_config
+from tuning.config import DatasetSection, ModelSection, Split
+from tuning.config_file import load_config
 from tuning.data import evaluation_images, load_pixels
 from tuning.errors import ConfigError, InputError, OutputError
 from tuning.idx import CONTENT_SHA256

@@ -104,7 +104,7 @@ def test_an_inc_failure_that_is_not_the_disk_is_a_tuning_error(tmp_path: Path) -
 
 
 def test_a_relative_criterion_against_zero_accuracy_is_an_input_error() -> None:
-    from tuning.config import load_config
+    from tuning.config_file import load_config
     from tuning.quantize import meets_criterion
 
     relative = load_config(None, {"tuning.accuracy_criterion.kind": "relative"})

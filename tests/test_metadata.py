@@ -54,7 +54,7 @@ def test_saved_metadata_reads_back_with_onnx_alone(tmp_path):
 
 
 def test_a_model_made_for_other_input_is_named_on_one_line():
-    from tuning.config import load_config
+    from tuning.config_file import load_config
     from tuning.onnx_io import preprocessing_warning
 
     from conftest import CONFIG

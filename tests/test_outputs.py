@@ -24,7 +24,8 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from tuning.atomic import atomic_outputs, remove_stale_temporaries, write_text_atomic
-from tuning.config import PipelineConfig, load_config, parse_override
+from tuning.config import PipelineConfig
+from tuning.config_file import load_config, parse_override
 from tuning.errors import OutputError
 from tuning.pipeline import run_tuning
 

@@ -25,7 +25,7 @@ import onnxruntime as ort
 import pytest
 
 from tuning.cli import main
-from tuning.config import load_config
+from tuning.config_file import load_config
 from tuning.errors import InputError
 from tuning.pipeline import run_tuning
 from tuning.report_data import Role, model_entries

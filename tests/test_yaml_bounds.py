@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import pytest
 
-from tuning.config import MAX_YAML_DEPTH, MAX_YAML_NODES, load_config, parse_override
+from tuning.config_file import MAX_YAML_DEPTH, MAX_YAML_NODES, load_config, parse_override
 from tuning.errors import ConfigError
 
 pytestmark = pytest.mark.fast

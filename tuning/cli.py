@@ -24,7 +24,8 @@ from typing import Any, Callable
 import click
 
 from tuning import distributed
-from tuning.config import SHIPPED_CONFIG, PipelineConfig, QuantFormat, Runtime, load_config, output_input_clashes, parse_override
+from tuning.config import SHIPPED_CONFIG, PipelineConfig, QuantFormat, Runtime
+from tuning.config_file import load_config, output_input_clashes, parse_override
 from tuning.errors import OUTPUT_ERRNOS, ConfigError, Interrupted, OutputError, PipelineError, one_line
 
 DEFAULT_CONFIG = SHIPPED_CONFIG

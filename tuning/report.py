@@ -14,7 +14,8 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from tuning.atomic import atomic_outputs, staged_content, write_text_atomic
-from tuning.config import PipelineConfig, output_input_clashes
+from tuning.config import PipelineConfig
+from tuning.config_file import output_input_clashes
 from tuning.errors import ConfigError
 from tuning.report_data import ModelEntry, Report, build_report
 from tuning.report_html import html_page
