@@ -10,6 +10,7 @@ from __future__ import annotations
 import fcntl
 import os
 import shutil
+import threading
 from pathlib import Path
 
 import pytest
@@ -232,6 +233,30 @@ def test_nested_blocks_commit_with_the_outer_one(tmp_path: Path) -> None:
             write_text_atomic(first, "new model")
         assert not first.exists()
     assert first.read_text() == "new model"
+
+
+def test_an_output_written_twice_in_one_block_gets_the_second_content(tmp_path: Path) -> None:
+    # In a thread: a commit that waits for a lock this process holds would otherwise hang the suite
+    # (outside the main thread the commit's signal deferral is off, and join() can give up).
+    output = tmp_path / "report.json"
+    output.write_text("old")
+    failures: list[BaseException] = []
+
+    def write_twice() -> None:
+        try:
+            with atomic_outputs():
+                write_text_atomic(output, "first")
+                write_text_atomic(output, "second")
+                assert temporaries(tmp_path) != [] and len(temporaries(tmp_path)) == 1
+        except BaseException as exc:  # noqa: BLE001  (reported by the main thread)
+            failures.append(exc)
+
+    writer = threading.Thread(target=write_twice, daemon=True)
+    writer.start()
+    writer.join(timeout=10)
+    assert not writer.is_alive(), "the commit waits for a lock this process holds"
+    assert failures == []
+    assert output.read_text() == "second" and temporaries(tmp_path) == []
 
 
 def test_staged_content_is_the_new_content_until_the_commit(tmp_path: Path) -> None:
