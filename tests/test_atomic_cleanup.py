@@ -11,6 +11,7 @@ import fcntl
 import os
 import shutil
 import threading
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
@@ -135,6 +136,17 @@ def test_there_is_no_backup_of_a_missing_file_a_folder_or_a_link(tmp_path: Path)
 # --- the transaction ------------------------------------------------------------------------------
 
 
+def failed_commit(outputs: dict[Path, str], disrupt: Callable[[], object]) -> str:
+    """Write ``outputs`` in one block, ``disrupt`` the file system before the block commits; the commit's error."""
+    with pytest.raises(OutputError) as caught:
+        with atomic_outputs():
+            for path, text in outputs.items():
+                write_text_atomic(path, text)
+            disrupt()
+    assert "\n" not in str(caught.value)
+    return str(caught.value)
+
+
 def test_a_rename_failing_half_way_on_a_real_file_system_rolls_back(tmp_path: Path) -> None:
     # The second output's folder disappears after staging (another process removing it): the first
     # output is renamed in, then the second cannot be, and the first must get its old content back.
@@ -142,13 +154,8 @@ def test_a_rename_failing_half_way_on_a_real_file_system_rolls_back(tmp_path: Pa
     first.parent.mkdir()
     first.write_text("old model")
     fds = open_fds()
-    with pytest.raises(OutputError) as caught:
-        with atomic_outputs():
-            write_text_atomic(first, "new model")
-            write_text_atomic(second, "new summary")
-            shutil.rmtree(second.parent)
-    assert str(caught.value).startswith(f"{second}: cannot write output (")
-    assert "\n" not in str(caught.value)
+    message = failed_commit({first: "new model", second: "new summary"}, lambda: shutil.rmtree(second.parent))
+    assert message.startswith(f"{second}: cannot write output (")
     assert first.read_text() == "old model"
     assert temporaries(tmp_path) == []
     assert open_fds() == fds  # the temporaries' and the backup's locks are released
@@ -156,11 +163,7 @@ def test_a_rename_failing_half_way_on_a_real_file_system_rolls_back(tmp_path: Pa
 
 def test_a_new_output_renamed_in_before_the_failure_is_removed_again(tmp_path: Path) -> None:
     first, second = tmp_path / "a" / "model.onnx", tmp_path / "b" / "summary.json"
-    with pytest.raises(OutputError, match="summary.json"):
-        with atomic_outputs():
-            write_text_atomic(first, "new model")
-            write_text_atomic(second, "new summary")
-            shutil.rmtree(second.parent)
+    failed_commit({first: "new model", second: "new summary"}, lambda: shutil.rmtree(second.parent))
     assert list((tmp_path / "a").iterdir()) == []
 
 
@@ -169,11 +172,8 @@ def test_outputs_after_the_failing_one_keep_their_old_content(tmp_path: Path) ->
     for path in paths:
         path.parent.mkdir()
         path.write_text(f"old {path.name}")
-    with pytest.raises(OutputError, match="two"):
-        with atomic_outputs():
-            for path in paths:
-                write_text_atomic(path, f"new {path.name}")
-            shutil.rmtree(paths[1].parent)
+    message = failed_commit({path: f"new {path.name}" for path in paths}, lambda: shutil.rmtree(paths[1].parent))
+    assert message.startswith(f"{paths[1]}: cannot write output (")
     assert paths[0].read_text() == "old one" and paths[2].read_text() == "old three"
     assert temporaries(tmp_path) == []
 
@@ -181,24 +181,16 @@ def test_outputs_after_the_failing_one_keep_their_old_content(tmp_path: Path) ->
 def test_the_first_rename_failing_names_the_first_output(tmp_path: Path) -> None:
     first, second = tmp_path / "a" / "model.onnx", tmp_path / "summary.json"
     second.write_text("old summary")
-    with pytest.raises(OutputError) as caught:
-        with atomic_outputs():
-            write_text_atomic(first, "new model")
-            write_text_atomic(second, "new summary")
-            shutil.rmtree(first.parent)
-    assert str(caught.value).startswith(f"{first}: cannot write output (")
+    message = failed_commit({first: "new model", second: "new summary"}, lambda: shutil.rmtree(first.parent))
+    assert message.startswith(f"{first}: cannot write output (")
     assert second.read_text() == "old summary" and temporaries(tmp_path) == []
 
 
 def test_an_output_turned_into_a_folder_before_the_commit_is_refused_before_any_rename(tmp_path: Path) -> None:
     first, second = tmp_path / "model.onnx", tmp_path / "summary.json"
     first.write_text("old model")
-    with pytest.raises(OutputError) as caught:
-        with atomic_outputs():
-            write_text_atomic(first, "new model")
-            write_text_atomic(second, "new summary")
-            second.mkdir()
-    assert str(caught.value) == f"{second}: cannot write output (it is a directory)"
+    message = failed_commit({first: "new model", second: "new summary"}, second.mkdir)
+    assert message == f"{second}: cannot write output (it is a directory)"
     assert first.read_text() == "old model" and second.is_dir() and temporaries(tmp_path) == []
 
 
@@ -207,13 +199,13 @@ def test_a_destination_that_cannot_be_examined_is_refused_before_any_rename(tmp_
     # with ENOTDIR, not FileNotFoundError, so the commit stops before its first rename.
     first, second = tmp_path / "model.onnx", tmp_path / "b" / "summary.json"
     first.write_text("old model")
-    with pytest.raises(OutputError) as caught:
-        with atomic_outputs():
-            write_text_atomic(first, "new model")
-            write_text_atomic(second, "new summary")
-            shutil.rmtree(second.parent)
-            second.parent.write_text("a file now")
-    assert str(caught.value) == f"{second}: cannot write output (Not a directory)"
+
+    def folder_to_file() -> None:
+        shutil.rmtree(second.parent)
+        second.parent.write_text("a file now")
+
+    message = failed_commit({first: "new model", second: "new summary"}, folder_to_file)
+    assert message == f"{second}: cannot write output (Not a directory)"
     assert first.read_text() == "old model" and temporaries(tmp_path) == []
 
 

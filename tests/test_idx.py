@@ -68,6 +68,18 @@ def test_the_size_must_be_exactly_header_plus_data():
         assert str(caught.value) == f"{SOURCE}: header says 2 x 3 x 4 images (40 bytes), the file holds {len(wrong)}"
 
 
+def test_every_byte_of_a_dimension_counts():
+    # Dimensions are 4 bytes big-endian: a width of 65536 + 3 sets the third byte from the end, a count of
+    # 2**24 + 5 the first one. Read a byte short, they would look like 3 and 5, which the data would fit.
+    wide = images_idx(1, 1, 65536 + 3)
+    assert idx.parse_images(wide, SOURCE).shape == (1, 1, 65539)
+    claimed = 2**24 + 5
+    content = (0x0801).to_bytes(4, "big") + claimed.to_bytes(4, "big") + bytes(5)
+    with pytest.raises(InputError) as caught:
+        idx.parse_labels(content, SOURCE, 10)
+    assert str(caught.value) == f"{SOURCE}: header says {claimed} labels ({8 + claimed} bytes), the file holds 13"
+
+
 def test_label_size_must_match_its_count():
     with pytest.raises(InputError, match=r"header says 3 labels \(11 bytes\), the file holds 10$"):
         idx.parse_labels(labels_idx([1, 2, 3])[:-1], SOURCE, 10)
