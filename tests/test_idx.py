@@ -196,3 +196,23 @@ def test_a_truncated_archive_cannot_be_decompressed(tmp_path):
     (tmp_path / "t10k-labels-idx1-ubyte.gz").write_bytes(gzip.compress(CONTENT)[:-6])
     with pytest.raises(InputError, match=r"t10k-labels-idx1-ubyte.gz: cannot decompress \(.*\); restore the original file$"):
         idx.read_verified(tmp_path, spec(CONTENT))
+
+
+def test_an_archive_that_decompresses_past_the_bound_is_not_decompressed_whole(tmp_path, monkeypatch):
+    # A gzip bomb: 64 MiB of zeros in a 64 KiB archive. Decompression stops once the bound is passed,
+    # so memory stays near the bound (1 MiB here, read in 1 MiB chunks), not near the 64 MiB.
+    import tracemalloc
+
+    monkeypatch.setattr(idx, "MAX_CONTENT_BYTES", 1024 * 1024)
+    bomb = tmp_path / "t10k-labels-idx1-ubyte.gz"
+    with gzip.open(bomb, "wb", compresslevel=9) as handle:
+        for _ in range(64):
+            handle.write(bytes(1024 * 1024))
+    tracemalloc.start()
+    try:
+        with pytest.raises(InputError, match="decompresses to more than the 1048576 bytes"):
+            idx.read_verified(tmp_path, spec(CONTENT))
+        peak = tracemalloc.get_traced_memory()[1]
+    finally:
+        tracemalloc.stop()
+    assert peak < 16 * 1024 * 1024
