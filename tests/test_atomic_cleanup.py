@@ -124,6 +124,45 @@ def test_the_backup_of_an_output_is_locked_against_clean_up_until_released(tmp_p
     assert len(open_fds()) == len(fds) - 1
 
 
+def test_releasing_a_backup_whose_folder_was_replaced_still_gives_up_its_lock(tmp_path: Path) -> None:
+    output = tmp_path / "run" / "model.onnx"
+    output.parent.mkdir()
+    output.write_text("old")
+    backup = _Backup.of(output)
+    assert backup is not None
+    shutil.rmtree(output.parent)
+    output.parent.write_text("a file now")  # unlinking the backup fails with ENOTDIR, not FileNotFoundError
+    fds = open_fds()
+    backup.release()
+    assert len(open_fds()) == len(fds) - 1
+
+
+def test_a_temporary_deleted_before_it_was_locked_is_replaced_by_a_new_one(tmp_path: Path, monkeypatch) -> None:
+    # Another run's clean-up can delete a new temporary file between its creation and its lock (it is
+    # not locked yet, so it looks stale). Played here by deleting the first one right after mkstemp.
+    import tempfile
+
+    import tuning.atomic
+
+    made: list[str] = []
+    real_mkstemp = tempfile.mkstemp
+
+    def mkstemp_then_cleaned(**kwargs):  # type: ignore[no-untyped-def]
+        fd, name = real_mkstemp(**kwargs)
+        made.append(name)
+        if len(made) == 1:
+            os.unlink(name)
+        return fd, name
+
+    monkeypatch.setattr(tuning.atomic.tempfile, "mkstemp", mkstemp_then_cleaned)
+    fds = open_fds()
+    with atomic_output(tmp_path / "model.onnx") as tmp:
+        assert len(made) == 2 and str(tmp) == made[1] and tmp.is_file()
+        assert len(open_fds()) == len(fds) + 1  # the deleted one's descriptor is closed, the new one held
+        tmp.write_text("complete")
+    assert (tmp_path / "model.onnx").read_text() == "complete" and open_fds() == fds
+
+
 def test_there_is_no_backup_of_a_missing_file_a_folder_or_a_link(tmp_path: Path) -> None:
     (tmp_path / "folder").mkdir()
     (tmp_path / "target").write_text("x")
@@ -192,6 +231,13 @@ def test_an_output_turned_into_a_folder_before_the_commit_is_refused_before_any_
     message = failed_commit({first: "new model", second: "new summary"}, second.mkdir)
     assert message == f"{second}: cannot write output (it is a directory)"
     assert first.read_text() == "old model" and second.is_dir() and temporaries(tmp_path) == []
+
+
+def test_a_folder_after_a_new_output_is_found_before_any_rename(tmp_path: Path) -> None:
+    first, second = tmp_path / "new.onnx", tmp_path / "summary.json"  # the first output does not exist yet
+    message = failed_commit({first: "new model", second: "new summary"}, second.mkdir)
+    assert message == f"{second}: cannot write output (it is a directory)"
+    assert not first.exists() and temporaries(tmp_path) == []
 
 
 def test_a_destination_that_cannot_be_examined_is_refused_before_any_rename(tmp_path: Path) -> None:
