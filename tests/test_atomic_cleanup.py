@@ -91,8 +91,17 @@ def test_links_folders_and_fifos_named_like_temporaries_are_not_touched(tmp_path
     (tmp_path / ".model.onnx.link.tmp").symlink_to(victim)
     (tmp_path / ".model.onnx.dangling.tmp").symlink_to(tmp_path / "nowhere")
     (tmp_path / ".model.onnx.folder.tmp").mkdir()
-    os.mkfifo(tmp_path / ".model.onnx.fifo.tmp")  # opened without O_NONBLOCK, this would wait for a writer
-    assert remove_stale_temporaries(output) == []
+    fifo = tmp_path / ".model.onnx.fifo.tmp"
+    os.mkfifo(fifo)  # opened without O_NONBLOCK, this would wait for a writer
+    removed: list[list[Path]] = []
+    cleaner = threading.Thread(target=lambda: removed.append(remove_stale_temporaries(output)), daemon=True)
+    cleaner.start()
+    cleaner.join(timeout=5)
+    if cleaner.is_alive():  # let the blocked open through, so the failure is reported and nothing hangs
+        os.close(os.open(fifo, os.O_WRONLY))
+        cleaner.join()
+        raise AssertionError("the clean-up waited for a writer to open a FIFO named like a temporary file")
+    assert removed == [[]]
     assert victim.read_text() == "precious"
     assert (tmp_path / ".model.onnx.link.tmp").is_symlink() and (tmp_path / ".model.onnx.dangling.tmp").is_symlink()
     assert (tmp_path / ".model.onnx.folder.tmp").is_dir() and (tmp_path / ".model.onnx.fifo.tmp").exists()

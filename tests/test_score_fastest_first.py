@@ -18,7 +18,7 @@ import onnx
 import pytest
 from onnx import numpy_helper
 
-from tuning.evaluate import make_session
+from tuning.runtimes import make_session
 from tuning.latency_search import SCREEN_FACTOR, score_fastest_first
 from tuning.quantize import Trial, record_trial
 
