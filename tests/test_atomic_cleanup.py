@@ -107,6 +107,21 @@ def test_links_folders_and_fifos_named_like_temporaries_are_not_touched(tmp_path
     assert (tmp_path / ".model.onnx.folder.tmp").is_dir() and (tmp_path / ".model.onnx.fifo.tmp").exists()
 
 
+def test_every_stale_temporary_is_removed_whatever_else_is_among_them(tmp_path: Path) -> None:
+    # Eight of each kind, so whatever order the directory lists them in, a link, a folder or a FIFO comes
+    # before some stale file: meeting one must not end the clean-up.
+    output = tmp_path / "model.onnx"
+    stale = []
+    for i in range(8):
+        stale.append(tmp_path / f".model.onnx.stale{i}.tmp")
+        stale[-1].write_text("left by a killed run")
+        (tmp_path / f".model.onnx.link{i}.tmp").symlink_to(tmp_path / "nowhere")
+        (tmp_path / f".model.onnx.folder{i}.tmp").mkdir()
+        os.mkfifo(tmp_path / f".model.onnx.fifo{i}.tmp")
+    assert sorted(remove_stale_temporaries(output)) == sorted(stale)
+    assert len(temporaries(tmp_path)) == 3 * 8 and not any(path.exists() for path in stale)
+
+
 @pytest.mark.parametrize("name", ["m[1].onnx", "m*.onnx", "m?.onnx", "m[!x].onnx"])
 def test_glob_characters_in_the_output_name_match_only_themselves(tmp_path: Path, name: str) -> None:
     output = tmp_path / name
