@@ -217,6 +217,7 @@ def accepted(**numbers: Any) -> dict[str, Any]:
     baseline = {
         "schema_version": 2,
         "runtime": "onnxruntime",
+        "inference_precision": None,
         "int8_top1_accuracy": 0.9889,
         "latency_p50_ratio": 0.8,
         "throughput_ratio": 1.3,

@@ -210,7 +210,8 @@ def test_missing_performance_names_the_gate_key_and_threshold():
 def test_baseline_json_takes_the_largest_measured_batch(tmp_path):
     written = json.loads(baseline_json(make_report(throughput={"16": 1.5, "128": 1.25, "512": None}), Runtime.ONNXRUNTIME))
     assert written == {
-        "schema_version": 2, "runtime": "onnxruntime", "int8_top1_accuracy": 0.9889, "latency_p50_ratio": 0.8,
+        "schema_version": 2, "runtime": "onnxruntime", "inference_precision": None, "int8_top1_accuracy": 0.9889,
+        "latency_p50_ratio": 0.8,
         "throughput_ratio": 1.25, "throughput_batch_size": 128,
     }  # fmt: skip
     # Committed to git beside the code, so written to diff well: two-space indents, a final newline.

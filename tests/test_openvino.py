@@ -12,12 +12,15 @@ from __future__ import annotations
 
 import importlib.util
 import json
+import os
+import re
 import subprocess
 import sys
 from pathlib import Path
 from typing import Any
 
 import numpy as np
+import onnx
 import onnxruntime as ort
 import pytest
 from onnxruntime.quantization import CalibrationDataReader, QuantFormat, QuantType, quantize_static
@@ -29,7 +32,7 @@ from tuning.config import DatasetSection, GatesSection, Runtime, Split
 from tuning.data import load_pixels
 from tuning.errors import TuningError
 from tuning.gate import evaluate_gates
-from tuning.pipeline import run_tuning
+from tuning.pipeline import run_tuning, summary_lines
 
 needs_openvino = pytest.mark.skipif(
     importlib.util.find_spec("openvino") is None,
@@ -189,7 +192,7 @@ def test_the_gate_reads_accuracy_and_ratios_on_its_runtime(report) -> None:
     drop, latency = evaluate_gates(data, gates, None)
     assert drop.measured == pytest.approx(100 * (fp32 - int8))
     assert latency.measured == data["ratios_vs_float"]["openvino-f32"]["int8"]["latency_p50"]
-    assert latency.message.endswith("(p50 on openvino-f32)")
+    assert latency.message.endswith("(p50 on openvino-f32, f32)")
     # The QOperator model as the model under test: OpenVINO cannot run it, so the gate fails, saying why.
     as_int8 = {**data, "models": [m | {"role": "int8" if m["name"] == "qop" else "reference" if m["role"] == "int8" else m["role"]}
                                   for m in data["models"]]}  # fmt: skip
@@ -218,8 +221,17 @@ def test_benchmark_on_openvino_prints_the_conditions_and_refuses_in_one_line(mod
     images, labels = idx_test_split(ROOT / "data", "MNIST")
     expected = np.mean(_openvino_predictions(models["int8"], "openvino-f32", images) == labels)
     assert document["top1_accuracy"] == pytest.approx(expected, abs=1e-12)
-    assert document["runtime"] == "openvino" and document["runtime_conditions"]["inference_precision"] == "f32"
+    assert document["runtime"] == "openvino-f32" and document["runtime_conditions"]["inference_precision"] == "f32"
     assert "inference precision f32 (set), 1 thread, 1 stream, performance hint" in document["conditions"]
+
+    # More threads than the cores this process may use: OpenVINO runs fewer, and says so through a warning.
+    cores = len(os.sched_getaffinity(0))
+    capped = benchmark("--runtime", "openvino-f32", "--set", f"benchmark.intra_op_threads={cores + 1}",
+                       "--input_model", str(models["int8"]), "--json")  # fmt: skip
+    assert capped.returncode == 0, capped.stderr
+    threads = json.loads(capped.stdout)["runtime_conditions"]["inference_num_threads"]
+    assert threads <= cores
+    assert f"warning: OpenVINO runs {threads} inference threads, not the {cores + 1} benchmark.intra_op_threads" in capped.stderr
 
 
 def test_without_the_extra_openvino_is_reported_as_not_measured(models, tmp_path) -> None:
@@ -282,6 +294,9 @@ def test_tuning_for_openvino_keeps_only_candidates_it_loads(tmp_path) -> None:
     assert chosen.quant_format == "QDQ" and chosen.meets_criterion
     measurement = summary.latency_measurement
     assert measurement["runtime"] == "openvino"
+    props = {prop.key: prop.value for prop in onnx.load(str(config.output.model)).metadata_props}
+    assert props["tuning.deployment_runtime"] == "openvino" and summary.deployment_runtime == "openvino"
+    assert "  top-1 error scored on onnxruntime; deployment.runtime openvino" in summary_lines(summary)
     emitted = _openvino_compiled(config.output.model, "openvino")  # the written model loads on OpenVINO
     precision = emitted.get_property("INFERENCE_PRECISION_HINT").to_string()
     assert measurement["runtime_conditions"]["inference_precision"] == precision
@@ -295,3 +310,56 @@ def test_objective_accuracy_refuses_a_model_the_deployment_runtime_cannot_load(t
     with pytest.raises(TuningError, match=r"OpenVINO cannot load it \(unsupported ops: .*QLinearConv.*nothing written"):
         run_tuning(config)
     assert not config.output.model.exists()
+
+
+def _report(models: dict[str, Path], out: Path, runtimes: str, float_model: str = "fp32", *extra: str) -> dict[str, Any]:
+    main(["report", "--config", str(CONFIG), *SMALL, "--set", f"benchmark.runtimes=[{runtimes}]",
+          "--set", f"output.dir={out}", "--float-model", str(models[float_model]), "--int8-model", str(models["int8"]),
+          "--set", "benchmark.reference_models=[]", *extra, "--out-dir", str(out)])  # fmt: skip
+    return {"json": json.loads((out / "report.json").read_text()), "md": (out / "report.md").read_text()}
+
+
+@needs_openvino
+def test_a_report_on_openvino_alone_names_the_runtime_of_every_column(models, tmp_path) -> None:
+    report = _report(models, tmp_path, "openvino-f32", "fp32", "--reference", f"qop={models['qop']}")
+    summary = report["md"][report["md"].index("## Summary") :].split("\n## ")[0]
+    header = next(line for line in summary.splitlines() if line.startswith("| model |"))
+    # Accuracy in the summary is onnxruntime's; speed is OpenVINO's: both say so.
+    assert "top-1 error (unit pixels, onnxruntime)" in header and "p50 latency (batch 1, openvino-f32)" in header
+    assert re.search(r"\| qop \(reference\) \|.*\| cannot load \| cannot load \|", summary)
+    # OpenVINO's own accuracy is in the side-by-side table, the only one measured on it.
+    int8 = _by_name(report["json"], "int8")["runtimes"]["openvino-f32"]["accuracy"]
+    side_by_side = report["md"][report["md"].index("## Runtimes side by side") :].split("\n## ")[0]
+    assert f"| int8 | openvino-f32 | f32 (set) | {100 * int8['top1_error']:.2f} % |" in side_by_side
+    assert "qop on openvino-f32: " in side_by_side and "QLinearConv" in side_by_side
+    assert report["json"]["benchmark"]["runtimes"] == [{"runtime": "openvino-f32", "installed": True, "note": None}]
+
+
+@needs_openvino
+def test_an_int8_model_timed_on_a_runtime_that_cannot_load_the_float_model_is_still_reported(models, tmp_path) -> None:
+    # The QOperator model as the float baseline: OpenVINO cannot load it, the QDQ int8 model it can.
+    report = _report(models, tmp_path, "onnxruntime, openvino-f32", "qop")["json"]
+    on_openvino = _by_name(report, "int8")["runtimes"]["openvino-f32"]
+    assert on_openvino["latency_ms"] is not None
+    assert report["ratios_vs_float"]["openvino-f32"]["int8"]["latency_p50"] is None  # no float model to divide by
+    against_onnxruntime = report["ratios_vs_onnxruntime_float"]["openvino-f32"]["int8"]["latency_p50"]
+    float_p50 = _by_name(report, "fp32")["runtimes"]["onnxruntime"]["latency_ms"]["p50"]
+    assert against_onnxruntime == pytest.approx(on_openvino["latency_ms"]["p50"] / float_p50, rel=0.5)
+    assert "| int8 · openvino-f32 |" in (tmp_path / "report.md").read_text()
+
+
+def test_an_openvino_that_does_not_import_is_told_apart_from_a_missing_one(models, tmp_path) -> None:
+    broken = tmp_path / "broken" / "openvino"
+    broken.mkdir(parents=True)
+    (broken / "__init__.py").write_text('raise OSError("libopenvino.so: cannot open shared object file")\n')
+    result = subprocess.run(
+        [sys.executable, "-m", "tuning", "benchmark", "--config", str(CONFIG), *SMALL, "--runtime", "openvino",
+         "--input_model", str(models["int8"])],
+        cwd=tmp_path, capture_output=True, text=True, timeout=600, env={**os.environ, "PYTHONPATH": str(broken.parent)},
+    )  # fmt: skip
+    assert result.returncode == 2 and result.stdout == ""
+    (line,) = result.stderr.strip().splitlines()
+    if importlib.util.find_spec("openvino") is not None:  # its metadata is installed: a broken install
+        assert "is installed but does not import (OSError: libopenvino.so: cannot open shared object file)" in line
+    else:
+        assert "OpenVINO is not installed" in line

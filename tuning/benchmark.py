@@ -43,7 +43,7 @@ from tuning.environment import capture_environment
 from tuning.evaluate import check_classifier, predict, top1_accuracy
 from tuning.onnx_io import describe, load_model, preprocessing_warning
 from tuning.rewrite import batch_capable_copy, verify_batch_copy
-from tuning.runtimes import Runner, SessionSettings, conditions_phrase, open_runner
+from tuning.runtimes import Runner, SessionSettings, conditions_phrase, open_runner, thread_warning
 
 INTERLEAVE_IMAGES = 100  # images each model runs before the next model's turn
 _CYCLED_IMAGES = 2048  # distinct input images cycled through per measurement, bounded for memory
@@ -355,9 +355,16 @@ def run_benchmark(
     evaluation = data.evaluation_images(config.dataset, config.evaluation.split, spec.sample_shape)
     check_classifier(model, spec, evaluation, len(data.class_names(config.dataset)), model_path)
     target = BenchmarkTarget(model_path.stem, model, model_path, runtime)
-    runner = runner_for_batch(target, evaluation.images, batch_size, SessionSettings.of(config))
-    warning = preprocessing_warning(model, model_path, config.preprocessing, evaluation.images)
-    warnings = (warning,) if warning else ()
+    session = SessionSettings.of(config)
+    runner = runner_for_batch(target, evaluation.images, batch_size, session)
+    warnings = tuple(
+        warning
+        for warning in (
+            preprocessing_warning(model, model_path, config.preprocessing, evaluation.images),
+            thread_warning(runner, session),
+        )
+        if warning
+    )
     on = conditions_phrase(runner.conditions)
     if mode == "accuracy":
         accuracy = top1_accuracy(predict(runner, evaluation, batch_size), evaluation.labels)

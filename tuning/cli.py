@@ -316,14 +316,15 @@ def benchmark(
     console = _console(json_output)
     config = build_config(config_path, assignments, **{"dataset.root": dataset_location})
     model_path = input_model or config.path("model.path")
-    run = run_benchmark(config, model_path, mode, batch_size, Runtime(runtime))
+    target_runtime = Runtime(runtime)
+    run = run_benchmark(config, model_path, mode, batch_size, target_runtime)
     for warning in run.warnings:
         console.warning(warning)
     *results, conditions = run.lines()
     console.result("\n".join(results))
     console.note(conditions)
     if json_output:
-        console.document(benchmark_document(run, model_path, mode, config))
+        console.document(benchmark_document(run, model_path, mode, target_runtime, config))
 
 
 @cli.command()
@@ -410,7 +411,8 @@ def gate(
 ) -> None:
     """Check REPORT (default <output.dir>/report/report.json) against the gates: section.
 
-    Exit 0 when every check passes, 1 when one fails, 2 for a usage or config error,
+    Accuracy and ratios are read on gates.runtime (onnxruntime unless set; OpenVINO's precision is
+    named on every line). Exit 0 when every check passes, 1 when one fails, 2 for a usage or config error,
     3 for a missing or malformed report or baseline. Checks and formats: docs/gate.md.
     Under GitHub Actions (GITHUB_ACTIONS=true) failed and skipped checks are also printed as
     workflow annotations (::error / ::warning lines).
@@ -458,7 +460,7 @@ def gate(
     if written is not None:
         write_text_atomic(written, baseline_json(report_data, config.gates.runtime))
     if json_output:
-        console.document(gate_document(checks, report_path, written))
+        console.document(gate_document(checks, report_path, config.gates.runtime, written))
     if failed:
         unwritten = f"; baseline {write_baseline} not written" if write_baseline else ""
         names = ", ".join(check.name for check in failed)

@@ -12,14 +12,16 @@ from typing import Any
 
 from tuning.benchmark import BenchmarkRun
 from tuning.environment import capture_environment
-from tuning.config import PipelineConfig
+from tuning.config import PipelineConfig, Runtime
 from tuning.fetch import sha256_of
 from tuning.gate import Check
 
 SCHEMA_VERSION = 1
 
 
-def benchmark_document(run: BenchmarkRun, model_path: Path, mode: str, config: PipelineConfig) -> dict[str, Any]:
+def benchmark_document(
+    run: BenchmarkRun, model_path: Path, mode: str, runtime: Runtime, config: PipelineConfig
+) -> dict[str, Any]:
     """What ``benchmark --json`` prints: the same numbers as the text lines, unrounded."""
     timing = run.timing
     return {
@@ -45,7 +47,7 @@ def benchmark_document(run: BenchmarkRun, model_path: Path, mode: str, config: P
         },
         "preprocessing": config.preprocessing,
         "intra_op_threads": config.benchmark.intra_op_threads,
-        "runtime": run.runtime_conditions["runtime"],
+        "runtime": runtime.value,
         "runtime_conditions": run.runtime_conditions,
         "conditions": run.conditions,
         "warnings": list(run.warnings),
@@ -53,12 +55,15 @@ def benchmark_document(run: BenchmarkRun, model_path: Path, mode: str, config: P
     }
 
 
-def gate_document(checks: list[Check], report_path: Path, baseline_written: Path | None) -> dict[str, Any]:
+def gate_document(
+    checks: list[Check], report_path: Path, runtime: Runtime, baseline_written: Path | None
+) -> dict[str, Any]:
     """What ``gate --json`` prints: every check with its measured value and threshold, and the verdict."""
     return {
         "schema_version": SCHEMA_VERSION,
         "command": "gate",
         "report": str(report_path),
+        "runtime": runtime.value,
         "passed": all(check.passed for check in checks),
         "checks": [
             {

@@ -326,8 +326,7 @@ class PipelineConfig(_Section):
 
     @model_validator(mode="after")
     def _gated_runtime_is_measured(self) -> PipelineConfig:
-        _refuse_gate_on_unmeasured_runtime(self)
-        return self
+        return _gate_a_measured_runtime(self)
 
     @model_validator(mode="after")
     def _latency_needs_static(self) -> PipelineConfig:
@@ -381,20 +380,23 @@ def _with_outputs_beside_the_model(config: PipelineConfig) -> PipelineConfig:
 def _once_each(runtimes: tuple[Runtime, ...]) -> tuple[Runtime, ...]:
     repeated = sorted({runtime.value for runtime in runtimes if runtimes.count(runtime) > 1})
     if repeated:
-        raise ValueError(f"each runtime may be listed once; repeated: {', '.join(repeated)}")
+        raise PydanticCustomError("repeated", "each runtime may be listed once; repeated: {names}", {"names": ", ".join(repeated)})
     return runtimes
 
 
-def _refuse_gate_on_unmeasured_runtime(config: PipelineConfig) -> None:
-    # The gate reads the ratios the report measured: a runtime the report never measures would make
-    # every speed check "missing".
-    if config.gates.runtime not in config.benchmark.runtimes:
-        raise PydanticCustomError(
-            "contradiction",
-            "gates.runtime: {runtime} is not in benchmark.runtimes ({runtimes}); add it there or gate another runtime",
-            {"runtime": config.gates.runtime.value,
-             "runtimes": ", ".join(runtime.value for runtime in config.benchmark.runtimes)},
-        )
+def _gate_a_measured_runtime(config: PipelineConfig) -> PipelineConfig:
+    # The gate reads the ratios the report measured: a runtime the report never measures would make every
+    # speed check "missing". Left at its default, gates.runtime follows a report that measures no onnxruntime.
+    gates, runtimes = config.gates, config.benchmark.runtimes
+    if gates.runtime in runtimes:
+        return config
+    if "runtime" not in gates.model_fields_set:
+        return config.model_copy(update={"gates": gates.model_copy(update={"runtime": runtimes[0]})})
+    raise PydanticCustomError(
+        "contradiction",
+        "gates.runtime: {runtime} is not in benchmark.runtimes ({runtimes}); add it there or gate another runtime",
+        {"runtime": gates.runtime.value, "runtimes": ", ".join(runtime.value for runtime in runtimes)},
+    )
 
 
 def _refuse_calibration_under_dynamic(config: PipelineConfig) -> None:

@@ -148,6 +148,9 @@ def _validate_ratios(int8: Any, where: str) -> None:
 def _validate_baseline(data: Any) -> None:
     _require_version(data, "baseline", BASELINE_SCHEMA_VERSION)
     _require_string(data, "runtime", "$")
+    precision = _require(data, "inference_precision", "$")
+    if precision is not None and not isinstance(precision, str):
+        raise _Invalid(f"$.inference_precision: expected a string or null, got {_describe(precision)}")
     _require_fraction(data, "int8_top1_accuracy", "$")
     _optional_ratio(_require(data, "latency_p50_ratio", "$"), "$.latency_p50_ratio")
     throughput = _require(data, "throughput_ratio", "$")
@@ -239,6 +242,19 @@ def _throughput_ratios(report: dict[str, Any], runtime: Runtime) -> dict[int, fl
     return {int(batch): ratio for batch, ratio in table.items() if ratio is not None}
 
 
+def _precision(report: dict[str, Any], runtime: Runtime) -> str | None:
+    """The inference precision OpenVINO ran the int8 model in on ``runtime`` (None on onnxruntime, or unknown)."""
+    on = (_model(report, "int8").get("runtimes") or {}).get(runtime.value) or {}
+    precision = (on.get("conditions") or {}).get("inference_precision")
+    return precision if isinstance(precision, str) else None
+
+
+def _where(report: dict[str, Any], runtime: Runtime) -> str:
+    """``onnxruntime``, or ``openvino, bf16``: the runtime and precision every number of the gate is read on."""
+    precision = _precision(report, runtime)
+    return runtime.value if precision is None else f"{runtime.value}, {precision}"
+
+
 def baseline_json(report: dict[str, Any], runtime: Runtime) -> str:
     """The report's numbers on ``runtime`` in the baseline format, for ``gate --write-baseline``."""
     throughput = _throughput_ratios(report, runtime)
@@ -246,7 +262,8 @@ def baseline_json(report: dict[str, Any], runtime: Runtime) -> str:
     baseline = {
         "schema_version": BASELINE_SCHEMA_VERSION,
         "runtime": runtime.value,
-        "int8_top1_accuracy": _model(report, "int8")["accuracy"]["top1_accuracy"],
+        "inference_precision": _precision(report, runtime),
+        "int8_top1_accuracy": _top1(_model(report, "int8"), runtime),
         "latency_p50_ratio": _latency_ratio(report, runtime),
         "throughput_ratio": throughput[batch] if batch is not None else None,
         "throughput_batch_size": batch,
@@ -271,12 +288,15 @@ def evaluate_gates(report: dict[str, Any], gates: GatesSection, baseline: dict[s
             name = f"{model['role']} model on {runtime.value}"
             return [Check(name, None, 1.0, ">=", False, f"{name}: no accuracy in the report ({why})")]
     float_pct, int8_pct = 100 * _top1(float_model, runtime), 100 * _top1(int8_model, runtime)
+    where = _where(report, runtime)
+    # onnxruntime is the default and goes unsaid in the accuracy lines; another runtime is named on every line.
+    label = None if runtime is Runtime.ONNXRUNTIME else where
     checks = []
     # The absolute error depends on the dataset, so it is off unless configured; the drop is relative to float.
     if gates.max_int8_top1_error_pct is not None:
-        checks.append(_error_check(int8_model, int8_pct, gates))
+        checks.append(_error_check(int8_model, int8_pct, gates, label))
     if gates.max_accuracy_drop_pp is not None:
-        checks.append(_drop_check(int8_model, float_pct, int8_pct, gates))
+        checks.append(_drop_check(int8_model, float_pct, int8_pct, gates, label))
 
     latency, throughput = _latency_ratio(report, runtime), _throughput_ratios(report, runtime)
     if gates.max_latency_ratio is not None:
@@ -284,7 +304,7 @@ def evaluate_gates(report: dict[str, Any], gates: GatesSection, baseline: dict[s
         if latency is None:
             checks.append(_missing_performance(name, gates.max_latency_ratio, "<=", "max_latency_ratio", gates))
         else:
-            note = f"(p50 on {runtime.value})"
+            note = f"(p50 on {where})"
             checks.append(_compare(name, latency, gates.max_latency_ratio, "<=", "x", "allowed", note))
     if gates.min_throughput_ratio is not None:
         name = "throughput ratio int8/float"
@@ -293,7 +313,7 @@ def evaluate_gates(report: dict[str, Any], gates: GatesSection, baseline: dict[s
         else:
             # The largest batch shows what int8 kernels gain once per-call overhead no longer dominates.
             batch = max(throughput)
-            note = f"(batch {batch} on {runtime.value})"
+            note = f"(batch {batch} on {where})"
             checks.append(_compare(name, throughput[batch], gates.min_throughput_ratio, ">=", "x", "required", note))
     if baseline is not None:
         if baseline["runtime"] != runtime.value:
@@ -301,27 +321,44 @@ def evaluate_gates(report: dict[str, Any], gates: GatesSection, baseline: dict[s
                 f"{gates.baseline}: the baseline holds ratios on {baseline['runtime']!r}, but gates.runtime is "
                 f"{runtime.value!r}; write a baseline for it with gate --write-baseline"
             )
-        checks.extend(_baseline_checks(int8_pct, latency, throughput, gates, baseline))
+        if baseline["inference_precision"] != _precision(report, runtime):
+            # bf16 and f32 OpenVINO differ as much as two runtimes do (a CPU without bf16 runs f32 by default).
+            raise InputError(
+                f"{gates.baseline}: the baseline was measured at inference precision "
+                f"{baseline['inference_precision']} on {runtime.value}, this report at {_precision(report, runtime)}; "
+                "ratios at different precisions are not comparable: write a baseline on this machine with "
+                "gate --write-baseline, or gate openvino-f32 / openvino-bf16, whose precision is fixed"
+            )
+        checks.extend(_baseline_checks(int8_pct, latency, throughput, gates, baseline, label))
     return checks
 
 
-def _error_check(int8_model: dict[str, Any], int8_pct: float, gates: GatesSection) -> Check:
+def _on(label: str | None) -> str:
+    return f"(on {label})" if label else ""
+
+
+def _error_check(int8_model: dict[str, Any], int8_pct: float, gates: GatesSection, label: str | None) -> Check:
     accuracy = int8_model["accuracy"]
     where = f"(model {int8_model['name']}: {int8_model['path']} evaluated with pixel_scale {accuracy['pixel_scale']})"
-    check = _compare("int8 top-1 error", 100 - int8_pct, gates.max_int8_top1_error_pct, "<=", " %", "allowed")
+    threshold = gates.max_int8_top1_error_pct
+    check = _compare("int8 top-1 error", 100 - int8_pct, threshold, "<=", " %", "allowed", _on(label))
     return check if check.passed else _with_note(check, where)
 
 
-def _drop_check(int8_model: dict[str, Any], float_pct: float, int8_pct: float, gates: GatesSection) -> Check:
+def _drop_check(
+    int8_model: dict[str, Any], float_pct: float, int8_pct: float, gates: GatesSection, label: str | None
+) -> Check:
     drop = float_pct - int8_pct
-    check = _compare("accuracy drop vs float", drop, gates.max_accuracy_drop_pp, "<=", " pp", "allowed")
+    check = _compare("accuracy drop vs float", drop, gates.max_accuracy_drop_pp, "<=", " pp", "allowed", _on(label))
     if check.passed:
         return check
     note = f"(float {float_pct:.2f} %, int8 {int8_pct:.2f} %)"
     other = int8_model.get("accuracy_other_scale")
     # Recovering most of the loss under the other pixel scale points at preprocessing, not quantization:
     # the zoo int8 model, calibrated on raw 0..255 pixels, scores ~54 % on [0, 1] pixels and ~99 % on raw ones.
-    if other is not None and 100 * other["top1_accuracy"] - int8_pct > drop / 2:
+    # Both scales' accuracies compared here are onnxruntime's, whatever runtime the gate reads.
+    configured_pct = 100 * int8_model["accuracy"]["top1_accuracy"]
+    if other is not None and 100 * other["top1_accuracy"] - configured_pct > drop / 2:
         note += (
             f"; accuracy at pixel_scale {other['pixel_scale']} is {100 * other['top1_accuracy']:.2f} %: "
             "the model was likely calibrated for the other preprocessing"
@@ -335,7 +372,9 @@ def _baseline_checks(
     throughput: dict[int, float],
     gates: GatesSection,
     baseline: dict[str, Any],
+    label: str | None,
 ) -> list[Check]:
+    on = f"on {label}; " if label else ""
     checks = []
     accepted_pct = 100 * baseline["int8_top1_accuracy"]
     tolerance_pp = gates.baseline_accuracy_tolerance_pp
@@ -347,7 +386,7 @@ def _baseline_checks(
             ">=",
             " %",
             "required",
-            f"(baseline {accepted_pct:.2f} % minus {tolerance_pp:g} pp tolerance)",
+            f"({on}baseline {accepted_pct:.2f} % minus {tolerance_pp:g} pp tolerance)",
         )
     )
     slack = gates.baseline_performance_tolerance_pct / 100
@@ -366,7 +405,7 @@ def _baseline_checks(
                     "<=",
                     "x",
                     "allowed",
-                    f"(p50; baseline {accepted_latency:.2f}x plus {tolerance})",
+                    f"(p50; {on}baseline {accepted_latency:.2f}x plus {tolerance})",
                 )
             )
     accepted_throughput = baseline["throughput_ratio"]
@@ -386,7 +425,7 @@ def _baseline_checks(
                     ">=",
                     "x",
                     "required",
-                    f"(batch {batch}; baseline {accepted_throughput:.2f}x minus {tolerance})",
+                    f"(batch {batch}; {on}baseline {accepted_throughput:.2f}x minus {tolerance})",
                 )
             )
     return checks

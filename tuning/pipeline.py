@@ -49,6 +49,7 @@ class TuningSummary:
     latency_measurement: dict[str, Any] | None  # objective latency: how the candidates were timed
     output_sha256: str  # of the emitted model file, so a report can tell whether this summary describes it
     warning: str | None  # objective latency: why int8 does not pay on this machine, when it does not
+    deployment_runtime: str  # config deployment.runtime: where the model must load (and, objective latency, was timed)
     distributed: dict[str, Any] | None = None  # under MPI: {"ranks": N, "trial_order": ...}; None in one process
 
     @property
@@ -141,6 +142,8 @@ def run_tuning(
                 "fp32_top1_accuracy": outcome.fp32_accuracy,
                 "int8_top1_accuracy": outcome.int8_accuracy,
                 "evaluation_split": f"{config.dataset.name}/{config.evaluation.split.value}",
+                # Where it is meant to run: objective latency chose it by its speed there.
+                "deployment_runtime": config.deployment.runtime.value,
                 # The onnxruntime session options every number above (and the tuning's timing) was measured with.
                 "session_options": session_options,
             },
@@ -164,6 +167,7 @@ def run_tuning(
             latency_measurement=outcome.measurement,
             output_sha256=hashlib.sha256(payload).hexdigest(),
             warning=outcome.warning,
+            deployment_runtime=config.deployment.runtime.value,
             distributed={"ranks": world.size, "trial_order": "evaluation finished"} if world.distributed else None,
         )
         write_text_atomic(summary_path, json.dumps(asdict(summary), indent=2) + "\n")
@@ -194,6 +198,9 @@ def summary_lines(summary: TuningSummary) -> list[str]:
         + (f", {summary.distributed['ranks']} MPI ranks" if summary.distributed else "")
         + ")"
     )
+    if summary.deployment_runtime != "onnxruntime":
+        # INC's evaluation runs on onnxruntime whatever the deployment; report shows each runtime's accuracy.
+        lines.append(f"  top-1 error scored on onnxruntime; deployment.runtime {summary.deployment_runtime}")
     lines.append(f"  {'model':<6}{'top-1 error':>13}{'size':>12}")
     lines.append(f"  {'fp32':<6}{fp32_error:>13.2%}{summary.source_bytes:>10,} B")
     lines.append(f"  {'int8':<6}{int8_error:>13.2%}{summary.output_bytes:>10,} B")

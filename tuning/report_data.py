@@ -187,17 +187,27 @@ class Report:
 
     @property
     def measured_runtimes(self) -> list[Runtime]:
-        """The configured runtimes the float model was timed on, in the configured order."""
-        return [runtime for runtime in self.config.benchmark.runtimes if self.float_result.performance(runtime)]
+        """The configured runtimes some model was timed on, in the configured order (the float model may be
+        one the runtime cannot load)."""
+        return [
+            runtime
+            for runtime in self.config.benchmark.runtimes
+            if any(result.performance(runtime) for result in self.models)
+        ]
+
+    @property
+    def onnxruntime_only(self) -> bool:
+        """Whether onnxruntime is the one configured runtime: then no figure needs its runtime named."""
+        return self.config.benchmark.runtimes == (Runtime.ONNXRUNTIME,)
 
     @property
     def performance_measured(self) -> bool:
         return bool(self.measured_runtimes)
 
     def measured_series(self) -> list[Series]:
-        """Every timed (model, runtime) pair, runtime by runtime, labelled ``int8`` when one runtime was
-        measured and ``int8 · openvino`` when several were."""
-        several = len(self.measured_runtimes) > 1
+        """Every timed (model, runtime) pair, runtime by runtime, labelled ``int8`` when onnxruntime is the one
+        configured runtime and ``int8 · openvino`` otherwise."""
+        several = not self.onnxruntime_only
         return [
             Series(
                 f"{result.entry.name} · {runtime.value}" if several else result.entry.name,

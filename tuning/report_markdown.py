@@ -34,33 +34,39 @@ def _table(header: Sequence[str], rows: Sequence[Sequence[str]], align: str = "l
 
 
 def summary_table(report: Report) -> str:
-    """The table people read first: one row per model, speed on the first configured runtime measured."""
+    """The table people read first: one row per model. Accuracy is onnxruntime's; speed is onnxruntime's when
+    measured, else the first measured runtime's. With other runtimes configured, every column names its runtime
+    (the side-by-side table has each runtime's own accuracy)."""
     largest = max(benchmark.batch_sizes(report.config.benchmark))
     other = other_scale(report.config.dataset.pixel_scale).value
-    runtime = report.measured_runtimes[0] if report.measured_runtimes else None
-    on = f", {runtime.value}" if runtime is not None else ""
+    measured = report.measured_runtimes
+    runtime = Runtime.ONNXRUNTIME if Runtime.ONNXRUNTIME in measured else next(iter(measured), None)
+    on, speed_on = ("", "") if report.onnxruntime_only else (", onnxruntime", f", {runtime.value}" if runtime else "")
     rows = []
     for result in report.models:
-        perf, accuracy = result.performance(runtime) if runtime else None, result.accuracy
+        accuracy = result.accuracy
         agreement = f"{pct(accuracy.agreement_with_float)} / {accuracy.flips:,}"
+        on_runtime = result.runtimes.get(runtime) if runtime else None
+        perf = on_runtime.performance if on_runtime else None
+        missing = "cannot load" if on_runtime is not None and on_runtime.error else "not measured"
         rows.append(
             [
                 _label(result),
                 pct(accuracy.top1_error),
                 pct(result.accuracy_other_scale.top1_error),
                 "—" if result.entry.role is Role.FLOAT else agreement,
-                us(perf.latency.p50) if perf is not None else "not measured",
-                f"{perf.throughput_at(largest).images_per_s:,.0f} img/s" if perf is not None else "not measured",
+                us(perf.latency.p50) if perf is not None else missing,
+                f"{perf.throughput_at(largest).images_per_s:,.0f} img/s" if perf is not None else missing,
                 f"{result.size_bytes:,} B",
             ]
         )
     header = [
         "model",
-        f"top-1 error ({report.config.dataset.pixel_scale.value} pixels)",
-        f"top-1 error at {other} pixels",
-        "agreement with fp32 / flips",
-        f"p50 latency (batch 1{on})",
-        f"throughput @ batch {largest}{on}",
+        f"top-1 error ({report.config.dataset.pixel_scale.value} pixels{on})",
+        f"top-1 error at {other} pixels{on}",
+        f"agreement with fp32 / flips{on.replace(', ', ' (') + ')' if on else ''}",
+        f"p50 latency (batch 1{speed_on})",
+        f"throughput @ batch {largest}{speed_on}",
         "size",
     ]
     return _table(header, rows, align="r")
@@ -195,7 +201,7 @@ def _performance_section(report: Report, plots: list[str]) -> str:
             [*runtimes_section, "## Ratios against fp32\n\nPerformance was not measured (`--skip-performance`)."]
         )
     sizes = benchmark.batch_sizes(report.config.benchmark)
-    several = len(report.measured_runtimes) > 1
+    several = not report.onnxruntime_only
     ratios = _table(
         ["model", *(["runtime"] if several else []), "p50 latency ratio", *(f"throughput ratio @ {b}" for b in sizes)],
         [
@@ -246,8 +252,9 @@ def _performance_section(report: Report, plots: list[str]) -> str:
 
 
 def _runtimes_section(report: Report) -> list[str]:
-    """The side-by-side table, when more than one runtime is configured."""
-    if len(report.config.benchmark.runtimes) == 1:
+    """The side-by-side table, whenever a runtime other than onnxruntime is configured (even alone: it then
+    holds the only accuracy measured on it)."""
+    if report.onnxruntime_only:
         return []
     notes = [f"- {runtime.value}: not measured: {reason}" for runtime, reason in report.unavailable_runtimes.items()]
     notes += [

@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import functools
 import importlib
+import importlib.metadata
 import io
 import re
 from collections.abc import Callable
@@ -30,7 +31,7 @@ import onnx
 import onnxruntime as ort
 
 from tuning.config import PipelineConfig, Runtime
-from tuning.errors import InputError
+from tuning.errors import ConfigError, InputError
 
 INSTALL_HINT = "install the extra with `bash scripts/setup_env.sh openvino` (or pip install 'mnist-int8-tuning[openvino]')"
 
@@ -79,13 +80,20 @@ QUIET_RUN = ort.RunOptions()
 QUIET_RUN.log_severity_level = 4
 
 
-def make_session(model: onnx.ModelProto | Path, settings: SessionSettings = SessionSettings()) -> ort.InferenceSession:
-    source = str(model) if isinstance(model, Path) else model.SerializeToString()
+def make_session(
+    model: onnx.ModelProto | Path, settings: SessionSettings = SessionSettings(), source: Path | str | None = None
+) -> ort.InferenceSession:
+    """An onnxruntime session; an InputError naming ``source`` (default: the model's path) when it cannot load."""
+    payload = str(model) if isinstance(model, Path) else model.SerializeToString()
     try:
-        return ort.InferenceSession(source, settings.options(), providers=["CPUExecutionProvider"])
+        return ort.InferenceSession(payload, settings.options(), providers=["CPUExecutionProvider"])
     except Exception as exc:  # onnxruntime raises its own untyped Fail/InvalidGraph exceptions
-        where = model if isinstance(model, Path) else "model"
-        raise InputError(f"{where}: onnxruntime cannot load it ({str(exc).splitlines()[0]})") from None
+        raise InputError(f"{_name(model, source)}: onnxruntime cannot load it ({str(exc).splitlines()[0]})") from None
+
+
+def _name(model: onnx.ModelProto | Path, source: Path | str | None) -> Path | str:
+    """How an error names a model: ``source`` when given, else its path, else ``model``."""
+    return source if source is not None else model if isinstance(model, Path) else "model"
 
 
 @dataclass(frozen=True)
@@ -125,20 +133,31 @@ def unavailable_reason(runtime: Runtime) -> str | None:
         return None
     try:
         importlib.import_module("openvino")
-    except ImportError as exc:
-        return f"OpenVINO is not installed ({exc.__class__.__name__}: {exc}); {INSTALL_HINT}"
+    except Exception as exc:  # ModuleNotFoundError when absent; a broken install raises OSError, ImportError, ...
+        what = f"{exc.__class__.__name__}: {str(exc).splitlines()[0] if str(exc) else ''}".rstrip(": ")
+        if isinstance(exc, ModuleNotFoundError) and exc.name == "openvino" or not _distribution("openvino"):
+            return f"OpenVINO is not installed ({what}); {INSTALL_HINT}"
+        return f"OpenVINO {_distribution('openvino')} is installed but does not import ({what}); reinstall it"
     return None
+
+
+def _distribution(name: str) -> str | None:
+    try:
+        return importlib.metadata.version(name)
+    except importlib.metadata.PackageNotFoundError:
+        return None
 
 
 def open_runner(
     model: onnx.ModelProto | Path,
     runtime: Runtime = Runtime.ONNXRUNTIME,
     settings: SessionSettings = SessionSettings(),
-    source: Path | str = "model",
+    source: Path | str | None = None,
 ) -> Runner:
-    """``model`` loaded on ``runtime``; an InputError naming ``source`` and what the runtime refused."""
+    """``model`` loaded on ``runtime``; an InputError naming ``source`` and what the runtime refused, or a
+    ConfigError when the runtime is not installed (the same exit code as a config naming it)."""
     if not is_openvino(runtime):
-        session = make_session(model, settings)
+        session = make_session(model, settings, source)
         return Runner(
             runtime,
             session.get_inputs()[0].name,
@@ -148,7 +167,7 @@ def open_runner(
         )
     reason = unavailable_reason(runtime)
     if reason is not None:
-        raise InputError(f"{runtime.value}: {reason}")
+        raise ConfigError(f"runtime {runtime.value}: {reason}")
     import openvino
 
     config: dict[str, Any] = {"INFERENCE_NUM_THREADS": settings.intra_op_threads}
@@ -158,7 +177,7 @@ def open_runner(
     try:
         compiled = _core().compile_model(_core().read_model(io.BytesIO(payload)), "CPU", config)
     except RuntimeError as exc:  # OpenVINO raises RuntimeError for every conversion or compilation failure
-        raise InputError(f"{source}: OpenVINO cannot load it ({describe_openvino_failure(str(exc))})") from None
+        raise InputError(f"{_name(model, source)}: OpenVINO cannot load it ({describe_openvino_failure(str(exc))})") from None
     conditions = {
         "runtime": "openvino",
         "version": openvino.get_version(),
@@ -178,6 +197,18 @@ def _core() -> Any:
     import openvino
 
     return openvino.Core()
+
+
+def thread_warning(runner: Runner, settings: SessionSettings) -> str | None:
+    """A line when OpenVINO runs another number of threads than asked: it caps them at the usable cores."""
+    threads = runner.conditions.get("inference_num_threads")
+    if threads is None or threads == settings.intra_op_threads:
+        return None
+    return (
+        f"warning: OpenVINO runs {threads} inference threads, not the {settings.intra_op_threads} "
+        "benchmark.intra_op_threads asks for (it uses at most the cores this process may run on); the numbers "
+        f"are for {threads} thread{'s' if threads != 1 else ''}"
+    )
 
 
 def describe_openvino_failure(message: str) -> str:
