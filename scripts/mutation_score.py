@@ -14,7 +14,7 @@ from collections import Counter
 from pathlib import Path
 
 DOC = Path(__file__).resolve().parent.parent / "docs" / "mutation.md"
-CHOICE = re.compile(r"^tuning\.latency_search\.x_(choose_fastest|ties_with|beats)__mutmut_\d+$")
+CHOICE = re.compile(r"^tuning\.latency_search\.x_(choose_fastest|beats|score_fastest_first)__mutmut_\d+$")
 # Files scored with another: tuning/idx.py reads the IDX files for tuning/data.py, tuning/config_file.py reads
 # config files into tuning/config.py's schema.
 MODULE_OF_FILE = {"idx": "data", "config_file": "config"}

@@ -73,4 +73,4 @@ def test_prepare_output_dir_makes_every_level_and_accepts_an_existing_one(tmp_pa
     (tmp_path / "file").write_text("")
     with pytest.raises(OutputError) as caught:
         prepare_output_dir(tmp_path / "file" / "sub")
-    assert str(caught.value).startswith(f"{tmp_path / 'file' / 'sub'}: cannot create output folder (")
+    assert str(caught.value) == f"{tmp_path / 'file' / 'sub'}: cannot create output folder (Not a directory)"

@@ -9,8 +9,9 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from tuning._torchvision import torchvision_datasets
 from tuning.config import CalibrationSection, DatasetSection, PixelScale, Split
-from tuning.data import BatchLoader, LabelledImages, calibration_images, class_names, evaluation_images, load_pixels
+from tuning.data import _is_idx_dataset, BatchLoader, LabelledImages, calibration_images, class_names, evaluation_images, load_pixels
 from tuning.errors import ConfigError, InputError
 
 from conftest import FASHION_MNIST_DEB, ROOT, regzip
@@ -113,6 +114,47 @@ def test_unknown_dataset_class():
         load_pixels(DatasetSection(root=ROOT / "data", name="CIFAR10"), Split.TEST)
 
 
+def test_a_name_torchvision_does_not_have_lists_the_datasets_the_readme_names():
+    with pytest.raises(ConfigError) as caught:
+        class_names(DatasetSection(root=ROOT / "data", name="NoSuchDataset"))
+    readme_names = ["MNIST", "FashionMNIST", "KMNIST"]  # README: "the IDX files of dataset.name (MNIST, ...)"
+    assert str(caught.value) == (
+        f"dataset.name: expected a torchvision IDX dataset ({', '.join(sorted(readme_names))}), got 'NoSuchDataset'"
+    )
+
+
+def test_an_idx_dataset_is_an_mnist_class_declaring_its_own_gz_resources():
+    TorchMNIST = torchvision_datasets().MNIST
+
+    class Own(TorchMNIST):
+        resources = [("a-idx3-ubyte.gz", "0" * 32), ("b-idx1-ubyte.gz", "1" * 32)]
+
+    class Inherited(TorchMNIST):
+        pass
+
+    class NotGzipped(TorchMNIST):
+        resources = [("a-idx3-ubyte.gz", "0" * 32), ("b-idx1-ubyte.zip", "1" * 32)]
+
+    class NotTuples(TorchMNIST):
+        resources = ["a-idx3-ubyte.gz"]
+
+    class NotMnist:
+        resources = [("a-idx3-ubyte.gz", "0" * 32)]
+
+    assert _is_idx_dataset(Own, TorchMNIST)
+    for other in (Inherited, NotGzipped, NotTuples, NotMnist, Own.resources, None):
+        assert not _is_idx_dataset(other, TorchMNIST), other
+
+
+def test_a_missing_root_names_both_layouts(tmp_path: Path):
+    root = tmp_path / "nowhere"
+    with pytest.raises(InputError) as caught:
+        load_pixels(DatasetSection(root=root), Split.TEST)
+    assert str(caught.value) == (
+        f"dataset.root: folder {root} not found; it must hold MNIST/raw/ with the IDX files, or the files themselves"
+    )
+
+
 @pytest.fixture
 def regzipped_mnist(tmp_path: Path) -> Path:
     """A dataset.root whose MNIST test files are re-gzipped copies of the vendored ones."""
@@ -177,6 +219,22 @@ def test_without_a_known_content_checksum_only_the_original_archive_is_accepted(
         archive.unlink()
     with pytest.raises(InputError, match="verified only against the original archive beside it"):
         load_pixels(DatasetSection(root=regzipped_mnist, name="KMNIST"), Split.TEST)
+
+
+def test_the_archive_md5_checked_is_torchvisions_for_that_file(regzipped_mnist):
+    KMNIST = torchvision_datasets().KMNIST
+
+    (regzipped_mnist / "MNIST").rename(regzipped_mnist / "KMNIST")
+    archive = regzipped_mnist / "KMNIST" / "raw" / "t10k-images-idx3-ubyte.gz"  # the first file read
+    torchvision_md5 = [md5 for file, md5 in KMNIST.resources if file == archive.name]
+    assert len(torchvision_md5) == 1
+    with pytest.raises(InputError) as caught:
+        load_pixels(DatasetSection(root=regzipped_mnist, name="KMNIST"), Split.TEST)
+    found = hashlib.md5(archive.read_bytes()).hexdigest()
+    assert str(caught.value) == (
+        f"{archive}: md5 {found} is not the original archive's ({torchvision_md5[0]}), and no content checksum is "
+        "known for KMNIST, so a re-compressed or changed copy cannot be verified; use torchvision's original download"
+    )
 
 
 @pytest.mark.skipif(not FASHION_MNIST_DEB.is_dir(), reason="Debian's dataset-fashion-mnist is not installed (.ci/run installs it)")

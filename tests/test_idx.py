@@ -68,6 +68,18 @@ def test_the_size_must_be_exactly_header_plus_data():
         assert str(caught.value) == f"{SOURCE}: header says 2 x 3 x 4 images (40 bytes), the file holds {len(wrong)}"
 
 
+def test_every_byte_of_a_dimension_counts():
+    # Dimensions are 4 bytes big-endian: a width of 65536 + 3 sets the third byte from the end, a count of
+    # 2**24 + 5 the first one. Read a byte short, they would look like 3 and 5, which the data would fit.
+    wide = images_idx(1, 1, 65536 + 3)
+    assert idx.parse_images(wide, SOURCE).shape == (1, 1, 65539)
+    claimed = 2**24 + 5
+    content = (0x0801).to_bytes(4, "big") + claimed.to_bytes(4, "big") + bytes(5)
+    with pytest.raises(InputError) as caught:
+        idx.parse_labels(content, SOURCE, 10)
+    assert str(caught.value) == f"{SOURCE}: header says {claimed} labels ({8 + claimed} bytes), the file holds 13"
+
+
 def test_label_size_must_match_its_count():
     with pytest.raises(InputError, match=r"header says 3 labels \(11 bytes\), the file holds 10$"):
         idx.parse_labels(labels_idx([1, 2, 3])[:-1], SOURCE, 10)
@@ -184,3 +196,23 @@ def test_a_truncated_archive_cannot_be_decompressed(tmp_path):
     (tmp_path / "t10k-labels-idx1-ubyte.gz").write_bytes(gzip.compress(CONTENT)[:-6])
     with pytest.raises(InputError, match=r"t10k-labels-idx1-ubyte.gz: cannot decompress \(.*\); restore the original file$"):
         idx.read_verified(tmp_path, spec(CONTENT))
+
+
+def test_an_archive_that_decompresses_past_the_bound_is_not_decompressed_whole(tmp_path, monkeypatch):
+    # A gzip bomb: 64 MiB of zeros in a 64 KiB archive. Decompression stops once the bound is passed,
+    # so memory stays near the bound (1 MiB here, read in 1 MiB chunks), not near the 64 MiB.
+    import tracemalloc
+
+    monkeypatch.setattr(idx, "MAX_CONTENT_BYTES", 1024 * 1024)
+    bomb = tmp_path / "t10k-labels-idx1-ubyte.gz"
+    with gzip.open(bomb, "wb", compresslevel=9) as handle:
+        for _ in range(64):
+            handle.write(bytes(1024 * 1024))
+    tracemalloc.start()
+    try:
+        with pytest.raises(InputError, match="decompresses to more than the 1048576 bytes"):
+            idx.read_verified(tmp_path, spec(CONTENT))
+        peak = tracemalloc.get_traced_memory()[1]
+    finally:
+        tracemalloc.stop()
+    assert peak < 16 * 1024 * 1024

@@ -38,6 +38,12 @@ class _Staged:
     temporary: Path
     lock_fd: int  # holds the flock that tells other runs this temporary file is alive
 
+    def release(self) -> None:
+        """Remove the temporary file if it is still there and give up its lock."""
+        with contextlib.suppress(OSError):
+            self.temporary.unlink(missing_ok=True)
+        os.close(self.lock_fd)
+
 
 @dataclass
 class OutputSet:
@@ -48,6 +54,7 @@ class OutputSet:
     def stage(self, path: Path) -> Path:
         """A new temporary file beside ``path`` (stale ones of ``path`` removed first)."""
         path = Path(path)
+        self._unstage(path)
         try:
             path.parent.mkdir(parents=True, exist_ok=True)
             remove_stale_temporaries(path)
@@ -69,10 +76,16 @@ class OutputSet:
     def discard(self) -> None:
         """Remove whatever is still staged (nothing after a commit) and release the locks."""
         for staged in self.staged:
-            with contextlib.suppress(OSError):
-                staged.temporary.unlink(missing_ok=True)
-            os.close(staged.lock_fd)
+            staged.release()
         self.staged.clear()
+
+    def _unstage(self, path: Path) -> None:
+        # A second write of an output in one block replaces the first. Both staged, the first would be
+        # renamed in still locked by this set, and the second's backup of it (a hard link: the same
+        # inode, the same flock) would wait for that lock forever.
+        for staged in [item for item in self.staged if item.destination == path]:
+            self.staged.remove(staged)
+            staged.release()
 
     def _check_destinations(self) -> None:
         # What would make a rename fail is found before the first rename, where possible.
@@ -90,11 +103,11 @@ class OutputSet:
         done: list[tuple[_Staged, _Backup | None]] = []
         try:
             for staged in self.staged:
+                failed = staged.destination  # the output being put in place when an OSError comes
                 os.chmod(staged.temporary, 0o644)
                 done.append((staged, _Backup.of(staged.destination)))
                 os.replace(staged.temporary, staged.destination)
         except OSError as exc:
-            failed = done[-1][0].destination if done else self.staged[0].destination
             _roll_back(done)
             raise _output_error(failed, exc) from None
         finally:

@@ -29,6 +29,7 @@ from tuning.inputs import chunks, require_regular_file
 _CHUNK = 64 * 1024
 _LOOPBACK_HOSTS = frozenset({"127.0.0.1", "::1", "localhost"})
 _REASON_CHARS = 200  # a server's status line or error text, quoted in retry lines and the error
+READ_TIMEOUT_S = 30.0  # the longest wait for one read (README: "30 s per read")
 
 
 class _Retryable(Exception):
@@ -103,15 +104,17 @@ class _DeadlinePassed(Exception):
     """The whole download took longer than its wall-clock limit."""
 
 
-def _attempt(url: str, dest: Path, sha256: str, timeout_s: float, max_bytes: int, deadline: float) -> None:
+def _attempt(
+    url: str, dest: Path, sha256: str, timeout_s: float, max_bytes: int, deadline: float, clock: Callable[[], float]
+) -> None:
     """Download once into place; raise _Retryable for failures worth another try.
 
-    ``deadline`` (time.monotonic) ends the attempt however the server trickles: every read
+    ``deadline`` (on ``clock``) ends the attempt however the server trickles: every read
     returns what one ``recv`` got (``read1``) and is given at most the time left.
     """
     with atomic_output(dest) as tmp:
         # Network OSErrors are caught here: atomic_output would report them as OutputError.
-        timeout_s = min(timeout_s, max(deadline - time.monotonic(), 0.01))
+        timeout_s = min(timeout_s, max(deadline - clock(), 0.01))
         try:
             response = _opener(url).open(url, timeout=timeout_s)
         except urllib.error.HTTPError as exc:
@@ -133,7 +136,7 @@ def _attempt(url: str, dest: Path, sha256: str, timeout_s: float, max_bytes: int
             received = 0
             with open(tmp, "wb") as handle:
                 while True:
-                    if time.monotonic() >= deadline:
+                    if clock() >= deadline:
                         raise _DeadlinePassed(f"{received} bytes received")
                     try:
                         chunk = response.read1(_CHUNK)
@@ -167,17 +170,18 @@ def ensure_file(
     *,
     max_bytes: int = ModelSection.model_fields["max_bytes"].default,
     deadline_s: float = ModelSection.model_fields["download_timeout_s"].default,
-    timeout_s: float = 30.0,
+    timeout_s: float = READ_TIMEOUT_S,
     retries: int = 3,
     backoff_s: float = 1.0,
     sleep: Callable[[float], None] = time.sleep,
+    clock: Callable[[], float] = time.monotonic,
 ) -> Path:
     """Return ``dest`` verified against ``sha256``, downloading it from ``url`` if missing.
 
     ``max_bytes`` bounds the file and the download (``model.max_bytes``); ``deadline_s`` bounds the
     whole download, retries and back-off included (``model.download_timeout_s``). After a failed
-    attempt ``sleep`` waits ``backoff_s``, then twice as long after each further one (tests pass a
-    recording sleep to see the back-off).
+    attempt ``sleep`` waits ``backoff_s``, then twice as long after each further one. The deadline is on
+    ``clock`` (tests pass a recording sleep and a clock they move, to see the back-off and the deadline).
     """
     dest = Path(dest)
     expected = sha256.strip().lower() if sha256 is not None else None
@@ -207,24 +211,24 @@ def ensure_file(
     _check_url(url)
     shown_url = one_line(url, _REASON_CHARS)
 
-    deadline = time.monotonic() + deadline_s
+    deadline = clock() + deadline_s
     attempts = max(1, retries)
     reason = ""
     for attempt in range(1, attempts + 1):
         try:
-            _attempt(url, dest, expected, timeout_s, max_bytes, deadline)
+            _attempt(url, dest, expected, timeout_s, max_bytes, deadline, clock)
             return dest
         except _Retryable as exc:
             reason = str(exc)
         except _DeadlinePassed as exc:
             reason = str(exc)
-        if time.monotonic() >= deadline:
+        if clock() >= deadline:
             raise FetchError(
                 f"{shown_url}: download not finished within model.download_timeout_s ({deadline_s:g} s; {reason})"
             )
         if attempt < attempts:
             delay = backoff_s * 2 ** (attempt - 1)
-            if time.monotonic() + delay >= deadline:
+            if clock() + delay >= deadline:
                 break
             print(
                 f"retrying {shown_url} in {delay:g} s (attempt {attempt}/{attempts}: {reason})",
