@@ -113,6 +113,7 @@ def test_scoring_goes_fastest_first_and_stops_past_the_screen_factor_of_the_firs
     }
     screening = {1: 0.75, 2: 0.25, 3: 0.5, 4: limit, 5: np.nextafter(limit, 1.0), 6: 0.25}
     evaluate = Evaluator(labels)
+    fp32 = replace(fp32, screening_ratio=1.0)  # what the baseline holds passes through, even fields set here
     trials = [fp32, *(unscored(i) for i in range(1, 7))]
     result = score_fastest_first(trials, models, screening, evaluate, config, source)
 
