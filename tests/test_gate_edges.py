@@ -366,12 +366,23 @@ def test_baseline_without_throughput_needs_no_batch_size(tmp_path):
         (lambda b: b.update(throughput_ratio=-2), "$.throughput_ratio: expected a positive number or null, got -2"),
         (lambda b: b.pop("latency_p50_ratio"), "missing key $.latency_p50_ratio"),
         (lambda b: b.pop("throughput_ratio"), "missing key $.throughput_ratio"),
+        (lambda b: b.pop("runtime"), "missing key $.runtime"),
+        (lambda b: b.update(runtime=None), "$.runtime: expected a string, got null"),
+        (lambda b: b.pop("inference_precision"), "missing key $.inference_precision"),
+        (lambda b: b.update(inference_precision=16), "$.inference_precision: expected a string or null, got 16"),
+        (lambda b: b.update(inference_precision=["bf16"]), '$.inference_precision: expected a string or null, got ["bf16"]'),
     ],
 )  # fmt: skip
 def test_baseline_values_are_validated(tmp_path, change, expected):
     baseline = accepted()
     change(baseline)
     assert baseline_error(tmp_path, baseline).endswith(expected)
+
+
+@pytest.mark.parametrize("precision", [None, "bf16", "f32"])
+def test_a_baseline_names_its_runtime_and_any_inference_precision(tmp_path, precision):
+    baseline = accepted(runtime="openvino", inference_precision=precision)
+    assert load_baseline(write_json(tmp_path, baseline, "baseline.json")) == baseline
 
 
 # --- JUnit and GitHub annotations -------------------------------------------------------------------
