@@ -1,0 +1,98 @@
+"""The gate's edges on another runtime (gates.runtime): a model that runtime has no accuracy for, the
+report's per-runtime sections validated with their JSON paths, and the baseline lines naming the runtime.
+
+Reports are written here with known numbers (tests/test_gate.py's make_report), so every expected value
+is set by the test, not measured.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from test_gate import make_report, mnist_gates, write_json
+from test_gate_runtimes import on_openvino
+from tuning.config import Runtime
+from tuning.errors import InputError
+from tuning.gate import Check, baseline_json, evaluate_gates, load_report
+
+pytestmark = pytest.mark.fast
+
+OPENVINO = Runtime.OPENVINO
+
+
+def report_error(tmp_path: Path, report: Any) -> str:
+    with pytest.raises(InputError) as caught:
+        load_report(write_json(tmp_path, report))
+    return str(caught.value)
+
+
+@pytest.mark.parametrize("role", ["float", "int8"])
+def test_a_model_never_measured_on_the_gated_runtime_fails_the_gate_alone(role: str) -> None:
+    report = on_openvino(make_report(), 0.99, 0.98, "f32")
+    model = next(model for model in report["models"] if model["role"] == role)
+    del model["runtimes"]["openvino"]
+    name = f"{role} model on openvino"
+    assert evaluate_gates(report, mnist_gates(runtime=OPENVINO), None) == [
+        Check(name, None, 1.0, ">=", False, f"{name}: no accuracy in the report (openvino was not measured)")
+    ]
+
+
+def test_a_model_the_gated_runtime_could_not_run_fails_with_the_runtimes_error() -> None:
+    report = on_openvino(make_report(), 0.99, 0.98, "f32")
+    report["models"][1]["runtimes"]["openvino"] = {"status": "error", "error": "cannot compile QLinearAdd", "accuracy": None}
+    (check,) = evaluate_gates(report, mnist_gates(runtime=OPENVINO), None)
+    assert (check.name, check.passed) == ("int8 model on openvino", False)
+    assert check.message == "int8 model on openvino: no accuracy in the report (cannot compile QLinearAdd)"
+
+
+def test_a_report_without_runtimes_sections_fails_on_any_other_runtime() -> None:
+    report = make_report()
+    for model in report["models"]:
+        del model["runtimes"]
+    (check,) = evaluate_gates(report, mnist_gates(runtime=OPENVINO), None)
+    assert check.message == "float model on openvino: no accuracy in the report (openvino was not measured)"
+    # On onnxruntime the accuracy section is enough.
+    assert all(check.passed for check in evaluate_gates(report, mnist_gates(), None))
+
+
+@pytest.mark.parametrize(
+    ("change", "expected"),
+    [
+        (lambda r: r["models"][1].update(runtimes=["onnxruntime"]),
+         '$.models[1].runtimes: expected a JSON object, got ["onnxruntime"]'),
+        (lambda r: r["models"][0]["runtimes"].update(openvino=5), "$.models[0].runtimes.openvino: expected a JSON object, got 5"),
+        (lambda r: r["models"][1]["runtimes"]["onnxruntime"].update(accuracy=[0.9]),
+         "$.models[1].runtimes.onnxruntime.accuracy: expected a JSON object, got [0.9]"),
+        (lambda r: r["models"][1]["runtimes"]["onnxruntime"].update(accuracy={"top1_accuracy": 2}),
+         "$.models[1].runtimes.onnxruntime.accuracy.top1_accuracy: expected a number between 0 and 1, got 2"),
+        (lambda r: r["ratios_vs_float"].update(openvino=3), "$.ratios_vs_float.openvino: expected a JSON object, got 3"),
+        (lambda r: r["ratios_vs_float"]["onnxruntime"].update(int8={"latency_p50": -1}),
+         "$.ratios_vs_float.onnxruntime.int8.latency_p50: expected a positive number or null, got -1"),
+    ],
+)  # fmt: skip
+def test_the_per_runtime_sections_are_validated_with_their_path(tmp_path: Path, change, expected: str) -> None:  # type: ignore[no-untyped-def]
+    report = make_report()
+    change(report)
+    assert report_error(tmp_path, report) == f"{tmp_path / 'report.json'}: {expected}"
+
+
+def test_a_runtime_entry_without_accuracy_is_valid(tmp_path: Path) -> None:
+    report = make_report()
+    report["models"][1]["runtimes"]["openvino"] = {"status": "error", "error": "cannot compile", "accuracy": None}
+    assert load_report(write_json(tmp_path, report)) == report
+
+
+def test_baseline_lines_name_the_runtime_and_precision_they_read() -> None:
+    report = on_openvino(make_report(), 0.99, 0.985, "bf16", latency=1.25)
+    baseline = json.loads(baseline_json(report, OPENVINO))
+    checks = {check.name: check.message for check in evaluate_gates(report, mnist_gates(runtime=OPENVINO), baseline)}
+    assert checks["int8 accuracy vs baseline"] == (
+        "int8 accuracy vs baseline: 98.50 % >= 98.40 % required (on openvino, bf16; baseline 98.50 % minus 0.1 pp tolerance)"
+    )
+    plain = json.loads(baseline_json(report, Runtime.ONNXRUNTIME))
+    checks = {check.name: check.message for check in evaluate_gates(report, mnist_gates(), plain)}
+    assert checks["int8 accuracy vs baseline"].endswith("required (baseline 98.89 % minus 0.1 pp tolerance)")
