@@ -135,3 +135,28 @@ def test_the_pixel_scale_hint_needs_the_other_scale_to_recover_half_the_drop(int
     (drop,) = [c for c in evaluate_gates(report, mnist_gates(runtime=OPENVINO), None) if c.name == "accuracy drop vs float"]
     assert not drop.passed
     assert ("calibrated for the other preprocessing" in drop.message) == hinted
+
+
+# --- reading the file ------------------------------------------------------------------------------
+
+
+def test_a_report_past_the_size_limit_names_the_limit(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    import tuning.gate
+
+    path = write_json(tmp_path, make_report())
+    monkeypatch.setattr(tuning.gate, "MAX_JSON_BYTES", path.stat().st_size - 1)
+    assert report_error(tmp_path, make_report()) == (
+        f"{path}: report file is larger than the limit for a report ({path.stat().st_size - 1} bytes)"
+    )
+
+
+def test_an_integer_past_pythons_digit_limit_is_one_line_quoting_pythons_reason(tmp_path: Path) -> None:
+    digits = "9" * 5000
+    with pytest.raises(ValueError) as python_says:  # what int() itself says of such a number, cut as the gate cuts
+        int(digits)
+    path = tmp_path / "report.json"
+    path.write_text('{"schema_version": ' + digits + "}")
+    with pytest.raises(InputError) as caught:
+        load_report(path)
+    assert str(caught.value) == f"{path}: not a usable report (ValueError: {str(python_says.value)[:80]})"
+    assert len(str(python_says.value)) > 80  # so the cut is tested
