@@ -11,7 +11,6 @@ from the environment (prefix ``MNIST_TUNING_``, see :data:`ENV_PREFIX`).
 
 from __future__ import annotations
 
-import importlib.metadata
 import json
 import os
 import signal
@@ -26,6 +25,7 @@ import click
 from tuning import distributed
 from tuning.config import SHIPPED_CONFIG, PipelineConfig, QuantFormat, Runtime
 from tuning.config_file import load_config, output_input_clashes, parse_override
+from tuning.environment import distribution_version
 from tuning.errors import OUTPUT_ERRNOS, ConfigError, Interrupted, OutputError, PipelineError, one_line
 
 DEFAULT_CONFIG = SHIPPED_CONFIG
@@ -144,17 +144,10 @@ def build_config(config_path: Path | None, assignments: tuple[str, ...], **flag_
 def _print_version(ctx: click.Context, _param: click.Parameter, value: bool) -> None:
     if not value or ctx.resilient_parsing:
         return
-    versions = ", ".join(f"{name} {_distribution_version(name)}" for name in VERSIONED_DISTRIBUTIONS)
+    versions = ", ".join(f"{name} {distribution_version(name) or 'not installed'}" for name in VERSIONED_DISTRIBUTIONS)
     python = ".".join(map(str, sys.version_info[:3]))
-    click.echo(f"{ctx.find_root().info_name} {_distribution_version(PACKAGE)} ({versions}, Python {python})")
+    click.echo(f"{ctx.find_root().info_name} {distribution_version(PACKAGE)} ({versions}, Python {python})")
     ctx.exit()
-
-
-def _distribution_version(name: str) -> str:
-    try:
-        return importlib.metadata.version(name)
-    except importlib.metadata.PackageNotFoundError:
-        return "not installed"
 
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 100})

@@ -51,7 +51,7 @@ def capture_environment() -> Environment:
         system=platform.platform(),
         machine=platform.machine(),
         python=platform.python_version(),
-        versions={key: _version(dist) for key, dist in _VERSIONED_PACKAGES.items()}
+        versions={key: distribution_version(dist) for key, dist in _VERSIONED_PACKAGES.items()}
         | {"python": platform.python_version()},
     )
 
@@ -73,7 +73,8 @@ def _read_cpuinfo() -> dict[str, str]:
     return fields
 
 
-def _version(distribution: str) -> str | None:
+def distribution_version(distribution: str) -> str | None:
+    """The installed version of ``distribution`` (package metadata only, nothing imported), or None."""
     try:
         return importlib.metadata.version(distribution)
     except importlib.metadata.PackageNotFoundError:

@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import dataclasses
 import datetime
-import importlib.metadata
 import json
 import re
 from collections.abc import Sequence
@@ -28,7 +27,7 @@ from tuning import benchmark, data, onnx_io
 from tuning.benchmark import BenchmarkTarget, Performance
 from tuning.config import BenchmarkSection, PipelineConfig, PixelScale, Runtime
 from tuning.errors import InputError
-from tuning.environment import Environment, capture_environment
+from tuning.environment import Environment, capture_environment, distribution_version
 from tuning.evaluate import check_classifier, predict
 from tuning.fetch import sha256_of
 from tuning.graph import Precision, node_precisions, op_type_counts
@@ -465,6 +464,7 @@ def _run_on_runtimes(
     results: dict[str, dict[Runtime, RuntimeResult]] = {}
     for entry in tqdm(entries, desc="runtimes", unit="model", disable=None, leave=False):
         reference = predictions[entry.name][scale]
+        batch_size = _prediction_batch_size(models[entry.name], entry, config)
         results[entry.name] = {}
         for runtime in runtimes:
             if not is_openvino(runtime):
@@ -475,7 +475,6 @@ def _run_on_runtimes(
                 except InputError as exc:
                     results[entry.name][runtime] = RuntimeResult(runtime, error=str(exc))
                     continue
-                batch_size = onnx_io.describe(models[entry.name], entry.path).batch_dim or config.evaluation.batch_size
                 predicted = predict(runner, data.LabelledImages(images, labels), batch_size)
                 conditions = runner.conditions
             results[entry.name][runtime] = RuntimeResult(
@@ -547,8 +546,7 @@ def _predict_all(
     with tqdm(total=len(entries) * len(images), desc="accuracy", unit="eval", disable=None, leave=False) as bar:
         for entry in entries:
             model = models[entry.name]
-            # A fixed batch dimension decides the batch size; otherwise the configured one.
-            batch_size = onnx_io.describe(model, entry.path).batch_dim or config.evaluation.batch_size
+            batch_size = _prediction_batch_size(model, entry, config)
             runner = open_runner(model, Runtime.ONNXRUNTIME, SessionSettings.of(config), entry.path)
             predictions[entry.name] = {}
             for scale, scaled in images.items():
@@ -556,6 +554,11 @@ def _predict_all(
                 predictions[entry.name][scale] = predict(runner, data.LabelledImages(scaled, labels), batch_size)
                 bar.update()
     return predictions
+
+
+def _prediction_batch_size(model: onnx.ModelProto, entry: ModelEntry, config: PipelineConfig) -> int:
+    """A fixed batch dimension decides the batch size predictions run at; otherwise the configured one."""
+    return onnx_io.describe(model, entry.path).batch_dim or config.evaluation.batch_size
 
 
 def timed_batch_sizes(settings: BenchmarkSection) -> list[int]:
@@ -568,7 +571,4 @@ def other_scale(scale: PixelScale) -> PixelScale:
 
 
 def package_version() -> str:
-    try:
-        return importlib.metadata.version("mnist-int8-tuning")
-    except importlib.metadata.PackageNotFoundError:
-        return "unknown"
+    return distribution_version("mnist-int8-tuning") or "unknown"

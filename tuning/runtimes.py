@@ -18,7 +18,6 @@ from __future__ import annotations
 
 import functools
 import importlib
-import importlib.metadata
 import io
 import re
 from collections.abc import Callable
@@ -31,6 +30,7 @@ import onnx
 import onnxruntime as ort
 
 from tuning.config import PipelineConfig, Runtime
+from tuning.environment import distribution_version
 from tuning.errors import ConfigError, InputError
 
 INSTALL_HINT = "install the extra with `bash scripts/setup_env.sh openvino` (or pip install 'mnist-int8-tuning[openvino]')"
@@ -135,17 +135,11 @@ def unavailable_reason(runtime: Runtime) -> str | None:
         importlib.import_module("openvino")
     except Exception as exc:  # ModuleNotFoundError when absent; a broken install raises OSError, ImportError, ...
         what = f"{exc.__class__.__name__}: {str(exc).splitlines()[0] if str(exc) else ''}".rstrip(": ")
-        if isinstance(exc, ModuleNotFoundError) and exc.name == "openvino" or not _distribution("openvino"):
+        installed = distribution_version("openvino")
+        if isinstance(exc, ModuleNotFoundError) and exc.name == "openvino" or not installed:
             return f"OpenVINO is not installed ({what}); {INSTALL_HINT}"
-        return f"OpenVINO {_distribution('openvino')} is installed but does not import ({what}); reinstall it"
+        return f"OpenVINO {installed} is installed but does not import ({what}); reinstall it"
     return None
-
-
-def _distribution(name: str) -> str | None:
-    try:
-        return importlib.metadata.version(name)
-    except importlib.metadata.PackageNotFoundError:
-        return None
 
 
 def open_runner(
