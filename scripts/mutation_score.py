@@ -15,8 +15,8 @@ from pathlib import Path
 
 DOC = Path(__file__).resolve().parent.parent / "docs" / "mutation.md"
 CHOICE = re.compile(r"^tuning\.latency_search\.x_(choose_fastest|beats|score_fastest_first)__mutmut_\d+$")
-# Files scored with another: tuning/idx.py reads the IDX files for tuning/data.py, tuning/config_file.py reads
-# config files into tuning/config.py's schema.
+# Files scored with another: tuning/data/idx.py reads the IDX files for tuning/data/datasets.py, tuning/config/loading.py reads
+# config files into tuning/config/schema.py's schema.
 MODULE_OF_FILE = {"idx": "data", "config_file": "config"}
 
 

@@ -10,7 +10,7 @@ every figure is printed with its range over the rounds, and ratios are against t
 
 A model with a fixed batch dimension of 1 (mnist-12 and the zoo's int8 model as published) is timed at batch 1
 only; throughput ratios are against the first model that takes the throughput batch (for mnist-12, pass a
-batch-capable copy, e.g. the one ``tuning.rewrite.batch_capable_copy`` makes, as a second fp32 entry).
+batch-capable copy, e.g. the one ``tuning.graph.rewrite.batch_capable_copy`` makes, as a second fp32 entry).
 """
 
 from __future__ import annotations

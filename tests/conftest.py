@@ -10,8 +10,8 @@ from typing import Any
 import pytest
 import yaml
 
-from tuning.config import PipelineConfig
-from tuning.config_file import load_config
+from tuning.config.loading import load_config
+from tuning.config.schema import PipelineConfig
 from tuning.pipeline import TuningSummary, run_tuning
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -67,8 +67,9 @@ def dataset_roots(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
 @pytest.fixture(scope="session")
 def torch_model(tmp_path_factory: pytest.TempPathFactory, dataset_roots) -> Callable[[str, str], Path]:
     """``torch_model(architecture, dataset)``: an ONNX classifier trained here (tests/torch_models.py), made once."""
-    from tuning.config import DatasetSection
     from torch_models import train_and_export
+
+    from tuning.config.schema import DatasetSection
 
     made: dict[tuple[str, str], Path] = {}
 

@@ -21,7 +21,6 @@ import numpy as np
 import onnx
 import onnxruntime as ort
 import pytest
-
 from conftest import ROOT, write_config
 
 TOLERANCE = 0.02  # relative accuracy loss the configs allow
@@ -49,7 +48,7 @@ def tuning_cli(*args: str | Path, cwd: Path) -> subprocess.CompletedProcess[str]
 
 
 def idx_test_split(root: Path, dataset: str) -> tuple[np.ndarray, np.ndarray]:
-    """The test split straight from the IDX files (unit pixels, NCHW), independent of tuning/data.py."""
+    """The test split straight from the IDX files (unit pixels, NCHW), independent of tuning/data/datasets.py."""
     raw = root / dataset / "raw"
     images = np.frombuffer(gzip.decompress((raw / "t10k-images-idx3-ubyte.gz").read_bytes()), np.uint8, offset=16)
     labels = np.frombuffer(gzip.decompress((raw / "t10k-labels-idx1-ubyte.gz").read_bytes()), np.uint8, offset=8)

@@ -7,8 +7,13 @@ from pathlib import Path
 
 import pytest
 
-from tuning.atomic import atomic_output, prepare_output_dir, write_bytes_atomic, write_text_atomic
 from tuning.errors import OutputError
+from tuning.files.atomic import (
+    atomic_output,
+    prepare_output_dir,
+    write_bytes_atomic,
+    write_text_atomic,
+)
 
 pytestmark = pytest.mark.fast
 

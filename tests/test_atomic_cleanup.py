@@ -1,4 +1,4 @@
-"""The clean-up paths of tuning/atomic.py, in this process on real files: stale temporaries of a killed
+"""The clean-up paths of tuning/files/atomic.py, in this process on real files: stale temporaries of a killed
 run, the scratch folder INC writes into, a transaction rolled back by a rename that fails half-way.
 
 tests/test_outputs.py checks the same promises end to end (a killed run in a subprocess, INC's workspace
@@ -16,7 +16,8 @@ from pathlib import Path
 
 import pytest
 
-from tuning.atomic import (
+from tuning.errors import OutputError
+from tuning.files.atomic import (
     _Backup,
     atomic_output,
     atomic_outputs,
@@ -25,7 +26,6 @@ from tuning.atomic import (
     staged_content,
     write_text_atomic,
 )
-from tuning.errors import OutputError
 
 pytestmark = pytest.mark.fast
 
@@ -166,7 +166,7 @@ def test_a_temporary_deleted_before_it_was_locked_is_replaced_by_a_new_one(tmp_p
     # not locked yet, so it looks stale). Played here by deleting the first one right after mkstemp.
     import tempfile
 
-    import tuning.atomic
+    import tuning.files.atomic
 
     made: list[str] = []
     real_mkstemp = tempfile.mkstemp
@@ -178,7 +178,7 @@ def test_a_temporary_deleted_before_it_was_locked_is_replaced_by_a_new_one(tmp_p
             os.unlink(name)
         return fd, name
 
-    monkeypatch.setattr(tuning.atomic.tempfile, "mkstemp", mkstemp_then_cleaned)
+    monkeypatch.setattr(tuning.files.atomic.tempfile, "mkstemp", mkstemp_then_cleaned)
     fds = open_fds()
     with atomic_output(tmp_path / "model.onnx") as tmp:
         assert len(made) == 2 and str(tmp) == made[1] and tmp.is_file()

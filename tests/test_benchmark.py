@@ -1,4 +1,4 @@
-"""tuning.benchmark on the vendored models and real MNIST test images, with real onnxruntime sessions.
+"""tuning.measure.benchmark on the vendored models and real MNIST test images, with real onnxruntime sessions.
 
 No assertion is about speed: the machine is shared, so only the structure and the
 arithmetic of the measurements are checked.
@@ -15,14 +15,14 @@ import onnx
 import onnxruntime as ort
 import pytest
 
-from tuning import benchmark
-from tuning.benchmark import BenchmarkTarget
-from tuning.cli import main
-from tuning.config import BenchmarkSection, DatasetSection, Split
-from tuning.data import evaluation_images
-from tuning.environment import capture_environment
+from tuning.cli.main import main
+from tuning.config.schema import BenchmarkSection, DatasetSection, Split
+from tuning.data.datasets import evaluation_images
 from tuning.errors import InputError
-from tuning.runtimes import SessionSettings, open_runner
+from tuning.measure import benchmark
+from tuning.measure.benchmark import BenchmarkTarget
+from tuning.measure.environment import capture_environment
+from tuning.measure.runtimes import SessionSettings, open_runner
 
 ROOT = Path(__file__).resolve().parent.parent
 FP32 = ROOT / "models" / "mnist-12.onnx"

@@ -19,16 +19,20 @@ import annotated_types
 import numpy as np
 import pytest
 import yaml
+from conftest import ROOT
 from hypothesis import given, settings
 from hypothesis import strategies as st
-
-from tuning.config import PipelineConfig
-from tuning.config_file import MAX_CONFIG_BYTES, MAX_YAML_DEPTH, MAX_YAML_NODES, load_config
-from tuning.errors import ConfigError, one_line
-
-from conftest import ROOT
 from special_files import KINDS, make_special
 from test_cli import assert_one_line_error
+
+from tuning.config.loading import (
+    MAX_CONFIG_BYTES,
+    MAX_YAML_DEPTH,
+    MAX_YAML_NODES,
+    load_config,
+)
+from tuning.config.schema import PipelineConfig
+from tuning.errors import ConfigError, one_line
 
 EXAMPLES = settings(max_examples=60, deadline=None)
 SECTIONS = {name: field.annotation for name, field in PipelineConfig.model_fields.items()}
@@ -364,7 +368,7 @@ def write_report(path: Path, batch_key: str = "256", accuracy: object = 0.99) ->
 @given(st.text(min_size=1, max_size=6).filter(lambda key: not (key.isascii() and key.isdigit())))
 def test_gate_refuses_batch_keys_that_are_not_ascii_digits(tmp_path_factory, key: str) -> None:
     from tuning.errors import InputError
-    from tuning.gate import load_report
+    from tuning.gate.checks import load_report
 
     path = write_report(tmp_path_factory.mktemp("gate") / "report.json", batch_key=key)
     with pytest.raises(InputError) as caught:

@@ -9,10 +9,9 @@ import sys
 from pathlib import Path
 
 import onnx
-
-from tuning.onnx_io import read_metadata
-
 from conftest import ROOT
+
+from tuning.files.onnx_io import read_metadata
 
 
 def run_tuning_sh(*args: str, cwd: Path = ROOT) -> subprocess.CompletedProcess:

@@ -22,9 +22,8 @@ import jsonschema
 import numpy as np
 import onnx
 import pytest
-from onnx import TensorProto, helper, numpy_helper
-
 from conftest import ROOT
+from onnx import TensorProto, helper, numpy_helper
 
 CONSOLE_SCRIPT = Path(sys.executable).parent / "mnist-tuning"
 PROGRAMS = {"mnist-tuning": [str(CONSOLE_SCRIPT)], "python -m tuning": [sys.executable, "-m", "tuning"]}

@@ -5,12 +5,18 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
-
-from tuning.config import Approach, CriterionKind, Objective, PipelineConfig, PixelScale, QuantFormat
-from tuning.config_file import load_config, parse_override
-from tuning.errors import ConfigError
-
 from conftest import CONFIG, ROOT
+
+from tuning.config.loading import load_config, parse_override
+from tuning.config.schema import (
+    Approach,
+    CriterionKind,
+    Objective,
+    PipelineConfig,
+    PixelScale,
+    QuantFormat,
+)
+from tuning.errors import ConfigError
 
 pytestmark = pytest.mark.fast
 

@@ -2,7 +2,7 @@
 is a ConfigError naming the key.
 
 The table is written from what the keys mean (README's configuration table, docs/gate.md), not read from
-the schema: a bound moved in tuning/config.py (``gt=0`` to ``ge=0``, ``lt=1`` to ``le=1``) fails here.
+the schema: a bound moved in tuning/config/schema.py (``gt=0`` to ``ge=0``, ``lt=1`` to ``le=1``) fails here.
 Mutation testing cannot catch such a change (mutmut does not mutate class bodies: docs/mutation.md).
 """
 
@@ -12,8 +12,8 @@ from typing import Any
 
 import pytest
 
-from tuning.config import PipelineConfig
-from tuning.config_file import load_config
+from tuning.config.loading import load_config
+from tuning.config.schema import PipelineConfig
 from tuning.errors import ConfigError
 
 pytestmark = pytest.mark.fast

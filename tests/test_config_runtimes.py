@@ -6,11 +6,10 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
-
-from tuning.config import Runtime
-from tuning.errors import ConfigError
-
 from conftest import CONFIG, project_config
+
+from tuning.config.schema import Runtime
+from tuning.errors import ConfigError
 
 pytestmark = pytest.mark.fast
 

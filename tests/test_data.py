@@ -8,13 +8,20 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-
-from tuning._torchvision import torchvision_datasets
-from tuning.config import CalibrationSection, DatasetSection, PixelScale, Split
-from tuning.data import _is_idx_dataset, BatchLoader, LabelledImages, calibration_images, class_names, evaluation_images, load_pixels
-from tuning.errors import ConfigError, InputError
-
 from conftest import FASHION_MNIST_DEB, ROOT, regzip
+
+from tuning.config.schema import CalibrationSection, DatasetSection, PixelScale, Split
+from tuning.data.datasets import (
+    BatchLoader,
+    LabelledImages,
+    _is_idx_dataset,
+    calibration_images,
+    class_names,
+    evaluation_images,
+    load_pixels,
+)
+from tuning.data.torchvision_shim import torchvision_datasets
+from tuning.errors import ConfigError, InputError
 
 pytestmark = pytest.mark.fast
 

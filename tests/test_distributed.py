@@ -15,17 +15,17 @@ import sys
 from pathlib import Path
 
 import pytest
-
-from tuning import distributed, onnx_io
-from tuning.config import Split
-from tuning.data import evaluation_images
-from tuning.errors import ConfigError
-from tuning.evaluate import predict, top1_accuracy
-from tuning.pipeline import run_tuning
-from tuning.quantize import meets_criterion
-from tuning.runtimes import open_runner
-
 from conftest import ROOT, project_config
+
+from tuning.config.schema import Split
+from tuning.data.datasets import evaluation_images
+from tuning.errors import ConfigError
+from tuning.files import onnx_io
+from tuning.measure.evaluate import predict, top1_accuracy
+from tuning.measure.runtimes import open_runner
+from tuning.pipeline import run_tuning
+from tuning.search import distributed
+from tuning.search.accuracy import meets_criterion
 
 # A criterion no int8 model of mnist-12 meets at INC's first candidate: zero loss against fp32 (98.90 %),
 # so INC has to search (in QOperator format; INC's first QDQ candidate keeps the bias Add in fp32 and is as

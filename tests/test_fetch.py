@@ -23,7 +23,7 @@ from pathlib import Path
 import pytest
 
 from tuning.errors import FetchError, InputError
-from tuning.fetch import ensure_file, sha256_of
+from tuning.files.fetch import ensure_file, sha256_of
 
 MODEL = Path(__file__).parent.parent / "models" / "mnist-12.onnx"
 MODEL_SHA256 = "5c688690f8bacf667d4c2074af5ad0646ca328d7ab03eccf944a65b320171bdd"

@@ -15,14 +15,13 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
+from conftest import ROOT
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
+from special_files import KINDS, make_special
 
 from tuning.errors import FetchError
-from tuning.fetch import ensure_file
-
-from conftest import ROOT
-from special_files import KINDS, make_special
+from tuning.files.fetch import ensure_file
 
 MODEL_SHA256 = "5c688690f8bacf667d4c2074af5ad0646ca328d7ab03eccf944a65b320171bdd"
 PAYLOAD = (ROOT / "models" / "mnist-12.onnx").read_bytes()
@@ -203,7 +202,7 @@ def test_a_model_path_that_is_no_regular_file_never_blocks(tmp_path: Path, kind:
     expected = KINDS[kind]
     # In a child with a time limit: the old code blocked on the FIFO forever.
     code = (
-        "import sys; from tuning.fetch import ensure_file; from tuning.errors import PipelineError\n"
+        "import sys; from tuning.files.fetch import ensure_file; from tuning.errors import PipelineError\n"
         "try:\n    ensure_file(sys.argv[1], None, sys.argv[2])\n"
         "except PipelineError as exc:\n    print(exc); sys.exit(exc.exit_code)\n"
     )

@@ -16,12 +16,11 @@ import time
 from pathlib import Path
 
 import pytest
-
-from tuning.errors import FetchError, InputError
-from tuning.fetch import READ_TIMEOUT_S, _describe, ensure_file
-
 from conftest import ROOT
 from test_fetch_bounds import MODEL_SHA256, PAYLOAD, raw_server  # noqa: F401  (raw_server: a fixture)
+
+from tuning.errors import FetchError, InputError
+from tuning.files.fetch import READ_TIMEOUT_S, _describe, ensure_file
 
 pytestmark = pytest.mark.fast
 

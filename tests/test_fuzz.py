@@ -18,16 +18,15 @@ from typing import Any
 
 import pytest
 import yaml
+from conftest import ROOT
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from pydantic import BaseModel
 
-from tuning.config import PipelineConfig
-from tuning.config_file import load_config
+from tuning.config.loading import load_config
+from tuning.config.schema import PipelineConfig
 from tuning.errors import ConfigError, InputError
-from tuning.onnx_io import describe, load_model
-
-from conftest import ROOT
+from tuning.files.onnx_io import describe, load_model
 
 MODEL_BYTES = (ROOT / "models" / "mnist-12.onnx").read_bytes()
 FUZZ = settings(max_examples=200, deadline=None, suppress_health_check=[HealthCheck.too_slow])

@@ -8,13 +8,19 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-
-from tuning.config import GatesSection, Runtime
-from tuning.config_file import load_config
-from tuning.errors import InputError
-from tuning.gate import Check, baseline_json, evaluate_gates, junit_xml, load_baseline, load_report
-
 from conftest import CONFIG
+
+from tuning.config.loading import load_config
+from tuning.config.schema import GatesSection, Runtime
+from tuning.errors import InputError
+from tuning.gate.checks import (
+    Check,
+    baseline_json,
+    evaluate_gates,
+    junit_xml,
+    load_baseline,
+    load_report,
+)
 
 pytestmark = pytest.mark.fast
 

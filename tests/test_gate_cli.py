@@ -13,11 +13,10 @@ import xml.etree.ElementTree as ET
 from pathlib import Path
 
 import pytest
-
-from tuning.gate import load_baseline
-
 from conftest import CONFIG
 from test_gate import make_report, write_json
+
+from tuning.gate.checks import load_baseline
 
 ROOT = Path(__file__).resolve().parent.parent
 

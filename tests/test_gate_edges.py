@@ -13,12 +13,19 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-
-from tuning.config import Runtime
-from tuning.errors import InputError
-from tuning.gate import Check, baseline_json, evaluate_gates, github_annotations, junit_xml, load_baseline, load_report
-
 from test_gate import accepted, by_name, make_report, mnist_gates, write_json
+
+from tuning.config.schema import Runtime
+from tuning.errors import InputError
+from tuning.gate.checks import (
+    Check,
+    baseline_json,
+    evaluate_gates,
+    github_annotations,
+    junit_xml,
+    load_baseline,
+    load_report,
+)
 
 pytestmark = pytest.mark.fast
 

@@ -12,12 +12,12 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-
 from test_gate import make_report, mnist_gates, write_json
 from test_gate_runtimes import on_openvino
-from tuning.config import Runtime
+
+from tuning.config.schema import Runtime
 from tuning.errors import InputError
-from tuning.gate import Check, baseline_json, evaluate_gates, load_report
+from tuning.gate.checks import Check, baseline_json, evaluate_gates, load_report
 
 pytestmark = pytest.mark.fast
 
@@ -141,10 +141,10 @@ def test_the_pixel_scale_hint_needs_the_other_scale_to_recover_half_the_drop(int
 
 
 def test_a_report_past_the_size_limit_names_the_limit(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    import tuning.gate
+    import tuning.gate.checks
 
     path = write_json(tmp_path, make_report())
-    monkeypatch.setattr(tuning.gate, "MAX_JSON_BYTES", path.stat().st_size - 1)
+    monkeypatch.setattr(tuning.gate.checks, "MAX_JSON_BYTES", path.stat().st_size - 1)
     assert report_error(tmp_path, make_report()) == (
         f"{path}: report file is larger than the limit for a report ({path.stat().st_size - 1} bytes)"
     )

@@ -8,11 +8,11 @@ import json
 from typing import Any
 
 import pytest
-
 from test_gate import make_report, mnist_gates
-from tuning.config import Runtime
+
+from tuning.config.schema import Runtime
 from tuning.errors import InputError
-from tuning.gate import baseline_json, evaluate_gates
+from tuning.gate.checks import baseline_json, evaluate_gates
 
 pytestmark = pytest.mark.fast
 

@@ -1,4 +1,4 @@
-"""Which nodes of a quantized graph compute in int8: each rule of tuning/graph.py on graphs built here.
+"""Which nodes of a quantized graph compute in int8: each rule of tuning/graph/nodes.py on graphs built here.
 
 The expected precision of every node is written from the rule in node_precisions' docstring, node by
 node, for graphs in both of INC's formats and with onnxruntime's integer ops, and for the ONNX Model
@@ -9,11 +9,17 @@ from __future__ import annotations
 
 import onnx
 import pytest
+from conftest import ROOT
 from onnx import TensorProto, helper
 
-from tuning.graph import Precision, SourcePrecision, derived_node_names, node_precisions, op_type_counts, source_precisions
-
-from conftest import ROOT
+from tuning.graph.nodes import (
+    Precision,
+    SourcePrecision,
+    derived_node_names,
+    node_precisions,
+    op_type_counts,
+    source_precisions,
+)
 
 pytestmark = pytest.mark.fast
 

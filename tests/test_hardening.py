@@ -14,18 +14,17 @@ from pathlib import Path
 import numpy as np
 import onnx
 import pytest
-from onnx import TensorProto, helper
-
-from tuning.config import DatasetSection, ModelSection, Split
-from tuning.config_file import load_config
-from tuning.data import evaluation_images, load_pixels
-from tuning.errors import ConfigError, InputError, OutputError
-from tuning.idx import CONTENT_SHA256
-from tuning.onnx_io import describe, load_model, save_model
-from tuning.pipeline import run_tuning
-
 from conftest import ROOT, project_config
+from onnx import TensorProto, helper
 from test_cli import assert_one_line_error, run_tuning_sh
+
+from tuning.config.loading import load_config
+from tuning.config.schema import DatasetSection, ModelSection, Split
+from tuning.data.datasets import evaluation_images, load_pixels
+from tuning.data.idx import CONTENT_SHA256
+from tuning.errors import ConfigError, InputError, OutputError
+from tuning.files.onnx_io import describe, load_model, save_model
+from tuning.pipeline import run_tuning
 
 MODEL = ROOT / "models" / "mnist-12.onnx"
 RAW = ROOT / "data" / "MNIST" / "raw"
@@ -325,7 +324,7 @@ _FULL_DISK_CHILD = """
 import sys
 import onnx
 from tuning.errors import PipelineError
-from tuning.onnx_io import save_model
+from tuning.files.onnx_io import save_model
 try:
     save_model(onnx.load(sys.argv[1]), sys.argv[2], {"note": "x"})
 except PipelineError as exc:
@@ -376,7 +375,7 @@ def test_two_concurrent_runs_writing_one_output(tmp_path: Path) -> None:
 
 
 def test_foreign_metadata_is_read_as_text() -> None:
-    from tuning.onnx_io import declared_preprocessing, read_metadata
+    from tuning.files.onnx_io import declared_preprocessing, read_metadata
 
     model = onnx.load(str(MODEL))
     model.metadata_props.add(key="tuning.note", value="written by another tool")
@@ -388,8 +387,8 @@ def test_foreign_metadata_is_read_as_text() -> None:
 
 def test_batch_the_model_refuses_is_input_error() -> None:
     # mnist-12's batch dimension is fixed at 1: a batch of 4 must be a one-line error, not onnxruntime's traceback.
-    from tuning.evaluate import predict
-    from tuning.runtimes import open_runner
+    from tuning.measure.evaluate import predict
+    from tuning.measure.runtimes import open_runner
 
     dataset = DatasetSection(root=ROOT / "data")
     test_set = evaluation_images(dataset, Split.TEST, (1, 28, 28))

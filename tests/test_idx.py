@@ -13,7 +13,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from tuning import idx
+from tuning.data import idx
 from tuning.errors import InputError
 
 pytestmark = pytest.mark.fast

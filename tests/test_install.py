@@ -19,10 +19,9 @@ import tomllib
 from pathlib import Path
 
 import pytest
+from conftest import ROOT
 from packaging.requirements import Requirement
 from packaging.version import Version
-
-from conftest import ROOT
 from test_cli_conventions import parse_document
 
 # Each lock file and the pyproject list it pins (the dev, distributed and openvino files add to requirements.lock).

@@ -16,13 +16,16 @@ import numpy as np
 import onnx
 import onnxruntime as ort
 import pytest
+from conftest import project_config
+from test_rewrite import uint8_nchw_max_pools
 
-from tuning import onnx_io
-from tuning.config import Split
-from tuning.data import evaluation_images
+from tuning.config.schema import Split
+from tuning.data.datasets import evaluation_images
 from tuning.errors import ConfigError
-from tuning.runtimes import SessionSettings, make_session
-from tuning.latency_search import (
+from tuning.files import onnx_io
+from tuning.measure.runtimes import SessionSettings, make_session
+from tuning.search.accuracy import Trial, interrupts_survive_inc, node_pattern
+from tuning.search.latency import (
     SCREEN_FACTOR,
     beats,
     candidate_grid,
@@ -30,11 +33,6 @@ from tuning.latency_search import (
     compute_nodes,
     slower_than_fp32,
 )
-from tuning.quantize import Trial, interrupts_survive_inc, node_pattern
-
-from conftest import project_config
-from test_rewrite import uint8_nchw_max_pools
-
 
 # --- the grid --------------------------------------------------------------------------------------
 

@@ -4,10 +4,15 @@ from __future__ import annotations
 
 import numpy as np
 import onnx
-
-from tuning.onnx_io import declared_preprocessing, load_model, plain_metadata, read_metadata, save_model
-
 from conftest import ROOT
+
+from tuning.files.onnx_io import (
+    declared_preprocessing,
+    load_model,
+    plain_metadata,
+    read_metadata,
+    save_model,
+)
 
 
 def test_values_are_plain_text_under_flat_keys():
@@ -54,10 +59,10 @@ def test_saved_metadata_reads_back_with_onnx_alone(tmp_path):
 
 
 def test_a_model_made_for_other_input_is_named_on_one_line():
-    from tuning.config_file import load_config
-    from tuning.onnx_io import preprocessing_warning
-
     from conftest import CONFIG
+
+    from tuning.config.loading import load_config
+    from tuning.files.onnx_io import preprocessing_warning
 
     config = load_config(CONFIG)
     unit_pixels = np.linspace(0.0, 1.0, 784, dtype=np.float32).reshape(1, 1, 28, 28)

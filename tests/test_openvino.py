@@ -23,15 +23,20 @@ import numpy as np
 import onnx
 import onnxruntime as ort
 import pytest
-from onnxruntime.quantization import CalibrationDataReader, QuantFormat, QuantType, quantize_static
-
 from conftest import CONFIG, ROOT, project_config
+from onnxruntime.quantization import (
+    CalibrationDataReader,
+    QuantFormat,
+    QuantType,
+    quantize_static,
+)
 from test_any_classifier import idx_test_split
-from tuning.cli import main
-from tuning.config import DatasetSection, GatesSection, Runtime, Split
-from tuning.data import load_pixels
+
+from tuning.cli.main import main
+from tuning.config.schema import DatasetSection, GatesSection, Runtime, Split
+from tuning.data.datasets import load_pixels
 from tuning.errors import TuningError
-from tuning.gate import evaluate_gates
+from tuning.gate.checks import evaluate_gates
 from tuning.pipeline import run_tuning, summary_lines
 
 needs_openvino = pytest.mark.skipif(
@@ -239,7 +244,7 @@ def test_without_the_extra_openvino_is_reported_as_not_measured(models, tmp_path
     script = f"""
 import sys
 sys.modules["openvino"] = None
-from tuning.cli import main
+from tuning.cli.main import main
 try:
     main({["report", "--config", str(CONFIG), *SMALL, "--set", "benchmark.runtimes=[onnxruntime, openvino]",
            "--float-model", str(models["fp32"]), "--int8-model", str(models["int8"]),
@@ -259,7 +264,7 @@ except SystemExit as exit:
 def test_nothing_imports_openvino_unless_a_runtime_needs_it(models, tmp_path) -> None:
     script = f"""
 import sys
-from tuning.cli import main
+from tuning.cli.main import main
 try:
     main({["report", "--config", str(CONFIG), *SMALL, "--set", "benchmark.runtimes=[onnxruntime]",
            "--float-model", str(models["fp32"]), "--int8-model", str(models["int8"]),

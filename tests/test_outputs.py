@@ -20,18 +20,21 @@ from pathlib import Path
 
 import onnx
 import pytest
+from conftest import ROOT
 from hypothesis import given, settings
 from hypothesis import strategies as st
-
-from tuning.atomic import atomic_outputs, remove_stale_temporaries, write_text_atomic
-from tuning.config import PipelineConfig
-from tuning.config_file import load_config, parse_override
-from tuning.errors import OutputError
-from tuning.pipeline import run_tuning
-
-from conftest import ROOT
 from test_cli import assert_one_line_error
 from tiny_models import mlp
+
+from tuning.config.loading import load_config, parse_override
+from tuning.config.schema import PipelineConfig
+from tuning.errors import OutputError
+from tuning.files.atomic import (
+    atomic_outputs,
+    remove_stale_temporaries,
+    write_text_atomic,
+)
+from tuning.pipeline import run_tuning
 
 
 def temporaries(folder: Path) -> list[Path]:
@@ -81,7 +84,7 @@ def test_an_exception_inside_the_block_keeps_every_old_output(tmp_path: Path) ->
 def test_a_rename_failing_half_way_puts_the_earlier_outputs_back(tmp_path: Path, monkeypatch, failing_rename: int) -> None:
     # A rename failing after others succeeded cannot be produced on demand on a real file system
     # (the directory check runs first), so this one test makes os.replace fail on its n-th call.
-    import tuning.atomic
+    import tuning.files.atomic
 
     paths = [tmp_path / name for name in ("a", "b", "c")]
     paths[0].write_text("old a")
@@ -95,12 +98,12 @@ def test_a_rename_failing_half_way_puts_the_earlier_outputs_back(tmp_path: Path,
             raise OSError(28, "No space left on device")
         real_replace(source, destination)
 
-    monkeypatch.setattr(tuning.atomic.os, "replace", replace)
+    monkeypatch.setattr(tuning.files.atomic.os, "replace", replace)
     with pytest.raises(OutputError, match="No space left"):
         with atomic_outputs():
             for path in paths:
                 write_text_atomic(path, f"new {path.name}")
-    monkeypatch.setattr(tuning.atomic.os, "replace", real_replace)
+    monkeypatch.setattr(tuning.files.atomic.os, "replace", real_replace)
     assert paths[0].read_text() == "old a" and not paths[1].exists() and paths[2].read_text() == "old c"
     assert temporaries(tmp_path) == []
 
@@ -108,7 +111,7 @@ def test_a_rename_failing_half_way_puts_the_earlier_outputs_back(tmp_path: Path,
 _HOLDER = """
 import sys, time
 from pathlib import Path
-from tuning.atomic import atomic_outputs, atomic_output
+from tuning.files.atomic import atomic_outputs, atomic_output
 with atomic_outputs():
     with atomic_output(Path(sys.argv[1])) as tmp:
         tmp.write_text("being written")

@@ -24,11 +24,11 @@ import onnx
 import onnxruntime as ort
 import pytest
 
-from tuning.cli import main
-from tuning.config_file import load_config
+from tuning.cli.main import main
+from tuning.config.loading import load_config
 from tuning.errors import InputError
 from tuning.pipeline import run_tuning
-from tuning.report_data import Role, model_entries
+from tuning.report.numbers import Role, model_entries
 
 ROOT = Path(__file__).resolve().parent.parent
 FP32 = ROOT / "models" / "mnist-12.onnx"
@@ -229,7 +229,7 @@ def test_the_zoo_int8_preprocessing_trap_is_visible(full: dict[str, Any], truth:
     assert f"⚠ **zoo-int8** has {unit_error:.2f} % error with unit pixels but {raw_error:.2f} % with raw" in full["md"]
 
 
-# Read off the two vendored graphs (netron or onnx.helper.printable_graph), not computed by tuning/graph.py.
+# Read off the two vendored graphs (netron or onnx.helper.printable_graph), not computed by tuning/graph/nodes.py.
 FP32_OP_TYPES = {"Add": 3, "Conv": 2, "MatMul": 1, "MaxPool": 2, "Relu": 2, "Reshape": 2}
 ZOO_INT8_OP_TYPES = {
     "DequantizeLinear": 2, "MaxPool": 2, "QLinearAdd": 1, "QLinearConv": 2, "QLinearMatMul": 1, "QuantizeLinear": 2,

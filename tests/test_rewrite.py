@@ -1,4 +1,4 @@
-"""tuning.rewrite: every graph rewrite is exact, on the vendored models and on models built here with torch.
+"""tuning.graph.rewrite: every graph rewrite is exact, on the vendored models and on models built here with torch.
 
 The pool rewrite is checked bit for bit on real MNIST images, on graph patterns mnist-12 does not
 have, and on the session a user makes: a plain onnxruntime.InferenceSession with default options.
@@ -15,10 +15,14 @@ import pytest
 import torch
 from onnx import helper, numpy_helper
 
-from tuning.config import DatasetSection, Split
-from tuning.data import evaluation_images
+from tuning.config.schema import DatasetSection, Split
+from tuning.data.datasets import evaluation_images
 from tuning.errors import InputError
-from tuning.rewrite import batch_capable_copy, pool_before_activation, verify_batch_copy
+from tuning.graph.rewrite import (
+    batch_capable_copy,
+    pool_before_activation,
+    verify_batch_copy,
+)
 
 ROOT = Path(__file__).resolve().parent.parent
 FP32 = ROOT / "models" / "mnist-12.onnx"

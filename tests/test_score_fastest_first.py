@@ -16,14 +16,13 @@ from pathlib import Path
 import numpy as np
 import onnx
 import pytest
-from onnx import numpy_helper
-
-from tuning.runtimes import make_session
-from tuning.latency_search import SCREEN_FACTOR, score_fastest_first
-from tuning.quantize import Trial, record_trial
-
 from conftest import project_config
+from onnx import numpy_helper
 from tiny_models import mlp
+
+from tuning.measure.runtimes import make_session
+from tuning.search.accuracy import Trial, record_trial
+from tuning.search.latency import SCREEN_FACTOR, score_fastest_first
 
 pytestmark = pytest.mark.fast
 

@@ -11,18 +11,17 @@ import re
 
 import onnx
 import pytest
-
-from tuning import onnx_io
-from tuning.config import Split
-from tuning.data import evaluation_images
-from tuning.errors import TuningError
-from tuning.evaluate import predict, top1_accuracy
-from tuning.fetch import sha256_of
-from tuning.graph import Precision, node_precisions
-from tuning.pipeline import run_tuning
-from tuning.runtimes import SessionSettings, open_runner
-
 from conftest import project_config
+
+from tuning.config.schema import Split
+from tuning.data.datasets import evaluation_images
+from tuning.errors import TuningError
+from tuning.files import onnx_io
+from tuning.files.fetch import sha256_of
+from tuning.graph.nodes import Precision, node_precisions
+from tuning.measure.evaluate import predict, top1_accuracy
+from tuning.measure.runtimes import SessionSettings, open_runner
+from tuning.pipeline import run_tuning
 
 
 def test_int8_error_within_a_tenth_of_a_point_of_fp32(default_run):

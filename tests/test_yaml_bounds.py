@@ -1,4 +1,4 @@
-"""The YAML bounds of tuning/config.py at their edges: nesting depth, expanded size, aliases, duplicate keys.
+"""The YAML bounds of tuning/config/schema.py at their edges: nesting depth, expanded size, aliases, duplicate keys.
 
 Documents are built here to sit exactly at a bound or one step past it; the sizes are counted from
 how they are built (a list is one value plus its items, a scalar one value). ``--set`` values go
@@ -9,7 +9,12 @@ from __future__ import annotations
 
 import pytest
 
-from tuning.config_file import MAX_YAML_DEPTH, MAX_YAML_NODES, load_config, parse_override
+from tuning.config.loading import (
+    MAX_YAML_DEPTH,
+    MAX_YAML_NODES,
+    load_config,
+    parse_override,
+)
 from tuning.errors import ConfigError
 
 pytestmark = pytest.mark.fast

@@ -19,8 +19,8 @@ import onnx
 import torch
 from torch import nn
 
-from tuning.config import DatasetSection, Split
-from tuning.data import load_pixels
+from tuning.config.schema import DatasetSection, Split
+from tuning.data.datasets import load_pixels
 
 INPUT_NAME = "pixels"
 OUTPUT_NAME = "class_scores"

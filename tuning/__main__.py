@@ -1,3 +1,3 @@
-from tuning.cli import main
+from tuning.cli.main import main
 
 main()

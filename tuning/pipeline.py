@@ -11,22 +11,26 @@ from typing import Any, Callable
 
 import onnx
 
-from tuning import data, distributed, fetch, onnx_io, rewrite, runtimes
-from tuning.atomic import (
+from tuning.config.schema import Objective, PipelineConfig
+from tuning.data import datasets
+from tuning.errors import ConfigError, InputError, TuningError
+from tuning.files import fetch, onnx_io
+from tuning.files.atomic import (
     atomic_outputs,
     prepare_output_dir,
     prepare_scratch_dir,
     remove_stale_temporaries,
     write_text_atomic,
 )
-from tuning.benchmark import Spread
-from tuning.config import Objective, PipelineConfig
-from tuning.errors import ConfigError, InputError, TuningError
-from tuning.evaluate import AccuracyEvaluator, check_classifier
-from tuning.latency_search import quantize_for_latency
-from tuning.quantize import Trial, quantize, route_inc_logs
-from tuning.report_format import ratio
-from tuning.runtimes import SessionSettings
+from tuning.graph import rewrite
+from tuning.measure import runtimes
+from tuning.measure.benchmark import Spread
+from tuning.measure.evaluate import AccuracyEvaluator, check_classifier
+from tuning.measure.figures import ratio
+from tuning.measure.runtimes import SessionSettings
+from tuning.search import distributed
+from tuning.search.accuracy import Trial, quantize, route_inc_logs
+from tuning.search.latency import quantize_for_latency
 
 
 @dataclass(frozen=True)
@@ -99,9 +103,9 @@ def run_tuning(
     spec = onnx_io.describe(model, source_path)
 
     say(f"tune: loading {config.dataset.name} from {config.dataset.root}")
-    calibration = data.calibration_images(config.dataset, config.calibration, spec.sample_shape)
-    evaluation = data.evaluation_images(config.dataset, config.evaluation.split, spec.sample_shape)
-    check_classifier(model, spec, evaluation, len(data.class_names(config.dataset)), source_path)
+    calibration = datasets.calibration_images(config.dataset, config.calibration, spec.sample_shape)
+    evaluation = datasets.evaluation_images(config.dataset, config.evaluation.split, spec.sample_shape)
+    check_classifier(model, spec, evaluation, len(datasets.class_names(config.dataset)), source_path)
     if config.tuning.objective is Objective.LATENCY:  # candidates are timed at the largest batch size
         spec.require_batch_fits(
             max(config.benchmark.batch_sizes), config.benchmark.max_batch_bytes, "benchmark.batch_sizes", source_path

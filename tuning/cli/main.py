@@ -22,11 +22,18 @@ from typing import Any, Callable
 
 import click
 
-from tuning import distributed
-from tuning.config import SHIPPED_CONFIG, PipelineConfig, QuantFormat, Runtime
-from tuning.config_file import load_config, output_input_clashes, parse_override
-from tuning.environment import distribution_version
-from tuning.errors import OUTPUT_ERRNOS, ConfigError, Interrupted, OutputError, PipelineError, one_line
+from tuning.config.loading import load_config, output_input_clashes, parse_override
+from tuning.config.schema import SHIPPED_CONFIG, PipelineConfig, QuantFormat, Runtime
+from tuning.errors import (
+    OUTPUT_ERRNOS,
+    ConfigError,
+    Interrupted,
+    OutputError,
+    PipelineError,
+    one_line,
+)
+from tuning.measure.environment import distribution_version
+from tuning.search import distributed
 
 DEFAULT_CONFIG = SHIPPED_CONFIG
 # MNIST_TUNING_CONFIG, MNIST_TUNING_SET, MNIST_TUNING_QUIET, MNIST_TUNING_VERBOSE for the options every
@@ -181,7 +188,7 @@ def cli() -> None:
 @_console_options
 def fetch(config_path: Path | None, assignments: tuple[str, ...]) -> None:
     """Download model.url to model.path unless a copy with model.sha256 is already there."""
-    from tuning.fetch import ensure_file, sha256_of
+    from tuning.files.fetch import ensure_file, sha256_of
 
     console = _console()
     config = build_config(config_path, assignments)
@@ -303,8 +310,8 @@ def benchmark(
     performance: Batch size = 1 / Latency: 0.041 ms / Throughput: 24390.2 images/sec
     then one line with the conditions. Warm-up and iterations: benchmark: section of the config.
     """
-    from tuning.benchmark import run_benchmark
-    from tuning.cli_documents import benchmark_document
+    from tuning.cli.documents import benchmark_document
+    from tuning.measure.benchmark import run_benchmark
 
     console = _console(json_output)
     config = build_config(config_path, assignments, **{"dataset.root": dataset_location})
@@ -354,8 +361,8 @@ def report(
     latency and throughput (interleaved, one run), size and op types, on every runtime of
     benchmark.runtimes (onnxruntime; OpenVINO with the openvino extra). Schema: docs/report-schema.md.
     """
-    from tuning.report import run_report
-    from tuning.report_data import model_entries
+    from tuning.report.numbers import model_entries
+    from tuning.report.run import run_report
 
     console = _console()
     config = build_config(config_path, assignments, **{"dataset.root": dataset_location})
@@ -410,10 +417,17 @@ def gate(
     Under GitHub Actions (GITHUB_ACTIONS=true) failed and skipped checks are also printed as
     workflow annotations (::error / ::warning lines).
     """
-    from tuning.atomic import write_text_atomic
-    from tuning.cli_documents import gate_document
+    from tuning.cli.documents import gate_document
     from tuning.errors import GateFailed
-    from tuning.gate import baseline_json, evaluate_gates, github_annotations, junit_xml, load_baseline, load_report
+    from tuning.files.atomic import write_text_atomic
+    from tuning.gate.checks import (
+        baseline_json,
+        evaluate_gates,
+        github_annotations,
+        junit_xml,
+        load_baseline,
+        load_report,
+    )
 
     console = _console(json_output)
     config = build_config(

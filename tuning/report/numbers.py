@@ -2,9 +2,9 @@
 
 :func:`build_report` evaluates every model on the whole evaluation split under the configured
 preprocessing and under the other pixel scale ([0, 1] against 0..255, same mean/std), so a model
-calibrated for the other scale shows at once, and measures performance with :mod:`tuning.benchmark`
+calibrated for the other scale shows at once, and measures performance with :mod:`tuning.measure.benchmark`
 (all models interleaved in one run). :meth:`Report.to_json` is report.json (schema:
-docs/report-schema.md). Nothing here writes a file or formats prose: :mod:`tuning.report` does.
+docs/report-schema.md). Nothing here writes a file or formats prose: :mod:`tuning.report.run` does.
 """
 
 from __future__ import annotations
@@ -23,16 +23,28 @@ import numpy as np
 import onnx
 from tqdm import tqdm
 
-from tuning import benchmark, data, onnx_io
-from tuning.benchmark import BenchmarkTarget, Performance
-from tuning.config import BenchmarkSection, PipelineConfig, PixelScale, Runtime
+from tuning.config.schema import BenchmarkSection, PipelineConfig, PixelScale, Runtime
+from tuning.data import datasets
 from tuning.errors import InputError
-from tuning.environment import Environment, capture_environment, distribution_version
-from tuning.evaluate import check_classifier, predict
-from tuning.fetch import sha256_of
-from tuning.graph import Precision, node_precisions, op_type_counts
-from tuning.report_accuracy import Accuracy, Flip, find_flips, score
-from tuning.runtimes import SessionSettings, is_openvino, onnxruntime_conditions, open_runner, unavailable_reason
+from tuning.files import onnx_io
+from tuning.files.fetch import sha256_of
+from tuning.graph.nodes import Precision, node_precisions, op_type_counts
+from tuning.measure import benchmark
+from tuning.measure.benchmark import BenchmarkTarget, Performance
+from tuning.measure.environment import (
+    Environment,
+    capture_environment,
+    distribution_version,
+)
+from tuning.measure.evaluate import check_classifier, predict
+from tuning.measure.runtimes import (
+    SessionSettings,
+    is_openvino,
+    onnxruntime_conditions,
+    open_runner,
+    unavailable_reason,
+)
+from tuning.report.accuracy import Accuracy, Flip, find_flips, score
 
 SCHEMA_VERSION = 2  # 2: performance per runtime (docs/report-schema.md, "Migrating from 1")
 TUNING_SUMMARY = "tuning_summary.json"  # written by the tune command into output.dir
@@ -359,16 +371,16 @@ def build_report(config: PipelineConfig, entries: Sequence[ModelEntry], performa
         for batch_size in config.benchmark.batch_sizes:
             spec.require_batch_fits(batch_size, config.benchmark.max_batch_bytes, "benchmark.batch_sizes", float_entry.path)
 
-    pixels, labels = data.load_pixels(config.dataset, config.evaluation.split)
+    pixels, labels = datasets.load_pixels(config.dataset, config.evaluation.split)
     scales = (config.dataset.pixel_scale, other_scale(config.dataset.pixel_scale))
     images = {
-        scale: data.preprocess(pixels, config.dataset.model_copy(update={"pixel_scale": scale}), spec.sample_shape)
+        scale: datasets.preprocess(pixels, config.dataset.model_copy(update={"pixel_scale": scale}), spec.sample_shape)
         for scale in scales
     }
-    classes = len(data.class_names(config.dataset))
+    classes = len(datasets.class_names(config.dataset))
     for entry in entries:
         check_classifier(models[entry.name], onnx_io.describe(models[entry.name], entry.path),
-                         data.LabelledImages(images[scales[0]], labels), classes, entry.path)  # fmt: skip
+                         datasets.LabelledImages(images[scales[0]], labels), classes, entry.path)  # fmt: skip
     predictions = _predict_all(entries, models, images, labels, config)
     float_predictions = predictions[float_entry.name]
     int8_entry = next(entry for entry in entries if entry.role is Role.INT8)
@@ -429,7 +441,7 @@ def build_report(config: PipelineConfig, entries: Sequence[ModelEntry], performa
     return Report(
         config=config,
         evaluation_images=len(labels),
-        class_names=tuple(data.class_names(config.dataset)),
+        class_names=tuple(datasets.class_names(config.dataset)),
         environment=capture_environment(),
         models=results,
         created_utc=datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
@@ -475,7 +487,7 @@ def _run_on_runtimes(
                 except InputError as exc:
                     results[entry.name][runtime] = RuntimeResult(runtime, error=str(exc))
                     continue
-                predicted = predict(runner, data.LabelledImages(images, labels), batch_size)
+                predicted = predict(runner, datasets.LabelledImages(images, labels), batch_size)
                 conditions = runner.conditions
             results[entry.name][runtime] = RuntimeResult(
                 runtime,
@@ -487,7 +499,7 @@ def _run_on_runtimes(
     return results
 
 
-# Keys of each trial in tuning_summary.json copied into report.json's tuning.candidates (tuning.quantize.Trial).
+# Keys of each trial in tuning_summary.json copied into report.json's tuning.candidates (tuning.search.accuracy.Trial).
 _CANDIDATE_KEYS = (
     "index", "accuracy", "meets_criterion", "int8_nodes", "fp32_nodes", "quant_format", "calibration_algorithm",
     "fp32_fallback", "fp32_compute_nodes", "source_precisions", "rewrites", "same_model_as", "screening_ratio",
@@ -551,7 +563,7 @@ def _predict_all(
             predictions[entry.name] = {}
             for scale, scaled in images.items():
                 bar.set_postfix_str(f"{entry.name}, {scale.value} pixels")
-                predictions[entry.name][scale] = predict(runner, data.LabelledImages(scaled, labels), batch_size)
+                predictions[entry.name][scale] = predict(runner, datasets.LabelledImages(scaled, labels), batch_size)
                 bar.update()
     return predictions
 

@@ -21,10 +21,10 @@ from collections.abc import Callable
 from pathlib import Path
 from urllib.parse import urlsplit
 
-from tuning.atomic import atomic_output
-from tuning.config import ModelSection
+from tuning.config.schema import ModelSection
 from tuning.errors import FetchError, InputError, one_line
-from tuning.inputs import chunks, require_regular_file
+from tuning.files.atomic import atomic_output
+from tuning.files.inputs import chunks, require_regular_file
 
 _CHUNK = 64 * 1024
 _LOOPBACK_HOSTS = frozenset({"127.0.0.1", "::1", "localhost"})

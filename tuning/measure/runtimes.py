@@ -3,7 +3,7 @@
 Every model this project evaluates or times is loaded here, so what is measured is what a user deploys.
 
 A :class:`Runner` is one model compiled on one runtime, called the way a user deploys it:
-``InferenceSession.run(None, feed)`` under :class:`tuning.evaluate.SessionSettings`, or, on OpenVINO,
+``InferenceSession.run(None, feed)`` under :class:`tuning.measure.evaluate.SessionSettings`, or, on OpenVINO,
 ``Core().compile_model(model, "CPU", config)`` called as ``compiled_model(feed)`` (OpenVINO's own
 synchronous call: inputs shared, outputs copied), with OpenVINO's defaults except the thread count (``benchmark.intra_op_threads``) and, for
 ``openvino-f32``/``openvino-bf16``, the inference precision hint. What OpenVINO actually compiled with
@@ -29,9 +29,9 @@ import numpy as np
 import onnx
 import onnxruntime as ort
 
-from tuning.config import PipelineConfig, Runtime
-from tuning.environment import distribution_version
+from tuning.config.schema import PipelineConfig, Runtime
 from tuning.errors import ConfigError, InputError
+from tuning.measure.environment import distribution_version
 
 INSTALL_HINT = "install the extra with `bash scripts/setup_env.sh openvino` (or pip install 'mnist-int8-tuning[openvino]')"
 

@@ -1,12 +1,12 @@
 """Latency and throughput of ONNX classifiers, timed the way users run them.
 
-Every model runs on a :class:`tuning.runtimes.Runner`: a plain ``onnxruntime.InferenceSession`` with
+Every model runs on a :class:`tuning.measure.runtimes.Runner`: a plain ``onnxruntime.InferenceSession`` with
 onnxruntime's default options, except the thread count and any session config entries the config's
 ``deployment`` declares, or an OpenVINO compiled model with OpenVINO's defaults except the thread
 count and, when the runtime names one, the precision hint: a speed that needs a setting the user
 must remember is not the product's speed.
 
-Timing rule (config ``benchmark`` / ``tuning.latency``, :class:`tuning.config._TimingSection`):
+Timing rule (config ``benchmark`` / ``tuning.latency``, :class:`tuning.config.schema._TimingSection`):
 models are measured interleaved, in ``rounds`` rounds. In each round and at each batch size
 ``b`` every model first runs ``ceil(warmup / b)`` untimed batches; then the models take turns,
 each running about ``INTERLEAVE_IMAGES`` images per turn, until every model has run at least
@@ -19,7 +19,7 @@ per-round values; a ratio between two models is the median of their per-round ra
 interleaved in each round), with the range of those as its spread.
 
 Models with a fixed batch dimension (the zoo's) are measured above batch 1 through a verified
-batch-capable copy (:mod:`tuning.rewrite`).
+batch-capable copy (:mod:`tuning.graph.rewrite`).
 """
 
 from __future__ import annotations
@@ -37,13 +37,19 @@ import numpy as np
 import onnx
 from tqdm import tqdm
 
-from tuning import data
-from tuning.config import BenchmarkSection, PipelineConfig, Runtime
-from tuning.environment import capture_environment
-from tuning.evaluate import check_classifier, predict, top1_accuracy
-from tuning.onnx_io import describe, load_model, preprocessing_warning
-from tuning.rewrite import batch_capable_copy, verify_batch_copy
-from tuning.runtimes import Runner, SessionSettings, conditions_phrase, open_runner, thread_warning
+from tuning.config.schema import BenchmarkSection, PipelineConfig, Runtime
+from tuning.data import datasets
+from tuning.files.onnx_io import describe, load_model, preprocessing_warning
+from tuning.graph.rewrite import batch_capable_copy, verify_batch_copy
+from tuning.measure.environment import capture_environment
+from tuning.measure.evaluate import check_classifier, predict, top1_accuracy
+from tuning.measure.runtimes import (
+    Runner,
+    SessionSettings,
+    conditions_phrase,
+    open_runner,
+    thread_warning,
+)
 
 INTERLEAVE_IMAGES = 100  # images each model runs before the next model's turn
 _CYCLED_IMAGES = 2048  # distinct input images cycled through per measurement, bounded for memory
@@ -325,7 +331,7 @@ class BenchmarkRun:
     accuracy: float | None
     timing: Timing | None
     conditions: str
-    runtime_conditions: dict[str, Any]  # how the runtime ran the model, read back (tuning.runtimes)
+    runtime_conditions: dict[str, Any]  # how the runtime ran the model, read back (tuning.measure.runtimes)
     warnings: tuple[str, ...] = ()
 
     def lines(self) -> list[str]:
@@ -352,8 +358,8 @@ def run_benchmark(
     model = load_model(model_path)
     spec = describe(model, model_path)
     spec.require_batch_fits(batch_size, config.benchmark.max_batch_bytes, "--batch_size", model_path)
-    evaluation = data.evaluation_images(config.dataset, config.evaluation.split, spec.sample_shape)
-    check_classifier(model, spec, evaluation, len(data.class_names(config.dataset)), model_path)
+    evaluation = datasets.evaluation_images(config.dataset, config.evaluation.split, spec.sample_shape)
+    check_classifier(model, spec, evaluation, len(datasets.class_names(config.dataset)), model_path)
     target = BenchmarkTarget(model_path.stem, model, model_path, runtime)
     session = SessionSettings.of(config)
     runner = runner_for_batch(target, evaluation.images, batch_size, session)

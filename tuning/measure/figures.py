@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from tuning.benchmark import Spread
+from tuning.measure.benchmark import Spread
 
 
 def pct(fraction: float) -> str:

@@ -27,8 +27,8 @@ import onnx
 from onnx import numpy_helper
 
 from tuning.errors import InputError
-from tuning.runtimes import make_session
-from tuning.onnx_io import describe
+from tuning.files.onnx_io import describe
+from tuning.measure.runtimes import make_session
 
 BATCH_DIM_NAME = "batch"
 VERIFY_IMAGES = 256

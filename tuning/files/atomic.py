@@ -29,7 +29,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from tuning.errors import OutputError
-from tuning.signals import interrupts_deferred
+from tuning.files.signals import interrupts_deferred
 
 
 @dataclass

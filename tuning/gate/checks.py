@@ -16,9 +16,9 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from tuning.config import GatesSection, Runtime
+from tuning.config.schema import GatesSection, Runtime
 from tuning.errors import InputError
-from tuning.inputs import read_bounded
+from tuning.files.inputs import read_bounded
 
 REPORT_SCHEMA_VERSION = 2
 BASELINE_SCHEMA_VERSION = 2

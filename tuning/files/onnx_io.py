@@ -18,10 +18,10 @@ import onnx
 import onnx.numpy_helper
 from google.protobuf.message import DecodeError
 
-from tuning.atomic import write_bytes_atomic
-from tuning.config import ModelSection
+from tuning.config.schema import ModelSection
 from tuning.errors import ConfigError, InputError, TuningError
-from tuning.inputs import read_bounded, require_regular_file
+from tuning.files.atomic import write_bytes_atomic
+from tuning.files.inputs import read_bounded, require_regular_file
 
 METADATA_PREFIX = "tuning."
 # What a malformed file makes onnx raise while parsing and checking it.

@@ -3,9 +3,9 @@
 INC stops at its first candidate meeting the criterion, and on a small CNN that candidate can be
 slower than fp32. Here a grid of candidates is built from the model's graph (:func:`candidate_grid`),
 each one made by INC (``quantization.fit`` with op-wise configs, no evaluation function), rewritten
-exactly where onnxruntime's default optimizers would slow it down (tuning/rewrite.py), scored with
+exactly where onnxruntime's default optimizers would slow it down (tuning/graph/rewrite.py), scored with
 the same evaluator as objective accuracy; then the passing ones are timed together with the fp32
-model (tuning/benchmark.py, interleaved, in rounds, under the deployment's session options). The
+model (tuning/measure/benchmark.py, interleaved, in rounds, under the deployment's session options). The
 fastest passing candidate is kept, up to a noise rule (:func:`choose_fastest`, :data:`CHOICE_RULE`).
 
 INC's own ``TuningCriterion(objective="performance")`` does not fit: it times the evaluation
@@ -28,8 +28,7 @@ import numpy as np
 import onnx
 from tqdm import tqdm
 
-from tuning import benchmark
-from tuning.config import (
+from tuning.config.schema import (
     BenchmarkSection,
     CalibrationAlgorithm,
     Objective,
@@ -38,10 +37,13 @@ from tuning.config import (
     Runtime,
     SlowerThanFp32,
 )
-from tuning.data import BatchLoader, LabelledImages
+from tuning.data.datasets import BatchLoader, LabelledImages
 from tuning.errors import InputError, SlowerThanFp32Error, TuningError
-from tuning.graph import COMPUTE_OP_TYPES
-from tuning.quantize import (
+from tuning.graph.nodes import COMPUTE_OP_TYPES
+from tuning.graph.rewrite import pool_before_activation
+from tuning.measure import benchmark
+from tuning.measure.runtimes import Runner, SessionSettings, open_runner
+from tuning.search.accuracy import (
     CandidateSpec,
     Trial,
     TuningOutcome,
@@ -52,8 +54,6 @@ from tuning.quantize import (
     no_model_message,
     record_trial,
 )
-from tuning.rewrite import pool_before_activation
-from tuning.runtimes import Runner, SessionSettings, open_runner
 
 # Candidates slower than this times the best one in the screening round are not timed further (:func:`screen`).
 SCREEN_FACTOR = 1.25
@@ -131,9 +131,9 @@ def quantize_for_latency(
 ) -> TuningOutcome:
     """Objective latency: make, screen, score and time the candidate grid; keep the fastest passing candidate.
 
-    ``model`` is the verified batch-capable fp32 model (tuning/rewrite.py): the accuracy and speed
+    ``model`` is the verified batch-capable fp32 model (tuning/graph/rewrite.py): the accuracy and speed
     baseline, and what INC quantizes, so every candidate and the emitted model take any batch size.
-    Every candidate gets the exact rewrites of :func:`tuning.rewrite.pool_before_activation`. Speed is
+    Every candidate gets the exact rewrites of :func:`tuning.graph.rewrite.pool_before_activation`. Speed is
     screened before accuracy is scored (:func:`score_fastest_first`): a candidate that cannot win is
     not scored. Raises TuningError when no candidate meets the criterion, or, with
     ``tuning.latency.if_slower_than_fp32: fail``, when none is faster than fp32.

@@ -6,11 +6,13 @@ import json
 from collections.abc import Sequence
 from typing import Any
 
-from tuning import benchmark
-from tuning.benchmark import Spread, threads_phrase
-from tuning.config import Runtime
-from tuning.graph import Precision
-from tuning.report_data import (
+from tuning.config.schema import Runtime
+from tuning.graph.nodes import Precision
+from tuning.measure import benchmark
+from tuning.measure.benchmark import Spread, threads_phrase
+from tuning.measure.figures import optional_pct, pct, ratio, us
+from tuning.measure.runtimes import SessionSettings, conditions_phrase
+from tuning.report.numbers import (
     TUNING_SUMMARY,
     ModelResult,
     Report,
@@ -18,9 +20,13 @@ from tuning.report_data import (
     other_scale,
     package_version,
 )
-from tuning.report_format import optional_pct, pct, ratio, us
-from tuning.report_plots import CONFUSION_PLOT, FLIPS_PLOT, PLOT_TITLES, THROUGHPUT_PLOT, THROUGHPUT_SPREAD
-from tuning.runtimes import SessionSettings, conditions_phrase
+from tuning.report.plots import (
+    CONFUSION_PLOT,
+    FLIPS_PLOT,
+    PLOT_TITLES,
+    THROUGHPUT_PLOT,
+    THROUGHPUT_SPREAD,
+)
 
 _SCALE_MISMATCH_PP = 1.0
 

@@ -7,11 +7,17 @@ from pathlib import Path
 import numpy as np
 import onnx
 
-from tuning.config import Runtime
-from tuning.data import BatchLoader, LabelledImages
+from tuning.config.schema import Runtime
+from tuning.data.datasets import BatchLoader, LabelledImages
 from tuning.errors import InputError
-from tuning.onnx_io import ModelSpec
-from tuning.runtimes import QUIET_RUN, Runner, SessionSettings, make_session, open_runner
+from tuning.files.onnx_io import ModelSpec
+from tuning.measure.runtimes import (
+    QUIET_RUN,
+    Runner,
+    SessionSettings,
+    make_session,
+    open_runner,
+)
 
 
 def predict(runner: Runner, data: LabelledImages, batch_size: int) -> np.ndarray:

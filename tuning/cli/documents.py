@@ -10,11 +10,11 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-from tuning.benchmark import BenchmarkRun
-from tuning.environment import capture_environment
-from tuning.config import PipelineConfig, Runtime
-from tuning.fetch import sha256_of
-from tuning.gate import Check
+from tuning.config.schema import PipelineConfig, Runtime
+from tuning.files.fetch import sha256_of
+from tuning.gate.checks import Check
+from tuning.measure.benchmark import BenchmarkRun
+from tuning.measure.environment import capture_environment
 
 SCHEMA_VERSION = 1
 

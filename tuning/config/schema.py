@@ -1,7 +1,7 @@
 """The config's schema: every option typed and validated, its default here (README, "Configuration").
 
 The schema's defaults fit any classifier; what only fits mnist-12 lives in configs/mnist.yaml
-(:data:`SHIPPED_CONFIG`). Reading a YAML file into a :class:`PipelineConfig`: :mod:`tuning.config_file`.
+(:data:`SHIPPED_CONFIG`). Reading a YAML file into a :class:`PipelineConfig`: :mod:`tuning.config.loading`.
 """
 
 from __future__ import annotations
@@ -97,7 +97,7 @@ class Objective(str, Enum):
     """What tuning optimises once the accuracy criterion is met."""
 
     ACCURACY = "accuracy"  # INC's behaviour: its strategy stops at the first candidate meeting the criterion
-    LATENCY = "latency"  # try a candidate grid, keep the fastest one meeting the criterion (tuning/latency_search.py)
+    LATENCY = "latency"  # try a candidate grid, keep the fastest one meeting the criterion (tuning/search/latency.py)
 
 
 class SlowerThanFp32(str, Enum):
@@ -108,7 +108,7 @@ class SlowerThanFp32(str, Enum):
 
 
 class Runtime(str, Enum):
-    """Where a model is run and timed (tuning/runtimes.py). OpenVINO needs the optional extra ``openvino``.
+    """Where a model is run and timed (tuning/measure/runtimes.py). OpenVINO needs the optional extra ``openvino``.
 
     ``openvino`` compiles with OpenVINO's own defaults, whose inference precision depends on the CPU
     (bf16 where it has bf16 instructions): the precision it picked is read back and printed beside
@@ -183,7 +183,7 @@ class AccuracyCriterionSection(_Section):
 
 
 class _TimingSection(_Section):
-    """How long models are timed (tuning/benchmark.py): every model runs interleaved with the others, in
+    """How long models are timed (tuning/measure/benchmark.py): every model runs interleaved with the others, in
     ``rounds`` rounds; in each round and at each batch size a model runs ``warmup`` untimed images, then
     timed batches until it has run at least ``iterations`` images *and* ``min_time_s`` seconds (like
     OpenVINO's benchmark_app ``-t``), so a fast model is not judged on a few milliseconds. Every figure is
@@ -199,7 +199,7 @@ class LatencyMeasurementSection(_TimingSection):
     """How objective ``latency`` times its candidates: the passing candidates and the fp32 model together,
     interleaved, at batch 1 and at the largest ``benchmark.batch_sizes``.
 
-    Choice rule (tuning/latency_search.py): the fastest passing candidate is the one with the lowest
+    Choice rule (tuning/search/latency.py): the fastest passing candidate is the one with the lowest
     median batch-1 latency ratio to fp32; it displaces an earlier candidate in the candidate order only
     when it beats that candidate by more than ``tie_margin`` in every round. Otherwise the earlier one
     is kept, so noise does not change the model.

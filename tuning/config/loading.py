@@ -1,4 +1,4 @@
-"""Reading a config file into a :class:`~tuning.config.PipelineConfig`.
+"""Reading a config file into a :class:`~tuning.config.schema.PipelineConfig`.
 
 ``load_config`` reads a YAML file (bounded: size, nesting, alias expansion, duplicate keys), applies
 ``key.path=value`` overrides from the command line, and returns a frozen :class:`PipelineConfig`. Every
@@ -20,7 +20,7 @@ from typing import Any
 import yaml
 from pydantic import BaseModel, ValidationError
 
-from tuning.config import PipelineConfig
+from tuning.config.schema import PipelineConfig
 from tuning.errors import ConfigError
 
 # YAML bounds: a config is a few kB; these stop a hostile file long before memory or time run out.
@@ -67,7 +67,7 @@ def parse_override(assignment: str) -> tuple[str, Any]:
 
 def output_input_clashes(outputs: list[tuple[str, Path]], inputs: list[tuple[str, Path]]) -> str | None:
     """The first output that is one of the inputs (through symlinks and hard links), as a message."""
-    from tuning.inputs import same_file
+    from tuning.files.inputs import same_file
 
     for output_name, output in outputs:
         for input_name, source in inputs:
@@ -214,7 +214,7 @@ def _parse_yaml(text: bytes, source: str) -> Any:
 
 
 def _read_yaml(path: Path) -> dict[str, Any]:
-    from tuning.inputs import read_bounded
+    from tuning.files.inputs import read_bounded
 
     raw = read_bounded(Path(path), MAX_CONFIG_BYTES, "config file", ConfigError, "the config size limit")
     data = _parse_yaml(raw, str(path))

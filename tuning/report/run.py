@@ -1,8 +1,8 @@
 """The comparison report: accuracy, speed, size and ops of the float, int8 and reference models.
 
-:func:`run_report` builds the numbers (:mod:`tuning.report_data`), then writes ``report.json``
-(schema: docs/report-schema.md), ``report.md`` (:mod:`tuning.report_markdown`), PNG plots
-(:mod:`tuning.report_plots`) and ``report.html`` (:mod:`tuning.report_html`: the Markdown and the plots
+:func:`run_report` builds the numbers (:mod:`tuning.report.numbers`), then writes ``report.json``
+(schema: docs/report-schema.md), ``report.md`` (:mod:`tuning.report.markdown`), PNG plots
+(:mod:`tuning.report.plots`) and ``report.html`` (:mod:`tuning.report.html`: the Markdown and the plots
 in one file) into one folder, all replaced together or none.
 """
 
@@ -13,14 +13,19 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
-from tuning.atomic import atomic_outputs, staged_content, write_text_atomic
-from tuning.config import PipelineConfig
-from tuning.config_file import output_input_clashes
+from tuning.config.loading import output_input_clashes
+from tuning.config.schema import PipelineConfig
 from tuning.errors import ConfigError
-from tuning.report_data import ModelEntry, Report, build_report
-from tuning.report_html import html_page
-from tuning.report_markdown import markdown, summary_table
-from tuning.report_plots import CONFUSION_PLOT, LATENCY_PLOT, THROUGHPUT_PLOT, draw_plots
+from tuning.files.atomic import atomic_outputs, staged_content, write_text_atomic
+from tuning.report.html import html_page
+from tuning.report.markdown import markdown, summary_table
+from tuning.report.numbers import ModelEntry, Report, build_report
+from tuning.report.plots import (
+    CONFUSION_PLOT,
+    LATENCY_PLOT,
+    THROUGHPUT_PLOT,
+    draw_plots,
+)
 
 OUTPUT_NAMES = ("report.json", "report.md", "report.html", LATENCY_PLOT, THROUGHPUT_PLOT, CONFUSION_PLOT)
 

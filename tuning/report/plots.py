@@ -6,11 +6,11 @@ from pathlib import Path
 
 import numpy as np
 
-from tuning import benchmark
-from tuning.atomic import atomic_output
-from tuning.benchmark import threads_phrase
-from tuning.report_data import Report, Series
-from tuning.report_format import pct
+from tuning.files.atomic import atomic_output
+from tuning.measure import benchmark
+from tuning.measure.benchmark import threads_phrase
+from tuning.measure.figures import pct
+from tuning.report.numbers import Report, Series
 
 LATENCY_PLOT = "latency.png"
 THROUGHPUT_PLOT = "throughput.png"

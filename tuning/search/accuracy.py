@@ -4,7 +4,7 @@ INC 3.x reads no YAML: ``inc_config`` maps this project's config onto INC's 2.x-
 ``quantize`` is objective accuracy: ``quantization.fit`` runs INC's own strategy with an
 evaluation function and stops at the first candidate meeting the accuracy criterion; every
 candidate INC evaluated is recorded as a :class:`Trial` (on every MPI rank, gathered on rank 0).
-Objective latency builds on the same pieces: tuning/latency_search.py.
+Objective latency builds on the same pieces: tuning/search/latency.py.
 """
 
 from __future__ import annotations
@@ -27,8 +27,7 @@ from typing import Any
 
 import onnx
 
-from tuning import distributed
-from tuning.config import (
+from tuning.config.schema import (
     Approach,
     CalibrationAlgorithm,
     CriterionKind,
@@ -37,9 +36,17 @@ from tuning.config import (
     QuantFormat,
     Strategy,
 )
-from tuning.data import BatchLoader, LabelledImages
-from tuning.errors import OUTPUT_ERRNOS, ConfigError, InputError, OutputError, PipelineError, TuningError
-from tuning.graph import (
+from tuning.data.datasets import BatchLoader, LabelledImages
+from tuning.errors import (
+    OUTPUT_ERRNOS,
+    ConfigError,
+    InputError,
+    OutputError,
+    PipelineError,
+    TuningError,
+)
+from tuning.files.signals import interrupts_deferred
+from tuning.graph.nodes import (
     COMPUTE_OP_TYPES,
     Precision,
     SourcePrecision,
@@ -47,8 +54,8 @@ from tuning.graph import (
     node_precisions,
     source_precisions,
 )
-from tuning.rewrite import pool_before_activation
-from tuning.signals import interrupts_deferred
+from tuning.graph.rewrite import pool_before_activation
+from tuning.search import distributed
 
 FP32_ONLY = {"weight": {"dtype": ["fp32"]}, "activation": {"dtype": ["fp32"]}}
 
@@ -74,7 +81,7 @@ class Trial:
     # Conv/MatMul/Gemm nodes among them that compute in fp32: what the graph holds, not what was asked.
     source_precisions: dict[str, str] = field(default_factory=dict)
     fp32_compute_nodes: tuple[str, ...] = ()
-    rewrites: tuple[str, ...] = ()  # exact graph rewrites applied to INC's output (tuning/rewrite.py)
+    rewrites: tuple[str, ...] = ()  # exact graph rewrites applied to INC's output (tuning/graph/rewrite.py)
     same_model_as: int | None = None  # the same bytes as this earlier trial
     screening_ratio: float | None = None  # objective latency: batch-1 p50 / fp32's in the screening round
     latency_p50_ms: float | None = None  # batch 1
@@ -158,7 +165,11 @@ def inc_config(config: PipelineConfig, fp32_nodes: Sequence[str], candidate: Can
     gets them by name, since it matches ``op_type_dict`` against its own graph, where a Gemm is
     already a MatMul and an Add.
     """
-    from neural_compressor.config import AccuracyCriterion, PostTrainingQuantConfig, TuningCriterion
+    from neural_compressor.config import (
+        AccuracyCriterion,
+        PostTrainingQuantConfig,
+        TuningCriterion,
+    )
 
     quant = config.quantization
     tuning = config.tuning
@@ -253,7 +264,7 @@ def quantize(
 ) -> TuningOutcome | None:
     """Run INC's tuning loop; raise TuningError when it yields no model meeting the criterion.
 
-    Under MPI (tuning/distributed.py) every rank calls this; INC distributes the candidates. A
+    Under MPI (tuning/search/distributed.py) every rank calls this; INC distributes the candidates. A
     worker rank returns None once its trials are on rank 0; rank 0 returns the outcome with every
     rank's trials.
     """

@@ -1,6 +1,6 @@
 """Calibration and evaluation data from a torchvision IDX dataset (MNIST and its kin).
 
-The IDX files are read and checked on their decompressed content by tuning/idx.py, gzipped
+The IDX files are read and checked on their decompressed content by tuning/data/idx.py, gzipped
 or extracted, from ``<root>/<name>/raw/`` or from ``root`` itself; torchvision's dataset class
 names the files, the classes and the original archives' md5 sums. Nothing is written and no
 download is ever attempted. Images are preprocessed once, as a whole array, into the model's
@@ -15,9 +15,9 @@ from pathlib import Path
 
 import numpy as np
 
-from tuning import idx
-from tuning._torchvision import torchvision_datasets
-from tuning.config import CalibrationSection, DatasetSection, Split
+from tuning.config.schema import CalibrationSection, DatasetSection, Split
+from tuning.data import idx
+from tuning.data.torchvision_shim import torchvision_datasets
 from tuning.errors import ConfigError, InputError
 
 
@@ -49,7 +49,7 @@ class BatchLoader:
 
 
 def load_pixels(dataset: DatasetSection, split: Split) -> tuple[np.ndarray, np.ndarray]:
-    """Raw uint8 images ``(N, H, W)`` and int64 labels of one split, verified on their content (tuning/idx.py)."""
+    """Raw uint8 images ``(N, H, W)`` and int64 labels of one split, verified on their content (tuning/data/idx.py)."""
     dataset_class = _dataset_class(dataset.name)
     folder = raw_folder(dataset)
     prefix = "train" if split is Split.TRAIN else "t10k"
