@@ -18,11 +18,8 @@ from onnx import helper, numpy_helper
 from tuning.config.schema import DatasetSection, Split
 from tuning.data.datasets import evaluation_images
 from tuning.errors import InputError
-from tuning.graph.rewrite import (
-    batch_capable_copy,
-    pool_before_activation,
-    verify_batch_copy,
-)
+from tuning.graph.rewrite import batch_capable_copy, pool_before_activation
+from tuning.measure.evaluate import verify_batch_copy
 
 ROOT = Path(__file__).resolve().parent.parent
 FP32 = ROOT / "models" / "mnist-12.onnx"

@@ -25,7 +25,11 @@ from tuning.files.atomic import (
 from tuning.graph import rewrite
 from tuning.measure import runtimes
 from tuning.measure.benchmark import Spread
-from tuning.measure.evaluate import AccuracyEvaluator, check_classifier
+from tuning.measure.evaluate import (
+    AccuracyEvaluator,
+    check_classifier,
+    verify_batch_copy,
+)
 from tuning.measure.figures import ratio
 from tuning.measure.runtimes import SessionSettings
 from tuning.search import distributed
@@ -116,7 +120,7 @@ def run_tuning(
     # INC quantizes a batch-capable copy (checked to give the original's outputs), so the emitted model
     # runs at any batch size, and the fp32 baseline and every candidate are scored at evaluation.batch_size.
     batch_model = rewrite.batch_capable_copy(model, source_path)
-    rewrite.verify_batch_copy(model, batch_model, evaluation.images, source_path)
+    verify_batch_copy(model, batch_model, evaluation.images, source_path)
 
     say(
         f"tune: quantizing with INC, objective {config.tuning.objective.value}: {len(calibration)} calibration "

@@ -25,6 +25,7 @@ from pydantic import (
 from pydantic_core import PydanticCustomError
 
 from tuning.errors import ConfigError
+from tuning.files.limits import DOWNLOAD_DEADLINE_S, MODEL_MAX_BYTES
 
 Sha256 = Annotated[str, StringConstraints(pattern=r"^[0-9a-f]{64}$")]
 
@@ -143,9 +144,9 @@ class ModelSection(_Section):
     sha256: Sha256 | None = None  # checked before every use; None: the file is used unverified
     # Upper bound on the model file plus its external data, checked before reading, so a wrong or
     # hostile path cannot exhaust memory; mnist-12 is 26 KB, so 256 MiB leaves room for real classifiers.
-    max_bytes: _int_range(1, 2**40) = 256 * 1024 * 1024
+    max_bytes: _int_range(1, 2**40) = MODEL_MAX_BYTES
     # Wall-clock limit of a whole download, retries included; a server sending one byte a second is cut off.
-    download_timeout_s: _int_range(1, 24 * 3600) = 600
+    download_timeout_s: _int_range(1, 24 * 3600) = DOWNLOAD_DEADLINE_S
 
 
 class DatasetSection(_Section):

@@ -21,10 +21,10 @@ from collections.abc import Callable
 from pathlib import Path
 from urllib.parse import urlsplit
 
-from tuning.config.schema import ModelSection
 from tuning.errors import FetchError, InputError, one_line
 from tuning.files.atomic import atomic_output
 from tuning.files.inputs import chunks, require_regular_file
+from tuning.files.limits import DOWNLOAD_DEADLINE_S, MODEL_MAX_BYTES
 
 _CHUNK = 64 * 1024
 _LOOPBACK_HOSTS = frozenset({"127.0.0.1", "::1", "localhost"})
@@ -168,8 +168,8 @@ def ensure_file(
     url: str | None,
     sha256: str | None,
     *,
-    max_bytes: int = ModelSection.model_fields["max_bytes"].default,
-    deadline_s: float = ModelSection.model_fields["download_timeout_s"].default,
+    max_bytes: int = MODEL_MAX_BYTES,
+    deadline_s: float = DOWNLOAD_DEADLINE_S,
     timeout_s: float = READ_TIMEOUT_S,
     retries: int = 3,
     backoff_s: float = 1.0,

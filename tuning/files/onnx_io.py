@@ -18,10 +18,10 @@ import onnx
 import onnx.numpy_helper
 from google.protobuf.message import DecodeError
 
-from tuning.config.schema import ModelSection
 from tuning.errors import ConfigError, InputError, TuningError
 from tuning.files.atomic import write_bytes_atomic
 from tuning.files.inputs import read_bounded, require_regular_file
+from tuning.files.limits import MODEL_MAX_BYTES
 
 METADATA_PREFIX = "tuning."
 # What a malformed file makes onnx raise while parsing and checking it.
@@ -59,7 +59,7 @@ def load_model(path: Path, max_bytes: int | None = None) -> onnx.ModelProto:
     data, checked before anything is read, so a huge file cannot exhaust memory.
     """
     path = Path(path)
-    limit = ModelSection.model_fields["max_bytes"].default if max_bytes is None else max_bytes
+    limit = MODEL_MAX_BYTES if max_bytes is None else max_bytes
     size = require_regular_file(path, "model file", InputError).st_size
     if size > limit:
         raise InputError(f"{path}: model is {size} bytes, more than model.max_bytes ({limit}); raise the limit")

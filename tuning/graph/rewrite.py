@@ -1,7 +1,7 @@
 """Graph rewrites: every change this project makes to a model's graph, each exact and checked.
 
 * :func:`batch_capable_copy` makes a fixed-batch model (the zoo's) run at any batch size;
-  :func:`verify_batch_copy` checks the copy against the original on real images.
+  :func:`tuning.measure.evaluate.verify_batch_copy` checks the copy against the original on real images.
 * :func:`pool_before_activation` moves a MaxPool above the activation in front of it where the
   pooled tensor is quantized next, so that onnxruntime's *default* optimizers leave the pooling in
   fp32 (fast) instead of turning it into a slow uint8 MaxPool. Max pooling commutes with every
@@ -28,13 +28,8 @@ from onnx import numpy_helper
 
 from tuning.errors import InputError
 from tuning.files.onnx_io import describe
-from tuning.measure.runtimes import make_session
 
 BATCH_DIM_NAME = "batch"
-VERIFY_IMAGES = 256
-# The copy runs the same kernels on a different batch layout: float sums may be reordered, nothing more.
-VERIFY_RTOL = 1e-5
-VERIFY_ATOL = 1e-5
 _QUANTIZE_OPS = frozenset({"QuantizeLinear", "DynamicQuantizeLinear"})
 
 
@@ -107,52 +102,6 @@ def _unused_name(stem: str, taken: Mapping[str, object]) -> str:
     while name in taken:
         name, index = f"{stem}_{index}", index + 1
     return name
-
-
-def verify_batch_copy(
-    original: onnx.ModelProto,
-    copy: onnx.ModelProto,
-    images: np.ndarray,
-    source: Path | str = "<model>",
-    count: int = VERIFY_IMAGES,
-) -> float:
-    """Check the copy on one batch of ``count`` images against the original at its own batch size.
-
-    Returns the largest absolute difference of the outputs; raises InputError when the outputs
-    are not allclose (VERIFY_RTOL/VERIFY_ATOL) or any argmax differs.
-    """
-    spec = describe(original, source)
-    step = spec.batch_dim or 1
-    count = min(count, len(images)) // step * step
-    if count == 0:
-        raise InputError(f"{source}: fewer test images than the model's batch size {step}")
-    batch = np.ascontiguousarray(images[:count])
-    reference_session = make_session(original)
-    expected = np.concatenate(
-        [
-            reference_session.run([spec.output_name], {spec.input_name: batch[start : start + step]})[0]
-            for start in range(0, count, step)
-        ]
-    )
-    try:
-        actual = make_session(copy).run([spec.output_name], {spec.input_name: batch})[0]
-    except Exception as exc:  # onnxruntime's Fail/InvalidArgument/RuntimeException share no public base class
-        raise InputError(
-            f"{source}: the batch-capable copy fails at batch {count} ({str(exc).splitlines()[0]})"
-        ) from None
-    if actual.shape != expected.shape:
-        raise InputError(
-            f"{source}: the batch-capable copy returns shape {list(actual.shape)}, expected {list(expected.shape)}"
-        )
-    max_diff = float(np.max(np.abs(actual - expected)))
-    if not np.allclose(actual, expected, rtol=VERIFY_RTOL, atol=VERIFY_ATOL) or not np.array_equal(
-        actual.argmax(axis=1), expected.argmax(axis=1)
-    ):
-        raise InputError(
-            f"{source}: the batch-capable copy's outputs differ from the original's on {count} test images "
-            f"(max |difference| {max_diff:.3g}); refusing to measure throughput on it"
-        )
-    return max_diff
 
 
 def pool_before_activation(model: onnx.ModelProto) -> tuple[onnx.ModelProto, list[str]]:

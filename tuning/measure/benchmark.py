@@ -40,9 +40,14 @@ from tqdm import tqdm
 from tuning.config.schema import BenchmarkSection, PipelineConfig, Runtime
 from tuning.data import datasets
 from tuning.files.onnx_io import describe, load_model, preprocessing_warning
-from tuning.graph.rewrite import batch_capable_copy, verify_batch_copy
+from tuning.graph.rewrite import batch_capable_copy
 from tuning.measure.environment import capture_environment
-from tuning.measure.evaluate import check_classifier, predict, top1_accuracy
+from tuning.measure.evaluate import (
+    check_classifier,
+    predict,
+    top1_accuracy,
+    verify_batch_copy,
+)
 from tuning.measure.runtimes import (
     Runner,
     SessionSettings,

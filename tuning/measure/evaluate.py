@@ -1,4 +1,5 @@
-"""Top-1 accuracy of an ONNX classifier on the CPU (onnxruntime, or another runtime's :class:`Runner`)."""
+"""Top-1 accuracy of an ONNX classifier on the CPU (onnxruntime, or another runtime's :class:`Runner`), and the
+checks that a model, or a batch-capable copy of it, computes what it should on real images."""
 
 from __future__ import annotations
 
@@ -10,7 +11,7 @@ import onnx
 from tuning.config.schema import Runtime
 from tuning.data.datasets import BatchLoader, LabelledImages
 from tuning.errors import InputError
-from tuning.files.onnx_io import ModelSpec
+from tuning.files.onnx_io import ModelSpec, describe
 from tuning.measure.runtimes import (
     QUIET_RUN,
     Runner,
@@ -18,6 +19,11 @@ from tuning.measure.runtimes import (
     make_session,
     open_runner,
 )
+
+VERIFY_IMAGES = 256
+# The copy runs the same kernels on a different batch layout: float sums may be reordered, nothing more.
+VERIFY_RTOL = 1e-5
+VERIFY_ATOL = 1e-5
 
 
 def predict(runner: Runner, data: LabelledImages, batch_size: int) -> np.ndarray:
@@ -87,3 +93,49 @@ class AccuracyEvaluator:
         accuracy = top1_accuracy(predict(runner, self.data, self.batch_size), self.data.labels)
         self.history.append(accuracy)
         return accuracy
+
+
+def verify_batch_copy(
+    original: onnx.ModelProto,
+    copy: onnx.ModelProto,
+    images: np.ndarray,
+    source: Path | str = "<model>",
+    count: int = VERIFY_IMAGES,
+) -> float:
+    """Check the copy on one batch of ``count`` images against the original at its own batch size.
+
+    Returns the largest absolute difference of the outputs; raises InputError when the outputs
+    are not allclose (VERIFY_RTOL/VERIFY_ATOL) or any argmax differs.
+    """
+    spec = describe(original, source)
+    step = spec.batch_dim or 1
+    count = min(count, len(images)) // step * step
+    if count == 0:
+        raise InputError(f"{source}: fewer test images than the model's batch size {step}")
+    batch = np.ascontiguousarray(images[:count])
+    reference_session = make_session(original)
+    expected = np.concatenate(
+        [
+            reference_session.run([spec.output_name], {spec.input_name: batch[start : start + step]})[0]
+            for start in range(0, count, step)
+        ]
+    )
+    try:
+        actual = make_session(copy).run([spec.output_name], {spec.input_name: batch})[0]
+    except Exception as exc:  # onnxruntime's Fail/InvalidArgument/RuntimeException share no public base class
+        raise InputError(
+            f"{source}: the batch-capable copy fails at batch {count} ({str(exc).splitlines()[0]})"
+        ) from None
+    if actual.shape != expected.shape:
+        raise InputError(
+            f"{source}: the batch-capable copy returns shape {list(actual.shape)}, expected {list(expected.shape)}"
+        )
+    max_diff = float(np.max(np.abs(actual - expected)))
+    if not np.allclose(actual, expected, rtol=VERIFY_RTOL, atol=VERIFY_ATOL) or not np.array_equal(
+        actual.argmax(axis=1), expected.argmax(axis=1)
+    ):
+        raise InputError(
+            f"{source}: the batch-capable copy's outputs differ from the original's on {count} test images "
+            f"(max |difference| {max_diff:.3g}); refusing to measure throughput on it"
+        )
+    return max_diff
