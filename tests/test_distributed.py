@@ -21,10 +21,10 @@ from tuning.config.schema import Split
 from tuning.data.datasets import evaluation_images
 from tuning.errors import ConfigError
 from tuning.files import onnx_io
+from tuning.inc import distributed
 from tuning.measure.evaluate import predict, top1_accuracy
 from tuning.measure.runtimes import open_runner
 from tuning.pipeline import run_tuning
-from tuning.search import distributed
 from tuning.search.accuracy import meets_criterion
 
 # A criterion no int8 model of mnist-12 meets at INC's first candidate: zero loss against fp32 (98.90 %),

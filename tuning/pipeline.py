@@ -23,6 +23,7 @@ from tuning.files.atomic import (
     write_text_atomic,
 )
 from tuning.graph import rewrite
+from tuning.inc import distributed
 from tuning.measure import runtimes
 from tuning.measure.benchmark import Spread
 from tuning.measure.evaluate import (
@@ -32,7 +33,6 @@ from tuning.measure.evaluate import (
 )
 from tuning.measure.figures import ratio
 from tuning.measure.runtimes import SessionSettings
-from tuning.search import distributed
 from tuning.search.accuracy import Trial, quantize, route_inc_logs
 from tuning.search.latency import quantize_for_latency
 

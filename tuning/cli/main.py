@@ -32,8 +32,8 @@ from tuning.errors import (
     PipelineError,
     one_line,
 )
+from tuning.inc import distributed
 from tuning.measure.environment import distribution_version
-from tuning.search import distributed
 
 DEFAULT_CONFIG = SHIPPED_CONFIG
 # MNIST_TUNING_CONFIG, MNIST_TUNING_SET, MNIST_TUNING_QUIET, MNIST_TUNING_VERBOSE for the options every

@@ -55,7 +55,7 @@ from tuning.graph.nodes import (
     source_precisions,
 )
 from tuning.graph.rewrite import pool_before_activation
-from tuning.search import distributed
+from tuning.inc import distributed
 
 FP32_ONLY = {"weight": {"dtype": ["fp32"]}, "activation": {"dtype": ["fp32"]}}
 
@@ -264,7 +264,7 @@ def quantize(
 ) -> TuningOutcome | None:
     """Run INC's tuning loop; raise TuningError when it yields no model meeting the criterion.
 
-    Under MPI (tuning/search/distributed.py) every rank calls this; INC distributes the candidates. A
+    Under MPI (tuning/inc/distributed.py) every rank calls this; INC distributes the candidates. A
     worker rank returns None once its trials are on rank 0; rank 0 returns the outcome with every
     rank's trials.
     """
