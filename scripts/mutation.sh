@@ -25,14 +25,16 @@ if [[ -n "${VIRTUAL_ENV:-}" ]]; then bin="$VIRTUAL_ENV/bin"; else bin="$project_
 # mutmut names a mutant <module path>.x_<function>__mutmut_<n> (methods: xǁClassǁmethod__mutmut_<n>).
 patterns_of() {
   case "$1" in
-    # The candidate choice of objective latency: the functions of tuning/search/latency.py that decide it
+    # The candidate choice of objective latency: tuning/search/choice.py and the scoring order of tuning/search/latency.py
     # (which candidates are scored, and which passing one is emitted).
-    choice) echo "tuning.search.latency.x_choose_fastest__mutmut_* tuning.search.latency.x_beats__mutmut_*" \
+    choice) echo "tuning.search.choice.x_choose_fastest__mutmut_* tuning.search.choice.x_beats__mutmut_*" \
                  "tuning.search.latency.x_score_fastest_first__mutmut_*" ;;
     # tuning/data/idx.py reads and verifies the IDX files for tuning/data/datasets.py.
     data) echo "tuning.data.datasets.* tuning.data.idx.*" ;;
     # The schema and the reading of a config file into it.
     config) echo "tuning.config.schema.* tuning.config.loading.*" ;;
+    fetch | atomic) echo "tuning.files.$1.*" ;;
+    graph) echo "tuning.graph.nodes.*" ;;
     *) echo "tuning.$1.*" ;;
   esac
 }

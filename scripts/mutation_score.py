@@ -14,19 +14,23 @@ from collections import Counter
 from pathlib import Path
 
 DOC = Path(__file__).resolve().parent.parent / "docs" / "mutation.md"
-CHOICE = re.compile(r"^tuning\.latency_search\.x_(choose_fastest|beats|score_fastest_first)__mutmut_\d+$")
-# Files scored with another: tuning/data/idx.py reads the IDX files for tuning/data/datasets.py, tuning/config/loading.py reads
-# config files into tuning/config/schema.py's schema.
-MODULE_OF_FILE = {"idx": "data", "config_file": "config"}
+CHOICE = re.compile(r"^tuning\.search\.latency\.x_score_fastest_first__mutmut_\d+$")
+# The label a module's mutants are scored under; idx is scored with the datasets it reads, the config's
+# loading with its schema, the latency search's scoring order with the choice rule.
+LABEL_OF_MODULE = {
+    "config.schema": "config", "config.loading": "config", "files.fetch": "fetch", "files.atomic": "atomic",
+    "data.datasets": "data", "data.idx": "data", "graph.nodes": "graph", "gate.checks": "gate",
+    "search.choice": "choice",
+}
 
 
 def module_of(mutant: str) -> str | None:
     if CHOICE.match(mutant):
         return "choice"
     parts = mutant.split(".")
-    if len(parts) < 3 or parts[1] == "latency_search":
+    if len(parts) < 4:
         return None
-    return MODULE_OF_FILE.get(parts[1], parts[1])
+    return LABEL_OF_MODULE.get(f"{parts[1]}.{parts[2]}")
 
 
 def listed_mutants(heading: str) -> set[str]:

@@ -25,7 +25,7 @@ from tuning.inc import distributed
 from tuning.measure.evaluate import predict, top1_accuracy
 from tuning.measure.runtimes import open_runner
 from tuning.pipeline import run_tuning
-from tuning.search.accuracy import meets_criterion
+from tuning.search.trials import meets_criterion
 
 # A criterion no int8 model of mnist-12 meets at INC's first candidate: zero loss against fp32 (98.90 %),
 # so INC has to search (in QOperator format; INC's first QDQ candidate keeps the bias Add in fp32 and is as

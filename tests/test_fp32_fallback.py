@@ -16,8 +16,8 @@ from conftest import write_config
 from tuning.config.loading import load_config
 from tuning.errors import ConfigError, TuningError
 from tuning.graph.nodes import COMPUTE_OP_TYPES
+from tuning.inc.mapping import check_kept_in_fp32
 from tuning.pipeline import candidate_table, run_tuning
-from tuning.search.accuracy import check_kept_in_fp32
 
 QUANTIZED_MATH = {"QLinearMatMul", "MatMulInteger", "QGemm", "QLinearConv", "ConvInteger"}
 
@@ -69,7 +69,7 @@ def test_a_fallback_inc_ignored_is_an_error_naming_the_node(tmp_path, torch_mode
     from neural_compressor.config import PostTrainingQuantConfig
 
     from tuning.data.datasets import BatchLoader, calibration_images
-    from tuning.search.accuracy import contained_inc_call
+    from tuning.inc.containment import contained_inc_call
 
     source = onnx.load(str(torch_model("mlp", "MNIST")))
     config = config_for(tmp_path, torch_model("mlp", "MNIST"), dataset_roots)

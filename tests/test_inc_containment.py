@@ -20,7 +20,7 @@ from test_cli import assert_one_line_error
 from tiny_models import mlp
 
 from tuning.errors import InputError, TuningError
-from tuning.search.accuracy import contained_inc_call
+from tuning.inc.containment import contained_inc_call
 
 
 def live_timers() -> set[threading.Thread]:
@@ -104,7 +104,7 @@ def test_an_inc_failure_that_is_not_the_disk_is_a_tuning_error(tmp_path: Path) -
 
 def test_a_relative_criterion_against_zero_accuracy_is_an_input_error() -> None:
     from tuning.config.loading import load_config
-    from tuning.search.accuracy import meets_criterion
+    from tuning.search.trials import meets_criterion
 
     relative = load_config(None, {"tuning.accuracy_criterion.kind": "relative"})
     with pytest.raises(InputError, match="top-1 accuracy 0"):

@@ -23,16 +23,12 @@ from tuning.config.schema import Split
 from tuning.data.datasets import evaluation_images
 from tuning.errors import ConfigError
 from tuning.files import onnx_io
+from tuning.inc.containment import interrupts_survive_inc
+from tuning.inc.mapping import node_pattern
 from tuning.measure.runtimes import SessionSettings, make_session
-from tuning.search.accuracy import Trial, interrupts_survive_inc, node_pattern
-from tuning.search.latency import (
-    SCREEN_FACTOR,
-    beats,
-    candidate_grid,
-    choose_fastest,
-    compute_nodes,
-    slower_than_fp32,
-)
+from tuning.search.choice import beats, choose_fastest, slower_than_fp32
+from tuning.search.latency import SCREEN_FACTOR, candidate_grid, compute_nodes
+from tuning.search.trials import Trial
 
 # --- the grid --------------------------------------------------------------------------------------
 

@@ -18,7 +18,6 @@ import sys
 import time
 from pathlib import Path
 
-import onnx
 import pytest
 from conftest import ROOT
 from hypothesis import given, settings

@@ -21,8 +21,8 @@ from onnx import numpy_helper
 from tiny_models import mlp
 
 from tuning.measure.runtimes import make_session
-from tuning.search.accuracy import Trial, record_trial
 from tuning.search.latency import SCREEN_FACTOR, score_fastest_first
+from tuning.search.trials import Trial, record_trial
 
 pytestmark = pytest.mark.fast
 

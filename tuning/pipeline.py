@@ -24,6 +24,7 @@ from tuning.files.atomic import (
 )
 from tuning.graph import rewrite
 from tuning.inc import distributed
+from tuning.inc.containment import route_inc_logs
 from tuning.measure import runtimes
 from tuning.measure.benchmark import Spread
 from tuning.measure.evaluate import (
@@ -33,8 +34,9 @@ from tuning.measure.evaluate import (
 )
 from tuning.measure.figures import ratio
 from tuning.measure.runtimes import SessionSettings
-from tuning.search.accuracy import Trial, quantize, route_inc_logs
+from tuning.search.accuracy import quantize
 from tuning.search.latency import quantize_for_latency
+from tuning.search.trials import Trial
 
 
 @dataclass(frozen=True)

@@ -22,7 +22,6 @@ from __future__ import annotations
 from collections.abc import Mapping
 from pathlib import Path
 
-import numpy as np
 import onnx
 from onnx import numpy_helper
 

@@ -20,7 +20,7 @@ import itertools
 import math
 import re
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -41,19 +41,17 @@ from tuning.data.datasets import BatchLoader, LabelledImages
 from tuning.errors import InputError, SlowerThanFp32Error, TuningError
 from tuning.graph.nodes import COMPUTE_OP_TYPES
 from tuning.graph.rewrite import pool_before_activation
-from tuning.measure import benchmark
-from tuning.measure.runtimes import Runner, SessionSettings, open_runner
-from tuning.search.accuracy import (
+from tuning.inc.fit import fit
+from tuning.inc.mapping import (
     CandidateSpec,
-    Trial,
-    TuningOutcome,
     check_kept_in_fp32,
-    contained_inc_call,
     fp32_requests,
     inc_config,
-    no_model_message,
-    record_trial,
 )
+from tuning.measure import benchmark
+from tuning.measure.runtimes import Runner, SessionSettings, open_runner
+from tuning.search.choice import CHOICE_RULE, choose_fastest, slower_than_fp32
+from tuning.search.trials import Trial, TuningOutcome, no_model_message, record_trial
 
 # Candidates slower than this times the best one in the screening round are not timed further (:func:`screen`).
 SCREEN_FACTOR = 1.25
@@ -198,11 +196,7 @@ def make_candidates(
     Returns the trials, unscored, and the distinct candidates by trial index; a candidate with the
     same bytes as an earlier one is recorded as ``same_model_as`` it and not kept twice.
     """
-    from neural_compressor import quantization, set_random_seed, set_workspace
-
     started = time.monotonic()
-    workspace.mkdir(parents=True, exist_ok=True)
-    set_workspace(str(workspace))
     tuning = config.tuning
     trials = list(trials)
     requested = fp32_requests(model, config, source)
@@ -213,19 +207,19 @@ def make_candidates(
     for spec in tqdm(grid, desc="candidates", unit="candidate", disable=None, leave=False):
         if tuning.timeout_s and time.monotonic() - started >= tuning.timeout_s:
             break
-        set_random_seed(tuning.seed)
         source_copy = onnx.ModelProto()
         source_copy.CopyFrom(model)
         what = f"making candidate {len(trials)} ({spec.description})"
-        try:
-            with contained_inc_call(workspace / "inc.log", tuning.timeout_s) as inc_call:
-                result = quantization.fit(source_copy, inc_config(config, requested, spec), calib_dataloader=calibration_loader)
-        except Exception as exc:  # INC raises bare Exceptions of many kinds from deep inside its adaptors
-            raise TuningError(f"INC failed {what}: {exc.__class__.__name__}: {exc}") from None
+        result = fit(
+            source_copy,
+            inc_config(config, requested, spec),
+            workspace,
+            seed=tuning.seed,
+            timeout_s=tuning.timeout_s,
+            what=what,
+            calibration_loader=calibration_loader,
+        )
         if result is None:
-            failure = inc_call.failure(what, model.ByteSize())
-            if failure is not None:
-                raise failure
             raise TuningError(
                 f"INC returned no model for candidate {len(trials)} ({spec.description}); see {workspace / 'inc.log'}"
             )
@@ -395,66 +389,3 @@ def _with_performance(
             )
         )
     return filled
-
-
-CHOICE_RULE = (
-    "the fastest passing candidate (lowest median batch-1 p50 ratio), unless an earlier passing candidate is not "
-    "beaten by it in every round by more than {margin}: then the earliest such candidate, so that noise does not "
-    "change the model"
-)
-
-
-def beats(trial: Trial, other: Trial, tie_margin: float) -> bool:
-    """Whether ``trial`` is measurably faster than ``other`` at batch 1: faster by more than ``tie_margin``
-    in every round.
-
-    The two are compared round by round: in each round both ran interleaved, so their ratio
-    ``p50(trial) / p50(other)`` (= the ratio of their per-round ratios to fp32) is free of the load
-    that moves whole rounds. Requiring every round, rather than the median, keeps a noisy round from
-    deciding; a margin, rather than the ratio's own range, keeps a large real difference (whose
-    per-round ratios spread widely on a loaded machine) from counting as a tie.
-    """
-    ratios = [mine / theirs for mine, theirs in zip(trial.latency_ratio_rounds, other.latency_ratio_rounds)]
-    return max(ratios) < 1 - tie_margin
-
-
-def choose_fastest(trials: Sequence[Trial], tie_margin: float) -> tuple[int, str]:
-    """The emitted candidate and why: the fastest passing one, up to noise (:data:`CHOICE_RULE`).
-
-    Candidates screened out (:func:`screen`) take no part. The fastest is the passing candidate with
-    the lowest median p50 latency ratio (then higher
-    accuracy, then earlier). It is chosen unless it fails to :func:`beat <beats>` an earlier passing
-    candidate; then the earliest such candidate is: which of two candidates within noise of each
-    other measures faster changes from run to run, the candidate order does not.
-    """
-    passing = [t for t in trials[1:] if t.meets_criterion and t.same_model_as is None and t.latency_ratio is not None]
-    fastest = min(passing, key=lambda t: (t.latency_ratio, -t.accuracy, t.index))
-    chosen = next(t for t in passing if t is fastest or not beats(fastest, t, tie_margin))
-    summary = f"{len(passing)} passing candidate{'s' if len(passing) != 1 else ''}"
-    if chosen is fastest:
-        reason = f"fastest of {summary}: p50 {fastest.latency_ratio:.2f}x fp32"
-        beaten = [t.index for t in passing if t.index < fastest.index]
-        if beaten:
-            reason += f", measurably faster than the earlier trials {', '.join(map(str, beaten))}"
-    else:
-        reason = (
-            f"p50 {chosen.latency_ratio:.2f}x fp32; the fastest of {summary} (trial {fastest.index}, "
-            f"p50 {fastest.latency_ratio:.2f}x fp32) does not beat it by more than {tie_margin:.0%} in every "
-            "round, and it is the earliest passing candidate in the candidate order that the fastest does not beat"
-        )
-    return chosen.index, reason
-
-
-def slower_than_fp32(trials: Sequence[Trial], batch_size: int) -> str | None:
-    """Why int8 does not pay, or None: no passing candidate is faster than fp32 at batch 1 or at ``batch_size``."""
-    passing = [t for t in trials[1:] if t.meets_criterion and t.latency_ratio is not None]
-    best_latency = min(t.latency_ratio for t in passing)
-    best_throughput = max(t.throughput_ratio for t in passing)
-    problems = []
-    if best_latency >= 1:
-        problems.append(f"at batch 1 (best p50 {best_latency:.2f}x fp32)")
-    if best_throughput <= 1:
-        problems.append(f"at batch {batch_size} (best throughput {best_throughput:.2f}x fp32)")
-    if not problems:
-        return None
-    return f"int8 does not pay on this machine: no passing candidate is faster than fp32 {' or '.join(problems)}"
