@@ -9,6 +9,7 @@ from conftest import CONFIG, ROOT
 
 from tuning.config.loading import load_config, parse_override
 from tuning.config.schema import (
+    SHIPPED_CONFIG,
     Approach,
     CriterionKind,
     Objective,
@@ -48,6 +49,13 @@ def test_shipped_config_loads_with_the_documented_values():
     assert config.tuning.accuracy_criterion.kind is CriterionKind.ABSOLUTE
     assert config.tuning.accuracy_criterion.tolerance == 0.001
     assert config.tuning.objective is Objective.LATENCY
+
+
+def test_the_shipped_config_the_cli_falls_back_to_is_the_projects_config_file():
+    # A module moved one folder deeper once pointed this at tuning/configs/, and the CLI silently fell back
+    # to the schema's defaults instead of the shipped file.
+    assert SHIPPED_CONFIG == CONFIG.resolve()
+    assert SHIPPED_CONFIG.is_file()
 
 
 def test_objective_defaults_to_inc_behaviour_and_latency_settings_are_validated(tmp_path):

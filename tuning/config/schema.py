@@ -133,7 +133,7 @@ class _Section(BaseModel):
 
 
 # The config used when none is given: found beside the package, wherever the command runs.
-SHIPPED_CONFIG = Path(__file__).resolve().parent.parent / "configs" / "mnist.yaml"
+SHIPPED_CONFIG = Path(__file__).resolve().parents[2] / "configs" / "mnist.yaml"
 
 
 class ModelSection(_Section):
