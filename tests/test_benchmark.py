@@ -16,7 +16,8 @@ import onnxruntime as ort
 import pytest
 
 from tuning.cli.main import main
-from tuning.config.schema import BenchmarkSection, DatasetSection, Split
+from tuning.config.enums import Split
+from tuning.config.schema import BenchmarkSection, DatasetSection
 from tuning.data.datasets import evaluation_images
 from tuning.errors import InputError
 from tuning.measure import benchmark

@@ -7,16 +7,15 @@ from pathlib import Path
 import pytest
 from conftest import CONFIG, ROOT
 
-from tuning.config.loading import load_config, parse_override
-from tuning.config.schema import (
-    SHIPPED_CONFIG,
+from tuning.config.enums import (
     Approach,
     CriterionKind,
     Objective,
-    PipelineConfig,
     PixelScale,
     QuantFormat,
 )
+from tuning.config.loading import load_config, parse_override
+from tuning.config.schema import SHIPPED_CONFIG, PipelineConfig
 from tuning.errors import ConfigError
 
 pytestmark = pytest.mark.fast

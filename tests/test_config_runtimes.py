@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 from conftest import CONFIG, project_config
 
-from tuning.config.schema import Runtime
+from tuning.config.enums import Runtime
 from tuning.errors import ConfigError
 
 pytestmark = pytest.mark.fast

@@ -10,7 +10,8 @@ import numpy as np
 import pytest
 from conftest import FASHION_MNIST_DEB, ROOT, regzip
 
-from tuning.config.schema import CalibrationSection, DatasetSection, PixelScale, Split
+from tuning.config.enums import PixelScale, Split
+from tuning.config.schema import CalibrationSection, DatasetSection
 from tuning.data.datasets import (
     BatchLoader,
     LabelledImages,

@@ -17,7 +17,7 @@ from pathlib import Path
 import pytest
 from conftest import ROOT, project_config
 
-from tuning.config.schema import Split
+from tuning.config.enums import Split
 from tuning.data.datasets import evaluation_images
 from tuning.errors import ConfigError
 from tuning.files import onnx_io

@@ -10,8 +10,9 @@ from typing import Any
 import pytest
 from conftest import CONFIG
 
+from tuning.config.enums import Runtime
 from tuning.config.loading import load_config
-from tuning.config.schema import GatesSection, Runtime
+from tuning.config.schema import GatesSection
 from tuning.errors import InputError
 from tuning.gate.checks import (
     Check,

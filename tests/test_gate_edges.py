@@ -15,7 +15,7 @@ from typing import Any
 import pytest
 from test_gate import accepted, by_name, make_report, mnist_gates, write_json
 
-from tuning.config.schema import Runtime
+from tuning.config.enums import Runtime
 from tuning.errors import InputError
 from tuning.gate.checks import (
     Check,

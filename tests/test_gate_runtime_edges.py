@@ -15,7 +15,7 @@ import pytest
 from test_gate import make_report, mnist_gates, write_json
 from test_gate_runtimes import on_openvino
 
-from tuning.config.schema import Runtime
+from tuning.config.enums import Runtime
 from tuning.errors import InputError
 from tuning.gate.checks import Check, baseline_json, evaluate_gates, load_report
 

@@ -10,7 +10,7 @@ from typing import Any
 import pytest
 from test_gate import make_report, mnist_gates
 
-from tuning.config.schema import Runtime
+from tuning.config.enums import Runtime
 from tuning.errors import InputError
 from tuning.gate.checks import baseline_json, evaluate_gates
 

@@ -18,8 +18,9 @@ from conftest import ROOT, project_config
 from onnx import TensorProto, helper
 from test_cli import assert_one_line_error, run_tuning_sh
 
+from tuning.config.enums import Split
 from tuning.config.loading import load_config
-from tuning.config.schema import DatasetSection, ModelSection, Split
+from tuning.config.schema import DatasetSection, ModelSection
 from tuning.data.datasets import evaluation_images, load_pixels
 from tuning.data.idx import CONTENT_SHA256
 from tuning.errors import ConfigError, InputError, OutputError

@@ -19,7 +19,7 @@ import pytest
 from conftest import project_config
 from test_rewrite import uint8_nchw_max_pools
 
-from tuning.config.schema import Split
+from tuning.config.enums import Split
 from tuning.data.datasets import evaluation_images
 from tuning.errors import ConfigError
 from tuning.files import onnx_io

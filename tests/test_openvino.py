@@ -33,7 +33,8 @@ from onnxruntime.quantization import (
 from test_any_classifier import idx_test_split
 
 from tuning.cli.main import main
-from tuning.config.schema import DatasetSection, GatesSection, Runtime, Split
+from tuning.config.enums import Runtime, Split
+from tuning.config.schema import DatasetSection, GatesSection
 from tuning.data.datasets import load_pixels
 from tuning.errors import TuningError
 from tuning.gate.checks import evaluate_gates

@@ -15,7 +15,8 @@ import pytest
 import torch
 from onnx import helper, numpy_helper
 
-from tuning.config.schema import DatasetSection, Split
+from tuning.config.enums import Split
+from tuning.config.schema import DatasetSection
 from tuning.data.datasets import evaluation_images
 from tuning.errors import InputError
 from tuning.graph.rewrite import batch_capable_copy, pool_before_activation

@@ -13,7 +13,7 @@ import onnx
 import pytest
 from conftest import project_config
 
-from tuning.config.schema import Split
+from tuning.config.enums import Split
 from tuning.data.datasets import evaluation_images
 from tuning.errors import TuningError
 from tuning.files import onnx_io

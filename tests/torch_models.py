@@ -19,7 +19,8 @@ import onnx
 import torch
 from torch import nn
 
-from tuning.config.schema import DatasetSection, Split
+from tuning.config.enums import Split
+from tuning.config.schema import DatasetSection
 from tuning.data.datasets import load_pixels
 
 INPUT_NAME = "pixels"

@@ -11,7 +11,8 @@ from typing import Any, Callable
 
 import onnx
 
-from tuning.config.schema import Objective, PipelineConfig
+from tuning.config.enums import Objective
+from tuning.config.schema import PipelineConfig
 from tuning.data import datasets
 from tuning.errors import ConfigError, InputError, TuningError
 from tuning.files import fetch, onnx_io

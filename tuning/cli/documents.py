@@ -10,7 +10,8 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-from tuning.config.schema import PipelineConfig, Runtime
+from tuning.config.enums import Runtime
+from tuning.config.schema import PipelineConfig
 from tuning.files.fetch import sha256_of
 from tuning.gate.checks import Check
 from tuning.measure.benchmark import BenchmarkRun

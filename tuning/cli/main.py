@@ -22,8 +22,9 @@ from typing import Any, Callable
 
 import click
 
+from tuning.config.enums import QuantFormat, Runtime
 from tuning.config.loading import load_config, output_input_clashes, parse_override
-from tuning.config.schema import SHIPPED_CONFIG, PipelineConfig, QuantFormat, Runtime
+from tuning.config.schema import SHIPPED_CONFIG, PipelineConfig
 from tuning.errors import (
     OUTPUT_ERRNOS,
     ConfigError,

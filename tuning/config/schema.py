@@ -1,14 +1,14 @@
 """The config's schema: every option typed and validated, its default here (README, "Configuration").
 
 The schema's defaults fit any classifier; what only fits mnist-12 lives in configs/mnist.yaml
-(:data:`SHIPPED_CONFIG`). Reading a YAML file into a :class:`PipelineConfig`: :mod:`tuning.config.loading`.
+(:data:`SHIPPED_CONFIG`). Reading a YAML file into a :class:`PipelineConfig`: :mod:`tuning.config.loading`; the choices a key takes:
+:mod:`tuning.config.enums`.
 """
 
 from __future__ import annotations
 
 import hashlib
 import json
-from enum import Enum
 from pathlib import Path
 from typing import Annotated, Any
 
@@ -24,6 +24,18 @@ from pydantic import (
 )
 from pydantic_core import PydanticCustomError
 
+from tuning.config.enums import (
+    Approach,
+    CalibrationAlgorithm,
+    CriterionKind,
+    Objective,
+    PixelScale,
+    QuantFormat,
+    Runtime,
+    SlowerThanFp32,
+    Split,
+    Strategy,
+)
 from tuning.errors import ConfigError
 from tuning.files.limits import DOWNLOAD_DEADLINE_S, MODEL_MAX_BYTES
 
@@ -46,85 +58,6 @@ BatchSize = _int_range(1, 1_000_000)
 # Longest tuning.timeout_s: a week. INC hands the value to a threading.Timer, which fails (in its own thread,
 # dropping the limit) above threading.TIMEOUT_MAX, about 292 years.
 MAX_TIMEOUT_S = 7 * 24 * 3600
-
-
-class PixelScale(str, Enum):
-    """How raw 0..255 pixels are scaled before mean/std normalisation."""
-
-    UNIT = "unit"  # pixels / 255, in [0, 1] (the zoo card's preprocessing)
-    RAW = "raw"  # pixels as they are, 0..255
-
-    @property
-    def factor(self) -> float:
-        return 1.0 / 255.0 if self is PixelScale.UNIT else 1.0
-
-
-class Split(str, Enum):
-    TRAIN = "train"
-    TEST = "test"
-
-
-class Approach(str, Enum):
-    STATIC = "static"
-    DYNAMIC = "dynamic"
-
-
-class QuantFormat(str, Enum):
-    QOPERATOR = "QOperator"
-    QDQ = "QDQ"
-
-
-class CalibrationAlgorithm(str, Enum):
-    """INC's activation calibration algorithms for the onnxruntime backend."""
-
-    MINMAX = "minmax"
-    KL = "kl"
-    PERCENTILE = "percentile"
-
-
-class Strategy(str, Enum):
-    """INC tuning strategies. ``auto`` is INC's default (quant_level auto); the others set quant_level 1."""
-
-    AUTO = "auto"
-    BASIC = "basic"
-    CONSERVATIVE = "conservative"
-    BAYESIAN = "bayesian"
-    EXHAUSTIVE = "exhaustive"
-    MSE = "mse"
-    RANDOM = "random"
-
-
-class Objective(str, Enum):
-    """What tuning optimises once the accuracy criterion is met."""
-
-    ACCURACY = "accuracy"  # INC's behaviour: its strategy stops at the first candidate meeting the criterion
-    LATENCY = "latency"  # try a candidate grid, keep the fastest one meeting the criterion (tuning/search/latency.py)
-
-
-class SlowerThanFp32(str, Enum):
-    """Objective latency, when no passing int8 candidate is faster than the fp32 model."""
-
-    WARN = "warn"  # write the fastest passing int8 model, with a warning line in the output and the summary
-    FAIL = "fail"  # write nothing and exit with code 6
-
-
-class Runtime(str, Enum):
-    """Where a model is run and timed (tuning/measure/runtimes.py). OpenVINO needs the optional extra ``openvino``.
-
-    ``openvino`` compiles with OpenVINO's own defaults, whose inference precision depends on the CPU
-    (bf16 where it has bf16 instructions): the precision it picked is read back and printed beside
-    every number. ``openvino-f32`` and ``openvino-bf16`` set the precision hint explicitly.
-    """
-
-    ONNXRUNTIME = "onnxruntime"
-    OPENVINO = "openvino"
-    OPENVINO_F32 = "openvino-f32"
-    OPENVINO_BF16 = "openvino-bf16"
-
-
-class CriterionKind(str, Enum):
-    RELATIVE = "relative"  # tolerated loss as a fraction of the fp32 accuracy
-    ABSOLUTE = "absolute"  # tolerated loss in accuracy (0.001 = 0.1 percentage point)
 
 
 class _Section(BaseModel):

@@ -15,7 +15,8 @@ from pathlib import Path
 
 import numpy as np
 
-from tuning.config.schema import CalibrationSection, DatasetSection, Split
+from tuning.config.enums import Split
+from tuning.config.schema import CalibrationSection, DatasetSection
 from tuning.data import idx
 from tuning.data.torchvision_shim import torchvision_datasets
 from tuning.errors import ConfigError, InputError

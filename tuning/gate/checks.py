@@ -16,7 +16,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from tuning.config.schema import GatesSection, Runtime
+from tuning.config.enums import Runtime
+from tuning.config.schema import GatesSection
 from tuning.errors import InputError
 from tuning.files.inputs import read_bounded
 

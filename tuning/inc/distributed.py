@@ -26,7 +26,8 @@ import time
 from dataclasses import dataclass
 from typing import Any
 
-from tuning.config.schema import Objective, PipelineConfig, Strategy
+from tuning.config.enums import Objective, Strategy
+from tuning.config.schema import PipelineConfig
 from tuning.errors import ConfigError
 
 # Set by mpirun/mpiexec (Open MPI: OMPI_*, MPICH and Intel MPI: PMI_*, PMIx launchers such as srun: PMIX_*).

@@ -15,13 +15,8 @@ from pathlib import Path
 
 import onnx
 
-from tuning.config.schema import (
-    Approach,
-    CalibrationAlgorithm,
-    PipelineConfig,
-    QuantFormat,
-    Strategy,
-)
+from tuning.config.enums import Approach, CalibrationAlgorithm, QuantFormat, Strategy
+from tuning.config.schema import PipelineConfig
 from tuning.errors import ConfigError, TuningError
 from tuning.graph.nodes import (
     COMPUTE_OP_TYPES,

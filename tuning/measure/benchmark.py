@@ -37,7 +37,8 @@ import numpy as np
 import onnx
 from tqdm import tqdm
 
-from tuning.config.schema import BenchmarkSection, PipelineConfig, Runtime
+from tuning.config.enums import Runtime
+from tuning.config.schema import BenchmarkSection, PipelineConfig
 from tuning.data import datasets
 from tuning.files.onnx_io import describe, load_model, preprocessing_warning
 from tuning.graph.rewrite import batch_capable_copy

@@ -8,7 +8,7 @@ from pathlib import Path
 import numpy as np
 import onnx
 
-from tuning.config.schema import Runtime
+from tuning.config.enums import Runtime
 from tuning.data.datasets import BatchLoader, LabelledImages
 from tuning.errors import InputError
 from tuning.files.onnx_io import ModelSpec, describe

@@ -29,7 +29,8 @@ import numpy as np
 import onnx
 import onnxruntime as ort
 
-from tuning.config.schema import PipelineConfig, Runtime
+from tuning.config.enums import Runtime
+from tuning.config.schema import PipelineConfig
 from tuning.errors import ConfigError, InputError
 from tuning.measure.environment import distribution_version
 

@@ -7,7 +7,7 @@ from typing import Any
 
 import numpy as np
 
-from tuning.config.schema import PixelScale
+from tuning.config.enums import PixelScale
 
 
 @dataclass(frozen=True)

@@ -6,7 +6,7 @@ import json
 from collections.abc import Sequence
 from typing import Any
 
-from tuning.config.schema import Runtime
+from tuning.config.enums import Runtime
 from tuning.graph.nodes import Precision
 from tuning.measure import benchmark
 from tuning.measure.benchmark import Spread, threads_phrase

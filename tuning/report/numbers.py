@@ -23,7 +23,8 @@ import numpy as np
 import onnx
 from tqdm import tqdm
 
-from tuning.config.schema import BenchmarkSection, PipelineConfig, PixelScale, Runtime
+from tuning.config.enums import PixelScale, Runtime
+from tuning.config.schema import BenchmarkSection, PipelineConfig
 from tuning.data import datasets
 from tuning.errors import InputError
 from tuning.files import onnx_io

@@ -15,7 +15,8 @@ from pathlib import Path
 
 import onnx
 
-from tuning.config.schema import Approach, Objective, PipelineConfig
+from tuning.config.enums import Approach, Objective
+from tuning.config.schema import PipelineConfig
 from tuning.data.datasets import BatchLoader, LabelledImages
 from tuning.errors import TuningError
 from tuning.graph.rewrite import pool_before_activation

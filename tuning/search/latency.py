@@ -28,15 +28,14 @@ import numpy as np
 import onnx
 from tqdm import tqdm
 
-from tuning.config.schema import (
-    BenchmarkSection,
+from tuning.config.enums import (
     CalibrationAlgorithm,
     Objective,
-    PipelineConfig,
     QuantFormat,
     Runtime,
     SlowerThanFp32,
 )
+from tuning.config.schema import BenchmarkSection, PipelineConfig
 from tuning.data.datasets import BatchLoader, LabelledImages
 from tuning.errors import InputError, SlowerThanFp32Error, TuningError
 from tuning.graph.nodes import COMPUTE_OP_TYPES

@@ -13,7 +13,8 @@ from typing import Any
 
 import onnx
 
-from tuning.config.schema import CriterionKind, Objective, PipelineConfig
+from tuning.config.enums import CriterionKind, Objective
+from tuning.config.schema import PipelineConfig
 from tuning.errors import InputError
 from tuning.graph.nodes import (
     COMPUTE_OP_TYPES,
