@@ -3,9 +3,9 @@
 # Usage: scripts/setup_env.sh [runtime|dev|distributed|openvino|mutation]
 #   mutation: dev + mutmut for scripts/mutation.sh (docs/mutation.md); a development tool, not used by .ci/run.
 #   openvino: runtime + OpenVINO, the optional second runtime (README, "Runtimes").
-#   distributed: runtime + mpi4py for tuning over MPI (docs/distributed.md); installs Open MPI from
-#   Debian's packages (openmpi-bin, libopenmpi-dev) first when mpirun is missing and we may (root or sudo).
-#   dev: runtime + test tools; installs Debian's chromium (and chromium-driver) for the HTML report test the same way.
+#   distributed: runtime + mpi4py for tuning over MPI (docs/distributed.md); needs Open MPI's mpirun
+#   (scripts/setup_system.sh installs it).
+#   dev: runtime + test tools. It installs no system package: scripts/setup_system.sh does, in one explicit step.
 # An already activated virtual environment is used as is; nothing is installed into it.
 set -euo pipefail
 
@@ -24,24 +24,11 @@ if [[ -n "${VIRTUAL_ENV:-}" ]]; then
   exit 0
 fi
 
-# Debian packages a profile needs beside Python: installed with apt-get when missing and we may (root or sudo).
-apt_install() {
-  local what="$1"; shift
-  if [[ $EUID -eq 0 ]] && command -v apt-get >/dev/null 2>&1; then
-    sudo=()
-  elif command -v apt-get >/dev/null 2>&1 && command -v sudo >/dev/null 2>&1 && sudo -n true 2>/dev/null; then
-    sudo=(sudo)
-  else
-    echo "$what: install it (Debian/Ubuntu: apt-get install $*)" >&2
-    return 1
-  fi
-  echo "Installing $* with apt-get ($what)." >&2
-  "${sudo[@]}" apt-get update -qq >&2
-  "${sudo[@]}" env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "$@" >&2
-}
-# mpi4py's wheel runs on the system's MPI library; Debian's Open MPI provides it and mpirun.
+# mpi4py's wheel runs on the system's MPI library: Open MPI's, installed by scripts/setup_system.sh.
 if [[ "$profile" == distributed ]] && ! command -v mpirun >/dev/null 2>&1; then
-  apt_install "error: the distributed profile needs Open MPI's mpirun" openmpi-bin libopenmpi-dev || exit 1
+  echo "error: the distributed profile needs Open MPI's mpirun: bash scripts/setup_system.sh (root or sudo)," \
+    "or apt-get install openmpi-bin libopenmpi-dev" >&2
+  exit 1
 fi
 
 venv="$project_root/.venv"
@@ -67,10 +54,6 @@ fi
 stamp="$venv/.installed-$profile"
 wanted="$(lock_hash "$lock")"
 
-# The HTML report test renders report.html in a real headless browser; without one it is skipped, saying why.
-if [[ "$profile" == dev ]] && ! command -v chromium >/dev/null 2>&1; then
-  apt_install "warning: the HTML report test needs headless Chromium" chromium chromium-driver || true
-fi
 echo "Setting up $venv ($profile dependencies from $(basename "$lock")); this runs once." >&2
 if [[ ! -x "$venv/bin/python" ]]; then
   "$python" -m venv "$venv"

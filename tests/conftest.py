@@ -75,7 +75,7 @@ def torch_model(tmp_path_factory: pytest.TempPathFactory, dataset_roots) -> Call
 
     def get(architecture: str, dataset: str) -> Path:
         if dataset not in dataset_roots:
-            pytest.skip(f"{dataset} files are not installed (Debian: apt-get install dataset-fashion-mnist)")
+            pytest.skip(f"{dataset} files are not installed (bash scripts/setup_system.sh installs Debian's dataset-fashion-mnist)")
         if (architecture, dataset) not in made:
             folder = tmp_path_factory.mktemp(f"{architecture}-{dataset}")
             made[architecture, dataset] = train_and_export(

@@ -245,7 +245,7 @@ def test_the_archive_md5_checked_is_torchvisions_for_that_file(regzipped_mnist):
     )
 
 
-@pytest.mark.skipif(not FASHION_MNIST_DEB.is_dir(), reason="Debian's dataset-fashion-mnist is not installed (.ci/run installs it)")
+@pytest.mark.skipif(not FASHION_MNIST_DEB.is_dir(), reason="Debian's dataset-fashion-mnist is not installed (bash scripts/setup_system.sh installs it)")
 def test_fashion_mnist_from_the_debian_package():
     dataset = DatasetSection(root=FASHION_MNIST_DEB, name="FashionMNIST")
     pixels, labels = load_pixels(dataset, Split.TEST)

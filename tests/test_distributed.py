@@ -43,7 +43,7 @@ LOOPBACK = ["--mca", "btl", "self,tcp", "--mca", "btl_tcp_if_include", "lo", "--
 
 def _mpi_missing() -> str | None:
     if shutil.which("mpirun") is None:
-        return "mpirun not found: install Open MPI (bash scripts/setup_env.sh distributed)"
+        return "mpirun not found: install Open MPI (bash scripts/setup_system.sh), then bash scripts/setup_env.sh distributed"
     if importlib.util.find_spec("mpi4py") is None:
         return "mpi4py not installed: bash scripts/setup_env.sh distributed"
     return None

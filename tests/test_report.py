@@ -420,7 +420,7 @@ def _chromium(*args: str, profile: Path) -> subprocess.CompletedProcess:
     return subprocess.run([CHROMIUM, *flags, *args], capture_output=True, text=True, timeout=120)
 
 
-@pytest.mark.skipif(CHROMIUM is None, reason="chromium not installed: bash scripts/setup_env.sh dev installs it (root)")
+@pytest.mark.skipif(CHROMIUM is None, reason="chromium not installed: bash scripts/setup_system.sh installs it (root or sudo)")
 def test_html_report_renders_in_chromium_with_the_key_numbers(full: dict[str, Any], tmp_path: Path) -> None:
     page, report = full["dir"] / "report.html", full["json"]
     dom = _chromium("--dump-dom", page.as_uri(), profile=tmp_path / "dom").stdout
