@@ -10,7 +10,7 @@ from tuning.config.enums import Runtime
 from tuning.graph.nodes import Precision
 from tuning.measure import benchmark
 from tuning.measure.benchmark import Spread, threads_phrase
-from tuning.measure.figures import optional_pct, pct, ratio, us
+from tuning.measure.figures import count, count_range, error_pct, factor, pct, ratio, us, us_range
 from tuning.measure.runtimes import SessionSettings, conditions_phrase
 from tuning.report.numbers import (
     TUNING_SUMMARY,
@@ -62,8 +62,8 @@ def summary_table(report: Report) -> str:
                 pct(result.accuracy_other_scale.top1_error),
                 "—" if result.entry.role is Role.FLOAT else agreement,
                 us(perf.latency.p50) if perf is not None else missing,
-                f"{perf.throughput_at(largest).images_per_s:,.0f} img/s" if perf is not None else missing,
-                f"{result.size_bytes:,} B",
+                f"{count(perf.throughput_at(largest).images_per_s)} img/s" if perf is not None else missing,
+                f"{count(result.size_bytes)} B",
             ]
         )
     header = [
@@ -101,11 +101,11 @@ def runtimes_table(report: Report) -> str:
                     result.entry.name,
                     runtime.value,
                     _precision(on.conditions),
-                    pct(1 - on.top1_accuracy),
-                    f"{on.differing_from_onnxruntime:,}",
-                    _spread_us(perf.latency.p50_spread) if timed else "not measured",
+                    error_pct(on.top1_accuracy),
+                    count(on.differing_from_onnxruntime),
+                    us_range(perf.latency.p50_spread) if timed else "not measured",
                     ratio(perf.latency_ratio(base) if timed and base else None),
-                    _spread_images(perf.throughput_at(largest).images_per_s_spread) if timed else "not measured",
+                    count_range(perf.throughput_at(largest).images_per_s_spread) if timed else "not measured",
                     ratio(perf.throughput_ratio(base, largest) if timed and base else None),
                 ]
             )
@@ -122,14 +122,6 @@ def _precision(conditions: dict[str, Any]) -> str:
         return "as in the graph"
     requested = "INFERENCE_PRECISION_HINT" in conditions["requested"]
     return f"{conditions['inference_precision']} ({'set' if requested else 'default'})"
-
-
-def _spread_us(spread: Spread) -> str:
-    return f"{us(spread.value)} ({us(spread.low)}–{us(spread.high)})"
-
-
-def _spread_images(spread: Spread) -> str:
-    return f"{spread.value:,.0f} ({spread.low:,.0f}–{spread.high:,.0f})"
 
 
 def _label(result: ModelResult) -> str:
@@ -226,14 +218,14 @@ def _performance_section(report: Report, plots: list[str]) -> str:
     latency = _table(
         ["model (batch 1)", "p50", "p90", "p99", "mean", "timed runs"],
         [
-            [name, *(us(p.latency.percentile(q)) for q in (50, 90, 99)), us(p.latency.mean), f"{p.latency.runs:,}"]
+            [name, *(us(p.latency.percentile(q)) for q in (50, 90, 99)), us(p.latency.mean), count(p.latency.runs)]
             for name, p in measured
         ],
         align="r",
     )
     throughput = _table(
         ["img/s", *(f"batch {b}" for b in sizes)],
-        [[name, *(f"{p.throughput_at(b).images_per_s:,.0f}" for b in sizes)] for name, p in measured],
+        [[name, *(count(p.throughput_at(b).images_per_s) for b in sizes)] for name, p in measured],
         align="r",
     )
     captions = {THROUGHPUT_PLOT: f"Throughput bars: {THROUGHPUT_SPREAD}; a dip inside them is noise, not a trend."}
@@ -350,14 +342,14 @@ def _tuning_section(report: Report) -> str:
             str(trial["index"]),
             _candidate_description(trial),
             " / ".join(str(list((trial["source_precisions"] or {}).values()).count(p)) for p in ("int8", "fp32", "folded")),
-            "—" if trial["accuracy"] is None else pct(1 - trial["accuracy"]),
+            error_pct(trial["accuracy"]),
             _verdict(trial),
         ]
         if timed and trial["latency_ratio"] is not None:
             row += [
                 us(trial["latency_p50_ms"]),
                 ratio(Spread.of_rounds(trial["latency_ratio_rounds"])),
-                f"{trial['throughput_images_per_s']:,.0f}",
+                count(trial["throughput_images_per_s"]),
                 ratio(Spread.of_rounds(trial["throughput_ratio_rounds"])),
             ]
         elif timed:
@@ -365,7 +357,7 @@ def _tuning_section(report: Report) -> str:
             status = (
                 f"{measurement.get('runtime')} cannot load it"
                 if trial.get("unloadable")
-                else f"screened out at {screened:.2f}×" if screened is not None else "not timed"
+                else f"screened out at {factor(screened)}" if screened is not None else "not timed"
             )
             row += ["—", status, "—", "—"]
         row.append("**yes**" if trial["chosen"] else "")
@@ -416,7 +408,7 @@ def _accuracy_section(report: Report) -> str:
     table = _table(
         ["class", *(result.entry.name for result in report.models)],
         [
-            [report.class_label(k), *(_class_error(result.accuracy.per_class_accuracy[k]) for result in report.models)]
+            [report.class_label(k), *(error_pct(result.accuracy.per_class_accuracy[k]) for result in report.models)]
             for k in range(classes)
         ],
         align="r",
@@ -426,10 +418,6 @@ def _accuracy_section(report: Report) -> str:
         "Share of each class's test images the model classifies wrongly.\n\n"
         f"{table}\n\n![{PLOT_TITLES[CONFUSION_PLOT]}]({CONFUSION_PLOT})"
     )
-
-
-def _class_error(accuracy: float | None) -> str:
-    return optional_pct(None if accuracy is None else 1 - accuracy)
 
 
 def _flips_section(report: Report, plots: list[str]) -> str:

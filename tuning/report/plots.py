@@ -9,7 +9,7 @@ import numpy as np
 from tuning.files.atomic import atomic_output
 from tuning.measure import benchmark
 from tuning.measure.benchmark import threads_phrase
-from tuning.measure.figures import pct
+from tuning.measure.figures import count, pct, us
 from tuning.report.numbers import Report, Series
 
 LATENCY_PLOT = "latency.png"
@@ -54,11 +54,11 @@ def _plot_latency(report: Report, path: Path) -> Path:
     bins = np.geomspace(low * 0.95, high * 1.05, 80)
     figure, axes = plt.subplots(figsize=_figure_size(report, 8))
     for series, s in zip(measured, samples):
-        p50, p99 = (1000 * series.performance.latency.percentile(q) for q in (50, 99))
+        p50, p99 = (series.performance.latency.percentile(q) for q in (50, 99))
         colour, line = _style(series)
-        label = f"{series.label}: p50 {p50:,.1f} µs, p99 {p99:,.1f} µs"
+        label = f"{series.label}: p50 {us(p50)}, p99 {us(p99)}"
         axes.hist(s, bins=bins, histtype="step", linewidth=1.5, color=colour, linestyle=line, label=label)
-        axes.axvline(p50, ymin=0.93, ymax=1.0, color=colour, linewidth=2.5)
+        axes.axvline(1000 * p50, ymin=0.93, ymax=1.0, color=colour, linewidth=2.5)
     axes.set_xscale("log")
     _plain_log_ticks(axes.xaxis)
     axes.yaxis.set_major_formatter(_thousands())
@@ -123,7 +123,7 @@ def _legend(report: Report, axes, title: str | None = None) -> None:
 def _thousands():
     from matplotlib.ticker import FuncFormatter
 
-    return FuncFormatter(lambda value, _position: f"{value:,.0f}")
+    return FuncFormatter(lambda value, _position: count(value))
 
 
 def _plain_log_ticks(axis) -> None:
