@@ -1,17 +1,11 @@
 """The report's numbers: which models, their accuracy, speed, size and ops, and report.json.
 
-:func:`build_report` evaluates every model on the whole evaluation split under the configured
-preprocessing and under the other pixel scale ([0, 1] against 0..255, same mean/std), so a model
-calibrated for the other scale shows at once, and measures performance with :mod:`tuning.measure.benchmark`
-(all models interleaved in one run). :meth:`Report.to_json` is report.json (schema:
+:mod:`tuning.report.builder` measures and scores them; :meth:`Report.to_json` is report.json (schema:
 docs/report-schema.md). Nothing here writes a file or formats prose: :mod:`tuning.report.run` does.
 """
 
 from __future__ import annotations
 
-import dataclasses
-import datetime
-import json
 import re
 from collections.abc import Sequence
 from dataclasses import dataclass, field
@@ -20,36 +14,17 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-import onnx
-from tqdm import tqdm
 
 from tuning.config.enums import PixelScale, Runtime
 from tuning.config.schema import BenchmarkSection, PipelineConfig
-from tuning.data import datasets
 from tuning.errors import InputError
-from tuning.files import onnx_io
-from tuning.files.fetch import sha256_of
-from tuning.graph.nodes import Precision, node_precisions, op_type_counts
 from tuning.measure import benchmark
-from tuning.measure.benchmark import BenchmarkTarget, Performance
-from tuning.measure.environment import (
-    Environment,
-    capture_environment,
-    distribution_version,
-)
-from tuning.measure.evaluate import check_classifier, predict
-from tuning.measure.runtimes import (
-    SessionSettings,
-    is_openvino,
-    onnxruntime_conditions,
-    open_runner,
-    unavailable_reason,
-)
-from tuning.report.accuracy import Accuracy, Flip, find_flips, score
+from tuning.measure.benchmark import Performance
+from tuning.measure.environment import Environment, distribution_version
+from tuning.measure.runtimes import SessionSettings
+from tuning.report.accuracy import Accuracy, Flip
 
 SCHEMA_VERSION = 2  # 2: performance per runtime (docs/report-schema.md, "Migrating from 1")
-TUNING_SUMMARY = "tuning_summary.json"  # written by the tune command into output.dir
-FLIP_PICTURES = 48  # flipped images drawn in the report; report.json lists all of them
 FLOAT_NAME = "fp32"
 INT8_NAME = "int8"
 
@@ -177,7 +152,7 @@ class Report:
     tuning: dict[str, Any] | None = None
     tuning_note: str | None = None  # why a summary that exists was left out
     # Images the int8 model classifies differently from the float one at the configured scale, and the
-    # raw pixels (N, H, W) of the first FLIP_PICTURES of them, for the picture of what quantization cost.
+    # raw pixels (N, H, W) of the first builder.FLIP_PICTURES of them, for the picture of what quantization cost.
     flips: tuple[Flip, ...] = ()
     flip_pixels: np.ndarray | None = None
     class_names: tuple[str, ...] = ()  # the dataset's, in label order (torchvision's ``classes``)
@@ -351,227 +326,6 @@ def model_entries(float_model: Path, int8_model: Path, references: Sequence[str 
 def _short_name(stem: str, float_stem: str) -> str:
     shortened = re.sub(r"[-_.]{2,}", "-", stem.replace(float_stem, "")).strip("-_.") if float_stem else stem
     return shortened or stem
-
-
-def build_report(config: PipelineConfig, entries: Sequence[ModelEntry], performance: bool) -> Report:
-    """Every number of the report; nothing is written."""
-    roles = [entry.role for entry in entries]
-    if roles.count(Role.FLOAT) != 1 or roles.count(Role.INT8) != 1:
-        raise InputError("a report needs exactly one float and one int8 model")
-    models = {entry.name: _load(entry) for entry in entries}
-    float_entry = next(entry for entry in entries if entry.role is Role.FLOAT)
-    spec = onnx_io.describe(models[float_entry.name], float_entry.path)
-    for entry in entries:
-        other = onnx_io.describe(models[entry.name], entry.path)
-        if (other.sample_shape, other.num_classes) != (spec.sample_shape, spec.num_classes):
-            raise InputError(
-                f"{entry.path}: input {list(other.sample_shape)} with {other.num_classes} classes does not match "
-                f"the float model's {list(spec.sample_shape)} with {spec.num_classes} classes"
-            )
-    if performance:
-        for batch_size in config.benchmark.batch_sizes:
-            spec.require_batch_fits(batch_size, config.benchmark.max_batch_bytes, "benchmark.batch_sizes", float_entry.path)
-
-    pixels, labels = datasets.load_pixels(config.dataset, config.evaluation.split)
-    scales = (config.dataset.pixel_scale, other_scale(config.dataset.pixel_scale))
-    images = {
-        scale: datasets.preprocess(pixels, config.dataset.model_copy(update={"pixel_scale": scale}), spec.sample_shape)
-        for scale in scales
-    }
-    classes = len(datasets.class_names(config.dataset))
-    for entry in entries:
-        check_classifier(models[entry.name], onnx_io.describe(models[entry.name], entry.path),
-                         datasets.LabelledImages(images[scales[0]], labels), classes, entry.path)  # fmt: skip
-    predictions = _predict_all(entries, models, images, labels, config)
-    float_predictions = predictions[float_entry.name]
-    int8_entry = next(entry for entry in entries if entry.role is Role.INT8)
-    flips = find_flips(predictions[int8_entry.name][scales[0]], float_predictions[scales[0]], labels)
-    accuracies = {
-        entry.name: [
-            score(predictions[entry.name][scale], labels, float_predictions[scale], spec.num_classes, scale)
-            for scale in scales
-        ]
-        for entry in entries
-    }
-
-    unavailable = {
-        runtime: reason for runtime in config.benchmark.runtimes if (reason := unavailable_reason(runtime)) is not None
-    }
-    installed = [runtime for runtime in config.benchmark.runtimes if runtime not in unavailable]
-    on_runtimes = _run_on_runtimes(entries, models, installed, images[scales[0]], labels, predictions, config)
-    if performance:
-        targets = [
-            BenchmarkTarget(_target_name(entry.name, runtime), models[entry.name], entry.path, runtime)
-            for entry in entries
-            for runtime in installed
-            if on_runtimes[entry.name][runtime].error is None
-        ]
-        performances = benchmark.measure(targets, images[scales[0]], config.benchmark, SessionSettings.of(config))
-        on_runtimes = {
-            name: {
-                runtime: dataclasses.replace(result, performance=performances.get(_target_name(name, runtime)))
-                for runtime, result in by_runtime.items()
-            }
-            for name, by_runtime in on_runtimes.items()
-        }
-
-    results = []
-    for entry in entries:
-        model = models[entry.name]
-        precisions = node_precisions(model)
-        results.append(
-            ModelResult(
-                entry=entry,
-                sha256=sha256_of(entry.path),
-                size_bytes=entry.path.stat().st_size,
-                op_types=op_type_counts(model),
-                precisions={
-                    kind.value: [name for name, precision in precisions.items() if precision is kind]
-                    for kind in Precision
-                },
-                declared_preprocessing=onnx_io.declared_preprocessing(model),
-                accuracy=accuracies[entry.name][0],
-                accuracy_other_scale=accuracies[entry.name][1],
-                runtimes=on_runtimes[entry.name],
-            )
-        )
-    int8_result = next(result for result in results if result.entry.role is Role.INT8)
-    tuning, tuning_note = (
-        tuning_candidates(config.output.dir / TUNING_SUMMARY, int8_result.sha256) if config.output.dir else (None, None)
-    )
-    return Report(
-        config=config,
-        evaluation_images=len(labels),
-        class_names=tuple(datasets.class_names(config.dataset)),
-        environment=capture_environment(),
-        models=results,
-        created_utc=datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
-        tuning=tuning,
-        tuning_note=tuning_note,
-        flips=tuple(flips),
-        flip_pixels=pixels[[flip.index for flip in flips[:FLIP_PICTURES]]],
-        unavailable_runtimes=unavailable,
-    )
-
-
-def _target_name(model: str, runtime: Runtime) -> str:
-    return f"{model} on {runtime.value}"
-
-
-def _run_on_runtimes(
-    entries: Sequence[ModelEntry],
-    models: dict[str, onnx.ModelProto],
-    runtimes: Sequence[Runtime],
-    images: np.ndarray,
-    labels: np.ndarray,
-    predictions: dict[str, dict[PixelScale, np.ndarray]],
-    config: PipelineConfig,
-) -> dict[str, dict[Runtime, RuntimeResult]]:
-    """Every model on every runtime: loaded, or why not, and its predictions against onnxruntime's.
-
-    onnxruntime's predictions are the ones already made; another runtime predicts the whole split
-    again, so a runtime that changes predictions (bf16 arithmetic, another kernel) shows it.
-    """
-    scale = config.dataset.pixel_scale
-    session = SessionSettings.of(config)
-    results: dict[str, dict[Runtime, RuntimeResult]] = {}
-    for entry in tqdm(entries, desc="runtimes", unit="model", disable=None, leave=False):
-        reference = predictions[entry.name][scale]
-        batch_size = _prediction_batch_size(models[entry.name], entry, config)
-        results[entry.name] = {}
-        for runtime in runtimes:
-            if not is_openvino(runtime):
-                predicted, conditions = reference, onnxruntime_conditions(session)
-            else:
-                try:
-                    runner = open_runner(models[entry.name], runtime, session, entry.path)
-                except InputError as exc:
-                    results[entry.name][runtime] = RuntimeResult(runtime, error=str(exc))
-                    continue
-                predicted = predict(runner, datasets.LabelledImages(images, labels), batch_size)
-                conditions = runner.conditions
-            results[entry.name][runtime] = RuntimeResult(
-                runtime,
-                top1_accuracy=float(np.mean(predicted == labels)),
-                images=len(labels),
-                differing_from_onnxruntime=int(np.sum(predicted != reference)),
-                conditions=conditions,
-            )
-    return results
-
-
-# Keys of each trial in tuning_summary.json copied into report.json's tuning.candidates (tuning.search.accuracy.Trial).
-_CANDIDATE_KEYS = (
-    "index", "accuracy", "meets_criterion", "int8_nodes", "fp32_nodes", "quant_format", "calibration_algorithm",
-    "fp32_fallback", "fp32_compute_nodes", "source_precisions", "rewrites", "same_model_as", "screening_ratio",
-    "latency_p50_ms", "latency_ratio", "latency_ratio_rounds", "throughput_images_per_s", "throughput_ratio",
-    "throughput_ratio_rounds", "chosen", "reason", "model_sha256", "unloadable",
-)
-
-
-def tuning_candidates(summary_path: Path, int8_sha256: str) -> tuple[dict[str, Any] | None, str | None]:
-    """The candidates of the tuning run that made the int8 model, or None and why they are left out.
-
-    They are taken only from a summary whose ``output_sha256`` is the int8 model's: a summary of
-    another run (or another model) would describe a different model.
-    """
-    if not summary_path.is_file():
-        return None, None
-    try:
-        summary = json.loads(summary_path.read_text(encoding="utf-8"))
-        if summary.get("output_sha256") != int8_sha256:
-            return None, (
-                f"`{summary_path}` describes another model (sha256 {str(summary.get('output_sha256'))[:16]}…), "
-                "not this int8 model; its candidates are not listed."
-            )
-        candidates = [{key: trial.get(key) for key in _CANDIDATE_KEYS} for trial in summary["trials"]]
-        section = {
-            "summary_path": str(summary_path),
-            "objective": summary["objective"],
-            "chosen_trial": summary["chosen_trial"],
-            "reason": summary["reason"],
-            "latency_measurement": summary["latency_measurement"],
-            "candidates": candidates,
-        }
-    # ValueError: JSON errors, and integers past Python's digit limit; RecursionError: nesting past the stack.
-    except (OSError, ValueError, RecursionError, KeyError, TypeError, AttributeError) as exc:
-        return None, f"`{summary_path}` could not be read ({exc.__class__.__name__}); no tuning candidates listed."
-    return section, None
-
-
-def _load(entry: ModelEntry) -> onnx.ModelProto:
-    if entry.role is Role.INT8 and not entry.path.is_file():
-        raise InputError(
-            f"{entry.path}: int8 model not found; produce it with run_tuning.sh (python -m tuning tune) "
-            "or pass --int8-model"
-        )
-    return onnx_io.load_model(entry.path)
-
-
-def _predict_all(
-    entries: Sequence[ModelEntry],
-    models: dict[str, onnx.ModelProto],
-    images: dict[PixelScale, np.ndarray],
-    labels: np.ndarray,
-    config: PipelineConfig,
-) -> dict[str, dict[PixelScale, np.ndarray]]:
-    predictions: dict[str, dict[PixelScale, np.ndarray]] = {}
-    with tqdm(total=len(entries) * len(images), desc="accuracy", unit="eval", disable=None, leave=False) as bar:
-        for entry in entries:
-            model = models[entry.name]
-            batch_size = _prediction_batch_size(model, entry, config)
-            runner = open_runner(model, Runtime.ONNXRUNTIME, SessionSettings.of(config), entry.path)
-            predictions[entry.name] = {}
-            for scale, scaled in images.items():
-                bar.set_postfix_str(f"{entry.name}, {scale.value} pixels")
-                predictions[entry.name][scale] = predict(runner, datasets.LabelledImages(scaled, labels), batch_size)
-                bar.update()
-    return predictions
-
-
-def _prediction_batch_size(model: onnx.ModelProto, entry: ModelEntry, config: PipelineConfig) -> int:
-    """A fixed batch dimension decides the batch size predictions run at; otherwise the configured one."""
-    return onnx_io.describe(model, entry.path).batch_dim or config.evaluation.batch_size
 
 
 def timed_batch_sizes(settings: BenchmarkSection) -> list[int]:

@@ -19,7 +19,8 @@ from tuning.errors import ConfigError
 from tuning.files.atomic import atomic_outputs, staged_content, write_text_atomic
 from tuning.report.html import html_page
 from tuning.report.markdown import markdown, summary_table
-from tuning.report.numbers import ModelEntry, Report, build_report
+from tuning.report.builder import build_report
+from tuning.report.numbers import ModelEntry, Report
 from tuning.report.plots import (
     CONFUSION_PLOT,
     LATENCY_PLOT,
