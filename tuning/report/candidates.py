@@ -9,7 +9,7 @@ from typing import Any
 
 TUNING_SUMMARY = "tuning_summary.json"  # written by the tune command into output.dir
 
-# Keys of each trial in tuning_summary.json copied into report.json's tuning.candidates (tuning.search.accuracy.Trial).
+# Keys of each trial in tuning_summary.json copied into report.json's tuning.candidates (tuning.search.trials.Trial).
 _CANDIDATE_KEYS = (
     "index", "accuracy", "meets_criterion", "int8_nodes", "fp32_nodes", "quant_format", "calibration_algorithm",
     "fp32_fallback", "fp32_compute_nodes", "source_precisions", "rewrites", "same_model_as", "screening_ratio",

@@ -8,7 +8,6 @@ from typing import Any
 
 from tuning.config.enums import Runtime
 from tuning.measure import benchmark
-from tuning.measure.benchmark import Spread
 from tuning.measure.figures import count, count_range, error_pct, ratio, us, us_range
 from tuning.measure.runtimes import SessionSettings, conditions_phrase
 from tuning.report.markdown_table import markdown_table
@@ -20,6 +19,7 @@ from tuning.report.plots import (
     THROUGHPUT_PLOT,
     THROUGHPUT_SPREAD,
 )
+from tuning.report.speed import measured_series, ratios_vs_float
 
 
 def runtimes_table(report: Report) -> str:
@@ -82,15 +82,15 @@ def performance_section(report: Report, plots: list[str]) -> str:
             [
                 name,
                 *([runtime.value] if several else []),
-                ratio(_spread(r["latency_p50_rounds"])),
-                *(ratio(_spread(r["throughput_rounds"][str(b)])) for b in sizes),
+                ratio(ratios.latency_p50),
+                *(ratio(ratios.throughput[b]) for b in sizes),
             ]
             for runtime in report.measured_runtimes
-            for name, r in report.ratios_vs_float(runtime).items()
+            for name, ratios in ratios_vs_float(report, runtime).items()
         ],
         align="r",
     )
-    measured = [(series.label, series.performance) for series in report.measured_series()]
+    measured = [(series.label, series.performance) for series in measured_series(report)]
     latency = markdown_table(
         ["model (batch 1)", "p50", "p90", "p99", "mean", "timed runs"],
         [
@@ -146,12 +146,6 @@ def _runtimes_section(report: Report) -> list[str]:
         "back from the compiled model (`default`: OpenVINO's choice for this CPU).",
         *(["\n".join(notes)] if notes else []),
     ]
-
-
-def _spread(document: dict[str, float] | None) -> Spread | None:
-    """A ``{value, min, max}`` of report.json as a Spread; None when not measured (e.g. a model the runtime
-    cannot load)."""
-    return None if document is None else Spread.from_json(document)
 
 
 def conditions_section(report: Report) -> str:

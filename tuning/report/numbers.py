@@ -1,7 +1,8 @@
-"""The report's numbers: which models, their accuracy, speed, size and ops, and report.json.
+"""The report's numbers: which models, and each one's accuracy, speed, size and ops on every runtime.
 
-:mod:`tuning.report.builder` measures and scores them; :meth:`Report.to_json` is report.json (schema:
-docs/report-schema.md). Nothing here writes a file or formats prose: :mod:`tuning.report.run` does.
+:mod:`tuning.report.builder` measures and scores them, :mod:`tuning.report.speed` derives the speed views
+tables and plots share, :mod:`tuning.report.document` makes report.json of them. Nothing here writes a file or
+formats prose: :mod:`tuning.report.run` does.
 """
 
 from __future__ import annotations
@@ -16,15 +17,12 @@ from typing import Any
 import numpy as np
 
 from tuning.config.enums import PixelScale, Runtime
-from tuning.config.schema import BenchmarkSection, PipelineConfig
+from tuning.config.schema import PipelineConfig
 from tuning.errors import InputError
-from tuning.measure import benchmark
 from tuning.measure.benchmark import Performance
 from tuning.measure.environment import Environment, distribution_version
-from tuning.measure.runtimes import SessionSettings
 from tuning.report.accuracy import Accuracy, Flip
 
-SCHEMA_VERSION = 2  # 2: performance per runtime (docs/report-schema.md, "Migrating from 1")
 FLOAT_NAME = "fp32"
 INT8_NAME = "int8"
 
@@ -131,17 +129,6 @@ class ModelResult:
 
 
 @dataclass(frozen=True)
-class Series:
-    """One timed (model, runtime) pair as tables and plots show it: plots colour it by model and draw
-    it in a line style per runtime."""
-
-    label: str
-    model_index: int
-    runtime_index: int
-    performance: Performance
-
-
-@dataclass(frozen=True)
 class Report:
     config: PipelineConfig
     evaluation_images: int
@@ -191,115 +178,6 @@ class Report:
     def performance_measured(self) -> bool:
         return bool(self.measured_runtimes)
 
-    def measured_series(self) -> list[Series]:
-        """Every timed (model, runtime) pair, runtime by runtime, labelled ``int8`` when onnxruntime is the one
-        configured runtime and ``int8 · openvino`` otherwise."""
-        several = not self.onnxruntime_only
-        return [
-            Series(
-                f"{result.entry.name} · {runtime.value}" if several else result.entry.name,
-                model_index,
-                runtime_index,
-                performance,
-            )
-            for runtime_index, runtime in enumerate(self.measured_runtimes)
-            for model_index, result in enumerate(self.models)
-            if (performance := result.performance(runtime)) is not None
-        ]
-
-    def ratios_vs_float(self, runtime: Runtime, base_runtime: Runtime | None = None) -> dict[str, dict[str, Any]]:
-        """p50 latency ratio and throughput ratio per batch size of every model on ``runtime`` against the
-        float model on ``base_runtime`` (default: the same runtime); the float model itself is left out
-        when both runtimes are the same.
-
-        Each ratio is the median of its per-round values (both ran interleaved in every round);
-        ``*_rounds`` give that median with the range of the per-round values.
-        """
-        base_runtime = runtime if base_runtime is None else base_runtime
-        base = self.float_result.performance(base_runtime)
-        ratios: dict[str, dict[str, Any]] = {}
-        for result in self.models:
-            if result.entry.role is Role.FLOAT and runtime is base_runtime:
-                continue
-            perf = result.performance(runtime)
-            if base is None or perf is None:
-                sizes = benchmark.batch_sizes(self.config.benchmark)
-                ratios[result.entry.name] = {
-                    "latency_p50": None,
-                    "latency_p50_rounds": None,
-                    "throughput": {str(b): None for b in sizes},
-                    "throughput_rounds": {str(b): None for b in sizes},
-                }
-                continue
-            latency = perf.latency_ratio(base)
-            throughput = {str(t.batch_size): perf.throughput_ratio(base, t.batch_size) for t in perf.throughput}
-            ratios[result.entry.name] = {
-                "latency_p50": latency.value,
-                "latency_p50_rounds": latency.to_json(),
-                "throughput": {b: spread.value for b, spread in throughput.items()},
-                "throughput_rounds": {b: spread.to_json() for b, spread in throughput.items()},
-            }
-        return ratios
-
-    def to_json(self) -> dict[str, Any]:
-        settings = self.config.benchmark
-        return {
-            "schema_version": SCHEMA_VERSION,
-            "generated_by": f"tuning {package_version()}",
-            "created_utc": self.created_utc,
-            "preprocessing": self.config.preprocessing,
-            "other_pixel_scale": other_scale(self.config.dataset.pixel_scale).value,
-            "evaluation": {
-                "dataset": self.config.dataset.name,
-                "split": self.config.evaluation.split.value,
-                "images": self.evaluation_images,
-                "class_names": list(self.class_names),
-            },
-            "benchmark": {
-                "performance_measured": self.performance_measured,
-                "runtimes": [
-                    {"runtime": runtime.value, "installed": runtime not in self.unavailable_runtimes,
-                     "note": self.unavailable_runtimes.get(runtime)}
-                    for runtime in self.config.benchmark.runtimes
-                ],  # fmt: skip
-                "warmup": settings.warmup,
-                "iterations": settings.iterations,
-                "min_time_s": settings.min_time_s,
-                "rounds": settings.rounds,
-                "batch_sizes": list(benchmark.batch_sizes(settings)),
-                "intra_op_threads": settings.intra_op_threads,
-                "runs_at_batch": {
-                    str(b): dict(zip(("warmup", "timed"), benchmark.runs_at_batch(settings, b)))
-                    for b in timed_batch_sizes(settings)
-                },
-                "interleave_images": benchmark.INTERLEAVE_IMAGES,
-                "throughput_statistic": "batch_size / median batch time",
-                "ratio_statistic": "median of the per-round ratios; *_rounds: that median with the per-round min and max",
-                "session_options": SessionSettings.of(self.config).describe(),
-            },
-            "environment": {
-                "cpu_model": self.environment.cpu_model,
-                "cpu_flags": self.environment.cpu_flags,
-                "cpu_count": self.environment.cpu_count,
-                "usable_cpus": self.environment.usable_cpus,
-                "system": self.environment.system,
-                "machine": self.environment.machine,
-                "versions": self.environment.versions,
-            },
-            "models": [result.to_json() for result in self.models],
-            "ratios_vs_float": {runtime.value: self.ratios_vs_float(runtime) for runtime in self.measured_runtimes},
-            "ratios_vs_onnxruntime_float": {
-                runtime.value: self.ratios_vs_float(runtime, Runtime.ONNXRUNTIME) for runtime in self.measured_runtimes
-            }
-            if Runtime.ONNXRUNTIME in self.measured_runtimes
-            else {},
-            "flipped_images": {
-                "model": self.int8_result.entry.name,
-                "pixel_scale": self.config.dataset.pixel_scale.value,
-                "images": [flip.to_json() for flip in self.flips],
-            },
-        } | ({"tuning": self.tuning} if self.tuning is not None else {})
-
 
 def model_entries(float_model: Path, int8_model: Path, references: Sequence[str | Path]) -> list[ModelEntry]:
     """Name every model. A reference is ``PATH`` or ``NAME=PATH``; an unnamed one is called by its
@@ -326,11 +204,6 @@ def model_entries(float_model: Path, int8_model: Path, references: Sequence[str 
 def _short_name(stem: str, float_stem: str) -> str:
     shortened = re.sub(r"[-_.]{2,}", "-", stem.replace(float_stem, "")).strip("-_.") if float_stem else stem
     return shortened or stem
-
-
-def timed_batch_sizes(settings: BenchmarkSection) -> list[int]:
-    """Batch 1 for latency and the throughput batch sizes."""
-    return sorted({1, *benchmark.batch_sizes(settings)})
 
 
 def other_scale(scale: PixelScale) -> PixelScale:

@@ -10,7 +10,8 @@ from tuning.files.atomic import atomic_output
 from tuning.measure import benchmark
 from tuning.measure.benchmark import threads_phrase
 from tuning.measure.figures import count, pct, us
-from tuning.report.numbers import Report, Series
+from tuning.report.numbers import Report
+from tuning.report.speed import Series, measured_series
 
 LATENCY_PLOT = "latency.png"
 THROUGHPUT_PLOT = "throughput.png"
@@ -45,7 +46,7 @@ def _save(figure, path: Path) -> Path:
 
 def _plot_latency(report: Report, path: Path) -> Path:
     plt = _pyplot()
-    measured = report.measured_series()
+    measured = measured_series(report)
     samples = [1000 * series.performance.latency.durations_ms for series in measured]
     # Latencies on a shared machine have a long tail (stalls of milliseconds next to a 40 us body):
     # log-spaced bins on a log axis show the body and the tail in one picture.
@@ -74,7 +75,7 @@ def _plot_latency(report: Report, path: Path) -> Path:
 def _plot_throughput(report: Report, path: Path) -> Path:
     plt = _pyplot()
     figure, axes = plt.subplots(figsize=_figure_size(report, 7))
-    for series in report.measured_series():
+    for series in measured_series(report):
         points = series.performance.throughput
         spreads = [t.images_per_s_spread for t in points]
         colour, line = _style(series)

@@ -1,7 +1,7 @@
 """The comparison report: accuracy, speed, size and ops of the float, int8 and reference models.
 
-:func:`run_report` builds the numbers (:mod:`tuning.report.numbers`), then writes ``report.json``
-(schema: docs/report-schema.md), ``report.md`` (:mod:`tuning.report.markdown`), PNG plots
+:func:`run_report` builds the numbers (:mod:`tuning.report.builder`), then writes ``report.json``
+(:mod:`tuning.report.document`), ``report.md`` (:mod:`tuning.report.markdown`), PNG plots
 (:mod:`tuning.report.plots`) and ``report.html`` (:mod:`tuning.report.html`: the Markdown and the plots
 in one file) into one folder, all replaced together or none.
 """
@@ -17,9 +17,10 @@ from tuning.config.loading import output_input_clashes
 from tuning.config.schema import PipelineConfig
 from tuning.errors import ConfigError
 from tuning.files.atomic import atomic_outputs, staged_content, write_text_atomic
+from tuning.report.builder import build_report
+from tuning.report.document import json_document
 from tuning.report.html import html_page
 from tuning.report.markdown import markdown, summary_table
-from tuning.report.builder import build_report
 from tuning.report.numbers import ModelEntry, Report
 from tuning.report.plots import (
     CONFUSION_PLOT,
@@ -58,7 +59,7 @@ def write_report(report: Report, out_dir: Path) -> ReportFiles:
     html_path = out_dir / "report.html"
     with atomic_outputs():
         plots = draw_plots(report, out_dir)
-        write_text_atomic(json_path, json.dumps(report.to_json(), indent=2) + "\n")
+        write_text_atomic(json_path, json.dumps(json_document(report), indent=2) + "\n")
         summary = summary_table(report)
         markdown_text = markdown(report, summary, [plot.name for plot in plots])
         write_text_atomic(markdown_path, markdown_text)
