@@ -12,13 +12,7 @@ from tuning.measure.figures import count, count_range, error_pct, ratio, us, us_
 from tuning.measure.runtimes import SessionSettings, conditions_phrase
 from tuning.report.markdown_table import markdown_table
 from tuning.report.numbers import Report
-from tuning.report.plots import (
-    CONFUSION_PLOT,
-    FLIPS_PLOT,
-    PLOT_TITLES,
-    THROUGHPUT_PLOT,
-    THROUGHPUT_SPREAD,
-)
+from tuning.report.plots import CONFUSION_PLOT, FLIPS_PLOT, PLOT_TITLES, SPEEDUP_PLOT, plot_captions
 from tuning.report.speed import measured_series, ratios_vs_float
 
 
@@ -29,11 +23,11 @@ def runtimes_table(report: Report) -> str:
     ort = Runtime.ONNXRUNTIME
     base = report.float_result.performance(ort)
     rows = []
-    for runtime in report.config.benchmark.runtimes:
+    # A runtime that is not installed has no row (a row of blanks per model made the table long and wide);
+    # the line under the table names it and says how to install it.
+    installed = [runtime for runtime in report.config.benchmark.runtimes if runtime not in report.unavailable_runtimes]
+    for runtime in installed:
         for result in report.models:
-            if runtime in report.unavailable_runtimes:
-                rows.append([result.entry.name, runtime.value, "not installed", "", "", "", "", "", ""])
-                continue
             on = result.runtimes[runtime]
             if on.error is not None:
                 rows.append([result.entry.name, runtime.value, "cannot load", "", "", "", "", "", ""])
@@ -104,12 +98,12 @@ def performance_section(report: Report, plots: list[str]) -> str:
         [[name, *(count(p.throughput_at(b).images_per_s) for b in sizes)] for name, p in measured],
         align="r",
     )
-    captions = {THROUGHPUT_PLOT: f"Throughput bars: {THROUGHPUT_SPREAD}; a dip inside them is noise, not a trend."}
-    images = "\n\n".join(
-        "\n\n".join([f"![{PLOT_TITLES[name]}]({name})", *([captions[name]] if name in captions else [])])
-        for name in plots
-        if name not in (CONFUSION_PLOT, FLIPS_PLOT)
-    )
+    captions = plot_captions(report)
+
+    def figure(name: str) -> str:
+        return "\n\n".join([f"![{PLOT_TITLES[name]}]({name})", *([captions[name]] if name in captions else [])])
+
+    images = "\n\n".join(figure(name) for name in plots if name not in (SPEEDUP_PLOT, CONFUSION_PLOT, FLIPS_PLOT))
     return "\n\n".join(
         [
             *runtimes_section,
@@ -117,6 +111,7 @@ def performance_section(report: Report, plots: list[str]) -> str:
             ratios,
             "Latency ratio below 1 and throughput ratio above 1 mean faster than fp32"
             + (" on the same runtime." if several else "."),
+            *([figure(SPEEDUP_PLOT)] if SPEEDUP_PLOT in plots else []),
             "## Performance",
             latency,
             throughput,

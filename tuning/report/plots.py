@@ -1,4 +1,9 @@
-"""The report's PNG plots: latency distribution, throughput against batch size, int8 confusion matrix."""
+"""The report's PNG plots: speed-up against fp32, latency distribution, throughput against batch size, the int8
+confusion matrix and the images int8 classifies differently.
+
+Each ``*_figure`` function returns the matplotlib figure (tests read its artists back); :func:`draw_plots` saves
+them. Every legend lies beside its axes, never over the data.
+"""
 
 from __future__ import annotations
 
@@ -6,13 +11,26 @@ from pathlib import Path
 
 import numpy as np
 
-from tuning.files.atomic import atomic_output
 from tuning.measure import benchmark
 from tuning.measure.benchmark import threads_phrase
 from tuning.measure.figures import count, pct, us
 from tuning.report.numbers import Report
-from tuning.report.speed import Series, measured_series
+from tuning.report.plot_axes import (
+    LATENCY_AXIS_MEDIANS,
+    LATENCY_AXIS_PERCENTILE,
+    LatencyWindow,
+    legend_beside,
+    latency_window,
+    plain_log_ticks,
+    pyplot,
+    save,
+    series_style,
+    thousands_formatter,
+)
+from tuning.report.plot_speedup import SPEEDUP_INTERVAL, speedup_conditions, speedup_figure
+from tuning.report.speed import measured_series
 
+SPEEDUP_PLOT = "speedup.png"
 LATENCY_PLOT = "latency.png"
 THROUGHPUT_PLOT = "throughput.png"
 CONFUSION_PLOT = "confusion-int8.png"
@@ -20,6 +38,7 @@ FLIPS_PLOT = "flips-int8.png"
 # What the throughput plot's bars span; said in the plot and in report.md's caption.
 THROUGHPUT_SPREAD = "the lowest and highest images/s of the measurement's rounds"
 PLOT_TITLES = {
+    SPEEDUP_PLOT: "speed-up against fp32 per batch size",
     LATENCY_PLOT: "latency distribution per model",
     THROUGHPUT_PLOT: "throughput against batch size",
     CONFUSION_PLOT: "confusion matrix of the int8 model",
@@ -27,58 +46,74 @@ PLOT_TITLES = {
 }
 
 
-def _pyplot():
-    import matplotlib
+def plot_captions(report: Report) -> dict[str, str]:
+    """What report.md says under a plot, by file name; plots that explain themselves have none."""
+    return {
+        SPEEDUP_PLOT: (
+            "Speed-up: each model's images/s over fp32's on the same runtime at each batch size, all interleaved "
+            f"in one run; above 1.0 faster than fp32, below slower. Bars: {SPEEDUP_INTERVAL}. "
+            f"Measured on {speedup_conditions(report)}."
+        ),
+        LATENCY_PLOT: (
+            f"Latency axis: up to the p{LATENCY_AXIS_PERCENTILE:g} of all runs, at most "
+            f"{LATENCY_AXIS_MEDIANS:g}× the slowest model's median; runs beyond it (stalls of the machine) are "
+            "counted under the plot and in the legend, not drawn. The table above has every run's p99."
+        ),
+        THROUGHPUT_PLOT: f"Throughput bars: {THROUGHPUT_SPREAD}; a dip inside them is noise, not a trend.",
+    }
 
-    matplotlib.use("Agg")  # files only; never a display
-    import matplotlib.pyplot as plt
 
-    return plt
-
-
-def _save(figure, path: Path) -> Path:
-    plt = _pyplot()
-    with atomic_output(path) as tmp:
-        figure.savefig(tmp, format="png", dpi=120, bbox_inches="tight")
-    plt.close(figure)
-    return path
-
-
-def _plot_latency(report: Report, path: Path) -> Path:
-    plt = _pyplot()
+def latency_figure(report: Report):
+    """Per-run batch-1 latency of every (model, runtime), as step histograms over the window that holds the
+    bulk of the runs (:func:`~tuning.report.plot_axes.latency_window`); the rest are counted, not drawn."""
+    plt = pyplot()
     measured = measured_series(report)
-    samples = [1000 * series.performance.latency.durations_ms for series in measured]
-    # Latencies on a shared machine have a long tail (stalls of milliseconds next to a 40 us body):
-    # log-spaced bins on a log axis show the body and the tail in one picture.
-    low = min(float(s.min()) for s in samples)
-    high = max(float(s.max()) for s in samples)
-    bins = np.geomspace(low * 0.95, high * 1.05, 80)
-    figure, axes = plt.subplots(figsize=_figure_size(report, 8))
-    for series, s in zip(measured, samples):
+    samples_us = [1000 * series.performance.latency.durations_ms for series in measured]
+    window = latency_window(samples_us)
+    spacing = np.geomspace if window.log_scale else np.linspace
+    bins = spacing(window.low, window.high, 80)
+    figure, axes = plt.subplots(figsize=(8, 4.5))
+    for series, runs_us, beyond in zip(measured, samples_us, window.beyond):
         p50, p99 = (series.performance.latency.percentile(q) for q in (50, 99))
-        colour, line = _style(series)
-        label = f"{series.label}: p50 {us(p50)}, p99 {us(p99)}"
-        axes.hist(s, bins=bins, histtype="step", linewidth=1.5, color=colour, linestyle=line, label=label)
+        colour, line = series_style(series)
+        label = f"{series.label}: p50 {us(p50)}, p99 {us(p99)}" + (f", {count(beyond)} beyond" if beyond else "")
+        axes.hist(runs_us, bins=bins, histtype="step", linewidth=1.5, color=colour, linestyle=line, label=label)
         axes.axvline(1000 * p50, ymin=0.93, ymax=1.0, color=colour, linewidth=2.5)
-    axes.set_xscale("log")
-    _plain_log_ticks(axes.xaxis)
-    axes.yaxis.set_major_formatter(_thousands())
-    axes.set_xlabel("latency per run, µs (log scale; ticks at the top: p50)")
+    if window.log_scale:
+        axes.set_xscale("log")
+        plain_log_ticks(axes.xaxis, subs=(1.0, 2.0, 3.0, 5.0))
+    else:
+        axes.xaxis.set_major_formatter(thousands_formatter())
+    axes.set_xlim(window.low, window.high)
+    axes.yaxis.set_major_formatter(thousands_formatter())
+    scale = " (log scale)" if window.log_scale else ""
+    axes.set_xlabel(f"latency per run, µs{scale}; ticks at the top: p50" + _beyond_note(window, samples_us))
     axes.set_ylabel("runs")
     settings = report.config.benchmark
     axes.set_title(f"Batch-1 latency: {settings.rounds} rounds per model, {threads_phrase(settings.intra_op_threads)}")
     axes.grid(alpha=0.3)
-    _legend(report, axes)
-    return _save(figure, path)
+    legend_beside(axes)
+    return figure
 
 
-def _plot_throughput(report: Report, path: Path) -> Path:
-    plt = _pyplot()
-    figure, axes = plt.subplots(figsize=_figure_size(report, 7))
+def _beyond_note(window: LatencyWindow, samples_us: list[np.ndarray]) -> str:
+    """A second axis-label line naming the runs past the axis' end; empty when every run is drawn."""
+    if not window.beyond_total:
+        return ""
+    runs = sum(len(s) for s in samples_us)
+    return (
+        f"\n{count(window.beyond_total)} of {count(runs)} runs ({pct(window.beyond_total / runs)}) lie beyond "
+        f"{us(window.high / 1000)}, up to {us(window.slowest / 1000)}: not drawn"
+    )
+
+
+def throughput_figure(report: Report):
+    plt = pyplot()
+    figure, axes = plt.subplots(figsize=(7, 4.5))
     for series in measured_series(report):
         points = series.performance.throughput
         spreads = [t.images_per_s_spread for t in points]
-        colour, line = _style(series)
+        colour, line = series_style(series)
         axes.errorbar(
             [t.batch_size for t in points],
             [spread.value for spread in spreads],
@@ -94,52 +129,19 @@ def _plot_throughput(report: Report, path: Path) -> Path:
     axes.set_xticks(batch_sizes, [str(b) for b in batch_sizes])
     axes.minorticks_off()
     axes.set_ylim(bottom=0)
-    axes.yaxis.set_major_formatter(_thousands())
+    axes.yaxis.set_major_formatter(thousands_formatter())
     axes.set_xlabel("batch size")
     axes.set_ylabel("images / s")
     axes.set_title(f"Throughput of batch-capable copies ({threads_phrase(report.config.benchmark.intra_op_threads)})")
     axes.grid(alpha=0.3)
-    _legend(report, axes, title=f"bars: {THROUGHPUT_SPREAD}")
-    return _save(figure, path)
+    legend_beside(axes, title=f"bars: {THROUGHPUT_SPREAD}")
+    return figure
 
 
-# One line style per runtime, one colour per model: the same model reads alike on every runtime.
-_RUNTIME_LINES = ("-", "--", ":", "-.")
-
-
-def _style(series: Series) -> tuple[str, str]:
-    return f"C{series.model_index}", _RUNTIME_LINES[series.runtime_index % len(_RUNTIME_LINES)]
-
-
-def _figure_size(report: Report, width: float) -> tuple[float, float]:
-    """Wider with several runtimes: the legend then goes beside the axes, not over the lines."""
-    return (width + 3.5, 4.5) if len(report.measured_runtimes) > 1 else (width, 4.5)
-
-
-def _legend(report: Report, axes, title: str | None = None) -> None:
-    placement = {"loc": "upper left", "bbox_to_anchor": (1.01, 1.0)} if len(report.measured_runtimes) > 1 else {}
-    axes.legend(title=title, title_fontsize=8, fontsize=8 if placement else None, **placement)
-
-
-def _thousands():
-    from matplotlib.ticker import FuncFormatter
-
-    return FuncFormatter(lambda value, _position: count(value))
-
-
-def _plain_log_ticks(axis) -> None:
-    """Ticks at 1, 2, 5 times powers of ten, written as plain numbers (20, 50, 1,000), not 2×10¹."""
-    from matplotlib.ticker import FuncFormatter, LogLocator, NullFormatter
-
-    axis.set_major_locator(LogLocator(base=10, subs=(1.0, 2.0, 5.0)))
-    axis.set_major_formatter(FuncFormatter(lambda value, _position: f"{value:,.{0 if value >= 1 else 2}f}"))
-    axis.set_minor_formatter(NullFormatter())
-
-
-def _plot_confusion(report: Report, path: Path) -> Path:
+def confusion_figure(report: Report):
     from matplotlib.colors import LogNorm
 
-    plt = _pyplot()
+    plt = pyplot()
     result = report.int8_result
     confusion = result.accuracy.confusion
     classes = confusion.shape[0]
@@ -164,16 +166,16 @@ def _plot_confusion(report: Report, path: Path) -> Path:
         f"top-1 error {pct(result.accuracy.top1_error)}"
     )
     colorbar = figure.colorbar(image, ax=axes, label="images (log scale)")
-    _plain_log_ticks(colorbar.ax.yaxis)
-    return _save(figure, path)
+    plain_log_ticks(colorbar.ax.yaxis)
+    return figure
 
 
 _FLIP_COLOURS = {"to_wrong": "#c62828", "to_correct": "#2e7d32", "both_wrong": "#555555"}
 
 
-def _plot_flips(report: Report, path: Path) -> Path:
+def flips_figure(report: Report):
     """The flipped images themselves, each titled fp32 → int8 prediction and the true class."""
-    plt = _pyplot()
+    plt = pyplot()
     shown = report.flips[: len(report.flip_pixels)]
     columns = min(8, len(shown))
     rows = -(-len(shown) // columns)
@@ -196,19 +198,20 @@ def _plot_flips(report: Report, path: Path) -> Path:
         fontsize=9,
     )
     figure.tight_layout()
-    return _save(figure, path)
+    return figure
 
 
 def draw_plots(report: Report, out_dir: Path) -> list[Path]:
-    """Every plot the report links, in the order report.md shows them; latency and throughput only when
+    """Every plot the report links, in the order report.md shows them; speed-up, latency and throughput only when
     measured, the flipped images only when there are any."""
-    plots = [_plot_confusion(report, out_dir / CONFUSION_PLOT)]
-    if report.flips:
-        plots.append(_plot_flips(report, out_dir / FLIPS_PLOT))
+    figures = {}
     if report.performance_measured:
-        plots = [
-            _plot_latency(report, out_dir / LATENCY_PLOT),
-            _plot_throughput(report, out_dir / THROUGHPUT_PLOT),
-            *plots,
-        ]
-    return plots
+        figures |= {
+            SPEEDUP_PLOT: speedup_figure(report),
+            LATENCY_PLOT: latency_figure(report),
+            THROUGHPUT_PLOT: throughput_figure(report),
+        }
+    figures[CONFUSION_PLOT] = confusion_figure(report)
+    if report.flips:
+        figures[FLIPS_PLOT] = flips_figure(report)
+    return [save(figure, out_dir / name) for name, figure in figures.items()]

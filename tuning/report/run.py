@@ -25,11 +25,12 @@ from tuning.report.numbers import ModelEntry, Report
 from tuning.report.plots import (
     CONFUSION_PLOT,
     LATENCY_PLOT,
+    SPEEDUP_PLOT,
     THROUGHPUT_PLOT,
     draw_plots,
 )
 
-OUTPUT_NAMES = ("report.json", "report.md", "report.html", LATENCY_PLOT, THROUGHPUT_PLOT, CONFUSION_PLOT)
+OUTPUT_NAMES = ("report.json", "report.md", "report.html", SPEEDUP_PLOT, LATENCY_PLOT, THROUGHPUT_PLOT, CONFUSION_PLOT)
 
 
 @dataclass(frozen=True)
