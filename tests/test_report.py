@@ -350,7 +350,7 @@ def test_markdown_starts_with_the_summary_and_links_existing_plots(full: dict[st
     assert f"/ {zoo['flips']:,} |" in first_table[4]
     links = re.findall(r"!\[[^\]]*\]\(([^)]+)\)", md)
     flips_plot = ["flips-int8.png"] if report["flipped_images"]["images"] else []
-    assert sorted(links) == sorted(["confusion-int8.png", "latency.png", "throughput.png", *flips_plot])
+    assert sorted(links) == sorted(["confusion-int8.png", "latency.png", "speedup.png", "throughput.png", *flips_plot])
     for link in links:
         png = (full["dir"] / link).read_bytes()
         assert png.startswith(b"\x89PNG\r\n\x1a\n") and len(png) > 10_000

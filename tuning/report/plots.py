@@ -56,8 +56,9 @@ def plot_captions(report: Report) -> dict[str, str]:
         ),
         LATENCY_PLOT: (
             f"Latency axis: up to the p{LATENCY_AXIS_PERCENTILE:g} of all runs, at most "
-            f"{LATENCY_AXIS_MEDIANS:g}× the slowest model's median; runs beyond it (stalls of the machine) are "
-            "counted under the plot and in the legend, not drawn. The table above has every run's p99."
+            f"{LATENCY_AXIS_MEDIANS:g}× the slowest model's median (or to the slowest run when that is near); "
+            "runs beyond it (stalls of the machine) are counted under the plot and in the legend, not drawn. "
+            "The table above has the p99 of every run."
         ),
         THROUGHPUT_PLOT: f"Throughput bars: {THROUGHPUT_SPREAD}; a dip inside them is noise, not a trend.",
     }
