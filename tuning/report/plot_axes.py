@@ -6,12 +6,17 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 
 from tuning.files.atomic import atomic_output
 from tuning.measure.figures import count
 from tuning.report.speed import Series
+
+if TYPE_CHECKING:  # matplotlib is imported when a plot is drawn, not when the report package is
+    from matplotlib.axes import Axes
+    from matplotlib.figure import Figure
 
 
 def pyplot():
@@ -23,7 +28,7 @@ def pyplot():
     return plt
 
 
-def save(figure, path: Path) -> Path:
+def save(figure: Figure, path: Path) -> Path:
     plt = pyplot()
     with atomic_output(path) as tmp:
         # "tight" grows the picture to hold what lies outside the axes: legends, notes, long titles.
@@ -41,12 +46,12 @@ def series_style(series: Series) -> tuple[str, str]:
     return f"C{series.model_index}", _RUNTIME_LINES[series.runtime_index % len(_RUNTIME_LINES)]
 
 
-def legend_beside(axes, title: str | None = None) -> None:
+def legend_beside(axes: Axes, title: str | None = None) -> None:
     """The legend to the right of the axes, top-aligned: never over a point, however the data fall."""
     axes.legend(title=title, title_fontsize=8, fontsize=8, loc="upper left", bbox_to_anchor=(1.02, 1.0), borderaxespad=0)
 
 
-def legend_below(figure, axes, title: str | None = None) -> None:
+def legend_below(figure: Figure, axes: Axes, title: str | None = None) -> None:
     """The legend under the axes and their x label, in up to three columns; for a figure made with
     ``layout="constrained"``, which makes room for it. For plots whose right side holds other notes."""
     handles, labels = axes.get_legend_handles_labels()

@@ -8,12 +8,18 @@ the bars span.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 from tuning.measure import benchmark
 from tuning.measure.benchmark import Spread, threads_phrase
+from tuning.measure.runtimes import is_openvino
 from tuning.report.numbers import Report
 from tuning.report.plot_axes import legend_below, plain_log_ticks, pyplot, series_style
 from tuning.report.speed import Series, SpeedRatios, measured_series, ratios_vs_float
+
+if TYPE_CHECKING:  # matplotlib is imported when a plot is drawn, not when the report package is
+    from matplotlib.axes import Axes
+    from matplotlib.figure import Figure
 
 # What the bars span, in the plot's legend and report.md's caption; read by speedup_interval alone.
 SPEEDUP_INTERVAL = "range of the per-round ratios, point at their median"
@@ -57,16 +63,15 @@ def speedup_series(report: Report) -> list[SpeedupSeries]:
 def speedup_conditions(report: Report) -> str:
     """The CPU and the conditions in one line, for the plot's title and its caption."""
     settings, env = report.config.benchmark, report.environment
-    versions = ", ".join(
-        f"{name} {env.versions.get(name)}" for name in ("onnxruntime", "openvino") if env.versions.get(name)
-    )
+    packages = dict.fromkeys("openvino" if is_openvino(r) else "onnxruntime" for r in report.measured_runtimes)
+    versions = ", ".join(f"{package} {env.versions.get(package)}" for package in packages)
     return (
         f"{env.cpu_model}; {threads_phrase(settings.intra_op_threads)}; "
         f"{settings.rounds} interleaved rounds; {versions}"
     )
 
 
-def speedup_figure(report: Report):
+def speedup_figure(report: Report) -> Figure:
     """The figure: one errorbar line per (model, runtime), batch size on a log-2 axis, a reference line at 1.0
     with the faster and the slower side named, the legend below."""
     plt = pyplot()
@@ -105,7 +110,7 @@ def speedup_figure(report: Report):
     return figure
 
 
-def _ratio_axis(axes, lowest: float, highest: float) -> None:
+def _ratio_axis(axes: Axes, lowest: float, highest: float) -> None:
     """Linear while the ratios stay within a factor of 3; a log axis beyond, where 2× faster and 2× slower lie
     equally far from 1 and one wild round does not flatten the rest."""
     from matplotlib.ticker import FuncFormatter
@@ -122,7 +127,7 @@ def _ratio_axis(axes, lowest: float, highest: float) -> None:
     axes.yaxis.set_major_formatter(FuncFormatter(lambda value, _position: f"{round(value, 3):g}×"))
 
 
-def _faster_and_slower(axes) -> None:
+def _faster_and_slower(axes: Axes) -> None:
     """A line at 1.0 (as fast as fp32), the sides shaded and named just right of the axes, where no point lies."""
     from matplotlib.transforms import blended_transform_factory
 

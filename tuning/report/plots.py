@@ -8,6 +8,7 @@ them. Every legend lies beside its axes, never over the data.
 from __future__ import annotations
 
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 
@@ -29,6 +30,9 @@ from tuning.report.plot_axes import (
 )
 from tuning.report.plot_speedup import SPEEDUP_INTERVAL, speedup_conditions, speedup_figure
 from tuning.report.speed import measured_series
+
+if TYPE_CHECKING:  # matplotlib is imported when a plot is drawn, not when the report package is
+    from matplotlib.figure import Figure
 
 SPEEDUP_PLOT = "speedup.png"
 LATENCY_PLOT = "latency.png"
@@ -64,7 +68,7 @@ def plot_captions(report: Report) -> dict[str, str]:
     }
 
 
-def latency_figure(report: Report):
+def latency_figure(report: Report) -> Figure:
     """Per-run batch-1 latency of every (model, runtime), as step histograms over the window that holds the
     bulk of the runs (:func:`~tuning.report.plot_axes.latency_window`); the rest are counted, not drawn."""
     plt = pyplot()
@@ -108,7 +112,7 @@ def _beyond_note(window: LatencyWindow, samples_us: list[np.ndarray]) -> str:
     )
 
 
-def throughput_figure(report: Report):
+def throughput_figure(report: Report) -> Figure:
     plt = pyplot()
     figure, axes = plt.subplots(figsize=(7, 4.5))
     for series in measured_series(report):
@@ -139,7 +143,7 @@ def throughput_figure(report: Report):
     return figure
 
 
-def confusion_figure(report: Report):
+def confusion_figure(report: Report) -> Figure:
     from matplotlib.colors import LogNorm
 
     plt = pyplot()
@@ -174,7 +178,7 @@ def confusion_figure(report: Report):
 _FLIP_COLOURS = {"to_wrong": "#c62828", "to_correct": "#2e7d32", "both_wrong": "#555555"}
 
 
-def flips_figure(report: Report):
+def flips_figure(report: Report) -> Figure:
     """The flipped images themselves, each titled fp32 → int8 prediction and the true class."""
     plt = pyplot()
     shown = report.flips[: len(report.flip_pixels)]
