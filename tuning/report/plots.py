@@ -86,7 +86,9 @@ def latency_figure(report: Report) -> Figure:
         axes.axvline(1000 * p50, ymin=0.93, ymax=1.0, color=colour, linewidth=2.5)
     if window.log_scale:
         axes.set_xscale("log")
-        plain_log_ticks(axes.xaxis, subs=(1.0, 2.0, 3.0, 5.0))
+        # Within a decade, seven labels per decade (30, 40, 50, 70, 100); beyond, 1-2-5 keeps them apart.
+        within_decade = window.high / window.low <= 10
+        plain_log_ticks(axes.xaxis, subs=(1.0, 1.5, 2.0, 3.0, 4.0, 5.0, 7.0) if within_decade else (1.0, 2.0, 5.0))
     else:
         axes.xaxis.set_major_formatter(thousands_formatter())
     axes.set_xlim(window.low, window.high)
