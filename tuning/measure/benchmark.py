@@ -1,4 +1,4 @@
-"""Latency and throughput of ONNX classifiers, timed the way users run them.
+"""Latency and throughput of ONNX classifiers, timed the way users run them: the one measurement entry point.
 
 Every model runs on a :class:`tuning.measure.runtimes.Runner`: a plain ``onnxruntime.InferenceSession`` with
 onnxruntime's default options, except the thread count and any session config entries the config's
@@ -6,17 +6,19 @@ onnxruntime's default options, except the thread count and any session config en
 count and, when the runtime names one, the precision hint: a speed that needs a setting the user
 must remember is not the product's speed.
 
-Timing rule (config ``benchmark`` / ``tuning.latency``, :class:`tuning.config.schema._TimingSection`):
-models are measured interleaved, in ``rounds`` rounds. In each round and at each batch size
-``b`` every model first runs ``ceil(warmup / b)`` untimed batches; then the models take turns,
-each running about ``INTERLEAVE_IMAGES`` images per turn, until every model has run at least
-``ceil(iterations / b)`` timed batches and at least ``min_time_s`` seconds. A drift in clock speed
-or load hits all models alike, and a fast model is not judged on a few milliseconds.
+:func:`measure` serves objective latency's screening and measurement, ``report``, ``benchmark`` and (through
+report.json) the gate. Timing rule (config ``benchmark`` / ``tuning.latency``, docs/measurement.md): the
+models are measured in ``rounds`` *session sets*; each set opens fresh sessions of every model (where a
+session lands in memory moves its speed by several percent), and at each batch size every model runs
+``ceil(warmup / b)`` untimed batches, then the models take turns call by call
+(:mod:`tuning.measure.paired`) until each has run at least ``ceil(iterations / b)`` and
+:data:`~tuning.measure.paired.MIN_CALLS` timed batches and ``min_time_s`` seconds. The first model on each
+runtime (the reference: fp32) runs a second session beside the others, the A/A pair whose ratio is the
+noise floor.
 
-Statistics come from per-run ``time.perf_counter_ns`` durations. A figure (p50 latency,
-throughput = ``b / p50 batch time``) pools every round's runs; its spread is the range of the
-per-round values; a ratio between two models is the median of their per-round ratios (both ran
-interleaved in each round), with the range of those as its spread.
+Statistics: a figure (p50 latency, throughput = ``b / p50 batch time``) pools every set's calls, its
+spread is the range of the per-set values; a ratio between two models is a paired ratio with its
+confidence interval, widened by the reference's noise floor (:mod:`tuning.measure.statistics`).
 
 Models with a fixed batch dimension (the zoo's) are measured above batch 1 through a verified
 batch-capable copy (:mod:`tuning.graph.rewrite`).
@@ -27,7 +29,6 @@ from __future__ import annotations
 import gc
 import json
 import math
-import time
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -49,6 +50,7 @@ from tuning.measure.evaluate import (
     top1_accuracy,
     verify_batch_copy,
 )
+from tuning.measure.paired import MIN_CALLS, time_in_turns
 from tuning.measure.runtimes import (
     Runner,
     SessionSettings,
@@ -56,9 +58,11 @@ from tuning.measure.runtimes import (
     open_runner,
     thread_warning,
 )
+from tuning.measure.statistics import Interval, paired_time_ratio
 
-INTERLEAVE_IMAGES = 100  # images each model runs before the next model's turn
-_CYCLED_IMAGES = 2048  # distinct input images cycled through per measurement, bounded for memory
+_DISTINCT_BATCHES = 100  # distinct input batches cycled through per model and batch size ...
+_CYCLED_IMAGES = 2048  # ... and at most this many images in them, bounded for memory
+SECOND_SESSION = "{name} (second session)"  # the A/A twin of a reference model
 
 
 @dataclass(frozen=True)
@@ -73,7 +77,7 @@ class BenchmarkTarget:
 
 @dataclass(frozen=True)
 class Spread:
-    """A figure and the range of its per-round values."""
+    """An absolute figure (a p50, images/s) and the range of its per-session-set values."""
 
     value: float
     low: float
@@ -93,10 +97,11 @@ class Spread:
 
 @dataclass(frozen=True)
 class Timing:
-    """Per-run durations of one model at one batch size, per round."""
+    """Per-call durations of one model at one batch size, per session set; call ``t`` of every model
+    measured together ran in the same turn ``t``."""
 
     batch_size: int
-    warmup_runs: int  # untimed batches in each round
+    warmup_runs: int  # untimed batches in each session set
     rounds_ms: tuple[np.ndarray, ...] = field(repr=False, compare=False)
 
     @property
@@ -147,31 +152,46 @@ class Timing:
         per_round = [self.batch_size * 1000.0 / p50 for p50 in self.round_p50s]
         return Spread(self.images_per_s, min(per_round), max(per_round))
 
-    def ratio_rounds(self, reference: Timing) -> tuple[float, ...]:
-        """This model's p50 over ``reference``'s, round by round (both ran interleaved in each round)."""
-        return tuple(mine / theirs for mine, theirs in zip(self.round_p50s, reference.round_p50s))
+    def time_ratio(self, reference: Timing, noise_floor: Interval | None = None) -> Interval:
+        """``time(self) / time(reference)`` (below 1: this model is faster), paired call by call."""
+        return paired_time_ratio(self.rounds_ms, reference.rounds_ms, noise_floor)
 
 
 @dataclass(frozen=True)
 class Performance:
-    """Batch-1 latency of the model as given and throughput of its batch-capable copy per batch size."""
+    """Batch-1 latency of the model as given and throughput of its batch-capable copy per batch size.
+
+    ``second_session`` is the A/A twin a reference model (the first on its runtime) ran beside itself.
+    """
 
     name: str
-    latency: Timing
+    latency: Timing | None  # None: batch-1 latency was not asked for (``benchmark`` at another batch size)
     throughput: tuple[Timing, ...]
     conditions: dict[str, Any] = field(default_factory=dict, compare=False)  # the runner's, read back
+    second_session: Performance | None = field(default=None, compare=False)
 
     def throughput_at(self, batch_size: int) -> Timing:
         return next(timing for timing in self.throughput if timing.batch_size == batch_size)
 
-    def latency_ratio(self, reference: Performance) -> Spread:
-        """p50 latency at batch 1 relative to ``reference``: median and range of the per-round ratios."""
-        return Spread.of_rounds(self.latency.ratio_rounds(reference.latency))
+    def noise_floor(self, batch_size: int | None = None) -> Interval | None:
+        """The A/A pair: time of the second session over the first, at batch 1 (``None``) or ``batch_size``
+        (on the batch-capable copy); None when no second session ran."""
+        if self.second_session is None:
+            return None
+        if batch_size is None:
+            assert self.latency is not None and self.second_session.latency is not None
+            return self.second_session.latency.time_ratio(self.latency)
+        return self.second_session.throughput_at(batch_size).time_ratio(self.throughput_at(batch_size))
 
-    def throughput_ratio(self, reference: Performance, batch_size: int) -> Spread:
-        """Images/s at ``batch_size`` relative to ``reference``: median and range of the per-round ratios."""
-        inverse = self.throughput_at(batch_size).ratio_rounds(reference.throughput_at(batch_size))
-        return Spread.of_rounds([1.0 / ratio for ratio in inverse])
+    def latency_ratio(self, reference: Performance) -> Interval:
+        """p50 time ratio at batch 1, ``self / reference`` (below 1: faster), widened by the reference's noise floor."""
+        assert self.latency is not None and reference.latency is not None
+        return self.latency.time_ratio(reference.latency, reference.noise_floor())
+
+    def throughput_ratio(self, reference: Performance, batch_size: int) -> Interval:
+        """Images/s ratio at ``batch_size``, ``self / reference`` (above 1: faster): the inverse of the time ratio."""
+        mine, theirs = self.throughput_at(batch_size), reference.throughput_at(batch_size)
+        return mine.time_ratio(theirs, reference.noise_floor(batch_size)).inverse()
 
 
 def batch_sizes(settings: BenchmarkSection) -> tuple[int, ...]:
@@ -180,80 +200,45 @@ def batch_sizes(settings: BenchmarkSection) -> tuple[int, ...]:
 
 
 def runs_at_batch(settings: BenchmarkSection, batch_size: int) -> tuple[int, int]:
-    """Warm-up batches and the minimum of timed batches at ``batch_size`` in each round (module docstring)."""
+    """Warm-up batches and the configured minimum of timed batches at ``batch_size`` in each session set
+    (:data:`~tuning.measure.paired.MIN_CALLS` raises the latter where it is lower)."""
     return math.ceil(settings.warmup / batch_size), math.ceil(settings.iterations / batch_size)
 
 
-def time_models(
-    runners: Mapping[str, Runner],
-    images: np.ndarray,
-    batch_size: int,
-    warmup_runs: int,
-    min_runs: int,
-    min_seconds: float,
-) -> dict[str, np.ndarray]:
-    """Per-run durations in ms of every runner at ``batch_size``, interleaved in chunks, for one round.
-
-    Every model runs the same number of timed batches: turns go on until each has run ``min_runs``
-    batches and ``min_seconds`` of timed work. Inputs cycle through real images so no model is timed
-    on one cached input.
-    """
-    feeds = {name: _feeds(runner, images, batch_size) for name, runner in runners.items()}
-    calls = {name: runner.infer for name, runner in runners.items()}
-    chunk = math.ceil(INTERLEAVE_IMAGES / batch_size)
-    durations: dict[str, list[int]] = {name: [] for name in runners}
-    timed_ns = dict.fromkeys(runners, 0)
-    min_ns = int(min_seconds * 1e9)
-    gc_was_enabled = gc.isenabled()
-    gc.disable()  # a collection inside a timed run would land on whichever model happens to be running
-    try:
-        for name, infer in calls.items():
-            for run in range(warmup_runs):
-                infer(feeds[name][run % len(feeds[name])])
-        done = 0
-        while done < min_runs or min(timed_ns.values()) < min_ns:
-            for name, infer in calls.items():
-                model_feeds, out = feeds[name], durations[name]
-                for run in range(done, done + chunk):
-                    feed = model_feeds[run % len(model_feeds)]
-                    began = time.perf_counter_ns()
-                    infer(feed)
-                    out.append(time.perf_counter_ns() - began)
-                timed_ns[name] += sum(out[done:])
-            done += chunk
-    finally:
-        if gc_was_enabled:
-            gc.enable()
-    return {name: np.asarray(runs, dtype=np.float64) / 1e6 for name, runs in durations.items()}
-
-
 def _feeds(runner: Runner, images: np.ndarray, batch_size: int) -> list[dict[str, np.ndarray]]:
-    distinct = max(1, min(INTERLEAVE_IMAGES, _CYCLED_IMAGES // batch_size))
+    distinct = max(1, min(_DISTINCT_BATCHES, _CYCLED_IMAGES // batch_size))
     batches = [np.take(images, (k * batch_size + np.arange(batch_size)) % len(images), axis=0) for k in range(distinct)]
     return [runner.feed(np.ascontiguousarray(batch)) for batch in batches]
 
 
-def prepare_runners(
-    targets: Sequence[BenchmarkTarget], images: np.ndarray, session: SessionSettings
-) -> tuple[dict[str, Runner], dict[str, Runner]]:
-    """Runners for batch-1 latency and for throughput, per target name, each on its target's runtime.
+@dataclass(frozen=True)
+class _Timed:
+    """A target's models to time: as given (batch-1 latency) and its verified batch-capable copy."""
 
-    Latency runs the model as shipped; only a model that cannot take batch 1 is timed through its copy.
-    Throughput runs the batch-capable copy, checked first to give the original's outputs (a model
-    whose batch dimension is already symbolic, as every int8 model this pipeline emits, is its own copy).
-    """
-    latency, batched = {}, {}
-    for target in targets:
-        spec = describe(target.model, target.source)
-        original = open_runner(target.model, target.runtime, session, target.source)
-        if spec.batch_dim is None:
-            latency[target.name] = batched[target.name] = original
-            continue
-        copy = batch_capable_copy(target.model, target.source)
-        verify_batch_copy(target.model, copy, images, target.source)
-        batched[target.name] = open_runner(copy, target.runtime, session, target.source)
-        latency[target.name] = original if spec.batch_dim == 1 else batched[target.name]
-    return latency, batched
+    target: BenchmarkTarget
+    as_given: onnx.ModelProto
+    batched: onnx.ModelProto
+
+
+def _timed_models(target: BenchmarkTarget, images: np.ndarray) -> _Timed:
+    """Latency runs the model as shipped; only a model that cannot take batch 1 is timed through its copy.
+    Throughput runs the batch-capable copy, checked first to give the original's outputs (a model whose
+    batch dimension is already symbolic, as every int8 model this pipeline emits, is its own copy)."""
+    spec = describe(target.model, target.source)
+    if spec.batch_dim is None:
+        return _Timed(target, target.model, target.model)
+    copy = batch_capable_copy(target.model, target.source)
+    verify_batch_copy(target.model, copy, images, target.source)
+    return _Timed(target, target.model if spec.batch_dim == 1 else copy, copy)
+
+
+def _open(timed: _Timed, session: SessionSettings) -> tuple[Runner, Runner]:
+    """Fresh sessions of a target's latency and throughput models (one session when they are the same model)."""
+    target = timed.target
+    as_given = open_runner(timed.as_given, target.runtime, session, target.source)
+    if timed.batched is timed.as_given:
+        return as_given, as_given
+    return as_given, open_runner(timed.batched, target.runtime, session, target.source)
 
 
 def measure(
@@ -262,36 +247,61 @@ def measure(
     settings: BenchmarkSection,
     session: SessionSettings,
     label: str = "benchmark",
+    latency: bool = True,
+    throughput_batch_sizes: Sequence[int] | None = None,
 ) -> dict[str, Performance]:
-    """Latency at batch 1 and throughput at every ``settings.batch_sizes``, all targets interleaved, in rounds.
+    """Latency at batch 1 (unless ``latency`` is false) and throughput at every ``throughput_batch_sizes``
+    (default: ``settings.batch_sizes``), all targets in turns, in ``settings.rounds`` session sets.
 
-    Each round times every target at batch 1, then at every batch size, so a ratio's per-round values
-    show how far one measurement of it can be trusted. Targets on different runtimes take turns like
-    any others, so a ratio across runtimes is as fair as one within a runtime.
+    The first target on each runtime is that runtime's reference: a second session of it runs beside the
+    others (:attr:`Performance.second_session`), and ratios against it are widened by that A/A pair's
+    spread. Targets on different runtimes take turns like any others, so a ratio across runtimes is as
+    fair as one within a runtime. Sessions are opened anew for every set and closed after it.
     """
-    latency_runners, batched_runners = prepare_runners(targets, images, session)
-    plan = [(1, latency_runners), *((b, batched_runners) for b in batch_sizes(settings))]
-    per_round: dict[tuple[str, int], list[np.ndarray]] = {}
+    sizes = batch_sizes(settings) if throughput_batch_sizes is None else tuple(sorted(set(throughput_batch_sizes)))
+    timed = {target.name: _timed_models(target, images) for target in targets}
+    references = {}
+    for target in targets:
+        references.setdefault(target.runtime, target.name)
+    twins = {SECOND_SESSION.format(name=name): timed[name] for name in references.values()}
+    every = timed | twins
+    plan = ([(1, 0)] if latency else []) + [(b, 1) for b in sizes]  # (batch size, 0: as given / 1: batched copy)
+    per_set: dict[tuple[str, int], list[np.ndarray]] = {}
+    conditions: dict[str, dict[str, Any]] = {}
     with tqdm(total=settings.rounds * len(plan), desc=label, unit="step", disable=None, leave=False) as bar:
-        for round_index in range(settings.rounds):
-            for step, (batch_size, runners) in enumerate(plan):
-                bar.set_postfix_str(f"round {round_index + 1}/{settings.rounds}, batch {batch_size}")
+        for set_index in range(settings.rounds):
+            runners = {name: _open(models, session) for name, models in every.items()}
+            conditions = conditions or {name: pair[1 - int(latency)].conditions for name, pair in runners.items()}
+            for step, (batch_size, which) in enumerate(plan):
+                bar.set_postfix_str(f"session set {set_index + 1}/{settings.rounds}, batch {batch_size}")
                 warmup, min_runs = runs_at_batch(settings, batch_size)
-                timed = time_models(runners, images, batch_size, warmup, min_runs, settings.min_time_s)
-                for name, durations in timed.items():
-                    per_round.setdefault((name, step), []).append(durations)
+                chosen = {name: pair[which] for name, pair in runners.items()}
+                durations = time_in_turns(
+                    {name: runner.infer for name, runner in chosen.items()},
+                    {name: _feeds(runner, images, batch_size) for name, runner in chosen.items()},
+                    warmup,
+                    min_runs,
+                    settings.min_time_s,
+                )
+                for name, runs in durations.items():
+                    per_set.setdefault((name, step), []).append(runs)
                 bar.update()
+            del runners, chosen
+            gc.collect()  # close this set's sessions before the next set's land in memory
 
-    def timing(name: str, step: int) -> Timing:
-        batch_size = plan[step][0]
-        return Timing(batch_size, runs_at_batch(settings, batch_size)[0], tuple(per_round[name, step]))
+    def performance(name: str, second_session: Performance | None = None) -> Performance:
+        timings = [
+            Timing(batch_size, runs_at_batch(settings, batch_size)[0], tuple(per_set[name, step]))
+            for step, (batch_size, _) in enumerate(plan)
+        ]
+        return Performance(
+            name, timings[0] if latency else None, tuple(timings[int(latency):]), conditions[name], second_session
+        )
 
     return {
-        target.name: Performance(
+        target.name: performance(
             target.name,
-            timing(target.name, 0),
-            tuple(timing(target.name, step) for step in range(1, len(plan))),
-            latency_runners[target.name].conditions,
+            performance(twin) if (twin := SECOND_SESSION.format(name=target.name)) in twins else None,
         )
         for target in targets
     }
@@ -309,23 +319,12 @@ def runner_for_batch(
     return open_runner(copy, target.runtime, session, target.source)
 
 
-def measure_at_batch(
-    runner: Runner, name: str, images: np.ndarray, settings: BenchmarkSection, batch_size: int
-) -> Timing:
-    """One model at one batch size, in the rounds of the timing rule."""
-    warmup, min_runs = runs_at_batch(settings, batch_size)
-    rounds = [
-        time_models({name: runner}, images, batch_size, warmup, min_runs, settings.min_time_s)[name]
-        for _ in tqdm(range(settings.rounds), desc="benchmark", unit="round", disable=None, leave=False)
-    ]
-    return Timing(batch_size, warmup, tuple(rounds))
-
-
 def timing_conditions(settings: BenchmarkSection) -> str:
     """The timing rule's settings in one phrase, for the lines printed beside the numbers."""
     return (
-        f"{settings.rounds} round{'s' if settings.rounds != 1 else ''}, each >= {settings.min_time_s:g} s and "
-        f">= {settings.iterations} images per model and batch size after {settings.warmup} warm-up images"
+        f"{settings.rounds} session set{'s' if settings.rounds != 1 else ''} (fresh sessions each), models "
+        f"alternating call by call, each >= {settings.min_time_s:g} s, >= {settings.iterations} images and "
+        f">= {MIN_CALLS} calls per model and batch size after {settings.warmup} warm-up images"
     )
 
 
@@ -335,23 +334,37 @@ class BenchmarkRun:
 
     batch_size: int
     accuracy: float | None
-    timing: Timing | None
+    performance: Performance | None
     conditions: str
     runtime_conditions: dict[str, Any]  # how the runtime ran the model, read back (tuning.measure.runtimes)
     warnings: tuple[str, ...] = ()
+
+    @property
+    def timing(self) -> Timing | None:
+        if self.performance is None:
+            return None
+        return self.performance.latency or self.performance.throughput_at(self.batch_size)
 
     def lines(self) -> list[str]:
         lines = [f"Batch size = {self.batch_size}"]
         if self.accuracy is not None:
             lines.append(f"Accuracy: {self.accuracy:.5f}")
-        if self.timing is not None:
+        timing = self.timing
+        if timing is not None and self.performance is not None:
             # INC's convention: latency per image, throughput its batch-scaled reciprocal.
-            lines.append(f"Latency: {self.timing.latency_per_image_ms:.3f} ms")
-            lines.append(f"Throughput: {self.timing.images_per_s:.1f} images/sec")
-            spread = self.timing.images_per_s_spread
+            lines.append(f"Latency: {timing.latency_per_image_ms:.3f} ms")
+            lines.append(f"Throughput: {timing.images_per_s:.1f} images/sec")
+            spread = timing.images_per_s_spread
             lines.append(
-                f"Spread: {spread.low:.1f}-{spread.high:.1f} images/sec over {len(self.timing.rounds_ms)} rounds"
+                f"Spread: {spread.low:.1f}-{spread.high:.1f} images/sec over {len(timing.rounds_ms)} session sets"
             )
+            floor = self.performance.noise_floor(None if self.performance.latency else self.batch_size)
+            if floor is not None:
+                lines.append(
+                    f"Noise floor: a second session of the same model took {floor.value:.3f}x the first's time "
+                    f"[{floor.low:.3f}-{floor.high:.3f}] (A/A pair, {floor.coverage:.0%} interval): "
+                    "differences within this are noise"
+                )
         lines.append(self.conditions)
         return lines
 
@@ -386,12 +399,18 @@ def run_benchmark(
             f"{capture_environment().summary()}"
         )
         return BenchmarkRun(batch_size, accuracy, None, conditions, runner.conditions, warnings)
-    timing = measure_at_batch(runner, target.name, evaluation.images, config.benchmark, batch_size)
+    del runner  # measure opens its own sessions, fresh for every session set
+    at_batch_1 = batch_size == 1
+    performance = measure(
+        [target], evaluation.images, config.benchmark, session,
+        latency=at_batch_1, throughput_batch_sizes=() if at_batch_1 else (batch_size,),
+    )[target.name]  # fmt: skip
+    timing = performance.latency or performance.throughput_at(batch_size)
     conditions = (
         f"Conditions: {on}; {timing.runs} timed batches in {timing_conditions(config.benchmark)}, "
         f"latency = median batch time / batch size; {capture_environment().summary()}"
     )
-    return BenchmarkRun(batch_size, None, timing, conditions, runner.conditions, warnings)
+    return BenchmarkRun(batch_size, None, performance, conditions, performance.conditions, warnings)
 
 
 def threads_phrase(count: int) -> str:

@@ -8,7 +8,10 @@ import platform
 from dataclasses import dataclass
 from pathlib import Path
 
-CPU_FLAGS = ("avx2", "avx512f", "avx512_vnni", "avx512_bf16", "amx_int8")
+# The /proc/cpuinfo flags that decide whether int8 pays: int8 dot products (VNNI in its AVX-512 or AVX form,
+# AMX tiles) make int8 convolutions several times faster; without them an int8 convolution costs about what
+# an fp32 one does, and the quantize/dequantize steps are pure overhead.
+CPU_FLAGS = ("avx2", "avx512f", "avx512_vnni", "avx_vnni", "avx512_bf16", "amx_int8", "amx_bf16")
 _VERSIONED_PACKAGES = {
     "onnxruntime": "onnxruntime",
     "onnx": "onnx",
@@ -29,12 +32,40 @@ class Environment:
     python: str
     versions: dict[str, str | None]
 
+    @property
+    def cpu_class(self) -> str:
+        """The CPU's class for int8: ``AMX``, ``AVX-512 VNNI``, ``AVX-VNNI``, ``AVX-512 (no VNNI)``, ``AVX2 (no VNNI)``
+        or ``no AVX2``: what the README's expectations are given per."""
+        flag = self.cpu_flags.get
+        if flag("amx_int8"):
+            return "AMX"
+        if flag("avx512_vnni"):
+            return "AVX-512 VNNI"
+        if flag("avx_vnni"):
+            return "AVX-VNNI"
+        if flag("avx512f"):
+            return "AVX-512 (no VNNI)"
+        return "AVX2 (no VNNI)" if flag("avx2") else "no AVX2"
+
+    def features(self) -> str:
+        """The CPU and its int8-relevant features in one phrase, printed on the line of every speed verdict:
+        ``AMD EPYC, AVX-512 VNNI class (AVX2 yes, AVX-512 yes, VNNI yes, AMX no, bf16 yes)``."""
+        flag = self.cpu_flags.get
+
+        def yes(*names: str) -> str:
+            return "yes" if any(flag(name) for name in names) else "no"
+
+        return (
+            f"{self.cpu_model}, {self.cpu_class} class (AVX2 {yes('avx2')}, AVX-512 {yes('avx512f')}, "
+            f"VNNI {yes('avx512_vnni', 'avx_vnni')}, AMX {yes('amx_int8')}, bf16 {yes('avx512_bf16', 'amx_bf16')})"
+        )
+
     def summary(self) -> str:
         """One line: the CPU, its int8-relevant flags and the onnxruntime version."""
         present = " ".join(name for name, found in self.cpu_flags.items() if found) or "-"
         absent = " ".join(name for name, found in self.cpu_flags.items() if not found) or "-"
         return (
-            f"CPU {self.cpu_model} (has {present}; lacks {absent}; {self.usable_cpus} usable of "
+            f"CPU {self.cpu_model}, {self.cpu_class} class (has {present}; lacks {absent}; {self.usable_cpus} usable of "
             f"{self.cpu_count} cores), "
             f"onnxruntime {self.versions.get('onnxruntime')}"
         )

@@ -46,9 +46,12 @@ def json_document(report: Report) -> dict[str, Any]:
                 str(b): dict(zip(("warmup", "timed"), benchmark.runs_at_batch(settings, b)))
                 for b in timed_batch_sizes(settings)
             },
-            "interleave_images": benchmark.INTERLEAVE_IMAGES,
+            "interleaving": "call by call, fresh sessions per session set (round)",
             "throughput_statistic": "batch_size / median batch time",
-            "ratio_statistic": "median of the per-round ratios; *_rounds: that median with the per-round min and max",
+            "ratio_statistic": (
+                "median over session sets of the paired call-by-call ratios; *_rounds: that median with its "
+                "order-statistic confidence interval (min, max; coverage) widened by the A/A pair's excursion"
+            ),
             "session_options": SessionSettings.of(report.config).describe(),
         },
         "environment": {

@@ -160,9 +160,9 @@ def conditions_section(report: Report) -> str:
             "metadata, `tuning.session_options.*`)",
             f"- Timing: {benchmark.timing_conditions(settings)}; latency at batch 1 on the model as given, "
             f"throughput at batch sizes {sizes} on batch-capable copies (checked to give the original's outputs)",
-            f"- Models interleaved in turns of about {benchmark.INTERLEAVE_IMAGES} images; throughput is batch size / "
-            "median batch time; a figure pools every round's runs, a ratio is the median of the per-round ratios, "
-            "and the range in brackets is the spread over the rounds (a wide range: the machine was busy)",
+            "- Models alternate call by call; throughput is batch size / median batch time; a figure pools every "
+            "session set's calls (range in brackets: over the sets); a ratio is the median over session sets of the "
+            "paired call-by-call ratios, in brackets its 95 % interval widened by the fp32 A/A pair (docs/measurement.md)",
             f"- CPU: {env.cpu_model}; {flags}; {env.usable_cpus} usable of {env.cpu_count} cores; "
             f"{env.machine}, {env.system}",
             *_runtime_conditions(report),
