@@ -219,10 +219,10 @@ def summary_lines(summary: TuningSummary) -> list[str]:
     measurement = summary.latency_measurement
     if measurement is not None:
         lines.append(
-            f"Candidates meeting the criterion: timed with fp32, interleaved, in {measurement['rounds']} rounds, on "
-            f"{runtimes.conditions_phrase(measurement['runtime_conditions'])}; p50 latency at batch 1, throughput "
-            f"at batch {measurement['throughput_batch_size']}; ratios against fp32 in the same rounds: median "
-            "(min-max over the rounds)"
+            f"Candidates meeting the criterion: timed with fp32 and its A/A twin, call by call, in "
+            f"{measurement['rounds']} fresh session sets, on {runtimes.conditions_phrase(measurement['runtime_conditions'])}; "
+            f"time ratio int8/fp32 at batch 1 (below 1: faster), throughput ratio int8/fp32 at batch "
+            f"{measurement['throughput_batch_size']} (above 1: faster): paired median [interval]"
         )
         lines.append(f"Choice rule: {measurement['choice_rule']}")
     if summary.distributed:
@@ -235,6 +235,8 @@ def summary_lines(summary: TuningSummary) -> list[str]:
     if chosen is not None:
         lines.append(f"Chosen: trial {chosen.index} ({chosen.description}): {chosen.reason}")
         lines.extend(f"  rewrite: {rewrite}" for rewrite in chosen.rewrites)
+    if measurement is not None:
+        lines.append(f"Verdict: {measurement['verdict']['line']}")
     if summary.warning:
         lines.append(f"warning: {summary.warning}")
     lines.append(f"Summary (every trial): {summary.summary_path}")
@@ -257,7 +259,7 @@ def candidate_table(trials: Sequence[Trial], measurement: dict[str, Any] | None)
     batch = measurement["throughput_batch_size"] if timed else None
     header = ["trial", "candidate", "top-1", "criterion", "nodes int8/fp32/folded"]
     if timed:
-        header += ["p50 µs", "p50 vs fp32 (rounds)", f"img/s @{batch}", "vs fp32 (rounds)"]
+        header += ["p50 µs", "time vs fp32 [interval]", f"img/s @{batch}", "img/s vs fp32 [interval]"]
     if any(trial.rank is not None for trial in trials):
         header.append("rank")
     header.append("same model")
@@ -274,9 +276,9 @@ def candidate_table(trials: Sequence[Trial], measurement: dict[str, Any] | None)
         if timed and trial.latency_ratio is not None:
             row += [
                 f"{1000 * trial.latency_p50_ms:.1f}",
-                ratio(Spread.of_rounds(trial.latency_ratio_rounds), plain=True),
+                ratio(Spread(trial.latency_ratio, *trial.latency_ratio_interval), plain=True),
                 f"{trial.throughput_images_per_s:,.0f}",
-                ratio(Spread.of_rounds(trial.throughput_ratio_rounds), plain=True),
+                ratio(Spread(trial.throughput_ratio, *trial.throughput_ratio_interval), plain=True),
             ]
         elif timed:
             screened = trial.screening_ratio

@@ -59,10 +59,18 @@ class Objective(str, Enum):
 
 
 class SlowerThanFp32(str, Enum):
-    """Objective latency, when no passing int8 candidate is faster than the fp32 model."""
+    """Objective latency, when the model to be written is significantly slower than fp32 (its interval wholly
+    on the slower side) at batch 1 or at the throughput batch."""
 
-    WARN = "warn"  # write the fastest passing int8 model, with a warning line in the output and the summary
+    WARN = "warn"  # write the chosen int8 model, with a warning line in the output and the summary
     FAIL = "fail"  # write nothing and exit with code 6
+
+
+class SpeedInconclusive(str, Enum):
+    """The gate, when a speed check's interval straddles its threshold (neither wholly within nor wholly worse)."""
+
+    WARN = "warn"  # the check passes with a warning (exit 0): noise must not fail CI
+    FAIL = "fail"  # the check fails: CI that must prove the speed
 
 
 class Runtime(str, Enum):

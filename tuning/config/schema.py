@@ -33,6 +33,7 @@ from tuning.config.enums import (
     QuantFormat,
     Runtime,
     SlowerThanFp32,
+    SpeedInconclusive,
     Split,
     Strategy,
 )
@@ -117,33 +118,38 @@ class AccuracyCriterionSection(_Section):
 
 
 class _TimingSection(_Section):
-    """How long models are timed (tuning/measure/benchmark.py): every model runs interleaved with the others, in
-    ``rounds`` rounds; in each round and at each batch size a model runs ``warmup`` untimed images, then
-    timed batches until it has run at least ``iterations`` images *and* ``min_time_s`` seconds (like
-    OpenVINO's benchmark_app ``-t``), so a fast model is not judged on a few milliseconds. Every figure is
-    reported with the spread of its per-round values, which shows when the machine was too noisy."""
+    """How long models are timed (tuning/measure/benchmark.py, docs/measurement.md): in ``rounds`` *session
+    sets*, each with fresh sessions of every model; in each set and at each batch size a model runs ``warmup``
+    untimed images, then the models alternate call by call until each has run at least ``iterations``
+    images, at least 20 calls *and* ``min_time_s`` seconds (like OpenVINO's benchmark_app ``-t``), so a fast
+    model is not judged on a few milliseconds. A ratio is the median of paired call-by-call ratios over the
+    session sets, with a confidence interval over the sets (6 or more sets: 95 % or more)."""
 
     warmup: _int_range(0, 10_000_000) = 200
-    iterations: Count = 2000
-    min_time_s: _float_range(0, 60) = 0.2
-    rounds: _int_range(1, 100) = 5
+    iterations: Count = 1000
+    min_time_s: _float_range(0, 60) = 0.1
+    rounds: _int_range(1, 100) = 10
 
 
 class LatencyMeasurementSection(_TimingSection):
-    """How objective ``latency`` times its candidates: the passing candidates and the fp32 model together,
-    interleaved, at batch 1 and at the largest ``benchmark.batch_sizes``.
+    """How objective ``latency`` times its candidates: the passing candidates, the fp32 model and a second
+    fp32 session (the A/A pair) together, at batch 1 and at the largest ``benchmark.batch_sizes``.
 
-    Choice rule (tuning/search/latency.py): the fastest passing candidate is the one with the lowest
-    median batch-1 latency ratio to fp32; it displaces an earlier candidate in the candidate order only
-    when it beats that candidate by more than ``tie_margin`` in every round. Otherwise the earlier one
-    is kept, so noise does not change the model.
+    Choice rule (tuning/search/choice.py): a candidate is significantly faster than another only when the
+    interval of their paired batch-1 time ratio lies wholly below ``1 - tie_margin``; among the candidates
+    no other is significantly faster than, the first by preference is written (QDQ first, fewer fp32
+    compute nodes, smaller file, earlier trial), so noise does not change the model.
     """
 
     warmup: _int_range(0, 10_000_000) = 50
     iterations: Count = 400
-    min_time_s: _float_range(0, 60) = 0.03
-    tie_margin: Annotated[float, Field(ge=0, lt=1)] = 0.03  # 0.03: more than 3 % faster in every round
-    # What happens when no passing int8 candidate is faster than fp32 (at batch 1 or at the throughput batch).
+    min_time_s: _float_range(0, 60) = 0.05
+    rounds: _int_range(1, 100) = 6
+    # Significantly faster means by more than this, with confidence. Well above the few percent that separate
+    # near-equal candidates (mnist-12: ~5 %), so which of them is written does not flip with the machine's load.
+    tie_margin: Annotated[float, Field(ge=0, lt=1)] = 0.1
+    # What happens when the model to be written is significantly slower than fp32 (at batch 1 or at the
+    # throughput batch); "cannot tell at this noise" is neither.
     if_slower_than_fp32: SlowerThanFp32 = SlowerThanFp32.WARN
 
 
@@ -216,8 +222,11 @@ class GatesSection(_Section):
     # Relative to the float model: the default allows what the default tuning.accuracy_criterion (relative
     # 0.01) allows a model near 100 % accurate; configs/mnist.yaml sets 0.1 with its absolute 0.001 criterion.
     max_accuracy_drop_pp: Annotated[float, Field(ge=0, le=100)] | None = 1.0
-    max_latency_ratio: Annotated[float, Field(gt=0)] | None = None  # int8/float p50 latency
-    min_throughput_ratio: Annotated[float, Field(gt=0)] | None = None  # int8/float, largest batch size
+    # Speed checks compare the ratio's interval with the threshold (docs/gate.md): FAIL only when the whole
+    # interval is worse, PASS when it is wholly within, INCONCLUSIVE otherwise, then ``if_speed_inconclusive``.
+    max_latency_ratio: Annotated[float, Field(gt=0)] | None = None  # time int8/float at batch 1 (p50)
+    min_throughput_ratio: Annotated[float, Field(gt=0)] | None = None  # images/s int8/float, largest batch size
+    if_speed_inconclusive: SpeedInconclusive = SpeedInconclusive.WARN
     baseline: Path | None = None  # written by `gate --write-baseline`
     baseline_accuracy_tolerance_pp: Annotated[float, Field(ge=0)] = 0.1
     # Above 100 % the throughput check could never fail.
@@ -375,6 +384,7 @@ __all__ = [
     "QuantFormat",
     "Runtime",
     "SlowerThanFp32",
+    "SpeedInconclusive",
     "Split",
     "Strategy",
 ]

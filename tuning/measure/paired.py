@@ -18,7 +18,7 @@ import numpy as np
 
 # Every model runs at least this many timed calls per session set and batch size, whatever the config
 # says: a median of fewer paired ratios is itself noise (a batch-256 round of ~0.03 s was 6 calls).
-MIN_CALLS = 30
+MIN_CALLS = 20
 
 Feed = Any  # what a runner's ``infer`` takes: one batch of inputs, prepared by the runner
 

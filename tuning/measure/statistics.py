@@ -87,10 +87,12 @@ def order_statistic_rank(count: int, confidence: float = CONFIDENCE) -> tuple[in
 
 
 def median_interval(observations: Sequence[float], confidence: float = CONFIDENCE) -> Interval:
-    """The median of ``observations`` with its order-statistic confidence interval (:func:`order_statistic_rank`)."""
+    """The median of positive ``observations`` with its order-statistic confidence interval
+    (:func:`order_statistic_rank`). Of an even count the median is the geometric mean of the middle two, so
+    that the median of the inverses is the inverse of the median (a time ratio and its throughput ratio agree)."""
     ordered = sorted(float(x) for x in observations)
     rank, coverage = order_statistic_rank(len(ordered), confidence)
-    return Interval(float(np.median(ordered)), ordered[rank - 1], ordered[-rank], coverage)
+    return Interval(float(np.exp(np.median(np.log(ordered)))), ordered[rank - 1], ordered[-rank], coverage)
 
 
 def set_ratios(model_sets: Sequence[np.ndarray], reference_sets: Sequence[np.ndarray]) -> list[float]:

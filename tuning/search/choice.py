@@ -1,69 +1,91 @@
-"""The choice rule of objective latency: which timed candidate is written, and whether int8 pays at all."""
+"""The choice rule of objective latency: which timed candidate is written, decided on significant differences only.
+
+A candidate is *significantly faster* than another when the whole interval of their paired batch-1 time
+ratio ``time(candidate) / time(other)`` lies below ``1 - tie_margin`` (tuning/measure/statistics.py). Noise
+cannot make a candidate significantly faster, so among candidates that nothing beats the written one is
+picked by a fixed preference, not by which of them measured faster this time: the file does not change
+with the machine's load.
+"""
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Mapping, Sequence
 
+from tuning.measure.statistics import Interval
 from tuning.search.trials import Trial
 
+PREFERENCE = "QDQ before QOperator, then fewer fp32 compute nodes, then the smaller file, then the earlier trial"
 CHOICE_RULE = (
-    "the fastest passing candidate (lowest median batch-1 p50 ratio), unless an earlier passing candidate is not "
-    "beaten by it in every round by more than {margin}: then the earliest such candidate, so that noise does not "
-    "change the model"
+    "among the passing candidates that no other passing candidate is significantly faster than (the interval of "
+    "their paired batch-1 time ratio wholly below 1 - {margin}), the first by preference: " + PREFERENCE
 )
 
+# time(a) / time(b) at batch 1 for trial indices a, b, with its interval (below 1: a is faster).
+TimeRatio = Callable[[int, int], Interval]
 
-def beats(trial: Trial, other: Trial, tie_margin: float) -> bool:
-    """Whether ``trial`` is measurably faster than ``other`` at batch 1: faster by more than ``tie_margin``
-    in every round.
 
-    The two are compared round by round: in each round both ran interleaved, so their ratio
-    ``p50(trial) / p50(other)`` (= the ratio of their per-round ratios to fp32) is free of the load
-    that moves whole rounds. Requiring every round, rather than the median, keeps a noisy round from
-    deciding; a margin, rather than the ratio's own range, keeps a large real difference (whose
-    per-round ratios spread widely on a loaded machine) from counting as a tie.
+def significantly_faster(time_ratio: Interval, tie_margin: float) -> bool:
+    """Whether ``time_ratio`` (``time(a) / time(b)``) shows ``a`` faster than ``b`` by more than ``tie_margin``:
+    its whole interval lies below ``1 - tie_margin``."""
+    return time_ratio.below(1.0 - tie_margin)
+
+
+def preference(trial: Trial, file_bytes: int) -> tuple[bool, int, int, int]:
+    """The sort key of :data:`PREFERENCE`: the portable QDQ format first (standard ONNX operators only), fewer
+    fp32 compute nodes (more of the model in int8), the smaller file, the earlier trial."""
+    return (trial.quant_format != "QDQ", len(trial.fp32_compute_nodes), file_bytes, trial.index)
+
+
+def choose_fastest(
+    trials: Sequence[Trial], time_ratio: TimeRatio, file_bytes: Mapping[int, int], tie_margin: float
+) -> tuple[int, str]:
+    """The written candidate's trial index and, in one sentence, why (:data:`CHOICE_RULE`).
+
+    Only distinct passing candidates that were timed take part. The first of them by :func:`preference`
+    that no other is significantly faster than is chosen. Should every one be beaten by another (possible
+    only when intervals are too narrow for the noise), the one with the lowest median ratio is.
     """
-    ratios = [mine / theirs for mine, theirs in zip(trial.latency_ratio_rounds, other.latency_ratio_rounds)]
-    return max(ratios) < 1 - tie_margin
-
-
-def choose_fastest(trials: Sequence[Trial], tie_margin: float) -> tuple[int, str]:
-    """The emitted candidate and why: the fastest passing one, up to noise (:data:`CHOICE_RULE`).
-
-    Candidates screened out (:func:`screen`) take no part. The fastest is the passing candidate with
-    the lowest median p50 latency ratio (then higher
-    accuracy, then earlier). It is chosen unless it fails to :func:`beat <beats>` an earlier passing
-    candidate; then the earliest such candidate is: which of two candidates within noise of each
-    other measures faster changes from run to run, the candidate order does not.
-    """
-    passing = [t for t in trials[1:] if t.meets_criterion and t.same_model_as is None and t.latency_ratio is not None]
-    fastest = min(passing, key=lambda t: (t.latency_ratio, -t.accuracy, t.index))
-    chosen = next(t for t in passing if t is fastest or not beats(fastest, t, tie_margin))
-    summary = f"{len(passing)} passing candidate{'s' if len(passing) != 1 else ''}"
-    if chosen is fastest:
-        reason = f"fastest of {summary}: p50 {fastest.latency_ratio:.2f}x fp32"
-        beaten = [t.index for t in passing if t.index < fastest.index]
-        if beaten:
-            reason += f", measurably faster than the earlier trials {', '.join(map(str, beaten))}"
-    else:
-        reason = (
-            f"p50 {chosen.latency_ratio:.2f}x fp32; the fastest of {summary} (trial {fastest.index}, "
-            f"p50 {fastest.latency_ratio:.2f}x fp32) does not beat it by more than {tie_margin:.0%} in every "
-            "round, and it is the earliest passing candidate in the candidate order that the fastest does not beat"
+    passing = sorted(
+        (t for t in trials[1:] if t.meets_criterion and t.same_model_as is None and t.latency_ratio is not None),
+        key=lambda t: preference(t, file_bytes[t.index]),
+    )
+    if not passing:
+        raise ValueError("no timed passing candidate to choose from")
+    beaten_by = {
+        t.index: [o.index for o in passing if o is not t and significantly_faster(time_ratio(o.index, t.index), tie_margin)]
+        for t in passing
+    }
+    chosen = next(
+        (t for t in passing if not beaten_by[t.index]), min(passing, key=lambda t: (t.latency_ratio, t.index))
+    )
+    faster_than = [t.index for t in passing if chosen.index in beaten_by[t.index]]
+    tied = [
+        t.index
+        for t in passing
+        if t is not chosen and t.index not in faster_than and t.index not in beaten_by[chosen.index]
+    ]
+    preferred_but_beaten = [t.index for t in passing[: passing.index(chosen)]]
+    parts = [f"p50 {chosen.latency_ratio:.2f}x fp32 at batch 1"]
+    if beaten_by[chosen.index]:
+        parts.append("every passing candidate is significantly beaten by another; this one has the lowest median")
+    elif tied:
+        parts.append(
+            f"indistinguishable within the {tie_margin:.0%} margin at this noise from trial{_s(tied)} "
+            f"{_list(tied)}; chosen over {'them' if len(tied) > 1 else 'it'} by preference ({PREFERENCE})"
         )
-    return chosen.index, reason
+    else:
+        parts.append("no other passing candidate is indistinguishable from it")
+    for index in preferred_but_beaten:
+        parts.append(f"the preferred trial {index} is significantly slower than trial{_s(beaten_by[index])} "
+                     f"{_list(beaten_by[index])}")  # fmt: skip
+    if faster_than:
+        parts.append(f"significantly faster than trial{_s(faster_than)} {_list(faster_than)}")
+    return chosen.index, "; ".join(parts)
 
 
-def slower_than_fp32(trials: Sequence[Trial], batch_size: int) -> str | None:
-    """Why int8 does not pay, or None: no passing candidate is faster than fp32 at batch 1 or at ``batch_size``."""
-    passing = [t for t in trials[1:] if t.meets_criterion and t.latency_ratio is not None]
-    best_latency = min(t.latency_ratio for t in passing)
-    best_throughput = max(t.throughput_ratio for t in passing)
-    problems = []
-    if best_latency >= 1:
-        problems.append(f"at batch 1 (best p50 {best_latency:.2f}x fp32)")
-    if best_throughput <= 1:
-        problems.append(f"at batch {batch_size} (best throughput {best_throughput:.2f}x fp32)")
-    if not problems:
-        return None
-    return f"int8 does not pay on this machine: no passing candidate is faster than fp32 {' or '.join(problems)}"
+def _s(items: Sequence[int]) -> str:
+    return "s" if len(items) > 1 else ""
+
+
+def _list(items: Sequence[int]) -> str:
+    return ", ".join(map(str, sorted(items)))

@@ -5,8 +5,9 @@ slower than fp32. Here a grid of candidates is built from the model's graph (:fu
 each one made by INC (``quantization.fit`` with op-wise configs, no evaluation function), rewritten
 exactly where onnxruntime's default optimizers would slow it down (tuning/graph/rewrite.py), scored with
 the same evaluator as objective accuracy; then the passing ones are timed together with the fp32
-model (tuning/measure/benchmark.py, interleaved, in rounds, under the deployment's session options). The
-fastest passing candidate is kept, up to a noise rule (:func:`choose_fastest`, :data:`CHOICE_RULE`).
+model (tuning/measure/benchmark.py: call by call, in fresh session sets, under the deployment's session
+options). The written candidate is the most preferred one that no other is significantly faster than
+(tuning/search/choice.py), and the verdict compares it with fp32 (tuning/measure/verdict.py).
 
 INC's own ``TuningCriterion(objective="performance")`` does not fit: it times the evaluation
 function's wall clock in INC's sessions (not batch-1 latency as users run the model) and still
@@ -48,8 +49,12 @@ from tuning.inc.mapping import (
     inc_config,
 )
 from tuning.measure import benchmark
-from tuning.measure.runtimes import Runner, SessionSettings, open_runner
-from tuning.search.choice import CHOICE_RULE, choose_fastest, slower_than_fp32
+from tuning.measure.environment import capture_environment
+from tuning.measure.paired import MIN_CALLS
+from tuning.measure.runtimes import SessionSettings, open_runner
+from tuning.measure.statistics import Interval, set_ratios
+from tuning.measure.verdict import Verdict
+from tuning.search.choice import CHOICE_RULE, PREFERENCE, choose_fastest
 from tuning.search.trials import Trial, TuningOutcome, no_model_message, record_trial
 
 # Candidates slower than this times the best one in the screening round are not timed further (:func:`screen`).
@@ -163,10 +168,26 @@ def quantize_for_latency(
     candidates_done = time.monotonic()
     performances = benchmark.measure(targets, images, settings, session, label="timing candidates")
     seconds = {"candidates": candidates_done - started, "measurement": time.monotonic() - candidates_done}
-    trials = _with_performance(trials, performances, max(settings.batch_sizes))
-    chosen, reason = choose_fastest(trials, config.tuning.latency.tie_margin)
+    batch_size = max(settings.batch_sizes)
+    trials = _with_performance(trials, performances, batch_size)
+    fp32 = performances["fp32"]
+
+    def time_ratio(mine: int, theirs: int) -> Interval:
+        # Both candidates ran in the same turns as fp32: the interval is widened by fp32's A/A pair like theirs.
+        return performances[f"trial {mine}"].latency.time_ratio(performances[f"trial {theirs}"].latency, fp32.noise_floor())
+
+    file_bytes = {index: finalists[index].ByteSize() for index in finalists}
+    chosen, reason = choose_fastest(trials, time_ratio, file_bytes, config.tuning.latency.tie_margin)
     trials[chosen] = dataclasses.replace(trials[chosen], chosen=True, reason=reason)
-    slower = slower_than_fp32(trials, max(settings.batch_sizes))
+    written = performances[f"trial {chosen}"]
+    verdict = Verdict(
+        written.latency_ratio(fp32),
+        written.throughput_ratio(fp32, batch_size),
+        batch_size,
+        fp32.noise_floor(),
+        capture_environment().features(),
+    )
+    slower = f"int8 does not pay on this machine: {verdict.line()}" if verdict.slower_than_fp32 else None
     if slower and config.tuning.latency.if_slower_than_fp32 is SlowerThanFp32.FAIL:
         raise SlowerThanFp32Error(f"{slower}; nothing written (tuning.latency.if_slower_than_fp32: fail)")
     return TuningOutcome(
@@ -177,7 +198,8 @@ def quantize_for_latency(
         objective=Objective.LATENCY,
         chosen_index=chosen,
         reason=reason,
-        measurement=measurement_conditions(config) | {"seconds": seconds, "runtime_conditions": conditions},
+        measurement=measurement_conditions(config)
+        | {"seconds": seconds, "runtime_conditions": conditions, "verdict": verdict.to_json()},
         warning=slower,
     )
 
@@ -301,18 +323,27 @@ def screen(
     Returns the ratios, how the runtime compiled the fp32 model (read back), and why each candidate
     the runtime cannot load was left out (OpenVINO refuses some QOperator graphs).
     """
-    runners: dict[Any, Runner] = {"fp32": open_runner(fp32, runtime, session, source)}
     unloadable: dict[int, str] = {}
     for index, candidate in candidates.items():
         try:
-            runners[index] = open_runner(candidate, runtime, session, f"candidate {index}")
+            open_runner(candidate, runtime, session, f"candidate {index}")
         except InputError as exc:
             unloadable[index] = str(exc)
-    warmup, min_runs = benchmark.runs_at_batch(settings, 1)
-    durations = benchmark.time_models(runners, images, 1, warmup, min_runs, settings.min_time_s)
-    fp32_p50 = float(np.median(durations.pop("fp32")))
-    ratios = {index: float(np.median(runs)) / fp32_p50 for index, runs in durations.items()}
-    return ratios, runners["fp32"].conditions, unloadable
+    targets = [benchmark.BenchmarkTarget("fp32", fp32, source, runtime)] + [
+        benchmark.BenchmarkTarget(f"trial {index}", candidate, Path(f"<candidate trial {index} of {source}>"), runtime)
+        for index, candidate in candidates.items()
+        if index not in unloadable
+    ]
+    screening = settings.model_copy(update={"rounds": 1})
+    performances = benchmark.measure(
+        targets, images, screening, session, label="screening candidates", throughput_batch_sizes=()
+    )
+    fp32_performance = performances.pop("fp32")
+    ratios = {
+        int(name.removeprefix("trial ")): performance.latency.time_ratio(fp32_performance.latency).value
+        for name, performance in performances.items()
+    }
+    return ratios, fp32_performance.conditions, unloadable
 
 
 def _original(trial: Trial) -> int:
@@ -339,9 +370,11 @@ def measurement_conditions(config: PipelineConfig) -> dict[str, Any]:
     latency = config.tuning.latency
     return {
         "models": (
-            "fp32 and every distinct candidate meeting the accuracy criterion, interleaved: one screening round at "
-            f"batch 1, then the rounds below for the candidates within {SCREEN_FACTOR}x of the screening round's best"
+            "fp32, a second fp32 session (the A/A pair) and every distinct candidate meeting the accuracy criterion, "
+            "call by call: one screening session set at batch 1, then the session sets below (rounds) for the "
+            f"candidates within {SCREEN_FACTOR}x of the screening's best"
         ),
+        "min_calls": MIN_CALLS,
         "screen_factor": SCREEN_FACTOR,
         "rounds": latency.rounds,
         "warmup": latency.warmup,
@@ -352,6 +385,11 @@ def measurement_conditions(config: PipelineConfig) -> dict[str, Any]:
         "tie_margin": latency.tie_margin,
         "runtime": config.deployment.runtime.value,
         "choice_rule": CHOICE_RULE.format(margin=f"{latency.tie_margin:.0%}"),
+        "preference": PREFERENCE,
+        "ratio_statistic": (
+            "median over session sets of the paired call-by-call ratios; interval: order-statistic confidence "
+            "interval of that median widened by the A/A pair's excursion (docs/measurement.md)"
+        ),
         "session_options": SessionSettings.of(config).describe(),
     }
 
@@ -361,8 +399,9 @@ def _with_performance(
 ) -> list[Trial]:
     """Fill in the latency and throughput of every timed trial (a duplicate takes its original's).
 
-    Ratios are taken within each round (both models ran interleaved in it); the trial's ratio is
-    their median over the rounds, its spread their range. p50 and images/s pool every round's runs.
+    Ratios against fp32 are paired (tuning/measure/statistics.py): latency as time int8/fp32, throughput as
+    images/s int8/fp32; each with its interval (widened by fp32's A/A pair) and its per-session-set medians.
+    p50 and images/s pool every set's calls.
     """
     fp32 = performances["fp32"]
     filled = []
@@ -372,19 +411,20 @@ def _with_performance(
         if perf is None:  # misses the accuracy criterion, or screened out: not timed further
             filled.append(trial)
             continue
-        latency = perf.latency.ratio_rounds(fp32.latency)
-        throughput = tuple(
-            1.0 / ratio for ratio in perf.throughput_at(batch_size).ratio_rounds(fp32.throughput_at(batch_size))
-        )
+        latency = perf.latency_ratio(fp32)
+        throughput = perf.throughput_ratio(fp32, batch_size)
+        timing, reference = perf.throughput_at(batch_size), fp32.throughput_at(batch_size)
         filled.append(
             dataclasses.replace(
                 trial,
                 latency_p50_ms=perf.latency.p50,
-                latency_ratio=float(np.median(latency)),
-                latency_ratio_rounds=latency,
-                throughput_images_per_s=perf.throughput_at(batch_size).images_per_s,
-                throughput_ratio=float(np.median(throughput)),
-                throughput_ratio_rounds=throughput,
+                latency_ratio=latency.value,
+                latency_ratio_interval=(latency.low, latency.high),
+                latency_ratio_rounds=tuple(set_ratios(perf.latency.rounds_ms, fp32.latency.rounds_ms)),
+                throughput_images_per_s=timing.images_per_s,
+                throughput_ratio=throughput.value,
+                throughput_ratio_interval=(throughput.low, throughput.high),
+                throughput_ratio_rounds=tuple(1.0 / r for r in set_ratios(timing.rounds_ms, reference.rounds_ms)),
             )
         )
     return filled

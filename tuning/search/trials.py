@@ -50,11 +50,16 @@ class Trial:
     same_model_as: int | None = None  # the same bytes as this earlier trial
     screening_ratio: float | None = None  # objective latency: batch-1 p50 / fp32's in the screening round
     latency_p50_ms: float | None = None  # batch 1
-    latency_ratio: float | None = None  # median over the rounds of p50 / fp32 p50 in the round
-    latency_ratio_rounds: tuple[float, ...] = ()  # p50 / fp32 p50 in each round of the measurement
-    throughput_images_per_s: float | None = None  # at the largest benchmark batch size, all rounds
-    throughput_ratio: float | None = None  # median over the rounds of images/s / fp32 images/s in the round
-    throughput_ratio_rounds: tuple[float, ...] = ()  # images/s / fp32 images/s in each round
+    # Time ratio int8/fp32 at batch 1 (below 1: faster): the median over session sets of the paired ratios,
+    # its confidence interval (tuning/measure/statistics.py), and each session set's median.
+    latency_ratio: float | None = None
+    latency_ratio_interval: tuple[float, float] | None = None
+    latency_ratio_rounds: tuple[float, ...] = ()
+    throughput_images_per_s: float | None = None  # at the largest benchmark batch size, all session sets
+    # Images/s ratio int8/fp32 (above 1: faster) at that batch size, likewise.
+    throughput_ratio: float | None = None
+    throughput_ratio_interval: tuple[float, float] | None = None
+    throughput_ratio_rounds: tuple[float, ...] = ()
     chosen: bool = False
     reason: str | None = None
     rank: int | None = None  # distributed tuning: the MPI rank that evaluated it; None in one process
