@@ -23,6 +23,7 @@ from tuning.errors import InputError
 from tuning.measure import benchmark
 from tuning.measure.benchmark import BenchmarkTarget
 from tuning.measure.environment import capture_environment
+from tuning.measure.paired import MIN_CALLS, time_in_turns
 from tuning.measure.runtimes import SessionSettings, open_runner
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -49,22 +50,25 @@ def test_runs_at_batch_keeps_the_images_per_measurement_about_equal() -> None:
     assert benchmark.batch_sizes(BenchmarkSection(batch_sizes=(64, 1, 16, 64))) == (1, 16, 64)
 
 
-def test_time_models_runs_every_model_equally_until_the_count_and_the_time_are_reached(images: np.ndarray) -> None:
-    sessions = {"fp32": open_runner(FP32), "zoo": open_runner(ZOO_INT8)}
-    by_count = benchmark.time_models(sessions, images, batch_size=1, warmup_runs=3, min_runs=250, min_seconds=0)
-    chunk = benchmark.INTERLEAVE_IMAGES
-    assert {len(runs) for runs in by_count.values()} == {-(-250 // chunk) * chunk}
-    by_time = benchmark.time_models(sessions, images, batch_size=1, warmup_runs=3, min_runs=1, min_seconds=0.05)
+def test_models_take_turns_call_by_call_until_the_count_and_the_time_are_reached(images: np.ndarray) -> None:
+    runners = {"fp32": open_runner(FP32), "zoo": open_runner(ZOO_INT8)}
+    calls = {name: runner.infer for name, runner in runners.items()}
+    feeds = {name: [runner.feed(images[k : k + 1]) for k in range(4)] for name, runner in runners.items()}
+    by_count = time_in_turns(calls, feeds, warmup_calls=3, min_calls=250, min_seconds=0)
+    assert {len(runs) for runs in by_count.values()} == {250}
+    floor = time_in_turns(calls, feeds, warmup_calls=0, min_calls=1, min_seconds=0)
+    assert {len(runs) for runs in floor.values()} == {MIN_CALLS}, "never fewer than MIN_CALLS calls"
+    by_time = time_in_turns(calls, feeds, warmup_calls=3, min_calls=1, min_seconds=0.05)
     counts = {len(runs) for runs in by_time.values()}
-    assert len(counts) == 1, "every model runs the same number of timed batches"
+    assert len(counts) == 1, "every model runs the same number of calls: call t of each is a pair"
     for runs in by_time.values():
         assert np.all(runs > 0)
         assert runs.sum() >= 50.0, "each model ran at least min_seconds of timed work"
-        # One chunk fewer would not have reached the time for the model that needed the most.
-    assert min(runs[:-chunk].sum() for runs in by_time.values()) < 50.0
+    # One turn fewer would not have reached the time for the model that needed the most.
+    assert min(runs[:-1].sum() for runs in by_time.values()) < 50.0
 
 
-def test_measure_reports_every_round_and_its_spread(images: np.ndarray) -> None:
+def test_measure_opens_fresh_sessions_per_set_runs_an_a_a_pair_and_pairs_the_ratios(images: np.ndarray) -> None:
     settings = BenchmarkSection(warmup=4, iterations=40, min_time_s=0, rounds=3, batch_sizes=(8, 1, 32))
     targets = [BenchmarkTarget(name, onnx.load(str(path)), path) for name, path in (("fp32", FP32), ("zoo", ZOO_INT8))]
     results = benchmark.measure(targets, images, settings, SessionSettings())
@@ -73,24 +77,28 @@ def test_measure_reports_every_round_and_its_spread(images: np.ndarray) -> None:
         assert performance.latency.batch_size == 1 and len(performance.latency.rounds_ms) == 3
         assert [t.batch_size for t in performance.throughput] == [1, 8, 32]
         batch_32 = performance.throughput_at(32)
-        assert len(batch_32.rounds_ms) == 3 and all(len(runs) == 4 for runs in batch_32.rounds_ms)  # 100-image turns
+        assert all(len(runs) == MIN_CALLS for runs in batch_32.rounds_ms)  # 40 images are 2 calls: the floor
         pooled = np.concatenate(batch_32.rounds_ms)
         assert batch_32.images_per_s == pytest.approx(32 * 1000 / float(np.median(pooled)))
-        spread = batch_32.images_per_s_spread
-        per_round = [32 * 1000 / float(np.median(runs)) for runs in batch_32.rounds_ms]
-        assert (spread.low, spread.high) == pytest.approx((min(per_round), max(per_round)))
     zoo, fp32 = results["zoo"], results["fp32"]
-    expected = [z / f for z, f in zip(zoo.latency.round_p50s, fp32.latency.round_p50s)]
+    # The first model is the reference: its second session ran beside it, the others have none.
+    assert fp32.second_session is not None and zoo.second_session is None
+    floor = fp32.noise_floor()
+    assert floor == fp32.second_session.latency.time_ratio(fp32.latency)
+    # Direction: latency is time zoo / time fp32 (paired call by call), throughput its inverse.
+    per_set = [float(np.median(z / f)) for z, f in zip(zoo.latency.rounds_ms, fp32.latency.rounds_ms)]
     ratio = zoo.latency_ratio(fp32)
-    assert ratio.value == pytest.approx(float(np.median(expected)))
-    assert (ratio.low, ratio.high) == pytest.approx((min(expected), max(expected)))
-    inverse = [f / z for z, f in zip(zoo.throughput_at(8).round_p50s, fp32.throughput_at(8).round_p50s)]
-    assert zoo.throughput_ratio(fp32, 8).value == pytest.approx(float(np.median(inverse)))
+    assert ratio.value == pytest.approx(float(np.median(per_set)))
+    spread = floor.excursion()
+    assert (ratio.low, ratio.high) == pytest.approx((min(per_set) * (1 - spread), max(per_set) * (1 + spread)))
+    time_8 = zoo.throughput_at(8).time_ratio(fp32.throughput_at(8), fp32.noise_floor(8))
+    assert zoo.throughput_ratio(fp32, 8).value == pytest.approx(1 / time_8.value)
 
 
 def test_environment_names_the_cpu_and_the_versions() -> None:
     env = capture_environment()
-    assert set(env.cpu_flags) == {"avx2", "avx512f", "avx512_vnni", "avx512_bf16", "amx_int8"}
+    assert set(env.cpu_flags) == {"avx2", "avx512f", "avx512_vnni", "avx_vnni", "avx512_bf16", "amx_int8", "amx_bf16"}
+    assert env.cpu_class in env.features() and f"AVX2 {'yes' if env.cpu_flags['avx2'] else 'no'}" in env.features()
     assert env.versions["onnxruntime"] == ort.__version__
     assert env.versions["onnx"] == onnx.__version__
     assert env.versions["numpy"] == np.__version__
@@ -128,7 +136,7 @@ def test_benchmark_performance_above_the_fixed_batch_size(capsys: pytest.Capture
     assert latency and throughput
     # INC's convention: latency per image and throughput are reciprocal.
     assert float(throughput.group(1)) == pytest.approx(1000 / float(latency.group(1)), rel=0.02)
-    assert re.fullmatch(r"Spread: \d+\.\d-\d+\.\d images/sec over 5 rounds", lines[3])
+    assert re.fullmatch(r"Spread: \d+\.\d-\d+\.\d images/sec over 10 session sets", lines[3])
     assert "1 intra-op thread" in lines[4] and f"onnxruntime {ort.__version__}" in lines[4]
     assert f"onnxruntime {ort.__version__}, default session options, 1 intra-op thread" in lines[4]
 

@@ -40,9 +40,12 @@ def test_cli_passes_on_good_numbers_and_writes_junit(tmp_path):
     assert result.stdout.splitlines() == [
         "PASS int8 top-1 error: 1.11 % <= 1.50 % allowed",
         "PASS accuracy drop vs float: 0.01 pp <= 0.10 pp allowed",
-        "gate: passed (2 checks)",
+        # configs/mnist.yaml checks speed; a report without intervals is judged on its points.
+        "PASS latency ratio int8/float: 0.80x <= 1.30x allowed (p50 on onnxruntime)",
+        "PASS throughput ratio int8/float: 1.30x >= 0.75x required (batch 256 on onnxruntime)",
+        "gate: passed (4 checks)",
     ]
-    assert ET.parse(junit).getroot().find("testsuite").get("tests") == "2"
+    assert ET.parse(junit).getroot().find("testsuite").get("tests") == "4"
 
 
 def test_cli_exits_1_listing_each_failed_check(tmp_path):
@@ -55,7 +58,7 @@ def test_cli_exits_1_listing_each_failed_check(tmp_path):
     assert lines[1].startswith("FAIL accuracy drop vs float: 44.38 pp > 0.10 pp allowed")
     assert "likely calibrated for the other preprocessing" in lines[1]
     assert result.stderr == (
-        "error: gate FAILED (2 of 2 checks): int8 top-1 error, accuracy drop vs float\n"
+        "error: gate FAILED (2 of 4 checks): int8 top-1 error, accuracy drop vs float\n"
     )
     assert ET.parse(junit).getroot().find("testsuite").get("failures") == "2"
 

@@ -20,6 +20,7 @@ from tuning.config.enums import Runtime
 from tuning.config.schema import GatesSection
 from tuning.errors import InputError
 from tuning.files.inputs import read_bounded
+from tuning.gate import speed
 
 REPORT_SCHEMA_VERSION = 2
 BASELINE_SCHEMA_VERSION = 2
@@ -43,11 +44,14 @@ class Check:
     passed: bool
     message: str
     skipped: bool = False
+    inconclusive: bool = False  # a speed check whose interval straddles its threshold (tuning/gate/speed.py)
 
     @property
     def status(self) -> str:
         if self.skipped:
             return "SKIP"
+        if self.inconclusive:
+            return "INCONCLUSIVE"
         return "PASS" if self.passed else "FAIL"
 
 
@@ -305,8 +309,8 @@ def evaluate_gates(report: dict[str, Any], gates: GatesSection, baseline: dict[s
         if latency is None:
             checks.append(_missing_performance(name, gates.max_latency_ratio, "<=", "max_latency_ratio", gates))
         else:
-            note = f"(p50 on {where})"
-            checks.append(_compare(name, latency, gates.max_latency_ratio, "<=", "x", "allowed", note))
+            document = _int8_ratios(report, runtime).get("latency_p50_rounds")
+            checks.append(_speed_check(name, latency, document, gates.max_latency_ratio, "<=", gates, f"(p50 on {where})"))
     if gates.min_throughput_ratio is not None:
         name = "throughput ratio int8/float"
         if not throughput:
@@ -314,8 +318,9 @@ def evaluate_gates(report: dict[str, Any], gates: GatesSection, baseline: dict[s
         else:
             # The largest batch shows what int8 kernels gain once per-call overhead no longer dominates.
             batch = max(throughput)
+            document = (_int8_ratios(report, runtime).get("throughput_rounds") or {}).get(str(batch))
             note = f"(batch {batch} on {where})"
-            checks.append(_compare(name, throughput[batch], gates.min_throughput_ratio, ">=", "x", "required", note))
+            checks.append(_speed_check(name, throughput[batch], document, gates.min_throughput_ratio, ">=", gates, note))
     if baseline is not None:
         if baseline["runtime"] != runtime.value:
             raise InputError(
@@ -443,6 +448,19 @@ def _compare(
     shown = f"{measured:.{digits}f}{unit} {comparison if passed else broken} {threshold:.{digits}f}{unit} {verb}"
     message = f"{name}: {shown}" + (f" {note}" if note else "")
     return Check(name, measured, threshold, comparison, passed, message)
+
+
+def _speed_check(
+    name: str, value: float, interval: Any, threshold: float, comparison: str, gates: GatesSection, note: str
+) -> Check:
+    """The interval's three states (tuning/gate/speed.py); a report that wrote no interval is judged on its point."""
+    if interval is None:
+        verb = "allowed" if comparison == "<=" else "required"
+        return _compare(name, value, threshold, comparison, "x", verb, note)
+    judged = speed.judge(name, speed.read_interval(value, interval, name), threshold, comparison,
+                         gates.if_speed_inconclusive, note)  # fmt: skip
+    inconclusive = judged.state is speed.SpeedState.INCONCLUSIVE
+    return Check(name, value, threshold, comparison, judged.passed, judged.message, inconclusive=inconclusive)
 
 
 def _digits(measured: float, threshold: float) -> int:

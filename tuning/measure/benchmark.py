@@ -358,14 +358,16 @@ class BenchmarkRun:
             lines.append(
                 f"Spread: {spread.low:.1f}-{spread.high:.1f} images/sec over {len(timing.rounds_ms)} session sets"
             )
-            floor = self.performance.noise_floor(None if self.performance.latency else self.batch_size)
-            if floor is not None:
-                lines.append(
-                    f"Noise floor: a second session of the same model took {floor.value:.3f}x the first's time "
-                    f"[{floor.low:.3f}-{floor.high:.3f}] (A/A pair, {floor.coverage:.0%} interval): "
-                    "differences within this are noise"
-                )
         lines.append(self.conditions)
+        floor = None if self.performance is None else self.performance.noise_floor(
+            None if self.performance.latency else self.batch_size
+        )  # fmt: skip
+        if floor is not None:
+            lines.append(
+                f"Noise floor: a second session of the same model took {floor.value:.3f}x the first's time "
+                f"[{floor.low:.3f}-{floor.high:.3f}] (A/A pair, {floor.coverage:.0%} interval): "
+                "differences within this are noise"
+            )
         return lines
 
 
