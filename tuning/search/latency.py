@@ -23,7 +23,6 @@ import re
 import time
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any
 
 import numpy as np
 import onnx
@@ -33,12 +32,11 @@ from tuning.config.enums import (
     CalibrationAlgorithm,
     Objective,
     QuantFormat,
-    Runtime,
     SlowerThanFp32,
 )
-from tuning.config.schema import BenchmarkSection, PipelineConfig
+from tuning.config.schema import PipelineConfig
 from tuning.data.datasets import BatchLoader, LabelledImages
-from tuning.errors import InputError, SlowerThanFp32Error, TuningError
+from tuning.errors import SlowerThanFp32Error, TuningError
 from tuning.graph.nodes import COMPUTE_OP_TYPES
 from tuning.graph.rewrite import pool_before_activation
 from tuning.inc.fit import fit
@@ -50,15 +48,13 @@ from tuning.inc.mapping import (
 )
 from tuning.measure import benchmark
 from tuning.measure.environment import capture_environment
-from tuning.measure.paired import MIN_CALLS
-from tuning.measure.runtimes import SessionSettings, open_runner
-from tuning.measure.statistics import Interval, set_ratios
+from tuning.measure.runtimes import SessionSettings
+from tuning.measure.statistics import Interval
 from tuning.measure.verdict import Verdict
-from tuning.search.choice import CHOICE_RULE, PREFERENCE, choose_fastest
+from tuning.search.choice import choose_fastest
+from tuning.search.timing import SCREEN_FACTOR, latency_settings, measurement_conditions, screen, with_performance
 from tuning.search.trials import Trial, TuningOutcome, no_model_message, record_trial
 
-# Candidates slower than this times the best one in the screening round are not timed further (:func:`screen`).
-SCREEN_FACTOR = 1.25
 
 
 def compute_nodes(model: onnx.ModelProto, config: PipelineConfig) -> list[str]:
@@ -169,7 +165,7 @@ def quantize_for_latency(
     performances = benchmark.measure(targets, images, settings, session, label="timing candidates")
     seconds = {"candidates": candidates_done - started, "measurement": time.monotonic() - candidates_done}
     batch_size = max(settings.batch_sizes)
-    trials = _with_performance(trials, performances, batch_size)
+    trials = with_performance(trials, performances, batch_size)
     fp32 = performances["fp32"]
 
     def time_ratio(mine: int, theirs: int) -> Interval:
@@ -306,125 +302,7 @@ def score_fastest_first(
 _MADE_FIELDS = ("quant_format", "calibration_algorithm", "fp32_fallback", "rewrites")
 
 
-def screen(
-    fp32: onnx.ModelProto,
-    candidates: dict[int, onnx.ModelProto],
-    images: np.ndarray,
-    settings: BenchmarkSection,
-    session: SessionSettings,
-    runtime: Runtime,
-    source: Path,
-) -> tuple[dict[int, float], dict[str, Any], dict[int, str]]:
-    """Batch-1 p50 of every candidate relative to fp32 in one short interleaved round (the screening round),
-    on the deployment's runtime.
-
-    A candidate more than SCREEN_FACTOR times slower than the fastest passing one cannot win the full
-    measurement: it is neither scored nor timed further (most of a large grid is clearly slower).
-    Returns the ratios, how the runtime compiled the fp32 model (read back), and why each candidate
-    the runtime cannot load was left out (OpenVINO refuses some QOperator graphs).
-    """
-    unloadable: dict[int, str] = {}
-    for index, candidate in candidates.items():
-        try:
-            open_runner(candidate, runtime, session, f"candidate {index}")
-        except InputError as exc:
-            unloadable[index] = str(exc)
-    targets = [benchmark.BenchmarkTarget("fp32", fp32, source, runtime)] + [
-        benchmark.BenchmarkTarget(f"trial {index}", candidate, Path(f"<candidate trial {index} of {source}>"), runtime)
-        for index, candidate in candidates.items()
-        if index not in unloadable
-    ]
-    screening = settings.model_copy(update={"rounds": 1})
-    performances = benchmark.measure(
-        targets, images, screening, session, label="screening candidates", throughput_batch_sizes=()
-    )
-    fp32_performance = performances.pop("fp32")
-    ratios = {
-        int(name.removeprefix("trial ")): performance.latency.time_ratio(fp32_performance.latency).value
-        for name, performance in performances.items()
-    }
-    return ratios, fp32_performance.conditions, unloadable
-
-
 def _original(trial: Trial) -> int:
     return trial.same_model_as if trial.same_model_as is not None else trial.index
 
 
-def latency_settings(config: PipelineConfig) -> BenchmarkSection:
-    """The benchmark settings of objective latency's measurement: batch 1 and the largest batch size."""
-    latency = config.tuning.latency
-    return BenchmarkSection(
-        warmup=latency.warmup,
-        iterations=latency.iterations,
-        min_time_s=latency.min_time_s,
-        rounds=latency.rounds,
-        batch_sizes=(max(config.benchmark.batch_sizes),),
-        intra_op_threads=config.benchmark.intra_op_threads,
-        reference_models=(),
-    )
-
-
-def measurement_conditions(config: PipelineConfig) -> dict[str, Any]:
-    """How objective latency timed its candidates, for the summary and the report."""
-    settings = latency_settings(config)
-    latency = config.tuning.latency
-    return {
-        "models": (
-            "fp32, a second fp32 session (the A/A pair) and every distinct candidate meeting the accuracy criterion, "
-            "call by call: one screening session set at batch 1, then the session sets below (rounds) for the "
-            f"candidates within {SCREEN_FACTOR}x of the screening's best"
-        ),
-        "min_calls": MIN_CALLS,
-        "screen_factor": SCREEN_FACTOR,
-        "rounds": latency.rounds,
-        "warmup": latency.warmup,
-        "iterations": latency.iterations,
-        "min_time_s": latency.min_time_s,
-        "throughput_batch_size": max(settings.batch_sizes),
-        "intra_op_threads": settings.intra_op_threads,
-        "tie_margin": latency.tie_margin,
-        "runtime": config.deployment.runtime.value,
-        "choice_rule": CHOICE_RULE.format(margin=f"{latency.tie_margin:.0%}"),
-        "preference": PREFERENCE,
-        "ratio_statistic": (
-            "median over session sets of the paired call-by-call ratios; interval: order-statistic confidence "
-            "interval of that median widened by the A/A pair's excursion (docs/measurement.md)"
-        ),
-        "session_options": SessionSettings.of(config).describe(),
-    }
-
-
-def _with_performance(
-    trials: list[Trial], performances: dict[str, benchmark.Performance], batch_size: int
-) -> list[Trial]:
-    """Fill in the latency and throughput of every timed trial (a duplicate takes its original's).
-
-    Ratios against fp32 are paired (tuning/measure/statistics.py): latency as time int8/fp32, throughput as
-    images/s int8/fp32; each with its interval (widened by fp32's A/A pair) and its per-session-set medians.
-    p50 and images/s pool every set's calls.
-    """
-    fp32 = performances["fp32"]
-    filled = []
-    for trial in trials:
-        index = _original(trial)
-        perf = performances.get("fp32" if index == 0 else f"trial {index}")
-        if perf is None:  # misses the accuracy criterion, or screened out: not timed further
-            filled.append(trial)
-            continue
-        latency = perf.latency_ratio(fp32)
-        throughput = perf.throughput_ratio(fp32, batch_size)
-        timing, reference = perf.throughput_at(batch_size), fp32.throughput_at(batch_size)
-        filled.append(
-            dataclasses.replace(
-                trial,
-                latency_p50_ms=perf.latency.p50,
-                latency_ratio=latency.value,
-                latency_ratio_interval=(latency.low, latency.high),
-                latency_ratio_rounds=tuple(set_ratios(perf.latency.rounds_ms, fp32.latency.rounds_ms)),
-                throughput_images_per_s=timing.images_per_s,
-                throughput_ratio=throughput.value,
-                throughput_ratio_interval=(throughput.low, throughput.high),
-                throughput_ratio_rounds=tuple(1.0 / r for r in set_ratios(timing.rounds_ms, reference.rounds_ms)),
-            )
-        )
-    return filled
