@@ -275,20 +275,20 @@ def test_performance_numbers_and_ratios_are_consistent(full: dict[str, Any]) -> 
     for name in ("int8", "zoo-int8"):
         model = _model(report, name)["runtimes"]["onnxruntime"]
         latency = model["latency_ms"]
-        # 2 rounds, each at least 50 runs, taken in turns of 100 images at batch 1.
-        assert latency["batch_size"] == 1 and latency["samples"] == 200 and latency["warmup"] == 5
+        # 2 session sets, each 50 calls at batch 1, the models taking turns call by call.
+        assert latency["batch_size"] == 1 and latency["samples"] == 100 and latency["warmup"] == 5
         assert latency["p50"] <= latency["p90"] <= latency["p99"]
         assert [point["batch_size"] for point in model["throughput"]] == [1, 8]
         ratios = report["ratios_vs_float"]["onnxruntime"][name]
-        # A ratio is the median of its per-round values: with 2 rounds, the middle of their range.
+        # A ratio (time int8/fp32) is the median of the session sets' paired ratios, inside its interval.
         rounds = ratios["latency_p50_rounds"]
-        assert ratios["latency_p50"] == rounds["value"] == pytest.approx((rounds["min"] + rounds["max"]) / 2)
+        assert ratios["latency_p50"] == rounds["value"] and rounds["min"] <= rounds["value"] <= rounds["max"]
         assert latency["p50_rounds"]["min"] <= latency["p50"] <= latency["p50_rounds"]["max"]
         for point in model["throughput"]:
             assert point["images_per_s"] == pytest.approx(point["batch_size"] * 1000 / point["batch_p50_ms"])
             spread = ratios["throughput_rounds"][str(point["batch_size"])]
             assert ratios["throughput"][str(point["batch_size"])] == spread["value"]
-            assert spread["value"] == pytest.approx((spread["min"] + spread["max"]) / 2)
+            assert spread["min"] <= spread["value"] <= spread["max"]  # images/s int8/fp32
             per_model = point["images_per_s_rounds"]
             assert per_model["min"] <= point["images_per_s"] <= per_model["max"]
     assert "fp32" not in report["ratios_vs_float"]["onnxruntime"]
