@@ -8,6 +8,7 @@ from tuning.config.enums import Runtime
 from tuning.config.schema import BenchmarkSection
 from tuning.measure import benchmark
 from tuning.measure.runtimes import SessionSettings
+from tuning.report.answer import report_answer
 from tuning.report.numbers import Report, other_scale, package_version
 from tuning.report.speed import ratios_vs_float
 
@@ -21,6 +22,7 @@ def json_document(report: Report) -> dict[str, Any]:
         "schema_version": SCHEMA_VERSION,
         "generated_by": f"tuning {package_version()}",
         "created_utc": report.created_utc,
+        "answer": report_answer(report).to_json(),
         "preprocessing": report.config.preprocessing,
         "other_pixel_scale": other_scale(report.config.dataset.pixel_scale).value,
         "evaluation": {

@@ -7,6 +7,7 @@ import json
 from tuning.config.enums import Runtime
 from tuning.measure import benchmark
 from tuning.measure.figures import count, pct, us
+from tuning.report.answer import report_answer
 from tuning.report.markdown_models import accuracy_section, flips_section, models_section, operators_section
 from tuning.report.markdown_speed import conditions_section, performance_section
 from tuning.report.markdown_table import markdown_table
@@ -100,6 +101,7 @@ def _intro_section(report: Report) -> str:
     config = report.config
     return (
         "# Quantization report\n\n"
+        f"**Answer:** {report_answer(report).line()}\n\n"
         f"Generated {report.created_utc} by tuning {package_version()}; {report.evaluation_images:,} "
         f"{config.dataset.name} {config.evaluation.split.value} images, preprocessing "
         f"`{json.dumps(config.preprocessing, sort_keys=True)}`. Machine-readable: `report.json` "

@@ -17,6 +17,7 @@ from tuning.config.loading import output_input_clashes
 from tuning.config.schema import PipelineConfig
 from tuning.errors import ConfigError
 from tuning.files.atomic import atomic_outputs, staged_content, write_text_atomic
+from tuning.report.answer import report_answer
 from tuning.report.builder import build_report
 from tuning.report.document import json_document
 from tuning.report.html import html_page
@@ -40,6 +41,7 @@ class ReportFiles:
     html: Path
     plots: list[Path]
     summary_table: str
+    answer: str  # the one line a reader wants first (tuning.report.answer)
 
 
 def run_report(config: PipelineConfig, entries: Sequence[ModelEntry], out_dir: Path, performance: bool) -> ReportFiles:
@@ -66,4 +68,4 @@ def write_report(report: Report, out_dir: Path) -> ReportFiles:
         write_text_atomic(markdown_path, markdown_text)
         # The page embeds the new plots, which are still staged beside their destinations.
         write_text_atomic(html_path, html_page(markdown_text, {plot.name: staged_content(plot) for plot in plots}))
-    return ReportFiles(json_path, markdown_path, html_path, plots, summary)
+    return ReportFiles(json_path, markdown_path, html_path, plots, summary, report_answer(report).line())
