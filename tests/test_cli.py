@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import json
 import re
 import subprocess
 import sys
@@ -51,6 +52,13 @@ def test_run_tuning_sh_with_inc_style_flags(tmp_path):
     assert re.search(r"^ +1( \*)? +QDQ, minmax, fp32: none ", result.stdout, re.M)
     assert re.search(r"^ +2( \*)? +QOperator, minmax, fp32: none ", result.stdout, re.M)
     assert re.search(r"Chosen: trial [12] \(", result.stdout)
+    # The answer comes last: the error change from the summary's accuracies, then the speed verdict.
+    summary = json.loads((tmp_path / "run" / "tuning_summary.json").read_text())
+    change = 100 * (summary["fp32_top1_accuracy"] - summary["int8_top1_accuracy"])
+    answer = result.stdout.rstrip().splitlines()[-1]
+    assert answer.startswith(f"Answer: top-1 error int8 {100 * (1 - summary['int8_top1_accuracy']):.2f} % vs fp32 ")
+    assert f"({change:+.2f} pp); int8 vs fp32: batch 1 " in answer
+    assert answer.endswith(summary["latency_measurement"]["verdict"]["line"].split("; on ", 1)[1])
     metadata = read_metadata(onnx.load(str(output)))
     assert metadata["source_sha256"] == "5c688690f8bacf667d4c2074af5ad0646ca328d7ab03eccf944a65b320171bdd"
     assert not (ROOT / "nc_workspace").exists() and not (tmp_path / "nc_workspace").exists()

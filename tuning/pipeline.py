@@ -235,11 +235,16 @@ def summary_lines(summary: TuningSummary) -> list[str]:
     if chosen is not None:
         lines.append(f"Chosen: trial {chosen.index} ({chosen.description}): {chosen.reason}")
         lines.extend(f"  rewrite: {rewrite}" for rewrite in chosen.rewrites)
-    if measurement is not None:
-        lines.append(f"Verdict: {measurement['verdict']['line']}")
     if summary.warning:
         lines.append(f"warning: {summary.warning}")
     lines.append(f"Summary (every trial): {summary.summary_path}")
+    # The answer last, where a terminal leaves the eye: accuracy change, then whether int8 pays here.
+    accuracy = (
+        f"top-1 error int8 {100 * int8_error:.2f} % vs fp32 {100 * fp32_error:.2f} % "
+        f"({100 * (int8_error - fp32_error):+.2f} pp)"
+    )
+    speed = f"; {measurement['verdict']['line']}" if measurement is not None else " (objective accuracy: not timed)"
+    lines.append(f"Answer: {accuracy}{speed}")
     return lines
 
 
