@@ -368,7 +368,7 @@ def write_report(path: Path, batch_key: str = "256", accuracy: object = 0.99) ->
 @given(st.text(min_size=1, max_size=6).filter(lambda key: not (key.isascii() and key.isdigit())))
 def test_gate_refuses_batch_keys_that_are_not_ascii_digits(tmp_path_factory, key: str) -> None:
     from tuning.errors import InputError
-    from tuning.gate.checks import load_report
+    from tuning.gate.report_file import load_report
 
     path = write_report(tmp_path_factory.mktemp("gate") / "report.json", batch_key=key)
     with pytest.raises(InputError) as caught:

@@ -14,14 +14,10 @@ from tuning.config.enums import Runtime
 from tuning.config.loading import load_config
 from tuning.config.schema import GatesSection
 from tuning.errors import InputError
-from tuning.gate.checks import (
-    Check,
-    baseline_json,
-    evaluate_gates,
-    junit_xml,
-    load_baseline,
-    load_report,
-)
+from tuning.gate.baseline import baseline_json, load_baseline
+from tuning.gate.checks import Check, evaluate_gates
+from tuning.gate.outputs import junit_xml
+from tuning.gate.report_file import load_report
 
 pytestmark = pytest.mark.fast
 

@@ -16,7 +16,7 @@ import pytest
 from conftest import CONFIG
 from test_gate import make_report, write_json
 
-from tuning.gate.checks import load_baseline
+from tuning.gate.baseline import load_baseline
 
 ROOT = Path(__file__).resolve().parent.parent
 

@@ -17,15 +17,10 @@ from test_gate import accepted, by_name, make_report, mnist_gates, write_json
 
 from tuning.config.enums import Runtime
 from tuning.errors import InputError
-from tuning.gate.checks import (
-    Check,
-    baseline_json,
-    evaluate_gates,
-    github_annotations,
-    junit_xml,
-    load_baseline,
-    load_report,
-)
+from tuning.gate.baseline import baseline_json, load_baseline
+from tuning.gate.checks import Check, evaluate_gates
+from tuning.gate.outputs import github_annotations, junit_xml
+from tuning.gate.report_file import load_report
 
 pytestmark = pytest.mark.fast
 

@@ -17,7 +17,9 @@ from test_gate_runtimes import on_openvino
 
 from tuning.config.enums import Runtime
 from tuning.errors import InputError
-from tuning.gate.checks import Check, baseline_json, evaluate_gates, load_report
+from tuning.gate.baseline import baseline_json
+from tuning.gate.checks import Check, evaluate_gates
+from tuning.gate.report_file import load_report
 
 pytestmark = pytest.mark.fast
 
@@ -141,10 +143,10 @@ def test_the_pixel_scale_hint_needs_the_other_scale_to_recover_half_the_drop(int
 
 
 def test_a_report_past_the_size_limit_names_the_limit(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    import tuning.gate.checks
+    import tuning.gate.report_file
 
     path = write_json(tmp_path, make_report())
-    monkeypatch.setattr(tuning.gate.checks, "MAX_JSON_BYTES", path.stat().st_size - 1)
+    monkeypatch.setattr(tuning.gate.report_file, "MAX_JSON_BYTES", path.stat().st_size - 1)
     assert report_error(tmp_path, make_report()) == (
         f"{path}: report file is larger than the limit for a report ({path.stat().st_size - 1} bytes)"
     )

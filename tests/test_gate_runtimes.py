@@ -12,7 +12,8 @@ from test_gate import make_report, mnist_gates
 
 from tuning.config.enums import Runtime
 from tuning.errors import InputError
-from tuning.gate.checks import baseline_json, evaluate_gates
+from tuning.gate.baseline import baseline_json
+from tuning.gate.checks import evaluate_gates
 
 pytestmark = pytest.mark.fast
 

@@ -1,0 +1,115 @@
+"""``gate``: the CI verdict on a report (checks, baseline, JUnit XML, GitHub annotations)."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import click
+
+from tuning.cli.options import (
+    build_config,
+    config_option,
+    console_options,
+    current_console,
+    set_option,
+)
+from tuning.config.loading import output_input_clashes
+from tuning.errors import ConfigError
+
+
+@click.command()
+@click.argument("report", required=False, type=click.Path(path_type=Path, dir_okay=False))
+@config_option
+@set_option
+@click.option("--max-int8-top1-error-pct", type=float, help="Overrides gates.max_int8_top1_error_pct.")
+@click.option("--max-accuracy-drop-pp", type=float, help="Overrides gates.max_accuracy_drop_pp.")
+@click.option("--max-latency-ratio", type=float, help="Overrides gates.max_latency_ratio.")
+@click.option("--min-throughput-ratio", type=float, help="Overrides gates.min_throughput_ratio.")
+@click.option("--baseline", type=click.Path(path_type=Path, dir_okay=False), help="Overrides gates.baseline.")
+@click.option(
+    "--junit", "junit_path", type=click.Path(path_type=Path, dir_okay=False), help="Also write the checks as JUnit XML."
+)
+@click.option(
+    "--write-baseline",
+    type=click.Path(path_type=Path, dir_okay=False),
+    help="Accept the report's numbers as the new baseline: write them here if every other check passes.",
+)
+@click.option("--json", "json_output", is_flag=True, help="Print one JSON document on stdout (docs/cli.md).")
+@console_options
+def gate(
+    report: Path | None,
+    config_path: Path | None,
+    assignments: tuple[str, ...],
+    max_int8_top1_error_pct: float | None,
+    max_accuracy_drop_pp: float | None,
+    max_latency_ratio: float | None,
+    min_throughput_ratio: float | None,
+    baseline: Path | None,
+    junit_path: Path | None,
+    write_baseline: Path | None,
+    json_output: bool,
+) -> None:
+    """Check REPORT (default <output.dir>/report/report.json) against the gates: section.
+
+    Accuracy and ratios are read on gates.runtime (onnxruntime unless set; OpenVINO's precision is
+    named on every line). Exit 0 when every check passes, 1 when one fails, 2 for a usage or config error,
+    3 for a missing or malformed report or baseline. Checks and formats: docs/gate.md.
+    Under GitHub Actions (GITHUB_ACTIONS=true) failed and skipped checks are also printed as
+    workflow annotations (::error / ::warning lines).
+    """
+    from tuning.cli.documents import gate_document
+    from tuning.errors import GateFailed
+    from tuning.files.atomic import write_text_atomic
+    from tuning.gate.baseline import baseline_json, load_baseline
+    from tuning.gate.checks import evaluate_gates
+    from tuning.gate.outputs import github_annotations, junit_xml
+    from tuning.gate.report_file import load_report
+
+    console = current_console(json_output)
+    config = build_config(
+        config_path,
+        assignments,
+        **{
+            "gates.max_int8_top1_error_pct": max_int8_top1_error_pct,
+            "gates.max_accuracy_drop_pp": max_accuracy_drop_pp,
+            "gates.max_latency_ratio": max_latency_ratio,
+            "gates.min_throughput_ratio": min_throughput_ratio,
+            "gates.baseline": baseline,
+        },
+    )
+    report_path = report or config.path("output.dir") / "report" / "report.json"
+    baseline_inputs = [("gates.baseline", config.gates.baseline)] if config.gates.baseline else []
+    for option, output, inputs in (
+        ("--junit", junit_path, [("the report", report_path), *baseline_inputs]),
+        ("--write-baseline", write_baseline, [("the report", report_path)]),  # it may replace gates.baseline
+    ):
+        clash = output_input_clashes([(option, output)], inputs) if output is not None else None
+        if clash:
+            raise ConfigError(clash)
+    report_data = load_report(report_path)
+    # Accepting a new baseline replaces the old one, so comparing against the old one would only get in the way.
+    accepted = None if write_baseline or config.gates.baseline is None else load_baseline(config.gates.baseline)
+    checks = evaluate_gates(report_data, config.gates, accepted)
+    for check in checks:
+        if not (console.quiet and check.status == "PASS"):
+            console.result(f"{check.status} {check.message}")
+    if os.environ.get("GITHUB_ACTIONS") == "true":
+        for line in github_annotations(checks):
+            console.result(line)
+    if junit_path is not None:
+        write_text_atomic(junit_path, junit_xml(checks))
+    failed = [check for check in checks if not check.passed]
+    written = write_baseline if write_baseline is not None and not failed else None
+    if written is not None:
+        write_text_atomic(written, baseline_json(report_data, config.gates.runtime))
+    if json_output:
+        console.document(gate_document(checks, report_path, config.gates.runtime, written))
+    if failed:
+        unwritten = f"; baseline {write_baseline} not written" if write_baseline else ""
+        names = ", ".join(check.name for check in failed)
+        raise GateFailed(f"gate FAILED ({len(failed)} of {len(checks)} checks): {names}{unwritten}")
+    if written is not None:
+        console.result(f"baseline written to {written}")
+    skipped = sum(1 for check in checks if check.skipped)
+    console.result(f"gate: passed ({len(checks)} checks" + (f", {skipped} skipped)" if skipped else ")"))

@@ -1,0 +1,66 @@
+"""``report``: compare the float, int8 and reference models in report.json, report.md, plots and HTML."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import click
+
+from tuning.cli.options import (
+    build_config,
+    config_option,
+    console_options,
+    current_console,
+    dataset_location_option,
+    set_option,
+)
+
+
+@click.command()
+@config_option
+@set_option
+@click.option("--float-model", type=click.Path(path_type=Path, dir_okay=False), help="Default: model.path.")
+@click.option(
+    "--int8-model", type=click.Path(path_type=Path, dir_okay=False), help="Default: output.model (the tuned model)."
+)
+@click.option(
+    "--reference",
+    "references",
+    multiple=True,
+    metavar="[NAME=]PATH",
+    help="A model to compare with (repeatable). Default: benchmark.reference_models.",
+)
+@dataset_location_option
+@click.option("--out-dir", type=click.Path(path_type=Path, file_okay=False), help="Default: <output.dir>/report.")
+@click.option("--skip-performance", is_flag=True, help="Accuracy, size and ops only; latency and throughput null.")
+@console_options
+def report(
+    config_path: Path | None,
+    assignments: tuple[str, ...],
+    float_model: Path | None,
+    int8_model: Path | None,
+    references: tuple[str, ...],
+    dataset_location: Path | None,
+    out_dir: Path | None,
+    skip_performance: bool,
+) -> None:
+    """Compare the float, int8 and reference models: report.json, report.md and PNG plots.
+
+    Accuracy at the configured and the other pixel scale, agreement with the float model,
+    latency and throughput (interleaved, one run), size and op types, on every runtime of
+    benchmark.runtimes (onnxruntime; OpenVINO with the openvino extra). Schema: docs/report-schema.md.
+    """
+    from tuning.report.numbers import model_entries
+    from tuning.report.run import run_report
+
+    console = current_console()
+    config = build_config(config_path, assignments, **{"dataset.root": dataset_location})
+    entries = model_entries(
+        float_model or config.path("model.path"),
+        int8_model or config.path("output.model"),
+        references or config.benchmark.reference_models,
+    )
+    files = run_report(config, entries, out_dir or config.path("output.dir") / "report", performance=not skip_performance)
+    console.note(files.summary_table)
+    plots = ", ".join(str(plot) for plot in files.plots)
+    console.result(f"Report: {files.html} (one page), {files.markdown}, {files.json}; plots: {plots}")

@@ -1,0 +1,86 @@
+"""``tune``: quantize the float model with INC and write the int8 model with its summary."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import click
+
+from tuning.cli.options import (
+    build_config,
+    config_option,
+    console_options,
+    current_console,
+    dataset_location_option,
+    set_option,
+)
+from tuning.config.enums import QuantFormat
+
+
+@click.command()
+@config_option
+@set_option
+@click.option(
+    "--input_model",
+    "--input-model",
+    type=click.Path(path_type=Path),
+    help="Overrides model.path; the config's model.sha256 and model.url then apply only if it is the same file.",
+)
+@click.option(
+    "--input_sha256", "--input-sha256", help="Overrides model.sha256: the sha256 --input_model must have."
+)
+@click.option("--output_model", "--output-model", type=click.Path(path_type=Path), help="Overrides output.model.")
+@dataset_location_option
+@click.option(
+    "--quant_format",
+    "--quant-format",
+    type=click.Choice([fmt.value for fmt in QuantFormat]),
+    help="Overrides quantization.format (the flag of INC's examples).",
+)
+@click.option(
+    "--batch_size",
+    "--batch-size",
+    type=click.IntRange(min=1),
+    help="Overrides calibration.batch_size and evaluation.batch_size (the flag of INC's examples).",
+)
+@console_options
+def tune(
+    config_path: Path | None,
+    assignments: tuple[str, ...],
+    input_model: Path | None,
+    input_sha256: str | None,
+    output_model: Path | None,
+    dataset_location: Path | None,
+    quant_format: str | None,
+    batch_size: int | None,
+) -> None:
+    """Quantize the float model with INC; write the int8 model meeting the accuracy criterion.
+
+    tuning.objective accuracy: INC's first candidate meeting the criterion. latency: the fastest
+    candidate meeting it, of a grid INC makes (fp32 fallbacks, QOperator/QDQ, calibration algorithms),
+    every candidate timed against fp32 in one interleaved measurement. Every candidate is listed.
+    The int8 model carries its preprocessing, the source model's sha256, the config hash, the
+    measured fp32/int8 top-1 accuracy and the onnxruntime session options in its metadata_props.
+    """
+    console = current_console()
+    config = build_config(
+        config_path,
+        assignments,
+        **{
+            "model.path": input_model,
+            "model.sha256": input_sha256,
+            "output.model": output_model,
+            "dataset.root": dataset_location,
+            "quantization.format": quant_format,
+            "calibration.batch_size": batch_size,
+            "evaluation.batch_size": batch_size,
+        },
+    )
+    # Importing INC (with torch and scikit-learn) takes seconds: say so before it starts.
+    console.progress("tune: loading Intel Neural Compressor, onnxruntime and torch (takes a few seconds)")
+    from tuning.pipeline import run_tuning, summary_lines
+
+    summary = run_tuning(config, verbose=console.verbose, progress=console.progress)
+    if summary is None:  # a worker rank of an MPI run: rank 0 reports every rank's trials
+        return
+    console.result("\n".join(summary_lines(summary)))
