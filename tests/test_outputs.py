@@ -30,7 +30,6 @@ from tuning.config.schema import PipelineConfig
 from tuning.errors import OutputError
 from tuning.files.atomic import (
     atomic_outputs,
-    remove_stale_temporaries,
     write_text_atomic,
 )
 from tuning.pipeline import run_tuning
@@ -107,37 +106,7 @@ def test_a_rename_failing_half_way_puts_the_earlier_outputs_back(tmp_path: Path,
     assert temporaries(tmp_path) == []
 
 
-_HOLDER = """
-import sys, time
-from pathlib import Path
-from tuning.files.atomic import atomic_outputs, atomic_output
-with atomic_outputs():
-    with atomic_output(Path(sys.argv[1])) as tmp:
-        tmp.write_text("being written")
-        print(tmp, flush=True)
-        time.sleep(60)
-"""
-
-
-def test_stale_temporaries_are_removed_and_live_ones_kept(tmp_path: Path) -> None:
-    output = tmp_path / "model.onnx"
-    holder = subprocess.Popen([sys.executable, "-c", _HOLDER, str(output)], cwd=ROOT, stdout=subprocess.PIPE, text=True)
-    try:
-        live = Path(holder.stdout.readline().strip())  # type: ignore[union-attr]
-        assert live.is_file()
-        stale = [tmp_path / ".model.onnx.abc123.tmp", tmp_path / ".model.onnx.zzz.tmp"]
-        for path in stale:
-            path.write_text("left by a killed run")
-        unrelated = tmp_path / ".other.onnx.abc.tmp"
-        unrelated.write_text("another output's")
-        removed = remove_stale_temporaries(output)
-        assert sorted(removed) == sorted(stale) and live.is_file() and unrelated.is_file()
-        write_text_atomic(output, "complete")
-        assert live.is_file() and output.read_text() == "complete"
-    finally:
-        holder.kill()
-        holder.wait()
-    assert remove_stale_temporaries(output) == [live]  # once its writer is dead, it is stale
+# Stale temporaries of a killed run, and a user's files named like them: tests/test_output_locks.py.
 
 
 # --- real runs ------------------------------------------------------------------------------------

@@ -1,3 +1,3 @@
-from tuning.cli.main import main
+from tuning.cli import run
 
-main()
+run()

@@ -1,7 +1,7 @@
 """Errors a user can act on, each with its documented exit code.
 
 The CLI prints ``error: <message>`` on one line and exits with ``exit_code``; anything
-else escaping is a bug in this package.
+else escaping is a bug in this package, reported on one line with :data:`INTERNAL_ERROR_EXIT_CODE`.
 """
 
 from __future__ import annotations
@@ -62,9 +62,17 @@ OUTPUT_ERRNOS = frozenset({errno.ENOSPC, errno.EDQUOT, errno.EFBIG, errno.EROFS}
 
 
 class Interrupted(PipelineError):
-    """The run was stopped by Ctrl-C or SIGTERM; no partial output was kept."""
+    """The run was stopped by SIGINT (Ctrl-C), SIGTERM, SIGHUP or SIGQUIT.
+
+    The message says which outputs, if any, were replaced before it came: none, or all of a commit.
+    """
 
     exit_code = 130
+
+
+# An exception none of the above: a bug of this package or of a library it calls, never a user's mistake.
+# 70 is sysexits.h's EX_SOFTWARE; distinct from 1, which means "a gate failed".
+INTERNAL_ERROR_EXIT_CODE = 70
 
 
 # Longer messages are cut: a server's error page or an expanded YAML value must not flood the console.

@@ -105,7 +105,7 @@ def run_tuning(
         max_bytes=config.model.max_bytes,
         deadline_s=config.model.download_timeout_s,
     )
-    source_sha256 = fetch.sha256_of(source_path)
+    source_sha256 = fetch.sha256_of(source_path, config.model.max_bytes)
     model = onnx_io.load_model(source_path, max_bytes=config.model.max_bytes)
     spec = onnx_io.describe(model, source_path)
 

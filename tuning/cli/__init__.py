@@ -6,3 +6,30 @@ the JSON documents of ``--json`` (``documents``).
 
 May import: anything in ``tuning``; nothing imports it.
 """
+
+from __future__ import annotations
+
+import sys
+
+INTERRUPTED_EXIT_CODE = 130  # tuning.errors.Interrupted's, not imported: this runs before any import of ours
+
+
+def run() -> None:
+    """The console entry point (``mnist-tuning``, ``python -m tuning``).
+
+    The interrupt signals are handled before the CLI's modules are imported (pydantic, click, onnx: a second or
+    more), so an interrupt while they load ends in one line and exit 130 too, not a traceback.
+    """
+    try:
+        from tuning.files.signals import stop_on_interrupt_signals
+
+        stop_on_interrupt_signals()
+        from tuning.cli.main import exit_flushed, main
+    except KeyboardInterrupt as exc:
+        try:
+            print(f"error: interrupted ({exc or 'SIGINT'}) while starting; no output was replaced", file=sys.stderr)
+        except (OSError, ValueError, AttributeError):
+            pass  # no usable stderr: the exit code still says it
+        sys.exit(INTERRUPTED_EXIT_CODE)
+    main()
+    exit_flushed(0)

@@ -7,6 +7,7 @@ from pathlib import Path
 import click
 
 from tuning.cli.options import (
+    USER_PATH,
     build_config,
     config_option,
     console_options,
@@ -20,7 +21,7 @@ from tuning.config.enums import Runtime
 @click.command()
 @config_option
 @set_option
-@click.option("--input_model", "--input-model", type=click.Path(path_type=Path), help="Default: model.path.")
+@click.option("--input_model", "--input-model", type=USER_PATH, help="Default: model.path.")
 @dataset_location_option
 @click.option(
     "--mode", type=click.Choice(["accuracy", "performance"]), default="performance", show_default=True

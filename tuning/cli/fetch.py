@@ -8,9 +8,11 @@ import click
 
 from tuning.cli.options import (
     build_config,
+    config_file,
     config_option,
     console_options,
     current_console,
+    outputs_guarded,
     set_option,
 )
 
@@ -25,12 +27,16 @@ def fetch(config_path: Path | None, assignments: tuple[str, ...]) -> None:
 
     console = current_console()
     config = build_config(config_path, assignments)
-    path = ensure_file(
-        config.path("model.path"),
-        config.model.url,
-        config.model.sha256,
-        max_bytes=config.model.max_bytes,
-        deadline_s=config.model.download_timeout_s,
-    )
+    destination = config.path("model.path")
+    # A verified copy already there is only read; a missing one is downloaded, so checked and locked first.
+    outputs = [] if destination.exists() else [("model.path", destination)]
+    with outputs_guarded(outputs, [("the config file", config_file(config_path))]):
+        path = ensure_file(
+            destination,
+            config.model.url,
+            config.model.sha256,
+            max_bytes=config.model.max_bytes,
+            deadline_s=config.model.download_timeout_s,
+        )
     verdict = "verified" if config.model.sha256 else "not verified (model.sha256 is not set)"
-    console.result(f"{path}: sha256 {sha256_of(path)} {verdict}")
+    console.result(f"{path}: sha256 {sha256_of(path, config.model.max_bytes)} {verdict}")

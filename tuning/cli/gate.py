@@ -2,37 +2,42 @@
 
 from __future__ import annotations
 
-import os
 from pathlib import Path
 
 import click
 
 from tuning.cli.options import (
+    USER_FILE,
+    Console,
     build_config,
+    config_file,
     config_option,
     console_options,
     current_console,
+    env_flag,
+    outputs_guarded,
     set_option,
 )
 from tuning.config.loading import output_input_clashes
+from tuning.config.schema import PipelineConfig
 from tuning.errors import ConfigError
 
 
 @click.command()
-@click.argument("report", required=False, type=click.Path(path_type=Path, dir_okay=False))
+@click.argument("report", required=False, type=USER_FILE)
 @config_option
 @set_option
 @click.option("--max-int8-top1-error-pct", type=float, help="Overrides gates.max_int8_top1_error_pct.")
 @click.option("--max-accuracy-drop-pp", type=float, help="Overrides gates.max_accuracy_drop_pp.")
 @click.option("--max-latency-ratio", type=float, help="Overrides gates.max_latency_ratio.")
 @click.option("--min-throughput-ratio", type=float, help="Overrides gates.min_throughput_ratio.")
-@click.option("--baseline", type=click.Path(path_type=Path, dir_okay=False), help="Overrides gates.baseline.")
+@click.option("--baseline", type=USER_FILE, help="Overrides gates.baseline.")
 @click.option(
-    "--junit", "junit_path", type=click.Path(path_type=Path, dir_okay=False), help="Also write the checks as JUnit XML."
+    "--junit", "junit_path", type=USER_FILE, help="Also write the checks as JUnit XML."
 )
 @click.option(
     "--write-baseline",
-    type=click.Path(path_type=Path, dir_okay=False),
+    type=USER_FILE,
     help="Accept the report's numbers as the new baseline: write them here if every other check passes.",
 )
 @click.option("--json", "json_output", is_flag=True, help="Print one JSON document on stdout (docs/cli.md).")
@@ -58,14 +63,6 @@ def gate(
     Under GitHub Actions (GITHUB_ACTIONS=true) failed and skipped checks are also printed as
     workflow annotations (::error / ::warning lines).
     """
-    from tuning.cli.documents import gate_document
-    from tuning.errors import GateFailed
-    from tuning.files.atomic import write_text_atomic
-    from tuning.gate.baseline import baseline_json, load_baseline
-    from tuning.gate.checks import evaluate_gates
-    from tuning.gate.outputs import github_annotations, junit_xml
-    from tuning.gate.report_file import load_report
-
     console = current_console(json_output)
     config = build_config(
         config_path,
@@ -79,14 +76,34 @@ def gate(
         },
     )
     report_path = report or config.path("output.dir") / "report" / "report.json"
-    baseline_inputs = [("gates.baseline", config.gates.baseline)] if config.gates.baseline else []
-    for option, output, inputs in (
-        ("--junit", junit_path, [("the report", report_path), *baseline_inputs]),
-        ("--write-baseline", write_baseline, [("the report", report_path)]),  # it may replace gates.baseline
-    ):
-        clash = output_input_clashes([(option, output)], inputs) if output is not None else None
-        if clash:
-            raise ConfigError(clash)
+    baseline_input = [("gates.baseline", config.gates.baseline)] if config.gates.baseline is not None else []
+    clash = output_input_clashes([("--junit", junit_path)], baseline_input) if junit_path is not None else None
+    if clash:
+        raise ConfigError(clash)
+    # --write-baseline may replace gates.baseline: accepting new numbers does not read the old ones.
+    inputs = [("the report", report_path), ("the config file", config_file(config_path))]
+    outputs = [("--junit", junit_path), ("--write-baseline", write_baseline)]
+    with outputs_guarded(outputs, inputs if write_baseline else inputs + baseline_input):
+        _judge(report_path, config, console, junit_path, write_baseline, json_output)
+
+
+def _judge(
+    report_path: Path,
+    config: PipelineConfig,
+    console: Console,
+    junit_path: Path | None,
+    write_baseline: Path | None,
+    json_output: bool,
+) -> None:
+    """Check the report, print the verdict, write the outputs; GateFailed when a check fails."""
+    from tuning.cli.documents import gate_document
+    from tuning.errors import GateFailed
+    from tuning.files.atomic import write_text_atomic
+    from tuning.gate.baseline import baseline_json, load_baseline
+    from tuning.gate.checks import evaluate_gates
+    from tuning.gate.outputs import github_annotations, junit_xml
+    from tuning.gate.report_file import load_report
+
     report_data = load_report(report_path)
     # Accepting a new baseline replaces the old one, so comparing against the old one would only get in the way.
     accepted = None if write_baseline or config.gates.baseline is None else load_baseline(config.gates.baseline)
@@ -94,7 +111,7 @@ def gate(
     for check in checks:
         if not (console.quiet and check.status == "PASS"):
             console.result(f"{check.status} {check.message}")
-    if os.environ.get("GITHUB_ACTIONS") == "true":
+    if env_flag("GITHUB_ACTIONS"):
         for line in github_annotations(checks):
             console.result(line)
     if junit_path is not None:

@@ -1,8 +1,9 @@
 """Command-line interface: thin click commands over the pipeline's stages.
 
 Exit codes: 0 success, 1 a gate failed, 2 usage or config error, 3 bad input file
-(model, dataset, report, download), 4 tuning found no model, 5 output not writable,
-130 interrupted.
+(model, dataset, report, download), 4 tuning found no model, 5 output not writable (or held by
+another run), 6 int8 slower than fp32 when the config says to fail then, 70 internal error (a bug),
+130 interrupted (SIGINT, SIGTERM, SIGHUP or SIGQUIT).
 
 Output: results go to stdout, progress lines and warnings to stderr; with ``--json`` stdout holds
 one JSON document (schema: docs/cli.md) and every human line goes to stderr. Every option can come
@@ -11,18 +12,22 @@ from the environment (prefix ``MNIST_TUNING_``, see :data:`ENV_PREFIX`).
 
 from __future__ import annotations
 
-import signal
+import contextlib
+import os
 import sys
+import traceback
+from typing import NoReturn
 
 import click
 
 from tuning.cli.benchmark import benchmark
 from tuning.cli.fetch import fetch
 from tuning.cli.gate import gate
-from tuning.cli.options import ENV_PREFIX
+from tuning.cli.options import ENV_PREFIX, verbose_requested
 from tuning.cli.report import report
 from tuning.cli.tune import tune
 from tuning.errors import (
+    INTERNAL_ERROR_EXIT_CODE,
     OUTPUT_ERRNOS,
     ConfigError,
     Interrupted,
@@ -30,6 +35,8 @@ from tuning.errors import (
     PipelineError,
     one_line,
 )
+from tuning.files.atomic import committed_outputs
+from tuning.files.signals import stop_on_interrupt_signals
 from tuning.inc import distributed
 from tuning.measure.environment import distribution_version
 
@@ -76,12 +83,7 @@ for command in (fetch, tune, benchmark, report, gate):
     cli.add_command(command)
 
 
-def _raise_interrupted(signum: int, _frame: object) -> None:
-    # KeyboardInterrupt, not an Exception: INC's fit() swallows Exceptions and would carry on.
-    raise KeyboardInterrupt(signal.Signals(signum).name)
-
-
-def _fail(message: str, code: int, same_on_every_rank: bool = False) -> None:
+def _fail(message: str, code: int, same_on_every_rank: bool = False) -> NoReturn:
     """Print ``error: message`` on one line and exit with ``code``.
 
     Under MPI, a rank failing on its own before the trials reached rank 0 would leave the others
@@ -89,21 +91,67 @@ def _fail(message: str, code: int, same_on_every_rank: bool = False) -> None:
     distributed tuning refuses fails every rank alike before any work: rank 0 alone reports it.
     """
     if same_on_every_rank and distributed.error_prefix():
-        sys.exit(code)
-    click.echo(one_line(f"error: {distributed.error_prefix()}{message}"), err=True)
+        exit_flushed(code)
+    _print_error(one_line(f"error: {distributed.error_prefix()}{message}"))
     if not same_on_every_rank:
         distributed.abort_unless_settled(code)
+    exit_flushed(code)
+
+
+def _print_error(line: str) -> None:
+    # A closed or broken stderr must not turn the documented exit code into another one.
+    try:
+        click.echo(line, err=True)
+    except (OSError, ValueError):
+        pass
+
+
+def exit_flushed(code: int) -> NoReturn:
+    """Exit with ``code`` even when stdout or stderr cannot be flushed (a closed pipe, a full disk).
+
+    Python would otherwise fail its own final flush and exit with 120 instead.
+    """
+    for stream in (sys.stdout, sys.stderr):
+        try:
+            if stream is not None:
+                stream.flush()
+        except (OSError, ValueError):
+            with contextlib.suppress(OSError, ValueError):
+                os.dup2(os.open(os.devnull, os.O_WRONLY), stream.fileno())
     sys.exit(code)
 
 
+def interrupted_message(signal_name: str) -> str:
+    """What an interrupt left: nothing replaced, or every output of a commit, complete (never half of one)."""
+    written = committed_outputs()
+    if not written:
+        return f"interrupted ({signal_name}); no output was replaced"
+    return f"interrupted ({signal_name}) after writing {', '.join(map(str, written))}; those outputs are complete"
+
+
+def _internal_error(exc: BaseException, argv: list[str] | None) -> NoReturn:
+    """One line for an exception no code of this package expected; the traceback with --verbose."""
+    if verbose_requested(argv):
+        with contextlib.suppress(OSError, ValueError):
+            traceback.print_exception(exc)
+        hint = "the traceback is above"
+    else:
+        hint = "rerun with --verbose for the traceback"
+    _fail(
+        f"internal error ({type(exc).__name__}: {exc}); this is a bug of mnist-int8-tuning, not of your input: "
+        f"{hint}, and please report it",
+        INTERNAL_ERROR_EXIT_CODE,
+    )
+
+
 def main(argv: list[str] | None = None) -> None:
-    """Entry point: run the CLI and turn every PipelineError into one line and its exit code."""
-    signal.signal(signal.SIGTERM, _raise_interrupted)
+    """Run the CLI; turn every exception into one ``error:`` line and its exit code (returns on success)."""
+    stop_on_interrupt_signals()
     try:
         # No prog_name: click takes it from how we were started (mnist-tuning, or python -m tuning).
         cli.main(args=argv, standalone_mode=False, auto_envvar_prefix=ENV_PREFIX)
     except click.exceptions.Abort:
-        _fail("interrupted; no partial output was kept", Interrupted.exit_code)
+        _fail(interrupted_message("SIGINT"), Interrupted.exit_code)
     except click.ClickException as exc:
         # click's own block is three lines (usage, hint, error); the project's rule is one.
         context = getattr(exc, "ctx", None)
@@ -111,10 +159,12 @@ def main(argv: list[str] | None = None) -> None:
         _fail(f"{exc.format_message()}{hint}", ConfigError.exit_code, same_on_every_rank=True)
     except PipelineError as exc:
         _fail(str(exc), exc.exit_code, same_on_every_rank=isinstance(exc, distributed.RefusedConfig))
-    except KeyboardInterrupt:
-        _fail("interrupted; no partial output was kept", Interrupted.exit_code)
+    except KeyboardInterrupt as exc:
+        _fail(interrupted_message(str(exc) or "SIGINT"), Interrupted.exit_code)
     except OSError as exc:
         if exc.errno not in OUTPUT_ERRNOS:
-            raise
+            _internal_error(exc, argv)
         where = f"{exc.filename}: " if exc.filename else ""
         _fail(f"{where}cannot write output ({exc.strerror})", OutputError.exit_code)
+    except Exception as exc:  # noqa: BLE001 - the last line of defence: one line, never a traceback
+        _internal_error(exc, argv)

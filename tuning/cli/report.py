@@ -7,21 +7,26 @@ from pathlib import Path
 import click
 
 from tuning.cli.options import (
+    USER_FILE,
+    USER_FOLDER,
     build_config,
+    config_file,
     config_option,
     console_options,
     current_console,
     dataset_location_option,
+    outputs_guarded,
     set_option,
 )
+from tuning.files.paths import user_path
 
 
 @click.command()
 @config_option
 @set_option
-@click.option("--float-model", type=click.Path(path_type=Path, dir_okay=False), help="Default: model.path.")
+@click.option("--float-model", type=USER_FILE, help="Default: model.path.")
 @click.option(
-    "--int8-model", type=click.Path(path_type=Path, dir_okay=False), help="Default: output.model (the tuned model)."
+    "--int8-model", type=USER_FILE, help="Default: output.model (the tuned model)."
 )
 @click.option(
     "--reference",
@@ -31,7 +36,7 @@ from tuning.cli.options import (
     help="A model to compare with (repeatable). Default: benchmark.reference_models.",
 )
 @dataset_location_option
-@click.option("--out-dir", type=click.Path(path_type=Path, file_okay=False), help="Default: <output.dir>/report.")
+@click.option("--out-dir", type=USER_FOLDER, help="Default: <output.dir>/report.")
 @click.option("--skip-performance", is_flag=True, help="Accuracy, size and ops only; latency and throughput null.")
 @console_options
 def report(
@@ -51,16 +56,22 @@ def report(
     benchmark.runtimes (onnxruntime; OpenVINO with the openvino extra). Schema: docs/report-schema.md.
     """
     from tuning.report.numbers import model_entries
-    from tuning.report.run import run_report
+    from tuning.report.run import OUTPUT_NAMES, run_report
 
     console = current_console()
     config = build_config(config_path, assignments, **{"dataset.root": dataset_location})
+    for reference in references:
+        user_path(reference, "--reference")
     entries = model_entries(
         float_model or config.path("model.path"),
         int8_model or config.path("output.model"),
         references or config.benchmark.reference_models,
     )
-    files = run_report(config, entries, out_dir or config.path("output.dir") / "report", performance=not skip_performance)
+    inputs = [(f"the {entry.name} model", user_path(entry.path, f"the {entry.name} model")) for entry in entries]
+    folder = out_dir or config.path("output.dir") / "report"
+    outputs = [(f"{folder}/{name}", folder / name) for name in OUTPUT_NAMES]
+    with outputs_guarded(outputs, [*inputs, ("the config file", config_file(config_path))]):
+        files = run_report(config, entries, folder, performance=not skip_performance)
     console.note(files.summary_table)
     plots = ", ".join(str(plot) for plot in files.plots)
     console.result(f"Report: {files.html} (one page), {files.markdown}, {files.json}; plots: {plots}")

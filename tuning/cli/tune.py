@@ -2,19 +2,26 @@
 
 from __future__ import annotations
 
+import contextlib
 from pathlib import Path
 
 import click
 
 from tuning.cli.options import (
+    USER_PATH,
     build_config,
+    config_file,
     config_option,
     console_options,
     current_console,
     dataset_location_option,
+    outputs_guarded,
     set_option,
 )
 from tuning.config.enums import QuantFormat
+from tuning.inc import distributed
+
+SUMMARY_NAME = "tuning_summary.json"  # what the pipeline writes into output.dir
 
 
 @click.command()
@@ -23,13 +30,13 @@ from tuning.config.enums import QuantFormat
 @click.option(
     "--input_model",
     "--input-model",
-    type=click.Path(path_type=Path),
+    type=USER_PATH,
     help="Overrides model.path; the config's model.sha256 and model.url then apply only if it is the same file.",
 )
 @click.option(
     "--input_sha256", "--input-sha256", help="Overrides model.sha256: the sha256 --input_model must have."
 )
-@click.option("--output_model", "--output-model", type=click.Path(path_type=Path), help="Overrides output.model.")
+@click.option("--output_model", "--output-model", type=USER_PATH, help="Overrides output.model.")
 @dataset_location_option
 @click.option(
     "--quant_format",
@@ -76,11 +83,18 @@ def tune(
             "evaluation.batch_size": batch_size,
         },
     )
-    # Importing INC (with torch and scikit-learn) takes seconds: say so before it starts.
-    console.progress("tune: loading Intel Neural Compressor, onnxruntime and torch (takes a few seconds)")
-    from tuning.pipeline import run_tuning, summary_lines
+    summary_path = config.path("output.dir") / SUMMARY_NAME
+    outputs = [("output.model", config.path("output.model")), (f"output.dir/{SUMMARY_NAME}", summary_path)]
+    inputs = [("the config file", config_file(config_path)), ("model.path", config.model.path)]
+    # Only rank 0 of an MPI run writes the outputs, so only it checks and locks them.
+    with outputs_guarded(outputs, inputs) if distributed.world().rank == 0 else contextlib.nullcontext():
+        # Importing INC (with torch and scikit-learn) takes seconds: say so before it starts.
+        console.progress("tune: loading Intel Neural Compressor, onnxruntime and torch (takes a few seconds)")
+        from tuning.pipeline import run_tuning
 
-    summary = run_tuning(config, verbose=console.verbose, progress=console.progress)
+        summary = run_tuning(config, verbose=console.verbose, progress=console.progress)
+    from tuning.pipeline import summary_lines
+
     if summary is None:  # a worker rank of an MPI run: rank 0 reports every rank's trials
         return
     console.result("\n".join(summary_lines(summary)))

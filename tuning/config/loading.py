@@ -14,6 +14,7 @@ from __future__ import annotations
 import difflib
 import os
 import reprlib
+import typing
 from pathlib import Path
 from typing import Any
 
@@ -43,12 +44,15 @@ def load_config(path: Path | None, overrides: Overrides | None = None) -> Pipeli
     source = str(path) if path is not None else "<defaults>"
     raw: dict[str, Any] = {} if path is None else _read_yaml(path)
     overrides = dict(overrides or {})
+    _check_paths({key: value for key, value in overrides.items() if key in PATH_KEYS}, "--set ")
     folder = Path(path).parent if path is not None else Path()
     if path is not None:
         _resolve_paths(raw, folder, skip=set(overrides), source=source)
+        _check_paths({key: _get_dotted(raw, key) for key in PATH_KEYS if key not in overrides}, f"{source}: ")
     _drop_checksum_of_another_model(raw, overrides, folder)
     for dotted_key, value in overrides.items():
         _set_dotted(raw, dotted_key, value, source)
+    _refuse_booleans_as_numbers(raw, PipelineConfig, source)
     try:
         config = PipelineConfig.model_validate(raw)
     except ValidationError as exc:
@@ -249,6 +253,50 @@ def _beside(folder: Path, value: Any) -> Any:
     return value
 
 
+def _check_paths(values: dict[str, Any], where: str) -> None:
+    """Every path a key holds passes :func:`~tuning.files.paths.user_path` (``where`` prefixes the key)."""
+    from tuning.files.paths import user_path
+
+    for key, value in values.items():
+        for index, item in enumerate(value) if isinstance(value, list) else [(None, value)]:
+            if item is not None:
+                user_path(item, f"{where}{key}" + (f"[{index}]" if index is not None else ""))
+
+
+def _get_dotted(raw: dict[str, Any], dotted_key: str) -> Any:
+    node: Any = raw
+    for part in dotted_key.split("."):
+        if not isinstance(node, dict):
+            return None  # validation reports a section that is not a mapping
+        node = node.get(part)
+    return node
+
+
+def _refuse_booleans_as_numbers(raw: Any, section: type[BaseModel], source: str, prefix: str = "") -> None:
+    """``true`` for a float key is an error, as it is for an integer key (pydantic would read it as 1.0)."""
+    if not isinstance(raw, dict):
+        return
+    for name, field_info in section.model_fields.items():
+        if name not in raw:
+            continue
+        value, kinds = raw[name], _leaf_types(field_info.annotation)
+        if isinstance(value, bool) and float in kinds and bool not in kinds:
+            raise ConfigError(f"{source}: {prefix}{name}: expected a number, got {str(value).lower()}")
+        nested = [kind for kind in kinds if isinstance(kind, type) and issubclass(kind, BaseModel)]
+        if nested:
+            _refuse_booleans_as_numbers(value, nested[0], source, f"{prefix}{name}.")
+
+
+def _leaf_types(annotation: Any) -> set[Any]:
+    """The plain types an annotation is made of (through Annotated, Optional, unions and lists)."""
+    args = typing.get_args(annotation)
+    if typing.get_origin(annotation) is typing.Annotated:
+        return _leaf_types(args[0])
+    if args:
+        return set().union(*(_leaf_types(arg) for arg in args))
+    return {annotation}
+
+
 def _drop_checksum_of_another_model(raw: dict[str, Any], overrides: Overrides, folder: Path) -> None:
     """A model.path override naming another file than the config's makes its url and sha256 not apply."""
     if "model.path" not in overrides or overrides["model.path"] is None:
@@ -257,11 +305,16 @@ def _drop_checksum_of_another_model(raw: dict[str, Any], overrides: Overrides, f
     if not isinstance(model, dict):
         return
     configured = _beside(folder, model.get("path"))
-    if configured is not None and Path(configured).resolve() == Path(overrides["model.path"]).resolve():
+    # Both paths passed user_path, so realpath meets no loop; it never raises, unlike Path.resolve().
+    if isinstance(configured, (str, Path)) and _same_place(configured, overrides["model.path"]):
         return
     for key in ("url", "sha256"):
         if f"model.{key}" not in overrides:
             model.pop(key, None)
+
+
+def _same_place(first: str | Path, second: str | Path) -> bool:
+    return os.path.realpath(first) == os.path.realpath(second)
 
 
 def _set_dotted(raw: dict[str, Any], dotted_key: str, value: Any, source: str) -> None:

@@ -15,13 +15,17 @@ pipeline reads:
 
 Every copy present (the ``.gz`` and the extracted file) is checked, since other tools read
 either. Nothing is written: the content is decompressed in memory, bounded by
-:data:`MAX_CONTENT_BYTES`.
+:data:`MAX_CONTENT_BYTES`, and an archive is read whole but never past :data:`MAX_ARCHIVE_BYTES`
+(gzip readers skip zero padding after the stream byte by byte, so a valid archive followed by
+gigabytes of zeros would otherwise be read to its end).
 """
 
 from __future__ import annotations
 
 import gzip
 import hashlib
+import io
+import os
 import zlib
 from dataclasses import dataclass
 from pathlib import Path
@@ -29,11 +33,14 @@ from pathlib import Path
 import numpy as np
 
 from tuning.errors import InputError
+from tuning.files.inputs import read_bounded
 
 IMAGE_MAGIC = 0x00000803  # unsigned bytes, 3 dimensions (count, rows, columns)
 LABEL_MAGIC = 0x00000801  # unsigned bytes, 1 dimension (count)
 # The largest file of MNIST, FashionMNIST and KMNIST is 47,040,016 bytes (60,000 images of 28x28).
 MAX_CONTENT_BYTES = 128 * 1024 * 1024
+# The largest archive, train-images-idx3-ubyte.gz, is 9.9 MB (its content compresses to a fifth).
+MAX_ARCHIVE_BYTES = 64 * 1024 * 1024
 _CHUNK = 1024 * 1024
 
 # sha256 of the decompressed IDX files. MNIST: the vendored data/MNIST/raw archives (torchvision's md5s).
@@ -72,7 +79,7 @@ def read_verified(folder: Path, spec: IdxFile) -> tuple[Path, bytes]:
     Every copy present (archive, extracted) must pass."""
     archive = folder / f"{spec.name}.gz"
     extracted = folder / spec.name
-    copies = [path for path in (archive, extracted) if path.is_file()]
+    copies = [path for path in (archive, extracted) if _exists(path)]
     if not copies:
         raise InputError(f"{archive}: dataset file not found (nor {extracted.name} extracted beside it)")
     contents: dict[Path, bytes] = {}
@@ -80,6 +87,17 @@ def read_verified(folder: Path, spec: IdxFile) -> tuple[Path, bytes]:
         contents[path] = _read_content(path)
         _check_content(path, contents[path], spec, contents.get(archive))
     return copies[0], contents[copies[0]]
+
+
+def _exists(path: Path) -> bool:
+    """Whether anything is at ``path``: what is there (a folder, a FIFO, a link into /proc) is the reader's to judge."""
+    try:
+        os.lstat(path)
+    except FileNotFoundError:
+        return False
+    except OSError as exc:
+        raise InputError(f"{path}: cannot read dataset file ({exc.strerror or exc})") from None
+    return True
 
 
 def _check_content(path: Path, content: bytes, spec: IdxFile, archive_content: bytes | None) -> None:
@@ -94,7 +112,7 @@ def _check_content(path: Path, content: bytes, spec: IdxFile, archive_content: b
         return
     # No content checksum known: only the original archive vouches for the content.
     if path.suffix == ".gz":
-        md5 = hashlib.md5(path.read_bytes()).hexdigest()
+        md5 = hashlib.md5(_read_archive(path)).hexdigest()
         if md5 != spec.archive_md5:
             raise InputError(
                 f"{path}: md5 {md5} is not the original archive's ({spec.archive_md5}), and no content checksum "
@@ -114,14 +132,11 @@ def _check_content(path: Path, content: bytes, spec: IdxFile, archive_content: b
 def _read_content(path: Path) -> bytes:
     """The decompressed bytes of ``path`` (gzip when it ends in .gz), at most MAX_CONTENT_BYTES."""
     if path.suffix != ".gz":
-        size = path.stat().st_size
-        if size > MAX_CONTENT_BYTES:
-            raise InputError(f"{path}: {size} bytes, more than the {MAX_CONTENT_BYTES} an IDX dataset file may have")
-        return path.read_bytes()
+        return read_bounded(path, MAX_CONTENT_BYTES, "IDX dataset file", InputError, "the IDX file size limit")
     chunks = []
     total = 0
     try:
-        with gzip.open(path, "rb") as source:
+        with gzip.GzipFile(fileobj=io.BytesIO(_read_archive(path)), mode="rb") as source:
             while chunk := source.read(_CHUNK):
                 total += len(chunk)
                 if total > MAX_CONTENT_BYTES:
@@ -132,6 +147,11 @@ def _read_content(path: Path) -> bytes:
     except (OSError, EOFError, zlib.error) as exc:
         raise InputError(f"{path}: cannot decompress ({exc}); restore the original file") from None
     return b"".join(chunks)
+
+
+def _read_archive(path: Path) -> bytes:
+    """The compressed bytes of ``path``, refused past :data:`MAX_ARCHIVE_BYTES` (padding included)."""
+    return read_bounded(path, MAX_ARCHIVE_BYTES, "dataset archive", InputError, "the archive size limit")
 
 
 def parse_images(content: bytes, source: Path) -> np.ndarray:

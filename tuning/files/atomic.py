@@ -1,48 +1,54 @@
 """Write outputs so that a reader sees either the old files or the complete new ones.
 
 Every output is written to a temporary file ``.<name>.<random>.tmp`` beside its destination and
-renamed into place only when complete; on any failure (including Ctrl-C) the temporary file is
+renamed into place only when complete; on any failure (including an interrupt) the temporary file is
 removed and an existing output is left untouched.
 
 A run with several outputs (the model and its summary; report.json, report.md and the plots)
 wraps its writes in ``with atomic_outputs():``. Inside, every write is staged, and the staged
 files are renamed into place together only when the block completes: either every output is
-replaced or none is. The renames run with SIGINT and SIGTERM blocked, and a rename that fails
+replaced or none is. The renames run with the interrupt signals held back, and a rename that fails
 half-way puts the earlier outputs back from hard-link backups, so an interrupt or a full disk
-cannot leave some outputs new and others old.
+cannot leave some outputs new and others old. What was committed is remembered
+(:func:`committed_outputs`), so an interrupt that comes after the commit is reported as such.
 
-A temporary file is locked (``flock``) by the process writing it. A run killed with SIGKILL
-leaves its temporary files behind unlocked; the next run writing the same output removes them.
-A concurrent run's temporary files are locked, and so left alone.
+Each output is locked for its writer (:mod:`tuning.files.locks`): the lock file lists the
+temporaries and backups made, so those a run killed with SIGKILL left are removed by the next run
+writing the same output, and nothing else is.
 """
 
 from __future__ import annotations
 
 import contextlib
 import contextvars
-import fcntl
 import os
 import stat
-import tempfile
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
 from tuning.errors import OutputError
+from tuning.files.locks import OutputLock, held_lock, output_locks, temporary_name
 from tuning.files.signals import interrupts_deferred
+
+# Every output this process has renamed into place, in order: what an interrupt after a commit must mention.
+_committed: list[Path] = []
+
+
+def committed_outputs() -> list[Path]:
+    """The outputs this process has replaced so far (each commit's, in order)."""
+    return list(_committed)
 
 
 @dataclass
 class _Staged:
     destination: Path
     temporary: Path
-    lock_fd: int  # holds the flock that tells other runs this temporary file is alive
 
     def release(self) -> None:
-        """Remove the temporary file if it is still there and give up its lock."""
+        """Remove the temporary file if it is still there."""
         with contextlib.suppress(OSError):
             self.temporary.unlink(missing_ok=True)
-        os.close(self.lock_fd)
 
 
 @dataclass
@@ -50,34 +56,39 @@ class OutputSet:
     """Outputs staged as temporary files, renamed into place together by :meth:`commit`."""
 
     staged: list[_Staged] = field(default_factory=list)
+    locks: contextlib.ExitStack = field(default_factory=contextlib.ExitStack)  # of outputs no caller had locked
 
     def stage(self, path: Path) -> Path:
-        """A new temporary file beside ``path`` (stale ones of ``path`` removed first)."""
+        """A new temporary file beside ``path``, listed in ``path``'s lock (taken now unless held already)."""
         path = Path(path)
         self._unstage(path)
+        lock = held_lock(path)
+        if lock is None:
+            self.locks.enter_context(output_locks([path]))
+            lock = held_lock(path)
         try:
-            path.parent.mkdir(parents=True, exist_ok=True)
-            remove_stale_temporaries(path)
-            staged = _Staged(path, *_locked_temporary(path))
+            staged = _Staged(path, _new_temporary(path, lock))  # type: ignore[arg-type]
         except OSError as exc:
             raise _output_error(path, exc) from None
         self.staged.append(staged)
         return staged.temporary
 
     def commit(self) -> None:
-        """Rename every staged file into place, all or none; release the temporary files' locks."""
+        """Rename every staged file into place, all or none; release the locks this set took."""
         try:
             with interrupts_deferred():
                 self._check_destinations()
                 self._replace_all()
+                _committed.extend(staged.destination for staged in self.staged)
         finally:
             self.discard()
 
     def discard(self) -> None:
-        """Remove whatever is still staged (nothing after a commit) and release the locks."""
+        """Remove whatever is still staged (nothing after a commit) and release the locks this set took."""
         for staged in self.staged:
             staged.release()
         self.staged.clear()
+        self.locks.close()
 
     def _unstage(self, path: Path) -> None:
         # A second write of an output in one block replaces the first. Both staged, the first would be
@@ -105,7 +116,7 @@ class OutputSet:
             for staged in self.staged:
                 failed = staged.destination  # the output being put in place when an OSError comes
                 os.chmod(staged.temporary, 0o644)
-                done.append((staged, _Backup.of(staged.destination)))
+                done.append((staged, _Backup.of(staged.destination, held_lock(staged.destination))))
                 os.replace(staged.temporary, staged.destination)
         except OSError as exc:
             _roll_back(done)
@@ -197,63 +208,52 @@ def prepare_scratch_dir(folder: Path) -> None:
 
 
 def remove_stale_temporaries(path: Path) -> list[Path]:
-    """Remove ``.<name>.*.tmp`` files of ``path`` that no live process holds (left by a killed run)."""
-    removed = []
-    for candidate in Path(path).parent.glob(f".{glob_escape(Path(path).name)}.*.tmp"):
-        try:
-            fd = os.open(candidate, os.O_RDONLY | os.O_NONBLOCK | os.O_NOFOLLOW | os.O_CLOEXEC)
-        except OSError:
-            continue  # gone already, or a symlink: not ours
-        try:
-            if not stat.S_ISREG(os.fstat(fd).st_mode):
-                continue
-            try:
-                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-            except BlockingIOError:
-                continue  # a live run is writing it
-            candidate.unlink(missing_ok=True)
-            removed.append(candidate)
-        finally:
-            os.close(fd)
-    return removed
+    """Remove the temporaries and backups of ``path`` that a killed run listed in its lock file.
+
+    They are removed as the lock is taken; when this process holds it already, that happened then.
+    """
+    lock = held_lock(path)
+    if lock is not None:
+        return list(lock.removed)
+    with output_locks([Path(path)]) as (taken,):
+        return list(taken.removed)
 
 
-def glob_escape(name: str) -> str:
-    return "".join(f"[{char}]" if char in "*?[" else char for char in name)
-
-
-def _locked_temporary(path: Path) -> tuple[Path, int]:
-    """Create and lock a temporary file beside ``path``. A cleaner may delete a new file between
-    its creation and its lock; then its link count is 0 and another one is made."""
+def _new_temporary(path: Path, lock: OutputLock) -> Path:
+    """Create an empty temporary file beside ``path`` (never an existing file) and list it in the lock."""
     while True:
-        fd, name = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-        fcntl.flock(fd, fcntl.LOCK_EX)
-        if os.fstat(fd).st_nlink > 0:
-            return Path(name), fd
+        temporary = temporary_name(path)
+        try:
+            fd = os.open(temporary, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC, 0o600)
+        except FileExistsError:
+            continue
         os.close(fd)
+        lock.record(temporary)
+        return temporary
 
 
 @dataclass
 class _Backup:
-    """A locked hard link to an output's current file, to put it back if a later rename fails."""
+    """A hard link to an output's current file, to put it back if a later rename fails."""
 
     path: Path
-    lock_fd: int
 
     @classmethod
-    def of(cls, destination: Path) -> _Backup | None:
-        """None when there is no old file, or the file system has no hard links."""
+    def of(cls, destination: Path, lock: OutputLock | None) -> _Backup | None:
+        """None when there is no old file, or the file system has no hard links.
+
+        Listed in the output's lock like a temporary, so a run killed during the commit leaves no stray link.
+        """
         if destination.is_symlink() or not destination.is_file():
             return None
-        backup = destination.parent / f".{destination.name}.{os.urandom(6).hex()}.tmp"
+        backup = temporary_name(destination)
         try:
             os.link(destination, backup)
         except OSError:
             return None
-        # Locked like a temporary file, so another run's clean-up leaves it alone while this one needs it.
-        fd = os.open(backup, os.O_RDONLY | os.O_CLOEXEC)
-        fcntl.flock(fd, fcntl.LOCK_SH)
-        return cls(backup, fd)
+        if lock is not None:
+            lock.record(backup)
+        return cls(backup)
 
     def restore(self, destination: Path) -> None:
         os.replace(self.path, destination)
@@ -261,7 +261,6 @@ class _Backup:
     def release(self) -> None:
         with contextlib.suppress(OSError):
             self.path.unlink(missing_ok=True)
-        os.close(self.lock_fd)
 
 
 def _roll_back(done: list[tuple[_Staged, _Backup | None]]) -> None:

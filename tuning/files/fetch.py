@@ -36,10 +36,11 @@ class _Retryable(Exception):
     """An attempt failed in a way another attempt may fix; carries the reason."""
 
 
-def sha256_of(path: Path) -> str:
-    """Return the hex sha256 of the regular file ``path``, read in chunks."""
+def sha256_of(path: Path, max_bytes: int = MODEL_MAX_BYTES) -> str:
+    """Return the hex sha256 of the regular file ``path``, read in chunks, refused past ``max_bytes``
+    (``model.max_bytes``; a file of /proc says it is empty and may never end)."""
     digest = hashlib.sha256()
-    for chunk in chunks(Path(path), "model file", InputError):
+    for chunk in chunks(Path(path), "model file", InputError, max_bytes, "model.max_bytes"):
         digest.update(chunk)
     return digest.hexdigest()
 
@@ -192,7 +193,7 @@ def ensure_file(
             return dest
         if size > max_bytes:
             raise InputError(f"{dest}: model is {size} bytes, more than model.max_bytes ({max_bytes}); raise the limit")
-        got = sha256_of(dest)
+        got = sha256_of(dest, max_bytes)
         if got == expected:
             return dest
         # Never advise deleting: the file may be the user's own model, not a bad download.

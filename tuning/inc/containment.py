@@ -20,7 +20,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from tuning.errors import OUTPUT_ERRNOS, OutputError, PipelineError, TuningError
-from tuning.files.signals import interrupts_deferred
+from tuning.files.signals import INTERRUPT_SIGNALS, interrupts_deferred
 from tuning.inc import distributed
 
 
@@ -47,7 +47,7 @@ def interrupts_survive_inc(timeout_s: float = 0) -> Iterator[None]:
             seen.append(signum)
         raise KeyboardInterrupt(signal.Signals(signum).name)
 
-    previous = {signum: signal.getsignal(signum) for signum in (signal.SIGINT, signal.SIGTERM)}
+    previous = {signum: signal.getsignal(signum) for signum in INTERRUPT_SIGNALS}
     for signum in previous:
         signal.signal(signum, handler)
     try:
