@@ -26,8 +26,6 @@ from tuning.files.locks import (
     output_locks,
 )
 
-pytestmark = pytest.mark.fast
-
 ROOT = Path(__file__).resolve().parent.parent
 
 
@@ -107,6 +105,7 @@ def test_a_second_writer_is_refused_naming_the_holders_pid(tmp_path: Path) -> No
     assert output.read_text() == "after" and not lock_path(output).exists()
 
 
+@pytest.mark.fast
 def test_a_lock_file_that_is_not_ours_is_refused_and_left_alone(tmp_path: Path) -> None:
     output = tmp_path / "model.onnx"
     lock_path(output).write_text("my notes\n")
@@ -120,6 +119,7 @@ def test_a_lock_file_that_is_not_ours_is_refused_and_left_alone(tmp_path: Path) 
     assert not (tmp_path / "victim").exists()
 
 
+@pytest.mark.fast
 def test_locks_are_reused_within_a_process_and_released_with_their_folders(tmp_path: Path) -> None:
     output = tmp_path / "new" / "deeper" / "model.onnx"
     with output_locks([output, output]) as locks:
@@ -132,6 +132,7 @@ def test_locks_are_reused_within_a_process_and_released_with_their_folders(tmp_p
     assert not (tmp_path / "made").exists()  # a run refused before writing leaves no empty folders
 
 
+@pytest.mark.fast
 def test_a_backup_is_listed_in_the_lock_and_released_with_it(tmp_path: Path) -> None:
     output = tmp_path / "model.onnx"
     output.write_text("old")
@@ -148,6 +149,7 @@ def test_a_backup_is_listed_in_the_lock_and_released_with_it(tmp_path: Path) -> 
         lock.release()
 
 
+@pytest.mark.fast
 def test_an_output_name_too_long_for_its_temporary_is_refused_before_any_work(tmp_path: Path) -> None:
     limit = os.pathconf(tmp_path, "PC_NAME_MAX")
     fits = tmp_path / ("m" * (limit - TEMPORARY_NAME_EXTRA))
@@ -160,6 +162,7 @@ def test_an_output_name_too_long_for_its_temporary_is_refused_before_any_work(tm
     assert f"use a name of at most {limit - TEMPORARY_NAME_EXTRA} bytes" in str(caught.value)
 
 
+@pytest.mark.fast
 def test_unwritable_folders_and_wrong_kinds_are_refused_before_any_work(tmp_path: Path) -> None:
     if os.geteuid() == 0:
         readonly = Path("/proc/self")  # root writes anywhere mode bits say no; /proc's folders refuse even root

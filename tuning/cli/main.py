@@ -150,8 +150,10 @@ def main(argv: list[str] | None = None) -> None:
     try:
         # No prog_name: click takes it from how we were started (mnist-tuning, or python -m tuning).
         cli.main(args=argv, standalone_mode=False, auto_envvar_prefix=ENV_PREFIX)
-    except click.exceptions.Abort:
-        _fail(interrupted_message("SIGINT"), Interrupted.exit_code)
+    except click.exceptions.Abort as exc:  # click's wrapping of a KeyboardInterrupt, which names the signal
+        cause = exc.__cause__ or exc.__context__
+        name = str(cause) if isinstance(cause, KeyboardInterrupt) and str(cause) else "SIGINT"
+        _fail(interrupted_message(name), Interrupted.exit_code)
     except click.ClickException as exc:
         # click's own block is three lines (usage, hint, error); the project's rule is one.
         context = getattr(exc, "ctx", None)

@@ -31,6 +31,8 @@ MAX_YAML_NODES = 100_000  # values after expanding aliases (a 500-byte "billion 
 # Keys holding paths, resolved against the config file's folder when written there.
 PATH_KEYS = ("model.path", "dataset.root", "output.model", "output.dir", "benchmark.reference_models", "gates.baseline")
 
+LIST_PATH_KEYS = frozenset({"benchmark.reference_models"})  # the one path key holding a list of paths
+
 Overrides = dict[str, Any]
 
 
@@ -258,7 +260,8 @@ def _check_paths(values: dict[str, Any], where: str) -> None:
     from tuning.files.paths import user_path
 
     for key, value in values.items():
-        for index, item in enumerate(value) if isinstance(value, list) else [(None, value)]:
+        listed = key in LIST_PATH_KEYS and isinstance(value, (list, tuple))
+        for index, item in enumerate(value) if listed else [(None, value)]:
             if item is not None:
                 user_path(item, f"{where}{key}" + (f"[{index}]" if index is not None else ""))
 
