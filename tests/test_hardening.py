@@ -359,15 +359,21 @@ def test_save_into_a_path_under_a_file_is_output_error(tmp_path: Path) -> None:
 
 
 def test_two_concurrent_runs_writing_one_output(tmp_path: Path) -> None:
+    # Issue 22: the last writer no longer wins silently; the second run stops at once, naming the first.
     output = tmp_path / "shared.onnx"
     processes = [
         subprocess.Popen(tune_command(output, tmp_path / f"run{i}"), cwd=ROOT, stdout=subprocess.PIPE,
                          stderr=subprocess.PIPE, text=True)
         for i in range(2)
     ]  # fmt: skip
-    for process in processes:
-        _, stderr = process.communicate(timeout=600)
-        assert process.returncode == 0, stderr
+    results = {process.pid: (process.communicate(timeout=600)[1], process.returncode) for process in processes}
+    assert sorted(code for _, code in results.values()) == [0, 5], results
+    (winner,) = [pid for pid, (_, code) in results.items() if code == 0]
+    (refused,) = [stderr for stderr, code in results.values() if code == 5]
+    assert refused.strip().splitlines()[-1] == (
+        f"error: {output}: another run (pid {winner}) is writing this output; wait for it to end, or choose "
+        "another output"
+    )
     onnx.checker.check_model(onnx.load(str(output)))
     single = project_config(tmp_path / "single", **{"tuning.objective": "accuracy"})
     run_tuning(single)

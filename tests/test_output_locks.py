@@ -174,5 +174,5 @@ def test_unwritable_folders_and_wrong_kinds_are_refused_before_any_work(tmp_path
     with pytest.raises(OutputError, match=r"^--junit: .*: cannot write output \(it is a directory\)$"):
         check_writable(tmp_path, "--junit")
     (tmp_path / "file").write_text("x")
-    with pytest.raises(OutputError, match=r"cannot write output \(.*file is not a directory\)$"):
+    with pytest.raises(OutputError, match=r"/file: cannot create output folder \(.*/file is a file\)$"):
         check_writable(tmp_path / "file" / "report.json", "--out-dir")

@@ -220,16 +220,37 @@ def remove_stale_temporaries(path: Path) -> list[Path]:
 
 
 def _new_temporary(path: Path, lock: OutputLock) -> Path:
-    """Create an empty temporary file beside ``path`` (never an existing file) and list it in the lock."""
+    """Create an empty temporary file beside ``path`` (never over an existing file), listed in the lock.
+
+    The file is made unnamed (O_TMPFILE), listed, then linked under its name: a run killed at any moment
+    leaves no temporary that its lock does not list. Where the file system has no O_TMPFILE, it is named
+    first and listed right after.
+    """
     while True:
         temporary = temporary_name(path)
         try:
-            fd = os.open(temporary, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC, 0o600)
+            fd = os.open(path.parent, os.O_WRONLY | os.O_TMPFILE | os.O_CLOEXEC, 0o600)
+        except OSError:
+            return _new_named_temporary(temporary, lock)
+        try:
+            lock.record(temporary, os.fstat(fd).st_ino)
+            os.link(f"/proc/self/fd/{fd}", temporary)
         except FileExistsError:
             continue
-        os.close(fd)
-        lock.record(temporary)
+        except OSError:  # no /proc to link through
+            return _new_named_temporary(temporary, lock)
+        finally:
+            os.close(fd)
         return temporary
+
+
+def _new_named_temporary(temporary: Path, lock: OutputLock) -> Path:
+    fd = os.open(temporary, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC, 0o600)
+    try:
+        lock.record(temporary, os.fstat(fd).st_ino)
+    finally:
+        os.close(fd)
+    return temporary
 
 
 @dataclass
@@ -247,12 +268,12 @@ class _Backup:
         if destination.is_symlink() or not destination.is_file():
             return None
         backup = temporary_name(destination)
+        if lock is not None:  # listed before it exists: a link is the old file's inode, known already
+            lock.record(backup, os.stat(destination).st_ino)
         try:
             os.link(destination, backup)
         except OSError:
             return None
-        if lock is not None:
-            lock.record(backup)
         return cls(backup)
 
     def restore(self, destination: Path) -> None:

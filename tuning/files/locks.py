@@ -78,9 +78,8 @@ class OutputLock:
         os.pwrite(fd, f"{LOCK_HEADER}pid {os.getpid()}\n".encode(), 0)
         return lock
 
-    def record(self, temporary: Path) -> None:
-        """List ``temporary`` (already created) as this run's, with its inode number."""
-        inode = os.lstat(temporary).st_ino
+    def record(self, temporary: Path, inode: int) -> None:
+        """List ``temporary`` as this run's, with the inode number it has (or is about to get)."""
         os.lseek(self.fd, 0, os.SEEK_END)
         os.write(self.fd, f"temporary {inode} {temporary.name}\n".encode())
 
@@ -155,7 +154,7 @@ def check_writable(output: Path, what: str) -> None:
         raise OutputError(f"{what}: {output}: cannot write output (it is a directory)")
     folder = next((parent for parent in output.parents if parent.exists()), Path("."))
     if not folder.is_dir():
-        raise OutputError(f"{what}: {output}: cannot write output ({folder} is not a directory)")
+        raise OutputError(f"{what}: {output.parent}: cannot create output folder ({folder} is a file)")
     if not os.access(folder, os.W_OK | os.X_OK):
         read_only = os.statvfs(folder).f_flag & os.ST_RDONLY
         reason = "Read-only file system" if read_only else "Permission denied"
