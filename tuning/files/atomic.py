@@ -226,22 +226,27 @@ def _new_temporary(path: Path, lock: OutputLock) -> Path:
     leaves no temporary that its lock does not list. Where the file system has no O_TMPFILE, it is named
     first and listed right after.
     """
-    while True:
-        temporary = temporary_name(path)
-        try:
-            fd = os.open(path.parent, os.O_WRONLY | os.O_TMPFILE | os.O_CLOEXEC, 0o600)
-        except OSError:
-            return _new_named_temporary(temporary, lock)
-        try:
-            lock.record(temporary, os.fstat(fd).st_ino)
-            os.link(f"/proc/self/fd/{fd}", temporary)
-        except FileExistsError:
-            continue
-        except OSError:  # no /proc to link through
-            return _new_named_temporary(temporary, lock)
-        finally:
-            os.close(fd)
-        return temporary
+    folder = os.open(path.parent, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
+    try:
+        while True:
+            temporary = temporary_name(path)
+            try:
+                fd = os.open(".", os.O_WRONLY | os.O_TMPFILE | os.O_CLOEXEC, 0o600, dir_fd=folder)
+            except OSError:
+                return _new_named_temporary(temporary, lock)
+            try:
+                lock.record(temporary, os.fstat(fd).st_ino)
+                # A folder descriptor makes Python call linkat() with AT_SYMLINK_FOLLOW, which links the open file.
+                os.link(f"/proc/self/fd/{fd}", temporary.name, dst_dir_fd=folder, follow_symlinks=True)
+            except FileExistsError:
+                continue
+            except OSError:  # no /proc to link through
+                return _new_named_temporary(temporary, lock)
+            finally:
+                os.close(fd)
+            return temporary
+    finally:
+        os.close(folder)
 
 
 def _new_named_temporary(temporary: Path, lock: OutputLock) -> Path:
