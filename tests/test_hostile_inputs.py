@@ -207,7 +207,8 @@ def test_gate_outputs_naming_the_config_are_refused_and_the_config_kept(tmp_path
     link = tmp_path / "link.xml"
     os.link(config, link)
     assert "is the config file" in error_line(tuning("gate", report, f"--config={config}", f"--junit={link}"), 2)
-    line = error_line(tuning("gate", report, f"--junit={tmp_path / 'same'}", f"--write-baseline={tmp_path / 'same'}"), 2)
+    same = tmp_path / "same"
+    line = error_line(tuning("gate", report, f"--junit={same}", f"--write-baseline={same}"), 2)
     assert line.endswith("each output needs its own")
     assert config.read_bytes() == before
 
