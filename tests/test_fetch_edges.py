@@ -172,7 +172,7 @@ def test_a_deadline_already_reached_still_gives_the_attempt_a_hundredth_of_a_sec
 
 
 def test_the_readme_states_the_read_timeout() -> None:
-    readme = (ROOT / "README.md").read_text(encoding="utf-8")
+    readme = (ROOT / "docs" / "pipeline.md").read_text(encoding="utf-8")
     assert f"{READ_TIMEOUT_S:g} s per\n   read" in readme or f"{READ_TIMEOUT_S:g} s per read" in readme
 
 
