@@ -358,7 +358,6 @@ class BenchmarkRun:
             lines.append(
                 f"Spread: {spread.low:.1f}-{spread.high:.1f} images/sec over {len(timing.rounds_ms)} session sets"
             )
-        lines.append(self.conditions)
         floor = None if self.performance is None else self.performance.noise_floor(
             None if self.performance.latency else self.batch_size
         )  # fmt: skip
@@ -368,6 +367,7 @@ class BenchmarkRun:
                 f"[{floor.low:.3f}-{floor.high:.3f}] (A/A pair, {floor.coverage:.0%} interval): "
                 "differences within this are noise"
             )
+        lines.append(self.conditions)  # last: the CLI prints it as a note, which --quiet drops
         return lines
 
 
