@@ -301,6 +301,13 @@ def test_tuning_for_openvino_keeps_only_candidates_it_loads(tmp_path) -> None:
         assert trial.accuracy is None and trial.latency_ratio is None and not trial.chosen
     chosen = next(trial for trial in trials if trial.chosen)
     assert chosen.quant_format == "QDQ" and chosen.meets_criterion
+    # On OpenVINO a uint8 MaxPool is the slow kernel: every QDQ candidate pools before its quantizer.
+    for trial in trials:
+        if trial.quant_format == "QDQ":
+            assert any(rewrite.endswith("moved before its quantizer") for rewrite in trial.rewrites), trial.rewrites
+    written = onnx.load(str(config.output.model))
+    producers = {output: node.op_type for node in written.graph.node for output in node.output}
+    assert all(producers.get(node.input[0]) != "DequantizeLinear" for node in written.graph.node if node.op_type == "MaxPool")
     measurement = summary.latency_measurement
     assert measurement["runtime"] == "openvino"
     props = {prop.key: prop.value for prop in onnx.load(str(config.output.model)).metadata_props}

@@ -32,6 +32,7 @@ import numpy as np
 import onnx
 from onnx import numpy_helper
 
+from tuning.config.enums import Runtime
 from tuning.errors import InputError
 from tuning.files.onnx_io import describe
 
@@ -163,6 +164,21 @@ def pool_before_activation(model: onnx.ModelProto) -> tuple[onnx.ModelProto, lis
         copy.graph.node.extend(nodes)
         del copy.graph.value_info[:]  # the swapped tensors changed shape; onnxruntime infers them again
     return copy, moved
+
+
+def deployment_rewrites(model: onnx.ModelProto, runtime: Runtime) -> tuple[onnx.ModelProto, list[str]]:
+    """The exact rewrites every int8 model INC makes gets before it is scored, timed or written, for ``runtime``.
+
+    On every runtime the pool goes above its activation (:func:`pool_before_activation`); on OpenVINO it also
+    goes before its quantizer (:func:`pool_before_quantize`: a uint8 MaxPool is OpenVINO's slow kernel, while on
+    onnxruntime the same graph is slower). Returns the model and what was done, one phrase per moved pool.
+    """
+    rewritten, moved = pool_before_activation(model)
+    done = [f"MaxPool {name} moved above its activation" for name in moved]
+    if runtime is not Runtime.ONNXRUNTIME:
+        rewritten, requantized = pool_before_quantize(rewritten)
+        done += [f"MaxPool {name} moved before its quantizer" for name in requantized]
+    return rewritten, done
 
 
 def _is_non_decreasing(node: onnx.NodeProto, constants: set[str]) -> bool:

@@ -19,7 +19,7 @@ from tuning.config.enums import Approach, Objective
 from tuning.config.schema import PipelineConfig
 from tuning.data.datasets import BatchLoader, LabelledImages
 from tuning.errors import TuningError
-from tuning.graph.rewrite import pool_before_activation
+from tuning.graph.rewrite import deployment_rewrites
 from tuning.inc import distributed
 from tuning.inc.fit import fit
 from tuning.inc.mapping import check_kept_in_fp32, fp32_requests, inc_config
@@ -85,7 +85,7 @@ def quantize(
         raise TuningError(no_model_message(trials, workspace / "inc.log"))
     check_kept_in_fp32(source, result.model, requested, "the int8 model INC chose")
     # The same exact rewrite as objective latency's candidates get: the emitted model runs fast as written.
-    emitted, _ = pool_before_activation(result.model)
+    emitted, _ = deployment_rewrites(result.model, config.deployment.runtime)
     # The emitted model is measured again rather than matched to a trial: the number reported is its own.
     int8_accuracy = evaluate(emitted)
     outcome = TuningOutcome(

@@ -38,7 +38,7 @@ from tuning.config.schema import PipelineConfig
 from tuning.data.datasets import BatchLoader, LabelledImages
 from tuning.errors import SlowerThanFp32Error, TuningError
 from tuning.graph.nodes import COMPUTE_OP_TYPES
-from tuning.graph.rewrite import pool_before_activation
+from tuning.graph.rewrite import deployment_rewrites
 from tuning.inc.fit import fit
 from tuning.inc.mapping import (
     CandidateSpec,
@@ -131,7 +131,7 @@ def quantize_for_latency(
 
     ``model`` is the verified batch-capable fp32 model (tuning/graph/rewrite.py): the accuracy and speed
     baseline, and what INC quantizes, so every candidate and the emitted model take any batch size.
-    Every candidate gets the exact rewrites of :func:`tuning.graph.rewrite.pool_before_activation`. Speed is
+    Every candidate gets the exact rewrites of :func:`tuning.graph.rewrite.deployment_rewrites`. Speed is
     screened before accuracy is scored (:func:`score_fastest_first`): a candidate that cannot win is
     not scored. Raises TuningError when no candidate meets the criterion, or, with
     ``tuning.latency.if_slower_than_fp32: fail``, when none is faster than fp32.
@@ -240,12 +240,12 @@ def make_candidates(
             raise TuningError(
                 f"INC returned no model for candidate {len(trials)} ({spec.description}); see {workspace / 'inc.log'}"
             )
-        candidate, moved = pool_before_activation(result.model)
+        candidate, rewrites = deployment_rewrites(result.model, config.deployment.runtime)
         made = {
             "quant_format": spec.quant_format.value,
             "calibration_algorithm": spec.calibration_algorithm.value,
             "fp32_fallback": spec.fp32_fallback,
-            "rewrites": tuple(f"MaxPool {name} moved above its activation" for name in moved),
+            "rewrites": tuple(rewrites),
         }
         # A fallback INC ignores would make a candidate whose label claims what its graph does not hold.
         check_kept_in_fp32(model, candidate, (*requested, *spec.fp32_fallback), f"candidate {len(trials)} ({spec.description})")
