@@ -79,11 +79,16 @@ def test_version_names_the_program_and_the_libraries(program: str) -> None:
     assert result.returncode == 0, result.stderr
     version = importlib.metadata.version
     python = ".".join(map(str, sys.version_info[:3]))
-    assert result.stdout == (
+    first, cpu = result.stdout.splitlines()
+    assert first == (
         f"{program} {version('mnist-int8-tuning')} (neural-compressor {version('neural-compressor')}, "
         f"onnxruntime {version('onnxruntime')}, onnx {version('onnx')}, openvino {_version_or_absent('openvino')}, "
-        f"Python {python})\n"
+        f"Python {python})"
     )
+    # The CPU class every speed figure depends on, read from /proc/cpuinfo here a second way.
+    flags = next(line for line in Path("/proc/cpuinfo").read_text().splitlines() if line.startswith("flags")).split()
+    vnni = "yes" if {"avx512_vnni", "avx_vnni"} & set(flags) else "no"
+    assert cpu.startswith("CPU: ") and f"AVX2 {'yes' if 'avx2' in flags else 'no'}" in cpu and f"VNNI {vnni}" in cpu
 
 
 @pytest.mark.parametrize("program", PROGRAMS)
