@@ -397,3 +397,10 @@ def test_a_second_run_on_the_same_output_stops_naming_the_first(tmp_path: Path) 
     finally:
         assert first.wait(timeout=60) == 0, first.stderr.read() if first.stderr else ""
     assert junit.read_text().startswith("<?xml")
+
+
+def test_a_yaml_key_holding_a_newline_is_quoted_so_the_error_stays_one_line(tmp_path: Path) -> None:
+    config = tmp_path / "config.yaml"
+    config.write_text("deployment:\n  session_config_entries:\n    ? \"\\n\"\n    : null\n", encoding="utf-8")
+    line = error_line(tuning("gate", "--config", config), 2)
+    assert line.endswith("deployment.session_config_entries.'\\n': Input should be a valid string, got None")

@@ -336,7 +336,8 @@ def _describe(exc: ValidationError) -> str:
     """One line for the first problem, naming the key path, expected and got."""
     error = exc.errors()[0]
     loc = tuple(str(part) for part in error["loc"])
-    key = ".".join(loc)
+    # A YAML key may hold a newline or control characters; the error stays one line.
+    key = ".".join(part if part.isprintable() and part else repr(part) for part in loc)
     if not loc:  # a check across sections, whose message names its keys
         return error["msg"]
     if error["type"] == "extra_forbidden":
