@@ -22,6 +22,7 @@ from tuning.config.enums import Runtime, Split
 from tuning.data.datasets import evaluation_images
 from tuning.errors import ConfigError, InputError
 from tuning.files import onnx_io
+from tuning.graph.rewrite import batch_capable_copy
 from tuning.inc.containment import interrupts_survive_inc
 from tuning.inc.mapping import node_pattern
 from tuning.measure import benchmark
@@ -198,7 +199,7 @@ def test_declared_session_entries_reach_real_sessions_on_every_path(tmp_path):
     file. Every way this project opens a session with the config's settings must then refuse the model; with
     the defaults, the same calls load it."""
     refusing = project_config(tmp_path, **{"deployment.session_config_entries": {"session.load_model_format": "ORT"}})
-    model = onnx.load(str(refusing.model.path))
+    model = batch_capable_copy(onnx.load(str(refusing.model.path)), refusing.model.path)
     images = evaluation_images(refusing.dataset, Split.TEST, (1, 28, 28))
     small = refusing.benchmark.model_copy(update={"warmup": 1, "iterations": 1, "rounds": 1, "min_time_s": 0,
                                                   "batch_sizes": (1,)})  # fmt: skip
