@@ -2,7 +2,12 @@
 
 from __future__ import annotations
 
+import contextlib
 import gzip
+import io
+import os
+import signal
+import subprocess
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -84,6 +89,31 @@ def torch_model(tmp_path_factory: pytest.TempPathFactory, dataset_roots) -> Call
         return made[architecture, dataset]
 
     return get
+
+
+def run_cli_in_process(*args: str | Path, cwd: Path) -> subprocess.CompletedProcess[str]:
+    """``python -m tuning ARGS`` run from ``cwd`` in this process, its exit code and output as a subprocess's.
+
+    For the tests that check what a command does, not how a process starts: it saves a new interpreter
+    importing INC and torch (seconds each, much more on a busy machine). Every command keeps at least one
+    test that runs it in a real subprocess (tests/test_any_classifier.py's console script, tests/test_cli*.py).
+    """
+    from tuning.cli.main import main
+
+    argv = [str(arg) for arg in args]
+    stdout, stderr = io.StringIO(), io.StringIO()
+    previous_dir, previous_sigterm = os.getcwd(), signal.getsignal(signal.SIGTERM)
+    os.chdir(cwd)
+    try:
+        with contextlib.redirect_stdout(stdout), contextlib.redirect_stderr(stderr):
+            main(argv)
+        code = 0
+    except SystemExit as exc:
+        code = exc.code if isinstance(exc.code, int) else 0 if exc.code is None else 1
+    finally:
+        os.chdir(previous_dir)
+        signal.signal(signal.SIGTERM, previous_sigterm)
+    return subprocess.CompletedProcess(["python", "-m", "tuning", *argv], code, stdout.getvalue(), stderr.getvalue())
 
 
 def write_config(path: Path, sections: dict[str, Any]) -> Path:
