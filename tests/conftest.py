@@ -46,6 +46,22 @@ def default_run(tmp_path_factory: pytest.TempPathFactory) -> tuple[PipelineConfi
     return config, run_tuning(config)
 
 
+@pytest.fixture(scope="session")
+def zoo_accuracy_report(default_run: tuple[PipelineConfig, TuningSummary], tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """The folder of one real accuracy-only report whose int8 model is the zoo's (54 % top-1 on [0, 1] pixels),
+    made from the default run's output.dir, whose tuning_summary.json describes another model. Shared by the
+    report's tests and the gate's CLI tests."""
+    from tuning.cli.main import main
+
+    config, _ = default_run
+    out = tmp_path_factory.mktemp("zoo-report")
+    main(["report", "--config", str(CONFIG), "--set", f"dataset.root={ROOT / 'data'}",
+          "--set", "benchmark.runtimes=[onnxruntime]", "--set", "benchmark.reference_models=[]",
+          "--set", f"output.dir={config.output.dir}", "--float-model", str(ROOT / "models" / "mnist-12.onnx"),
+          "--int8-model", str(ROOT / "models" / "zoo-mnist-12-int8.onnx"), "--out-dir", str(out), "--skip-performance"])  # fmt: skip
+    return out
+
+
 def regzip(source: Path, target: Path) -> None:
     """The same IDX content in a different gzip wrapper (name, time, level), as distributions ship it."""
     target.parent.mkdir(parents=True, exist_ok=True)

@@ -123,6 +123,6 @@ def test_distributed_tuning_refuses_what_inc_cannot_distribute(tmp_path):
 
 def test_a_run_without_a_launcher_never_imports_mpi4py():
     env = {key: value for key, value in os.environ.items() if key not in distributed.LAUNCHER_VARS}
-    code = "import sys; from tuning import distributed; print(distributed.world(), 'mpi4py' in sys.modules)"
+    code = "import sys; from tuning.inc import distributed; print(distributed.world(), 'mpi4py' in sys.modules)"
     result = subprocess.run([sys.executable, "-c", code], cwd=ROOT, env=env, capture_output=True, text=True, timeout=60)
     assert result.stdout.strip() == "World(rank=0, size=1, comm=None) False", result.stderr
