@@ -2,7 +2,12 @@
 
 from __future__ import annotations
 
+import contextlib
 import gzip
+import io
+import os
+import signal
+import subprocess
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -39,6 +44,22 @@ def default_run(tmp_path_factory: pytest.TempPathFactory) -> tuple[PipelineConfi
     """One real INC tuning run with the shipped config, shared by the tests that read its output."""
     config = project_config(tmp_path_factory.mktemp("default-run"))
     return config, run_tuning(config)
+
+
+@pytest.fixture(scope="session")
+def zoo_accuracy_report(default_run: tuple[PipelineConfig, TuningSummary], tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """The folder of one real accuracy-only report whose int8 model is the zoo's (54 % top-1 on [0, 1] pixels),
+    made from the default run's output.dir, whose tuning_summary.json describes another model. Shared by the
+    report's tests and the gate's CLI tests."""
+    from tuning.cli.main import main
+
+    config, _ = default_run
+    out = tmp_path_factory.mktemp("zoo-report")
+    main(["report", "--config", str(CONFIG), "--set", f"dataset.root={ROOT / 'data'}",
+          "--set", "benchmark.runtimes=[onnxruntime]", "--set", "benchmark.reference_models=[]",
+          "--set", f"output.dir={config.output.dir}", "--float-model", str(ROOT / "models" / "mnist-12.onnx"),
+          "--int8-model", str(ROOT / "models" / "zoo-mnist-12-int8.onnx"), "--out-dir", str(out), "--skip-performance"])  # fmt: skip
+    return out
 
 
 def regzip(source: Path, target: Path) -> None:
@@ -84,6 +105,31 @@ def torch_model(tmp_path_factory: pytest.TempPathFactory, dataset_roots) -> Call
         return made[architecture, dataset]
 
     return get
+
+
+def run_cli_in_process(*args: str | Path, cwd: Path) -> subprocess.CompletedProcess[str]:
+    """``python -m tuning ARGS`` run from ``cwd`` in this process, its exit code and output as a subprocess's.
+
+    For the tests that check what a command does, not how a process starts: it saves a new interpreter
+    importing INC and torch (seconds each, much more on a busy machine). Every command keeps at least one
+    test that runs it in a real subprocess (tests/test_any_classifier.py's console script, tests/test_cli*.py).
+    """
+    from tuning.cli.main import main
+
+    argv = [str(arg) for arg in args]
+    stdout, stderr = io.StringIO(), io.StringIO()
+    previous_dir, previous_sigterm = os.getcwd(), signal.getsignal(signal.SIGTERM)
+    os.chdir(cwd)
+    try:
+        with contextlib.redirect_stdout(stdout), contextlib.redirect_stderr(stderr):
+            main(argv)
+        code = 0
+    except SystemExit as exc:
+        code = exc.code if isinstance(exc.code, int) else 0 if exc.code is None else 1
+    finally:
+        os.chdir(previous_dir)
+        signal.signal(signal.SIGTERM, previous_sigterm)
+    return subprocess.CompletedProcess(["python", "-m", "tuning", *argv], code, stdout.getvalue(), stderr.getvalue())
 
 
 def write_config(path: Path, sections: dict[str, Any]) -> Path:

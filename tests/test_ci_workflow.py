@@ -60,3 +60,31 @@ def test_the_summary_step_writes_the_report_tables_without_broken_image_links(tm
 
 def test_the_summary_step_says_when_there_is_no_report(tmp_path: Path) -> None:
     assert "No report" in _run_summary_step(tmp_path)
+
+
+def test_ci_runs_the_whole_suite_with_the_test_command_the_readme_names() -> None:
+    ci_commands = [line for line in (ROOT / ".ci" / "run").read_text().splitlines() if "scripts/test.sh" in line]
+    assert ci_commands == ["bash scripts/test.sh all"]
+    two_commands = (ROOT / "README.md").read_text().split("## The two commands", 1)[1].split("\n## ", 1)[0]
+    readme_lines = [line for line in two_commands.splitlines() if line.startswith("bash scripts/test.sh")]
+    assert any(line.split("#")[0].strip() == ci_commands[0] and "as .ci/run runs it" in line for line in readme_lines)
+    assert any(line.split("#")[0].strip() == "bash scripts/test.sh" and "fast" in line for line in readme_lines)
+
+
+def test_the_test_command_selects_the_fast_subset_unless_told_all() -> None:
+    # Every test of tests/test_gate.py is fast; none of tests/test_gate_cli.py is (it runs the gate in subprocesses).
+    env = {key: value for key, value in os.environ.items() if key != "PYTEST_ADDOPTS"}  # CI's would write its JUnit
+
+    def collected(*args: str) -> list[str]:
+        done = subprocess.run(
+            ["bash", str(ROOT / "scripts" / "test.sh"), *args, "--collect-only", "-q", "-p", "no:cacheprovider",
+             "tests/test_gate_cli.py", "tests/test_gate.py"],
+            cwd=ROOT, env=env, capture_output=True, text=True, timeout=300,
+        )  # fmt: skip
+        assert done.returncode == 0, done.stdout + done.stderr
+        return [line for line in done.stdout.splitlines() if "::" in line]
+
+    everything, default, fast = collected("all"), collected(), collected("fast")
+    assert default == fast
+    assert {test.split("::")[0] for test in default} == {"tests/test_gate.py"}
+    assert set(default) < set(everything) and any(test.startswith("tests/test_gate_cli.py") for test in everything)

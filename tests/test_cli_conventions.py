@@ -210,17 +210,9 @@ def test_benchmark_json_performance_numbers_are_consistent(
 
 
 @pytest.fixture(scope="module")
-def zoo_report(tmp_path_factory: pytest.TempPathFactory) -> Path:
+def zoo_report(zoo_accuracy_report: Path) -> Path:
     """A real report (accuracy only) with the zoo's int8 model as the int8 model: 54 % top-1 on [0, 1] pixels."""
-    out = tmp_path_factory.mktemp("zoo-report")
-    result = run(
-        "report", "--skip-performance", "--quiet", f"--config={CONFIG}", f"--dataset_location={DATA}",
-        f"--float-model={ROOT / 'models' / 'mnist-12.onnx'}",
-        f"--int8-model={ROOT / 'models' / 'zoo-mnist-12-int8.onnx'}",
-        "--set", "benchmark.reference_models=[]", f"--out-dir={out}", cwd=out,
-    )  # fmt: skip
-    assert result.returncode == 0, result.stderr
-    return out / "report.json"
+    return zoo_accuracy_report / "report.json"
 
 
 def test_gate_json_reports_the_failed_check_and_exits_1(zoo_report: Path) -> None:

@@ -103,8 +103,9 @@ def test_a_dripping_server_is_cut_off_at_the_deadline(raw_server, tmp_path_facto
     started = time.monotonic()
     with pytest.raises(FetchError, match="model.download_timeout_s") as caught:
         ensure_file(dest, server.url(), MODEL_SHA256, deadline_s=deadline, timeout_s=30, backoff_s=0.01)
-    elapsed = time.monotonic() - started
-    assert deadline <= elapsed < deadline + 1.0
+    # Not before the deadline; how long after it depends on the machine's load, so it is not asserted. The drip
+    # would take over 3 minutes to send the model: the error above is the deadline's, the file is not there.
+    assert time.monotonic() - started >= deadline
     assert_clean_message(str(caught.value))
     assert not dest.exists() and no_temp_files(dest.parent)
 

@@ -72,10 +72,15 @@ def test_cli_flags_override_the_config(tmp_path):
 
 
 def test_cli_reads_the_default_report_under_the_output_dir(tmp_path):
+    # No report argument: <output.dir>/report/report.json, whose numbers (a 2.23 % error) are the ones judged.
     (tmp_path / "out" / "report").mkdir(parents=True)
-    write_json(tmp_path / "out" / "report", make_report())
-    result = run_gate("--set", f"output.dir={tmp_path / 'out'}")
-    assert result.returncode == 0, result.stderr
+    default = write_json(tmp_path / "out" / "report", make_report(int8_accuracy=0.9777))
+    result = run_gate("--set", f"output.dir={tmp_path / 'out'}", "--json", cwd=tmp_path)
+    assert result.returncode == 1, result.stderr
+    document = json.loads(result.stdout)
+    assert document["report"] == str(default) and document["passed"] is False
+    error = next(check for check in document["checks"] if check["name"] == "int8 top-1 error")
+    assert error["status"] == "FAIL" and error["measured"] == pytest.approx(100 * (1 - 0.9777))
 
 
 def test_cli_write_baseline_then_gate_against_it(tmp_path):

@@ -18,13 +18,17 @@ import pytest
 from conftest import project_config
 from test_rewrite import uint8_nchw_max_pools
 
-from tuning.config.enums import Split
+from tuning.config.enums import Runtime, Split
 from tuning.data.datasets import evaluation_images
-from tuning.errors import ConfigError
+from tuning.errors import ConfigError, InputError
 from tuning.files import onnx_io
+from tuning.graph.rewrite import batch_capable_copy
 from tuning.inc.containment import interrupts_survive_inc
 from tuning.inc.mapping import node_pattern
-from tuning.measure.runtimes import SessionSettings, make_session
+from tuning.measure import benchmark
+from tuning.measure.evaluate import AccuracyEvaluator
+from tuning.measure.runtimes import SessionSettings, make_session, open_runner
+from tuning.pipeline import run_tuning
 from tuning.search.choice import PREFERENCE
 from tuning.search.latency import SCREEN_FACTOR, candidate_grid, compute_nodes
 
@@ -188,6 +192,34 @@ def test_declared_session_entries_reach_every_session_and_the_metadata(tmp_path)
     assert settings.describe()["config_entries"] == dict([entry])
     with pytest.raises(RuntimeError, match="does not have configuration with key"):
         SessionSettings().options().get_session_config_entry(entry[0])
+
+
+def test_declared_session_entries_reach_real_sessions_on_every_path(tmp_path):
+    """An entry onnxruntime cannot ignore: ``session.load_model_format: ORT`` makes a real session refuse an ONNX
+    file. Every way this project opens a session with the config's settings must then refuse the model; with
+    the defaults, the same calls load it."""
+    refusing = project_config(tmp_path, **{"deployment.session_config_entries": {"session.load_model_format": "ORT"}})
+    model = batch_capable_copy(onnx.load(str(refusing.model.path)), refusing.model.path)
+    images = evaluation_images(refusing.dataset, Split.TEST, (1, 28, 28))
+    small = refusing.benchmark.model_copy(update={"warmup": 1, "iterations": 1, "rounds": 1, "min_time_s": 0,
+                                                  "batch_sizes": (1,)})  # fmt: skip
+    paths = {
+        "make_session": lambda settings: make_session(model, settings),
+        "open_runner": lambda settings: open_runner(model, Runtime.ONNXRUNTIME, settings),
+        "evaluator": lambda settings: AccuracyEvaluator(images, 1000, settings)(model),
+        "benchmark": lambda settings: benchmark.measure(
+            [benchmark.BenchmarkTarget("fp32", model, refusing.model.path)], images.images[:8], small, settings
+        ),
+    }
+    for name, opens in paths.items():
+        opens(SessionSettings())  # the defaults load it
+        with pytest.raises(InputError, match="onnxruntime cannot load it"):
+            opens(SessionSettings.of(refusing))
+            pytest.fail(f"{name} opened its session without the config's entries")
+    # And a tuning run: the fp32 baseline's evaluation, the first session with the config's settings, refuses it.
+    with pytest.raises(InputError, match="onnxruntime cannot load it"):
+        run_tuning(refusing)
+    assert not refusing.output.model.exists()
 
 
 def test_the_config_hash_covers_what_decides_the_choice(default_run, tmp_path):

@@ -25,9 +25,7 @@ import onnxruntime as ort
 import pytest
 
 from tuning.cli.main import main
-from tuning.config.loading import load_config
 from tuning.errors import InputError
-from tuning.pipeline import run_tuning
 from tuning.report.numbers import Role, model_entries
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -76,37 +74,31 @@ def _confusion(labels: np.ndarray, predictions: np.ndarray) -> np.ndarray:
 
 
 @pytest.fixture(scope="module")
-def tuned_int8(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    out = tmp_path_factory.mktemp("tuned")
-    config = load_config(
-        ROOT / "configs" / "mnist.yaml",
-        {
-            "model.path": str(FP32),
-            "dataset.root": str(ROOT / "data"),
-            "output.dir": str(out),
-            "output.model": str(out / "mnist-12-int8.onnx"),
-            # Objective latency (the shipped one) with a small budget: all-int8 and the first fp32 fallbacks.
-            "tuning.max_trials": 4,
-        },
-    )
-    return Path(run_tuning(config).output_model)
+def tuned_int8(default_run) -> Path:
+    """The shipped config's tuning run (objective latency), shared with the tests that check the run itself."""
+    config, _ = default_run
+    return config.output.model
 
 
 @pytest.fixture(scope="module")
-def full(tuned_int8: Path, tmp_path_factory: pytest.TempPathFactory) -> dict[str, Any]:
+def tuned_run_dir(default_run) -> Path:
+    """That run's output.dir, holding its tuning_summary.json."""
+    config, _ = default_run
+    return config.output.dir
+
+
+@pytest.fixture(scope="module")
+def full(tuned_int8: Path, tuned_run_dir: Path, tmp_path_factory: pytest.TempPathFactory) -> dict[str, Any]:
     out = tmp_path_factory.mktemp("report")
-    main(["report", *SETTINGS, "--set", f"output.dir={tuned_int8.parent}", "--float-model", str(FP32),
+    main(["report", *SETTINGS, "--set", f"output.dir={tuned_run_dir}", "--float-model", str(FP32),
           "--int8-model", str(tuned_int8), "--reference", str(ZOO_INT8), "--out-dir", str(out)])
     return {"dir": out, "json": json.loads((out / "report.json").read_text()), "md": (out / "report.md").read_text()}
 
 
 @pytest.fixture(scope="module")
-def accuracy_only(tuned_int8: Path, tmp_path_factory: pytest.TempPathFactory) -> dict[str, Any]:
+def accuracy_only(zoo_accuracy_report: Path) -> dict[str, Any]:
     # The zoo's int8 model reported from the tuned run's output.dir: its tuning_summary.json is another model's.
-    out = tmp_path_factory.mktemp("skip")
-    main(["report", *SETTINGS, "--float-model", str(FP32), "--int8-model", str(ZOO_INT8),
-          "--set", "benchmark.reference_models=[]", "--set", f"output.dir={tuned_int8.parent}", "--out-dir", str(out),
-          "--skip-performance"])
+    out = zoo_accuracy_report
     return {"dir": out, "json": json.loads((out / "report.json").read_text()), "md": (out / "report.md").read_text()}
 
 
@@ -296,27 +288,29 @@ def test_performance_numbers_and_ratios_are_consistent(full: dict[str, Any]) -> 
     assert report["ratios_vs_onnxruntime_float"]["onnxruntime"] == report["ratios_vs_float"]["onnxruntime"]
 
 
-def test_tuning_candidates_of_the_int8_model_are_listed(full: dict[str, Any], tuned_int8: Path) -> None:
-    summary = json.loads((tuned_int8.parent / "tuning_summary.json").read_text())
+def test_tuning_candidates_of_the_int8_model_are_listed(full: dict[str, Any], tuned_run_dir: Path) -> None:
+    summary = json.loads((tuned_run_dir / "tuning_summary.json").read_text())
     tuning = full["json"]["tuning"]
     assert tuning["objective"] == "latency" and tuning["chosen_trial"] == summary["chosen_trial"]
-    assert [c["index"] for c in tuning["candidates"]] == list(range(5))  # fp32 and tuning.max_trials 4
+    assert [c["index"] for c in tuning["candidates"]] == [t["index"] for t in summary["trials"]] == list(range(len(summary["trials"])))
     for candidate, trial in zip(tuning["candidates"], summary["trials"]):
         assert candidate["accuracy"] == trial["accuracy"] and candidate["latency_ratio"] == trial["latency_ratio"]
     section = full["md"][full["md"].index("## Tuning candidates") :].split("\n## ")[0]
     rows = [line for line in section.splitlines() if re.match(r"\| \d+ \|", line)]
-    assert len(rows) == 5 and sum("**yes**" in row for row in rows) == 1
+    assert len(rows) == len(summary["trials"]) and sum("**yes**" in row for row in rows) == 1
     assert f"Chosen: trial {tuning['chosen_trial']}: {tuning['reason']}." in section
 
 
-def test_a_summary_of_another_model_is_not_listed(accuracy_only: dict[str, Any], tuned_int8: Path) -> None:
+def test_a_summary_of_another_model_is_not_listed(
+    accuracy_only: dict[str, Any], tuned_int8: Path, tuned_run_dir: Path
+) -> None:
     # accuracy_only reports the zoo's int8 model from the output.dir of a tuning run that made another model.
-    summary = json.loads((tuned_int8.parent / "tuning_summary.json").read_text())
+    summary = json.loads((tuned_run_dir / "tuning_summary.json").read_text())
     assert summary["trials"] and summary["output_sha256"] == hashlib.sha256(tuned_int8.read_bytes()).hexdigest()
     assert summary["output_sha256"] != hashlib.sha256(ZOO_INT8.read_bytes()).hexdigest()
     assert "tuning" not in accuracy_only["json"]
     section = accuracy_only["md"][accuracy_only["md"].index("## Tuning candidates") :].split("\n## ")[0]
-    assert "describes another model" in section and str(tuned_int8.parent / "tuning_summary.json") in section
+    assert "describes another model" in section and str(tuned_run_dir / "tuning_summary.json") in section
     assert not re.search(r"\| \d+ \|", section)  # no candidate rows
 
 

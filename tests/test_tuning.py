@@ -8,6 +8,8 @@ from __future__ import annotations
 
 import json
 import re
+import signal
+import time
 
 import onnx
 import pytest
@@ -19,9 +21,12 @@ from tuning.errors import TuningError
 from tuning.files import onnx_io
 from tuning.files.fetch import sha256_of
 from tuning.graph.nodes import Precision, node_precisions
+from tuning.inc import containment
 from tuning.measure.evaluate import predict, top1_accuracy
 from tuning.measure.runtimes import SessionSettings, open_runner
 from tuning.pipeline import run_tuning
+from tuning.search import accuracy as accuracy_search
+from tuning.search.trials import meets_criterion
 
 
 def test_int8_error_within_a_tenth_of_a_point_of_fp32(default_run):
@@ -136,18 +141,59 @@ def test_unreachable_criterion_is_an_error_and_writes_no_model(tmp_path, objecti
     assert not [path for path in tmp_path.iterdir() if path.name.endswith(".tmp")]
 
 
-def test_inc_timeout_ends_tuning_normally(tmp_path):
-    # INC enforces timeout_s by simulating Ctrl-C; that must not be taken for the user's interrupt.
+class _Clock:
+    """Stands in for the ``time`` module in tuning/inc/containment.py: real time, plus what the test adds."""
+
+    def __init__(self) -> None:
+        self.added = 0.0
+
+    def monotonic(self) -> float:
+        return time.monotonic() + self.added
+
+    def time(self) -> float:
+        return time.time() + self.added
+
+
+def test_inc_timeout_ends_tuning_normally(tmp_path, monkeypatch):
+    """INC enforces ``timeout_s`` with a timer that simulates Ctrl-C (``_thread.interrupt_main``); that SIGINT must
+    not be taken for the user's: INC's fit() returns its best model so far and the run ends normally.
+
+    Nothing here depends on the machine's speed: INC's own one-hour timer never fires; the SIGINT is raised at the
+    moment it means something (INC has already kept a candidate meeting the criterion and is evaluating another),
+    and the clock the containment reads says the hour has passed.
+    """
+    timeout_s = 3600
     config = project_config(
         tmp_path,
         **{
             "tuning.objective": "accuracy",
             "tuning.strategy": "basic",
             "tuning.accuracy_criterion.tolerance": 0.0,
-            "tuning.timeout_s": 3,
+            "tuning.timeout_s": timeout_s,  # with a timeout, INC searches on after a passing candidate
             "quantization.format": "QOperator",  # its first candidate misses the criterion, so INC searches on
         },
     )
+    clock = _Clock()
+    monkeypatch.setattr(containment, "time", clock)
+    accuracies: list[float] = []
+    real_fit = accuracy_search.fit
+
+    def fit_timing_out(*args, eval_func, **kwargs):
+        def evaluate(candidate):
+            fp32, *candidates = accuracies or [None]
+            if any(meets_criterion(accuracy, fp32, config) for accuracy in candidates):
+                clock.added = timeout_s  # INC's timer fires once timeout_s has passed: now
+                signal.raise_signal(signal.SIGINT)
+            accuracies.append(eval_func(candidate))
+            return accuracies[-1]
+
+        return real_fit(*args, eval_func=evaluate, **kwargs)
+
+    monkeypatch.setattr(accuracy_search, "fit", fit_timing_out)
     summary = run_tuning(config)
+    assert clock.added == timeout_s, "INC kept searching after its first passing candidate: the timer fired"
     assert config.output.model.is_file()
     assert summary.int8_top1_accuracy >= summary.fp32_top1_accuracy
+    # The run stopped at the interrupted evaluation: its candidate was never recorded.
+    assert [trial.accuracy for trial in summary.trials] == accuracies
+    assert summary.trials[-1].meets_criterion and not any(trial.meets_criterion for trial in summary.trials[1:-1])
