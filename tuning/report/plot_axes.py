@@ -18,6 +18,8 @@ if TYPE_CHECKING:  # matplotlib is imported when a plot is drawn, not when the r
     from matplotlib.axes import Axes
     from matplotlib.figure import Figure
 
+    from tuning.measure.benchmark import Spread
+
 
 def pyplot():
     import matplotlib
@@ -44,6 +46,29 @@ _RUNTIME_LINES = ("-", "--", ":", "-.")
 def series_style(series: Series) -> tuple[str, str]:
     """The colour and line style of one (model, runtime) pair."""
     return f"C{series.model_index}", _RUNTIME_LINES[series.runtime_index % len(_RUNTIME_LINES)]
+
+
+def errorbar_series(axes: Axes, xs: Sequence[float], spreads: Sequence[Spread], series: Series) -> None:
+    """One (model, runtime) line: each point its median, its bar from low to high, in the series' style."""
+    colour, line = series_style(series)
+    axes.errorbar(
+        list(xs),
+        [s.value for s in spreads],
+        yerr=[[s.value - s.low for s in spreads], [s.high - s.value for s in spreads]],
+        marker="o",
+        capsize=4,
+        color=colour,
+        linestyle=line,
+        label=series.label,
+    )
+
+
+def batch_size_axis(axes: Axes, batch_sizes: Sequence[int]) -> None:
+    """The x axis of a per-batch-size plot: log 2, one labelled tick per measured batch size."""
+    axes.set_xscale("log", base=2)
+    axes.set_xticks(batch_sizes, [str(b) for b in batch_sizes])
+    axes.minorticks_off()
+    axes.set_xlabel("batch size")
 
 
 def legend_beside(axes: Axes, title: str | None = None) -> None:

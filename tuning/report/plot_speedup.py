@@ -14,7 +14,7 @@ from tuning.measure import benchmark
 from tuning.measure.benchmark import Spread, threads_phrase
 from tuning.measure.runtimes import is_openvino
 from tuning.report.numbers import Report
-from tuning.report.plot_axes import legend_below, plain_log_ticks, pyplot, series_style
+from tuning.report.plot_axes import batch_size_axis, errorbar_series, legend_below, plain_log_ticks, pyplot
 from tuning.report.speed import Series, SpeedRatios, measured_series, ratios_vs_float
 
 if TYPE_CHECKING:  # matplotlib is imported when a plot is drawn, not when the report package is
@@ -81,25 +81,12 @@ def speedup_figure(report: Report) -> Figure:
         dodge = 2 ** (_DODGE_DOUBLINGS * (position - (len(drawn) - 1) / 2))
         sizes = sorted(entry.points)
         spreads = [entry.points[b] for b in sizes]
-        colour, line = series_style(entry.series)
-        axes.errorbar(
-            [b * dodge for b in sizes],
-            [s.value for s in spreads],
-            yerr=[[s.value - s.low for s in spreads], [s.high - s.value for s in spreads]],
-            marker="o",
-            capsize=4,
-            color=colour,
-            linestyle=line,
-            label=entry.series.label,
-        )
+        errorbar_series(axes, [b * dodge for b in sizes], spreads, entry.series)
     ends = [end for entry in drawn for s in entry.points.values() for end in (s.low, s.high)] + [1.0]
     _ratio_axis(axes, min(ends), max(ends))
     _faster_and_slower(axes)
     batch_sizes = benchmark.batch_sizes(report.config.benchmark)
-    axes.set_xscale("log", base=2)
-    axes.set_xticks(batch_sizes, [str(b) for b in batch_sizes])
-    axes.minorticks_off()
-    axes.set_xlabel("batch size")
+    batch_size_axis(axes, batch_sizes)
     axes.grid(alpha=0.3)
     axes.set_title(
         "Speed-up against fp32 on the same runtime: images/s ÷ fp32's images/s\n" + speedup_conditions(report),

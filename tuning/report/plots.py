@@ -20,8 +20,10 @@ from tuning.report.plot_axes import (
     LATENCY_AXIS_MEDIANS,
     LATENCY_AXIS_PERCENTILE,
     LatencyWindow,
-    legend_beside,
+    batch_size_axis,
+    errorbar_series,
     latency_window,
+    legend_beside,
     plain_log_ticks,
     pyplot,
     save,
@@ -120,24 +122,11 @@ def throughput_figure(report: Report) -> Figure:
     for series in measured_series(report):
         points = series.performance.throughput
         spreads = [t.images_per_s_spread for t in points]
-        colour, line = series_style(series)
-        axes.errorbar(
-            [t.batch_size for t in points],
-            [spread.value for spread in spreads],
-            yerr=[[s.value - s.low for s in spreads], [s.high - s.value for s in spreads]],
-            marker="o",
-            capsize=4,
-            color=colour,
-            linestyle=line,
-            label=series.label,
-        )
+        errorbar_series(axes, [t.batch_size for t in points], spreads, series)
     batch_sizes = benchmark.batch_sizes(report.config.benchmark)
-    axes.set_xscale("log", base=2)
-    axes.set_xticks(batch_sizes, [str(b) for b in batch_sizes])
-    axes.minorticks_off()
+    batch_size_axis(axes, batch_sizes)
     axes.set_ylim(bottom=0)
     axes.yaxis.set_major_formatter(thousands_formatter())
-    axes.set_xlabel("batch size")
     axes.set_ylabel("images / s")
     axes.set_title(f"Throughput of batch-capable copies ({threads_phrase(report.config.benchmark.intra_op_threads)})")
     axes.grid(alpha=0.3)
