@@ -7,12 +7,12 @@ from pathlib import Path
 import click
 
 from tuning.cli.options import (
-    USER_PATH,
     build_config,
     config_option,
     console_options,
     current_console,
     dataset_location_option,
+    model_option,
     set_option,
 )
 from tuning.config.enums import Runtime
@@ -21,13 +21,22 @@ from tuning.config.enums import Runtime
 @click.command()
 @config_option
 @set_option
-@click.option("--input_model", "--input-model", type=USER_PATH, help="Default: model.path.")
-@dataset_location_option
+@model_option("benchmark", "The model to measure. Default: model.path.")
+@dataset_location_option("benchmark")
 @click.option(
-    "--mode", type=click.Choice(["accuracy", "performance"]), default="performance", show_default=True
+    "--mode",
+    type=click.Choice(["accuracy", "performance"]),
+    default="performance",
+    show_default=True,
+    help="accuracy: top-1 on the evaluation split; performance: latency and throughput.",
 )
 @click.option(
-    "--batch_size", "--batch-size", type=click.IntRange(min=1, max=1_000_000), default=1, show_default=True
+    "--batch-size",
+    "--batch_size",
+    type=click.IntRange(min=1, max=1_000_000),
+    default=1,
+    show_default=True,
+    help="Images per call (the flag of INC's examples).",
 )
 @click.option(
     "--runtime",
@@ -42,7 +51,7 @@ from tuning.config.enums import Runtime
 def benchmark(
     config_path: Path | None,
     assignments: tuple[str, ...],
-    input_model: Path | None,
+    model: Path | None,
     dataset_location: Path | None,
     mode: str,
     batch_size: int,
@@ -61,7 +70,7 @@ def benchmark(
 
     console = current_console(json_output)
     config = build_config(config_path, assignments, **{"dataset.root": dataset_location})
-    model_path = input_model or config.path("model.path")
+    model_path = model or config.path("model.path")
     target_runtime = Runtime(runtime)
     run = run_benchmark(config, model_path, mode, batch_size, target_runtime)
     for warning in run.warnings:

@@ -15,7 +15,9 @@ from tuning.cli.options import (
     console_options,
     current_console,
     env_flag,
+    output_model_option,
     outputs_guarded,
+    run_dir_option,
     set_option,
 )
 from tuning.config.loading import output_input_clashes
@@ -27,6 +29,8 @@ from tuning.errors import ConfigError
 @click.argument("report", required=False, type=USER_FILE)
 @config_option
 @set_option
+@output_model_option("gate", "The int8 model tune wrote (overrides output.model): its run folder holds the report.")
+@run_dir_option("The run folder whose report/report.json is checked (overrides output.dir).")
 @click.option("--max-int8-top1-error-pct", type=float, help="Overrides gates.max_int8_top1_error_pct.")
 @click.option("--max-accuracy-drop-pp", type=float, help="Overrides gates.max_accuracy_drop_pp.")
 @click.option("--max-latency-ratio", type=float, help="Overrides gates.max_latency_ratio.")
@@ -46,6 +50,8 @@ def gate(
     report: Path | None,
     config_path: Path | None,
     assignments: tuple[str, ...],
+    output_model: Path | None,
+    run_dir: Path | None,
     max_int8_top1_error_pct: float | None,
     max_accuracy_drop_pp: float | None,
     max_latency_ratio: float | None,
@@ -55,7 +61,7 @@ def gate(
     write_baseline: Path | None,
     json_output: bool,
 ) -> None:
-    """Check REPORT (default <output.dir>/report/report.json) against the gates: section.
+    """Check REPORT (default <run folder>/report/report.json) against the gates: section.
 
     Accuracy and ratios are read on gates.runtime (onnxruntime unless set; OpenVINO's precision is
     named on every line). Exit 0 when every check passes, 1 when one fails, 2 for a usage or config error,
@@ -73,6 +79,8 @@ def gate(
             "gates.max_latency_ratio": max_latency_ratio,
             "gates.min_throughput_ratio": min_throughput_ratio,
             "gates.baseline": baseline,
+            "output.model": output_model,
+            "output.dir": run_dir,
         },
     )
     report_path = report or config.path("output.dir") / "report" / "report.json"

@@ -1,6 +1,11 @@
 """What every command shares: the config options, the console flags and how a config is built from them.
 
-Every option can come from the environment (prefix ``MNIST_TUNING_``, see :data:`ENV_PREFIX`).
+One vocabulary across commands (docs/cli.md, "Every flag and variable"): ``-c/--config`` the config,
+``-m/--model`` the model a command reads, ``-o/--output-model`` the int8 model ``tune`` writes (and ``report``
+and ``gate`` read), ``--run-dir`` its run folder, ``--dataset-location`` the dataset; the spellings of INC's
+examples (``--input_model``, ``--output_model``) and the earlier ones stay as aliases. Every option can come from
+the environment (prefix ``MNIST_TUNING_``, see :data:`ENV_PREFIX`): the shared ones under one name for every
+command, the others as ``MNIST_TUNING_<COMMAND>_<FLAG>`` (:func:`name_environment_variables`).
 """
 
 from __future__ import annotations
@@ -24,10 +29,9 @@ from tuning.files.locks import check_writable, output_locks
 from tuning.files.paths import user_path
 
 DEFAULT_CONFIG = SHIPPED_CONFIG
-# MNIST_TUNING_CONFIG, MNIST_TUNING_SET, MNIST_TUNING_QUIET, MNIST_TUNING_VERBOSE for the options every
-# command has; MNIST_TUNING_<COMMAND>_<OPTION> for the others (click's auto_envvar_prefix).
+# MNIST_TUNING_CONFIG, _SET, _QUIET, _VERBOSE, _MODEL, _OUTPUT_MODEL, _RUN_DIR, _DATASET_LOCATION for the options
+# several commands share; MNIST_TUNING_<COMMAND>_<FLAG> for the others.
 ENV_PREFIX = "MNIST_TUNING"
-
 
 
 class UserPath(click.ParamType):
@@ -62,10 +66,24 @@ def _source(param: click.Parameter | None, ctx: click.Context | None) -> str:
     if param is None:
         return "path"
     if ctx is not None and ctx.get_parameter_source(param.name) is click.core.ParameterSource.ENVIRONMENT:
-        envvar = param.envvar if isinstance(param.envvar, str) else None
-        return envvar or f"{ENV_PREFIX}_{ctx.info_name}_{param.name}".upper()
-    flags = [opt for opt in param.opts if opt.startswith("--")]
-    return max(flags, key=len) if flags else param.human_readable_name
+        names = [param.envvar] if isinstance(param.envvar, str) else list(param.envvar or ())
+        return next((name for name in names if os.environ.get(name)), names[0] if names else param.name)
+    spellings = param.opts + param.secondary_opts
+    if ctx is not None and isinstance(ctx.find_root().obj, CommandLine):
+        # The spelling the user typed (--input_model, -m, --model): the one an error line should repeat.
+        for arg in ctx.find_root().obj.args:
+            typed = next((flag for flag in spellings if arg == flag or arg.startswith(f"{flag}=")), None)
+            if typed:
+                return typed
+    flags = [opt for opt in spellings if opt.startswith("--")]
+    return flags[0] if flags else param.human_readable_name
+
+
+@dataclass(frozen=True)
+class CommandLine:
+    """The arguments as given (click's context ``obj``), so that messages name the flag spelling the user typed."""
+
+    args: tuple[str, ...]
 
 
 # The values click (and so every MNIST_TUNING_* flag) reads as booleans; every other variable is read the same way.
@@ -81,13 +99,14 @@ def env_flag(name: str) -> bool:
 
 
 config_option = click.option(
+    "-c",
     "--config",
     "config_path",
     type=USER_FILE,
     envvar=f"{ENV_PREFIX}_CONFIG",
     show_envvar=True,
-    help="YAML config (schema: README, 'Configuration'). Default: the project's configs/mnist.yaml; an installed "
-    "package without that folder uses the built-in defaults (the README's table).",
+    help="YAML config (every key: docs/configuration.md). Default: the project's configs/mnist.yaml, in the "
+    "clone or installed with the package.",
 )
 set_option = click.option(
     "--set",
@@ -99,13 +118,61 @@ set_option = click.option(
     help="Override one config key, e.g. --set tuning.max_trials=5 (repeatable; value read as YAML; "
     "from the environment: assignments separated by spaces).",
 )
-dataset_location_option = click.option(
-    "--dataset_location",
-    "--dataset-location",
-    "dataset_location",
-    type=USER_FOLDER,
-    help="Overrides dataset.root (the flag of INC's examples).",
-)
+
+
+def _shared(name: str, command: str, *earlier: str) -> list[str]:
+    """The variable every command reads for a shared option, then the per-command names it had before."""
+    return [f"{ENV_PREFIX}_{name}", *(f"{ENV_PREFIX}_{command}_{old}".upper() for old in earlier)]
+
+
+def model_option(command: str, help_text: str, *aliases: str, earlier_envvar: str = "INPUT_MODEL") -> Any:
+    """-m/--model: the model the command reads (INC's examples: --input_model)."""
+    return click.option(
+        "-m", "--model", "--input-model", "--input_model", *aliases, "model",
+        type=UserPath("file" if command == "report" else None),
+        envvar=_shared("MODEL", command, earlier_envvar), show_envvar=True, help=help_text,
+    )  # fmt: skip
+
+
+def output_model_option(command: str, help_text: str, *aliases: str, earlier_envvar: str | None = None) -> Any:
+    """-o/--output-model: the int8 model tune writes (output.model; INC's examples: --output_model)."""
+    return click.option(
+        "-o", "--output-model", "--output_model", *aliases, "output_model",
+        type=UserPath("file" if command == "report" else None),
+        envvar=_shared("OUTPUT_MODEL", command, *([earlier_envvar] if earlier_envvar else [])), show_envvar=True,
+        help=help_text,
+    )  # fmt: skip
+
+
+def run_dir_option(help_text: str) -> Any:
+    """--run-dir: output.dir, the run folder (summary, INC's workspace and log, report/)."""
+    return click.option(
+        "--run-dir", "run_dir", type=USER_FOLDER, envvar=f"{ENV_PREFIX}_RUN_DIR", show_envvar=True, help=help_text
+    )
+
+
+def dataset_location_option(command: str) -> Any:
+    """--dataset-location: dataset.root (the flag of INC's examples, which spell it --dataset_location)."""
+    return click.option(
+        "--dataset-location", "--dataset_location", "dataset_location", type=USER_FOLDER,
+        envvar=_shared("DATASET_LOCATION", command, "DATASET_LOCATION"), show_envvar=True,
+        help="Overrides dataset.root: the folder holding the IDX files (never downloaded into).",
+    )  # fmt: skip
+
+
+def name_environment_variables(command: click.Command) -> click.Command:
+    """Give every option without a variable of its own ``MNIST_TUNING_<COMMAND>_<FLAG>``: its first long flag in
+    capitals, as documented. click's automatic names used the Python parameter name (``--junit`` was
+    ``..._JUNIT_PATH``, ``--json`` ``..._JSON_OUTPUT``); those stay accepted after the documented one."""
+    for param in command.params:
+        if not isinstance(param, click.Option) or param.envvar or not param.allow_from_autoenv:
+            continue
+        flag = next(opt for opt in param.opts if opt.startswith("--"))
+        names = [f"{ENV_PREFIX}_{command.name}_{flag[2:].replace('-', '_')}".upper()]
+        automatic = f"{ENV_PREFIX}_{command.name}_{param.name}".upper()
+        param.envvar = names + ([automatic] if automatic not in names else [])
+        param.show_envvar = True
+    return command
 
 
 @dataclass

@@ -7,7 +7,6 @@ from pathlib import Path
 import click
 
 from tuning.cli.options import (
-    USER_FILE,
     USER_FOLDER,
     build_config,
     config_file,
@@ -15,7 +14,10 @@ from tuning.cli.options import (
     console_options,
     current_console,
     dataset_location_option,
+    model_option,
+    output_model_option,
     outputs_guarded,
+    run_dir_option,
     set_option,
 )
 from tuning.files.paths import user_path
@@ -24,10 +26,14 @@ from tuning.files.paths import user_path
 @click.command()
 @config_option
 @set_option
-@click.option("--float-model", type=USER_FILE, help="Default: model.path.")
-@click.option(
-    "--int8-model", type=USER_FILE, help="Default: output.model (the tuned model)."
+@model_option("report", "The float model. Default: model.path.", "--float-model", earlier_envvar="FLOAT_MODEL")
+@output_model_option(
+    "report",
+    "The int8 model, as tune's -o (overrides output.model, so the run folder follows it). Default: output.model.",
+    "--int8-model",
+    earlier_envvar="INT8_MODEL",
 )
+@run_dir_option("The run folder (overrides output.dir). Default: <output model's stem>-run/ beside it.")
 @click.option(
     "--reference",
     "references",
@@ -35,15 +41,16 @@ from tuning.files.paths import user_path
     metavar="[NAME=]PATH",
     help="A model to compare with (repeatable). Default: benchmark.reference_models.",
 )
-@dataset_location_option
-@click.option("--out-dir", type=USER_FOLDER, help="Default: <output.dir>/report.")
+@dataset_location_option("report")
+@click.option("--out-dir", type=USER_FOLDER, help="Where the report goes. Default: <run folder>/report.")
 @click.option("--skip-performance", is_flag=True, help="Accuracy, size and ops only; latency and throughput null.")
 @console_options
 def report(
     config_path: Path | None,
     assignments: tuple[str, ...],
-    float_model: Path | None,
-    int8_model: Path | None,
+    model: Path | None,
+    output_model: Path | None,
+    run_dir: Path | None,
     references: tuple[str, ...],
     dataset_location: Path | None,
     out_dir: Path | None,
@@ -59,12 +66,16 @@ def report(
     from tuning.report.run import OUTPUT_NAMES, run_report
 
     console = current_console()
-    config = build_config(config_path, assignments, **{"dataset.root": dataset_location})
+    config = build_config(
+        config_path,
+        assignments,
+        **{"dataset.root": dataset_location, "output.model": output_model, "output.dir": run_dir},
+    )
     for reference in references:
         user_path(reference, "--reference")
     entries = model_entries(
-        float_model or config.path("model.path"),
-        int8_model or config.path("output.model"),
+        model or config.path("model.path"),
+        config.path("output.model"),
         references or config.benchmark.reference_models,
     )
     inputs = [(f"the {entry.name} model", user_path(entry.path, f"the {entry.name} model")) for entry in entries]

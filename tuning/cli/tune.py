@@ -8,14 +8,16 @@ from pathlib import Path
 import click
 
 from tuning.cli.options import (
-    USER_PATH,
     build_config,
     config_file,
     config_option,
     console_options,
     current_console,
     dataset_location_option,
+    model_option,
+    output_model_option,
     outputs_guarded,
+    run_dir_option,
     set_option,
 )
 from tuning.config.enums import QuantFormat
@@ -27,26 +29,28 @@ SUMMARY_NAME = "tuning_summary.json"  # what the pipeline writes into output.dir
 @click.command()
 @config_option
 @set_option
-@click.option(
-    "--input_model",
-    "--input-model",
-    type=USER_PATH,
-    help="Overrides model.path; the config's model.sha256 and model.url then apply only if it is the same file.",
+@model_option(
+    "tune",
+    "The float model (overrides model.path); the config's model.sha256 and model.url then apply only if it is "
+    "the same file.",
 )
 @click.option(
-    "--input_sha256", "--input-sha256", help="Overrides model.sha256: the sha256 --input_model must have."
+    "--input-sha256", "--input_sha256", help="Overrides model.sha256: the sha256 the --model file must have."
 )
-@click.option("--output_model", "--output-model", type=USER_PATH, help="Overrides output.model.")
-@dataset_location_option
+@output_model_option(
+    "tune", "The int8 model to write (overrides output.model).", earlier_envvar="OUTPUT_MODEL"
+)
+@run_dir_option("The run folder (overrides output.dir). Default: <output model's stem>-run/ beside it.")
+@dataset_location_option("tune")
 @click.option(
-    "--quant_format",
     "--quant-format",
+    "--quant_format",
     type=click.Choice([fmt.value for fmt in QuantFormat]),
     help="Overrides quantization.format (the flag of INC's examples).",
 )
 @click.option(
-    "--batch_size",
     "--batch-size",
+    "--batch_size",
     type=click.IntRange(min=1),
     help="Overrides calibration.batch_size and evaluation.batch_size (the flag of INC's examples).",
 )
@@ -54,9 +58,10 @@ SUMMARY_NAME = "tuning_summary.json"  # what the pipeline writes into output.dir
 def tune(
     config_path: Path | None,
     assignments: tuple[str, ...],
-    input_model: Path | None,
+    model: Path | None,
     input_sha256: str | None,
     output_model: Path | None,
+    run_dir: Path | None,
     dataset_location: Path | None,
     quant_format: str | None,
     batch_size: int | None,
@@ -74,9 +79,10 @@ def tune(
         config_path,
         assignments,
         **{
-            "model.path": input_model,
+            "model.path": model,
             "model.sha256": input_sha256,
             "output.model": output_model,
+            "output.dir": run_dir,
             "dataset.root": dataset_location,
             "quantization.format": quant_format,
             "calibration.batch_size": batch_size,
