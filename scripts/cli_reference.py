@@ -23,13 +23,6 @@ def _commands() -> dict[str, click.Command]:
     return dict(cli.commands)
 
 
-def environment_variables(param: click.Parameter) -> list[str]:
-    """The variables ``param`` reads, the documented one first (every option has explicit ones)."""
-    if param.envvar is None:
-        return []
-    return [param.envvar] if isinstance(param.envvar, str) else list(param.envvar)
-
-
 def _help(param: click.Parameter) -> str:
     if isinstance(param, click.Argument):
         return "positional argument (`--help` says what it is)"
@@ -37,16 +30,33 @@ def _help(param: click.Parameter) -> str:
     return text.replace("|", "\\|")
 
 
+def _codes(names: list[str] | tuple[str, ...]) -> str:
+    return ", ".join(f"`{name}`" for name in names) or "-"
+
+
 def render() -> str:
-    """One table per command: its flags (the first is the canonical one), variables and help."""
+    """One table per command: its flags as ``--help`` shows them, the hidden aliases, the documented variable
+    and the earlier names still read, and the help text."""
+    from tuning.cli.flags import aliases, variables
+
     lines = [BEGIN]
     for name, command in _commands().items():
-        lines += ["", f"`{name}`:", "", "| flags | environment variables | what |", "|---|---|---|"]
+        lines += [
+            "",
+            f"`{name}`:",
+            "",
+            "| flags | also accepted | variable | also read | what |",
+            "|---|---|---|---|---|",
+        ]
         for param in command.params:
-            spellings = param.opts + param.secondary_opts if isinstance(param, click.Option) else [param.name.upper()]
-            flags = ", ".join(f"`{spelling}`" for spelling in spellings)
-            variables = ", ".join(f"`{variable}`" for variable in environment_variables(param)) or "-"
-            lines.append(f"| {flags} | {variables} | {_help(param)} |")
+            hidden = aliases(param)
+            if isinstance(param, click.Option):
+                shown = [spelling for spelling in param.opts + param.secondary_opts if spelling not in hidden]
+            else:
+                shown = [param.name.upper()]
+            documented, *earlier = variables(param) or ["-"]
+            documented = f"`{documented}`" if documented != "-" else documented
+            lines.append(f"| {_codes(shown)} | {_codes(hidden)} | {documented} | {_codes(earlier)} | {_help(param)} |")
     lines += ["", END]
     return "\n".join(lines)
 

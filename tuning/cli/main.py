@@ -23,7 +23,8 @@ import click
 from tuning.cli.benchmark import benchmark
 from tuning.cli.fetch import fetch
 from tuning.cli.gate import gate
-from tuning.cli.options import CommandLine, name_environment_variables, verbose_requested
+from tuning.cli.flags import name_environment_variables
+from tuning.cli.options import CommandLine, verbose_requested
 from tuning.cli.report import report
 from tuning.cli.tune import tune
 from tuning.errors import (
@@ -70,17 +71,27 @@ def cli() -> None:
     """Accuracy-driven INC post-training quantization of an ONNX classifier.
 
     \b
-    Typical run, then its report and the CI gate (one vocabulary: -c config, -m model in,
-    -o model out, --run-dir its run folder; INC's --input_model/--output_model work too):
-      mnist-tuning tune -o my-int8.onnx
-      mnist-tuning report -o my-int8.onnx
-      mnist-tuning gate -o my-int8.onnx
+    A run, its report and the CI gate:
+      mnist-tuning tune -o my-int8.onnx      (int8 model; run folder my-int8-run/)
+      mnist-tuning report -o my-int8.onnx    (my-int8-run/report/report.html)
+      mnist-tuning gate -o my-int8.onnx      (exit 1 when a check fails)
+
+    \b
+    The same flag names the same thing in every command:
+      -c, --config          the YAML config (every key: docs/configuration.md)
+      -m, --model           the model read (tune, report: the float model; benchmark: any)
+      -o, --output-model    the int8 model tune writes, report and gate read
+      --run-dir             its run folder (default: <output model's stem>-run/ beside it)
+      --dataset-location    the folder holding MNIST's IDX files
+      --set KEY.PATH=VALUE  any other config key
+    INC's example flags (--input_model, --output_model, --dataset_location) work too.
 
     \b
     Every option can also come from the environment: MNIST_TUNING_CONFIG, MNIST_TUNING_SET,
-    MNIST_TUNING_QUIET, MNIST_TUNING_VERBOSE, MNIST_TUNING_MODEL, MNIST_TUNING_OUTPUT_MODEL,
-    MNIST_TUNING_RUN_DIR, MNIST_TUNING_DATASET_LOCATION, and MNIST_TUNING_<COMMAND>_<OPTION>
-    for the others (e.g. MNIST_TUNING_GATE_JUNIT). A flag on the command line wins.
+    MNIST_TUNING_MODEL, MNIST_TUNING_OUTPUT_MODEL, MNIST_TUNING_RUN_DIR,
+    MNIST_TUNING_DATASET_LOCATION, MNIST_TUNING_QUIET, MNIST_TUNING_VERBOSE, and
+    MNIST_TUNING_<COMMAND>_<FLAG> for the others (e.g. MNIST_TUNING_GATE_JUNIT).
+    A flag on the command line wins. Every flag and variable: docs/cli.md.
     """
 
 

@@ -1,11 +1,5 @@
-"""What every command shares: the config options, the console flags and how a config is built from them.
-
-One vocabulary across commands (docs/cli.md, "Every flag and variable"): ``-c/--config`` the config,
-``-m/--model`` the model a command reads, ``-o/--output-model`` the int8 model ``tune`` writes (and ``report``
-and ``gate`` read), ``--run-dir`` its run folder, ``--dataset-location`` the dataset; the spellings of INC's
-examples (``--input_model``, ``--output_model``) and the earlier ones stay as aliases. Every option can come from
-the environment (prefix ``MNIST_TUNING_``, see :data:`ENV_PREFIX`): the shared ones under one name for every
-command, the others as ``MNIST_TUNING_<COMMAND>_<FLAG>`` (:func:`name_environment_variables`).
+"""What every command shares besides its flags (those: :mod:`tuning.cli.flags`): paths from the user, the console
+(quiet, verbose, JSON), how a config is built from the file and the flags, and the guard around outputs.
 """
 
 from __future__ import annotations
@@ -29,8 +23,7 @@ from tuning.files.locks import check_writable, output_locks
 from tuning.files.paths import user_path
 
 DEFAULT_CONFIG = SHIPPED_CONFIG
-# MNIST_TUNING_CONFIG, _SET, _QUIET, _VERBOSE, _MODEL, _OUTPUT_MODEL, _RUN_DIR, _DATASET_LOCATION for the options
-# several commands share; MNIST_TUNING_<COMMAND>_<FLAG> for the others.
+# Every option's environment variable starts with it (tuning.cli.flags names them).
 ENV_PREFIX = "MNIST_TUNING"
 
 
@@ -96,83 +89,6 @@ def env_flag(name: str) -> bool:
     if text in _TRUE | _FALSE:
         return text in _TRUE
     raise ConfigError(f"{name}={os.environ[name][:40]!r}: expected a boolean (true/false, 1/0, yes/no, on/off)")
-
-
-config_option = click.option(
-    "-c",
-    "--config",
-    "config_path",
-    type=USER_FILE,
-    envvar=f"{ENV_PREFIX}_CONFIG",
-    show_envvar=True,
-    help="YAML config (every key: docs/configuration.md). Default: the project's configs/mnist.yaml, in the "
-    "clone or installed with the package.",
-)
-set_option = click.option(
-    "--set",
-    "assignments",
-    multiple=True,
-    metavar="KEY.PATH=VALUE",
-    envvar=f"{ENV_PREFIX}_SET",
-    show_envvar=True,
-    help="Override one config key, e.g. --set tuning.max_trials=5 (repeatable; value read as YAML; "
-    "from the environment: assignments separated by spaces).",
-)
-
-
-def _shared(name: str, command: str, *earlier: str) -> list[str]:
-    """The variable every command reads for a shared option, then the per-command names it had before."""
-    return [f"{ENV_PREFIX}_{name}", *(f"{ENV_PREFIX}_{command}_{old}".upper() for old in earlier)]
-
-
-def model_option(command: str, help_text: str, *aliases: str, earlier_envvar: str = "INPUT_MODEL") -> Any:
-    """-m/--model: the model the command reads (INC's examples: --input_model)."""
-    return click.option(
-        "-m", "--model", "--input-model", "--input_model", *aliases, "model",
-        type=UserPath("file" if command == "report" else None),
-        envvar=_shared("MODEL", command, earlier_envvar), show_envvar=True, help=help_text,
-    )  # fmt: skip
-
-
-def output_model_option(command: str, help_text: str, *aliases: str, earlier_envvar: str | None = None) -> Any:
-    """-o/--output-model: the int8 model tune writes (output.model; INC's examples: --output_model)."""
-    return click.option(
-        "-o", "--output-model", "--output_model", *aliases, "output_model",
-        type=UserPath("file" if command == "report" else None),
-        envvar=_shared("OUTPUT_MODEL", command, *([earlier_envvar] if earlier_envvar else [])), show_envvar=True,
-        help=help_text,
-    )  # fmt: skip
-
-
-def run_dir_option(help_text: str) -> Any:
-    """--run-dir: output.dir, the run folder (summary, INC's workspace and log, report/)."""
-    return click.option(
-        "--run-dir", "run_dir", type=USER_FOLDER, envvar=f"{ENV_PREFIX}_RUN_DIR", show_envvar=True, help=help_text
-    )
-
-
-def dataset_location_option(command: str) -> Any:
-    """--dataset-location: dataset.root (the flag of INC's examples, which spell it --dataset_location)."""
-    return click.option(
-        "--dataset-location", "--dataset_location", "dataset_location", type=USER_FOLDER,
-        envvar=_shared("DATASET_LOCATION", command, "DATASET_LOCATION"), show_envvar=True,
-        help="Overrides dataset.root: the folder holding the IDX files (never downloaded into).",
-    )  # fmt: skip
-
-
-def name_environment_variables(command: click.Command) -> click.Command:
-    """Give every option without a variable of its own ``MNIST_TUNING_<COMMAND>_<FLAG>``: its first long flag in
-    capitals, as documented. click's automatic names used the Python parameter name (``--junit`` was
-    ``..._JUNIT_PATH``, ``--json`` ``..._JSON_OUTPUT``); those stay accepted after the documented one."""
-    for param in command.params:
-        if not isinstance(param, click.Option) or param.envvar or not param.allow_from_autoenv:
-            continue
-        flag = next(opt for opt in param.opts if opt.startswith("--"))
-        names = [f"{ENV_PREFIX}_{command.name}_{flag[2:].replace('-', '_')}".upper()]
-        automatic = f"{ENV_PREFIX}_{command.name}_{param.name}".upper()
-        param.envvar = names + ([automatic] if automatic not in names else [])
-        param.show_envvar = True
-    return command
 
 
 @dataclass

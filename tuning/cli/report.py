@@ -6,44 +6,49 @@ from pathlib import Path
 
 import click
 
-from tuning.cli.options import (
-    USER_FOLDER,
-    build_config,
-    config_file,
+from tuning.cli.flags import (
     config_option,
-    console_options,
-    current_console,
     dataset_location_option,
+    length_options,
+    length_overrides,
     model_option,
+    option,
     output_model_option,
-    outputs_guarded,
     run_dir_option,
     set_option,
 )
+from tuning.cli.options import USER_FOLDER, build_config, config_file, console_options, current_console, outputs_guarded
 from tuning.files.paths import user_path
 
 
 @click.command()
 @config_option
 @set_option
-@model_option("report", "The float model. Default: model.path.", "--float-model", earlier_envvar="FLOAT_MODEL")
+@model_option("report", "The float model. Default: model.path.", earlier="--float-model")
 @output_model_option(
     "report",
     "The int8 model, as tune's -o (overrides output.model, so the run folder follows it). Default: output.model.",
-    "--int8-model",
-    earlier_envvar="INT8_MODEL",
+    earlier="--int8-model",
 )
 @run_dir_option("The run folder (overrides output.dir). Default: <output model's stem>-run/ beside it.")
-@click.option(
+@option(
     "--reference",
     "references",
+    earlier_variable="REFERENCES",
     multiple=True,
     metavar="[NAME=]PATH",
     help="A model to compare with (repeatable). Default: benchmark.reference_models.",
 )
 @dataset_location_option("report")
-@click.option("--out-dir", type=USER_FOLDER, help="Where the report goes. Default: <run folder>/report.")
-@click.option("--skip-performance", is_flag=True, help="Accuracy, size and ops only; latency and throughput null.")
+@option(
+    "--report-dir",
+    aliases=("--out-dir",),
+    earlier_variable="OUT_DIR",
+    type=USER_FOLDER,
+    help="Where the report goes. Default: <run folder>/report.",
+)
+@option("--skip-performance", is_flag=True, help="Accuracy, size and ops only; latency and throughput null.")
+@length_options
 @console_options
 def report(
     config_path: Path | None,
@@ -53,14 +58,24 @@ def report(
     run_dir: Path | None,
     references: tuple[str, ...],
     dataset_location: Path | None,
-    out_dir: Path | None,
+    report_dir: Path | None,
     skip_performance: bool,
+    iterations: int | None,
+    min_time_s: float | None,
+    rounds: int | None,
+    warmup: int | None,
 ) -> None:
     """Compare the float, int8 and reference models: report.json, report.md and PNG plots.
 
     Accuracy at the configured and the other pixel scale, agreement with the float model,
     latency and throughput (interleaved, one run), size and op types, on every runtime of
     benchmark.runtimes (onnxruntime; OpenVINO with the openvino extra). Schema: docs/report-schema.md.
+
+    \b
+    Examples:
+      mnist-tuning report -o my-int8.onnx           (the model tune wrote; report in my-int8-run/report/)
+      mnist-tuning report -o my-int8.onnx --skip-performance          (accuracy only: seconds)
+      mnist-tuning report -m fp32.onnx -o int8.onnx --report-dir out/ -n 200 -t 0.05 --rounds 3
     """
     from tuning.report.numbers import model_entries
     from tuning.report.run import OUTPUT_NAMES, run_report
@@ -70,6 +85,7 @@ def report(
         config_path,
         assignments,
         **{"dataset.root": dataset_location, "output.model": output_model, "output.dir": run_dir},
+        **length_overrides(iterations, min_time_s, rounds, warmup),
     )
     for reference in references:
         user_path(reference, "--reference")
@@ -79,7 +95,7 @@ def report(
         references or config.benchmark.reference_models,
     )
     inputs = [(f"the {entry.name} model", user_path(entry.path, f"the {entry.name} model")) for entry in entries]
-    folder = out_dir or config.path("output.dir") / "report"
+    folder = report_dir or config.path("output.dir") / "report"
     outputs = [(f"{folder}/{name}", folder / name) for name in OUTPUT_NAMES]
     with outputs_guarded(outputs, [*inputs, ("the config file", config_file(config_path))]):
         files = run_report(config, entries, folder, performance=not skip_performance)

@@ -7,19 +7,16 @@ from pathlib import Path
 
 import click
 
-from tuning.cli.options import (
-    build_config,
-    config_file,
+from tuning.cli.flags import (
     config_option,
-    console_options,
-    current_console,
     dataset_location_option,
     model_option,
+    option,
     output_model_option,
-    outputs_guarded,
     run_dir_option,
     set_option,
 )
+from tuning.cli.options import build_config, config_file, console_options, current_console, outputs_guarded
 from tuning.config.enums import QuantFormat
 from tuning.inc import distributed
 
@@ -34,23 +31,24 @@ SUMMARY_NAME = "tuning_summary.json"  # what the pipeline writes into output.dir
     "The float model (overrides model.path); the config's model.sha256 and model.url then apply only if it is "
     "the same file.",
 )
-@click.option(
-    "--input-sha256", "--input_sha256", help="Overrides model.sha256: the sha256 the --model file must have."
+@option(
+    "--input-sha256",
+    aliases=("--input_sha256",),
+    metavar="HEX",
+    help="Overrides model.sha256: the sha256 the --model file must have.",
 )
-@output_model_option(
-    "tune", "The int8 model to write (overrides output.model).", earlier_envvar="OUTPUT_MODEL"
-)
+@output_model_option("tune", "The int8 model to write (overrides output.model).", earlier="--output-model")
 @run_dir_option("The run folder (overrides output.dir). Default: <output model's stem>-run/ beside it.")
 @dataset_location_option("tune")
-@click.option(
+@option(
     "--quant-format",
-    "--quant_format",
+    aliases=("--quant_format",),
     type=click.Choice([fmt.value for fmt in QuantFormat]),
     help="Overrides quantization.format (the flag of INC's examples).",
 )
-@click.option(
+@option(
     "--batch-size",
-    "--batch_size",
+    aliases=("--batch_size",),
     type=click.IntRange(min=1),
     help="Overrides calibration.batch_size and evaluation.batch_size (the flag of INC's examples).",
 )
@@ -73,6 +71,13 @@ def tune(
     every candidate timed against fp32 in one interleaved measurement. Every candidate is listed.
     The int8 model carries its preprocessing, the source model's sha256, the config hash, the
     measured fp32/int8 top-1 accuracy and the onnxruntime session options in its metadata_props.
+
+    \b
+    Examples:
+      mnist-tuning tune -o my-int8.onnx                  (the config's model; run folder my-int8-run/)
+      mnist-tuning tune -m model.onnx -o model-int8.onnx -c my.yaml --set tuning.max_trials=5
+      bash run_tuning.sh --input_model=models/mnist-12.onnx --config=configs/mnist.yaml \\
+          --output_model=models/mnist-12-int8.onnx       (INC's example flags work too)
     """
     console = current_console()
     config = build_config(

@@ -88,7 +88,7 @@ def _check_outputs_are_not_inputs(config: PipelineConfig, extra_inputs: list[tup
         ("output.dir/tuning_summary.json", config.output.dir and config.output.dir / "tuning_summary.json"),
     ]
     inputs = [("model.path", config.model.path), *extra_inputs]
-    # Unset paths (no model.path yet: --input_model will give it) have nothing to clash with.
+    # Unset paths (no model.path yet: -m/--model will give it) have nothing to clash with.
     outputs = [(name, path) for name, path in outputs if path is not None]
     inputs = [(name, path) for name, path in inputs if path is not None]
     inputs += [(f"benchmark.reference_models[{i}]", p) for i, p in enumerate(config.benchmark.reference_models)]
