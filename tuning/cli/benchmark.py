@@ -74,8 +74,8 @@ def benchmark(
     \b
     Examples:
       mnist-tuning benchmark -m models/mnist-12-int8.onnx --batch-size 64
-      mnist-tuning benchmark -m my-int8.onnx --mode accuracy --dataset-location ~/mnist
-      mnist-tuning benchmark -m my-int8.onnx -n 200 -t 0.05 --rounds 3 --json   (a short run)
+      mnist-tuning benchmark -m my-int8.onnx --mode accuracy
+      mnist-tuning benchmark -m my-int8.onnx -n 200 -t 0.05 --rounds 3 --json
     """
     from tuning.cli.documents import benchmark_document
     from tuning.measure.benchmark import run_benchmark

@@ -20,7 +20,7 @@ from typing import Any, Callable
 
 import click
 
-from tuning.cli.options import ENV_PREFIX, USER_FILE, USER_FOLDER, UserPath
+from tuning.cli.options import ENV_PREFIX, USER_FILE, USER_FOLDER, UserPath, given_as
 
 Decorator = Callable[[Callable[..., Any]], Callable[..., Any]]
 
@@ -48,6 +48,10 @@ class Option(click.Option):
             return super().get_help_record(ctx)
         finally:
             self.opts, self.envvar = opts, envvar
+
+    def get_error_hint(self, ctx: click.Context) -> str:
+        # click's hint joins every spelling ('-m' / '--model' / '--input-model' / ...): name the one given.
+        return f"'{given_as(self, ctx)}'"
 
 
 option = functools.partial(click.option, cls=Option)
@@ -137,13 +141,14 @@ def length_options(command: Callable[..., Any]) -> Callable[..., Any]:
     """How long a benchmark runs (the benchmark: section; OpenVINO's benchmark_app has -niter and -t)."""
     for decorator in reversed(
         (
-            option("-n", "--iterations", type=click.IntRange(1, 10_000_000),
-                   help="Overrides benchmark.iterations: at least this many timed images per model and batch size."),
+            option("-n", "--iterations", metavar="N", type=click.IntRange(1, 10_000_000),
+                   help="Overrides benchmark.iterations: timed images per model and batch size, at least."),
             option("-t", "--min-time", "min_time_s", metavar="SECONDS", type=click.FloatRange(0, 60),
-                   help="Overrides benchmark.min_time_s: and at least this many seconds (benchmark_app's -t)."),
-            option("--rounds", type=click.IntRange(1, 100),
+                   help="Overrides benchmark.min_time_s: timed seconds per model and batch size, at least "
+                   "(benchmark_app's -t)."),
+            option("--rounds", metavar="N", type=click.IntRange(1, 100),
                    help="Overrides benchmark.rounds: session sets, each with fresh sessions; intervals are over them."),
-            option("--warmup", type=click.IntRange(0, 10_000_000),
+            option("--warmup", metavar="N", type=click.IntRange(0, 10_000_000),
                    help="Overrides benchmark.warmup: untimed images before each model's timing."),
         )
     ):  # fmt: skip

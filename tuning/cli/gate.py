@@ -68,9 +68,9 @@ def gate(
 
     \b
     Examples:
-      mnist-tuning gate -o my-int8.onnx              (the report of tune -o my-int8.onnx, then report)
+      mnist-tuning gate -o my-int8.onnx       (reads my-int8-run/report/report.json)
       mnist-tuning gate path/to/report.json --junit gate.xml --json
-      mnist-tuning gate -o my-int8.onnx --max-latency-ratio 1.0 --baseline baseline.json
+      mnist-tuning gate -o my-int8.onnx --max-latency-ratio 1.0
     """
     console = current_console(json_output)
     config = build_config(

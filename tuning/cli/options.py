@@ -41,7 +41,7 @@ class UserPath(click.ParamType):
     def convert(self, value: Any, param: click.Parameter | None, ctx: click.Context | None) -> Path:
         if isinstance(value, Path):
             return value  # a default, or converted already
-        path = user_path(value, _source(param, ctx))
+        path = user_path(value, given_as(param, ctx))
         if self.kind == "file" and path.is_dir():
             self.fail(f"File {str(path)!r} is a directory.", param, ctx)
         if self.kind == "folder" and path.exists() and not path.is_dir():
@@ -54,8 +54,9 @@ USER_FILE = UserPath("file")
 USER_FOLDER = UserPath("folder")
 
 
-def _source(param: click.Parameter | None, ctx: click.Context | None) -> str:
-    """How the user gave ``param``: its environment variable, or its longest flag, or its argument name."""
+def given_as(param: click.Parameter | None, ctx: click.Context | None) -> str:
+    """How the user gave ``param``: its environment variable, the flag spelling typed, its first long flag, or its
+    argument name; what an error line about it repeats."""
     if param is None:
         return "path"
     if ctx is not None and ctx.get_parameter_source(param.name) is click.core.ParameterSource.ENVIRONMENT:

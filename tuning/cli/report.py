@@ -73,9 +73,10 @@ def report(
 
     \b
     Examples:
-      mnist-tuning report -o my-int8.onnx           (the model tune wrote; report in my-int8-run/report/)
-      mnist-tuning report -o my-int8.onnx --skip-performance          (accuracy only: seconds)
-      mnist-tuning report -m fp32.onnx -o int8.onnx --report-dir out/ -n 200 -t 0.05 --rounds 3
+      mnist-tuning report -o my-int8.onnx       (into my-int8-run/report/)
+      mnist-tuning report -o my-int8.onnx --skip-performance   (accuracy only)
+      mnist-tuning report -m fp32.onnx -o int8.onnx --report-dir out/
+      mnist-tuning report -o my-int8.onnx -n 200 -t 0.05 --rounds 3   (short)
     """
     from tuning.report.numbers import model_entries
     from tuning.report.run import OUTPUT_NAMES, run_report

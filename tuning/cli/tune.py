@@ -74,10 +74,10 @@ def tune(
 
     \b
     Examples:
-      mnist-tuning tune -o my-int8.onnx                  (the config's model; run folder my-int8-run/)
-      mnist-tuning tune -m model.onnx -o model-int8.onnx -c my.yaml --set tuning.max_trials=5
-      bash run_tuning.sh --input_model=models/mnist-12.onnx --config=configs/mnist.yaml \\
-          --output_model=models/mnist-12-int8.onnx       (INC's example flags work too)
+      mnist-tuning tune -o my-int8.onnx     (run folder: my-int8-run/)
+      mnist-tuning tune -m model.onnx -o model-int8.onnx -c my.yaml
+      mnist-tuning tune -o my-int8.onnx --set tuning.max_trials=5
+    INC's example flags (--input_model, --output_model, ...) work too.
     """
     console = current_console()
     config = build_config(
