@@ -68,7 +68,7 @@ def gate(
 
     \b
     Examples:
-      mnist-tuning gate -o my-int8.onnx       (reads my-int8-run/report/report.json)
+      mnist-tuning gate -o my-int8.onnx     (checks my-int8-run/report/)
       mnist-tuning gate path/to/report.json --junit gate.xml --json
       mnist-tuning gate -o my-int8.onnx --max-latency-ratio 1.0
     """

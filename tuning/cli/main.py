@@ -79,19 +79,20 @@ def cli() -> None:
     \b
     The same flag names the same thing in every command:
       -c, --config          the YAML config (every key: docs/configuration.md)
-      -m, --model           the model read (tune, report: the float model; benchmark: any)
+      -m, --model           the model read (tune, report: float; benchmark: any)
       -o, --output-model    the int8 model tune writes, report and gate read
-      --run-dir             its run folder (default: <output model's stem>-run/ beside it)
+      --run-dir             its run folder (default: <its stem>-run/ beside it)
       --dataset-location    the folder holding MNIST's IDX files
       --set KEY.PATH=VALUE  any other config key
-    INC's example flags (--input_model, --output_model, --dataset_location) work too.
+    INC's example flags (--input_model, --output_model, ...) work too.
 
     \b
-    Every option can also come from the environment: MNIST_TUNING_CONFIG, MNIST_TUNING_SET,
-    MNIST_TUNING_MODEL, MNIST_TUNING_OUTPUT_MODEL, MNIST_TUNING_RUN_DIR,
-    MNIST_TUNING_DATASET_LOCATION, MNIST_TUNING_QUIET, MNIST_TUNING_VERBOSE, and
-    MNIST_TUNING_<COMMAND>_<FLAG> for the others (e.g. MNIST_TUNING_GATE_JUNIT).
-    A flag on the command line wins. Every flag and variable: docs/cli.md.
+    Every option can also come from the environment: MNIST_TUNING_CONFIG,
+    MNIST_TUNING_SET, MNIST_TUNING_MODEL, MNIST_TUNING_OUTPUT_MODEL,
+    MNIST_TUNING_RUN_DIR, MNIST_TUNING_DATASET_LOCATION, MNIST_TUNING_QUIET,
+    MNIST_TUNING_VERBOSE, and MNIST_TUNING_<COMMAND>_<FLAG> for the others
+    (e.g. MNIST_TUNING_GATE_JUNIT). A flag on the command line wins.
+    Every flag and variable: docs/cli.md.
     """
 
 
