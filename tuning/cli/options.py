@@ -49,7 +49,6 @@ class UserPath(click.ParamType):
         return path
 
 
-USER_PATH = UserPath()
 USER_FILE = UserPath("file")
 USER_FOLDER = UserPath("folder")
 
