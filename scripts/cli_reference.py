@@ -27,7 +27,8 @@ def _help(param: click.Parameter) -> str:
     if isinstance(param, click.Argument):
         return "positional argument (`--help` says what it is)"
     text = " ".join((param.help or "").split())
-    return text.replace("|", "\\|")
+    # A table cell: | ends it, and <output model's stem> would be read as an HTML tag.
+    return text.replace("|", "\\|").replace("<", "&lt;").replace(">", "&gt;")
 
 
 def _codes(names: list[str] | tuple[str, ...]) -> str:

@@ -85,6 +85,17 @@ def test_every_variable_the_docs_name_is_read_by_the_code() -> None:
 
 
 @pytest.mark.fast
+def test_every_flag_the_docs_name_is_accepted_by_a_command() -> None:
+    accepted = {spelling for _, param in _options() for spelling in param.opts + param.secondary_opts}
+    accepted |= {"--help", "--version"}
+    # The docs about this CLI (README.md also quotes pip's flags, measurement.md other tools').
+    for name in ("cli.md", "gate.md", "configuration.md", "pipeline.md", "report-schema.md"):
+        text = (ROOT / "docs" / name).read_text(encoding="utf-8").replace("--flag=value", "").replace("--flag value", "")
+        for flag in re.findall(r"(?<![\w-])--[a-z][a-z0-9_-]*", text):
+            assert flag in accepted, f"docs/{name} names {flag}, which no command accepts"
+
+
+@pytest.mark.fast
 def test_every_option_has_a_variable_and_the_shared_ones_one_name_everywhere() -> None:
     shared = {"config_path": "CONFIG", "assignments": "SET", "model": "MODEL", "output_model": "OUTPUT_MODEL",
               "run_dir": "RUN_DIR", "dataset_location": "DATASET_LOCATION", "quiet": "QUIET", "verbose": "VERBOSE"}  # fmt: skip
