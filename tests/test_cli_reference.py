@@ -289,3 +289,23 @@ def test_help_shows_the_vocabulary_and_examples_not_the_aliases() -> None:
         for hidden in ("--input_model", "--output_model", "--float-model", "--int8-model", "--out-dir", "--batch_size"):
             assert hidden not in options_part, (command, hidden)
         assert "-c, --config" in options_part and "[env var: MNIST_TUNING_CONFIG]" in options_part
+
+
+def test_tuning_env_profile_picks_the_environment_scripts_python_sets_up(tmp_path: Path) -> None:
+    # docs/distributed.md: TUNING_ENV_PROFILE=distributed bash run_tuning.sh … sets up the distributed profile.
+    # Without mpirun that profile stops before installing anything, naming the system step: proof it was chosen.
+    bin_dir = tmp_path / "bin"
+    bin_dir.mkdir()
+    for name in ("bash", "dirname", "cat", "sha256sum", "cut"):
+        real = next(Path(d) / name for d in os.environ["PATH"].split(":") if (Path(d) / name).is_file())
+        (bin_dir / name).symlink_to(real)
+    env = {key: value for key, value in os.environ.items() if key not in ("VIRTUAL_ENV", "TUNING_ENV_PROFILE")}
+    env["PATH"] = str(bin_dir)
+    script = str(ROOT / "scripts" / "python.sh")
+    for profile, code, expected in (("distributed", 1, "needs Open MPI's mpirun"), ("nonsense", 2, "got 'nonsense'")):
+        done = subprocess.run(["bash", script, "-c", "pass"], env={**env, "TUNING_ENV_PROFILE": profile},
+                              capture_output=True, text=True, timeout=60)  # fmt: skip
+        assert done.returncode == code and expected in done.stderr, done.stderr
+    # Unset: the runtime profile, which the test environment already satisfies.
+    done = subprocess.run(["bash", script, "-c", "print('ran')"], env=env, capture_output=True, text=True, timeout=60)
+    assert done.returncode == 0 and done.stdout == "ran\n", done.stderr
