@@ -226,6 +226,17 @@ def test_an_error_names_the_flag_spelling_typed(clean_environment: pytest.Monkey
     assert caught.value.format_message().startswith("Invalid value for 'MNIST_TUNING_MODEL': ")
 
 
+@pytest.mark.fast
+def test_report_and_gate_may_read_an_input_as_the_output_model() -> None:
+    # .ci/run reports the zoo's int8 model (-o) while the shipped config lists it as a reference: tune would
+    # overwrite an input there, report and gate only read it.
+    zoo = ROOT / "models" / "zoo-mnist-12-int8.onnx"
+    with pytest.raises(ConfigError, match="refusing to overwrite an input"):
+        options.build_config(CONFIG, (), **{"output.model": zoo})
+    config = options.build_config(CONFIG, (), writes_outputs=False, **{"output.model": zoo})
+    assert config.output.model == zoo and config.output.dir == zoo.with_name("zoo-mnist-12-int8-run")
+
+
 # --- end to end: the real commands --------------------------------------------------------------------------
 
 
@@ -263,6 +274,22 @@ def test_gate_finds_the_run_folder_from_the_output_model(tmp_path: Path) -> None
     for result in (by_flag, by_variable, by_run_dir):
         assert result.returncode == 1, result.stderr  # a 2.23 % error fails the shipped config's 1.5 %
         assert json.loads(result.stdout)["report"] == str(report)
+
+
+def test_report_then_gate_follow_the_output_model_to_its_run_folder(tmp_path: Path) -> None:
+    int8 = tmp_path / "my-int8.onnx"
+    int8.write_bytes((ROOT / "models" / "zoo-mnist-12-int8.onnx").read_bytes())
+    elsewhere = tmp_path / "elsewhere"
+    elsewhere.mkdir()
+    common = ("-c", CONFIG, "--dataset-location", ROOT / "data", "--set", "benchmark.runtimes=[onnxruntime]")
+    result = run("report", "-o", int8, *common, "--skip-performance", cwd=elsewhere)
+    assert result.returncode == 0, result.stderr
+    written = json.loads((tmp_path / "my-int8-run" / "report" / "report.json").read_text())
+    assert next(model for model in written["models"] if model["role"] == "int8")["path"] == str(int8)
+    assert os.listdir(elsewhere) == []
+    gate = run("gate", "-o", int8, "-c", CONFIG, "--json", cwd=elsewhere)
+    assert gate.returncode == 1, gate.stderr  # the zoo's model on [0, 1] pixels fails the error check
+    assert json.loads(gate.stdout)["report"] == str(tmp_path / "my-int8-run" / "report" / "report.json")
 
 
 def test_benchmark_length_from_flags(tmp_path: Path) -> None:

@@ -76,6 +76,7 @@ def gate(
     config = build_config(
         config_path,
         assignments,
+        writes_outputs=False,
         **{
             "gates.max_int8_top1_error_pct": max_int8_top1_error_pct,
             "gates.max_accuracy_drop_pp": max_accuracy_drop_pp,

@@ -177,11 +177,16 @@ def config_file(config_path: Path | None) -> Path | None:
     return config_path
 
 
-def build_config(config_path: Path | None, assignments: tuple[str, ...], **flag_overrides: Any) -> PipelineConfig:
-    """Load the YAML, then apply --set assignments, then the dedicated flags (the most specific wins)."""
+def build_config(
+    config_path: Path | None, assignments: tuple[str, ...], *, writes_outputs: bool = True, **flag_overrides: Any
+) -> PipelineConfig:
+    """Load the YAML, then apply --set assignments, then the dedicated flags (the most specific wins).
+
+    ``writes_outputs`` False for the commands that read ``output.model`` rather than write it (report, gate).
+    """
     overrides = dict(parse_override(assignment) for assignment in assignments)
     overrides.update({key: value for key, value in flag_overrides.items() if value is not None})
-    return load_config(config_file(config_path), overrides)
+    return load_config(config_file(config_path), overrides, writes_outputs=writes_outputs)
 
 
 Named = Sequence[tuple[str, "Path | None"]]

@@ -85,6 +85,7 @@ def report(
     config = build_config(
         config_path,
         assignments,
+        writes_outputs=False,
         **{"dataset.root": dataset_location, "output.model": output_model, "output.dir": run_dir},
         **length_overrides(iterations, min_time_s, rounds, warmup),
     )
