@@ -134,7 +134,7 @@ def test_pip_install_into_a_fresh_venv_then_the_console_script_from_an_empty_fol
 
     tune_help = run("tune", "--help")
     assert tune_help.returncode == 0 and tune_help.stdout.startswith("Usage: mnist-tuning tune [OPTIONS]")
-    assert "--dataset_location" in tune_help.stdout
+    assert "--dataset-location" in tune_help.stdout and "-o, --output-model" in tune_help.stdout
 
     benchmark = run(
         "benchmark", "--json", f"--input_model={ROOT / 'models' / 'mnist-12.onnx'}",

@@ -71,7 +71,7 @@ SHIPPED_CONFIG = Path(__file__).resolve().parents[2] / "configs" / "mnist.yaml"
 
 
 class ModelSection(_Section):
-    # The float model; None: given on the command line (--input_model). url and sha256 describe this file:
+    # The float model; None: given on the command line (-m/--model). url and sha256 describe this file:
     # an override of path to another file drops them unless they are overridden too (load_config).
     path: Path | None = None
     url: str | None = None  # where `fetch` downloads path from when it is missing; None: never download
@@ -258,7 +258,7 @@ class PipelineConfig(_Section):
         section, name = key.split(".")
         value = getattr(getattr(self, section), name)
         if value is None:
-            hint = "pass --input_model or set model.path" if key == "model.path" else "set it, or model.path"
+            hint = "pass -m/--model or set model.path" if key == "model.path" else "set it, or model.path"
             raise ConfigError(f"{key}: not set; {hint}")
         return value
 

@@ -380,7 +380,7 @@ def run_benchmark(
     model_path = Path(model_path)
     model = load_model(model_path)
     spec = describe(model, model_path)
-    spec.require_batch_fits(batch_size, config.benchmark.max_batch_bytes, "--batch_size", model_path)
+    spec.require_batch_fits(batch_size, config.benchmark.max_batch_bytes, "--batch-size", model_path)
     evaluation = datasets.evaluation_images(config.dataset, config.evaluation.split, spec.sample_shape)
     check_classifier(model, spec, evaluation, len(datasets.class_names(config.dataset)), model_path)
     target = BenchmarkTarget(model_path.stem, model, model_path, runtime)

@@ -193,7 +193,7 @@ def _load(entry: ModelEntry) -> onnx.ModelProto:
     if entry.role is Role.INT8 and not entry.path.is_file():
         raise InputError(
             f"{entry.path}: int8 model not found; produce it with run_tuning.sh (python -m tuning tune) "
-            "or pass --int8-model"
+            "or pass -o/--output-model"
         )
     return onnx_io.load_model(entry.path)
 
