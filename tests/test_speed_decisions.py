@@ -49,8 +49,17 @@ def test_paired_ratio_is_model_time_over_reference_time_and_pairs_call_by_call()
 
 def test_the_noise_floor_widens_an_interval_by_its_excursion_from_1():
     widened = Interval(0.8, 0.78, 0.82).widened(Interval(1.0, 0.97, 1.01))
-    assert (widened.low, widened.high) == pytest.approx((0.78 * 0.97, 0.82 * 1.03))
+    assert (widened.low, widened.high) == pytest.approx((0.78 / 1.03, 0.82 * 1.03))
     assert Interval(0.8, 0.78, 0.82).widened(None) == Interval(0.8, 0.78, 0.82)
+
+
+def test_a_very_noisy_a_a_pair_widens_a_ratio_without_making_it_negative():
+    # A second session that once took 2.5x the first's time (a loaded machine): the low end stays a ratio.
+    widened = Interval(0.8, 0.7, 0.9).widened(Interval(1.2, 0.9, 2.5))
+    assert 0 < widened.low < 0.7 and widened.high > 0.9
+    assert widened.inverse().low > 0 and widened.inverse().low < widened.inverse().value < widened.inverse().high
+    inverse_widened = Interval(0.8, 0.7, 0.9).inverse().widened(Interval(1.2, 0.9, 2.5))
+    assert (widened.inverse().low, widened.inverse().high) == pytest.approx((inverse_widened.low, inverse_widened.high))
 
 
 def test_the_inverse_of_an_interval_swaps_its_bounds():

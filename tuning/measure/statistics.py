@@ -46,11 +46,14 @@ class Interval:
         return max(self.high - 1.0, 1.0 - self.low, 0.0)
 
     def widened(self, noise_floor: Interval | None) -> Interval:
-        """This interval widened on both sides by ``noise_floor``'s :meth:`excursion` (relative)."""
+        """This interval widened on both sides by ``noise_floor``'s :meth:`excursion` (relative): its high end
+        times ``1 + spread``, its low end divided by it. Dividing keeps a ratio positive however noisy the A/A
+        pair (``low * (1 - spread)`` went negative past a spread of 1, on a loaded machine), and the widened
+        interval of an inverse is the inverse of the widened interval."""
         if noise_floor is None:
             return self
-        spread = noise_floor.excursion()
-        return Interval(self.value, self.low * (1.0 - spread), self.high * (1.0 + spread), self.coverage)
+        factor = 1.0 + noise_floor.excursion()
+        return Interval(self.value, self.low / factor, self.high * factor, self.coverage)
 
     def below(self, bound: float) -> bool:
         """Wholly below ``bound``: every value the interval allows is smaller."""
