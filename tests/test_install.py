@@ -24,12 +24,13 @@ from packaging.requirements import Requirement
 from packaging.version import Version
 from test_cli_conventions import parse_document
 
-# Each lock file and the pyproject list it pins (the dev, distributed and openvino files add to requirements.lock).
+# Each lock file and the pyproject list it pins (the dev, distributed, openvino and nncf files add to requirements.lock).
 LOCKS = {
     "requirements.lock": ("dependencies",),
     "requirements-dev.lock": ("optional-dependencies", "test"),
     "requirements-distributed.lock": ("optional-dependencies", "distributed"),
     "requirements-openvino.lock": ("optional-dependencies", "openvino"),
+    "requirements-nncf.lock": ("optional-dependencies", "nncf"),
 }
 
 

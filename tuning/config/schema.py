@@ -190,6 +190,8 @@ class BenchmarkSection(_TimingSection):
     # anything is allocated (onnxruntime's intermediate tensors need several times more on top).
     max_batch_bytes: _int_range(1, 2**40) = 32 * 1024 * 1024
     reference_models: tuple[Path, ...] = ()  # further models to compare in reports
+    # report: also NNCF's int8 model of the float model, same calibration images (needs the nncf extra)
+    nncf_reference: bool = False
     # Every model is measured on each, interleaved in one run; its accuracy too, against onnxruntime's.
     runtimes: Annotated[tuple[Runtime, ...], Field(min_length=1, max_length=len(Runtime))] = (Runtime.ONNXRUNTIME,)
 
