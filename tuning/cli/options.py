@@ -17,13 +17,13 @@ from typing import Any, Callable
 import click
 
 from tuning.config.loading import load_config, output_input_clashes, parse_override
-from tuning.config.schema import SHIPPED_CONFIG, PipelineConfig
+from tuning.config.schema import PipelineConfig
+from tuning.config.shipped import default_config, installed_overrides
 from tuning.errors import ConfigError
 from tuning.files.inputs import same_file
 from tuning.files.locks import check_writable, output_locks
 from tuning.files.paths import user_path
 
-DEFAULT_CONFIG = SHIPPED_CONFIG
 # MNIST_TUNING_CONFIG, MNIST_TUNING_SET, MNIST_TUNING_QUIET, MNIST_TUNING_VERBOSE for the options every
 # command has; MNIST_TUNING_<COMMAND>_<OPTION> for the others (click's auto_envvar_prefix).
 ENV_PREFIX = "MNIST_TUNING"
@@ -87,7 +87,7 @@ config_option = click.option(
     envvar=f"{ENV_PREFIX}_CONFIG",
     show_envvar=True,
     help="YAML config (schema: README, 'Configuration'). Default: the project's configs/mnist.yaml; an installed "
-    "package without that folder uses the built-in defaults (the README's table).",
+    "package outside the clone uses its own copy, with MNIST from the user cache and outputs in the current folder.",
 )
 set_option = click.option(
     "--set",
@@ -188,17 +188,17 @@ def current_console(json_output: bool = False) -> Console:
 
 
 def config_file(config_path: Path | None) -> Path | None:
-    """The config file a command reads: ``--config``, else the shipped one if the package has it."""
-    if config_path is None and DEFAULT_CONFIG.is_file():
-        return DEFAULT_CONFIG
-    return config_path
+    """The config file a command reads: ``--config``, else the shipped one (tuning/config/shipped.py)."""
+    return default_config() if config_path is None else config_path
 
 
 def build_config(config_path: Path | None, assignments: tuple[str, ...], **flag_overrides: Any) -> PipelineConfig:
     """Load the YAML, then apply --set assignments, then the dedicated flags (the most specific wins)."""
-    overrides = dict(parse_override(assignment) for assignment in assignments)
+    path = config_file(config_path)
+    overrides = installed_overrides(path)
+    overrides.update(parse_override(assignment) for assignment in assignments)
     overrides.update({key: value for key, value in flag_overrides.items() if value is not None})
-    return load_config(config_file(config_path), overrides)
+    return load_config(path, overrides)
 
 
 Named = Sequence[tuple[str, "Path | None"]]
