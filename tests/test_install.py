@@ -20,6 +20,7 @@ import subprocess
 import sys
 import sysconfig
 import tomllib
+import urllib.request
 import zipfile
 from dataclasses import dataclass
 from pathlib import Path
@@ -108,6 +109,17 @@ SHIPPED = {  # in the wheel: the clone's files, copied
 }
 
 
+def _copy_sources(source: Path) -> Path:
+    """A copy to build from, so a build writes nothing into the work tree; links kept, so it follows them as in the clone."""
+    for name in SOURCES:
+        (source / name).parent.mkdir(parents=True, exist_ok=True)
+        if (ROOT / name).is_dir():
+            shutil.copytree(ROOT / name, source / name, symlinks=True, ignore=shutil.ignore_patterns("__pycache__"))
+        else:
+            shutil.copy2(ROOT / name, source / name)
+    return source
+
+
 @dataclass(frozen=True)
 class Installed:
     python: Path
@@ -127,14 +139,7 @@ def installed(tmp_path_factory: pytest.TempPathFactory) -> Installed:
     """The wheel built from a copy of the sources (`pip wheel --no-deps`), installed into a fresh venv whose
     dependencies are this environment's (a .pth naming links to them), with nothing downloaded."""
     tmp_path = tmp_path_factory.mktemp("install")
-    # A copy, so the build writes nothing into the work tree; links kept, so the build follows them as in the clone.
-    source = tmp_path / "source"
-    for name in SOURCES:
-        (source / name).parent.mkdir(parents=True, exist_ok=True)
-        if (ROOT / name).is_dir():
-            shutil.copytree(ROOT / name, source / name, symlinks=True, ignore=shutil.ignore_patterns("__pycache__"))
-        else:
-            shutil.copy2(ROOT / name, source / name)
+    source = _copy_sources(tmp_path / "source")
     env = {k: v for k, v in os.environ.items() if not k.startswith(("PIP_", "MNIST_TUNING_", "VIRTUAL_ENV"))}
     build = subprocess.run(
         [sys.executable, "-m", "pip", "wheel", "--no-deps", "--no-index", "--no-build-isolation",
@@ -265,3 +270,47 @@ def test_the_wheel_tunes_reports_and_gates_in_an_empty_folder(
     gated = installed.run("gate", str(report_json.relative_to(fresh)), *NO_SPEED_GATES, cwd=fresh)
     assert gated.returncode == 0, gated.stdout + gated.stderr
     assert "PASS int8 top-1 error" in gated.stdout and "PASS accuracy drop vs float" in gated.stdout
+
+
+CPU_INDEX = "https://download.pytorch.org/whl/cpu"  # PyTorch's CPU wheel index, as docs/install.md gives it
+CUDA_PREFIXES = ("nvidia-", "cuda-", "triton")
+
+
+def _answers(url: str) -> bool:
+    try:
+        with urllib.request.urlopen(url, timeout=3):
+            return True
+    except (OSError, ValueError):
+        return False
+
+
+def test_the_cpu_only_route_resolves_without_cuda_or_backtracking(tmp_path: Path) -> None:
+    """docs/install.md's route, resolved by pip as a user's pip would (a dry run: nothing is installed).
+
+    The CPU index is used when it answers; where it does not (these machines), pip's own configuration must
+    offer a CPU torch instead, as it does for scripts/setup_env.sh; with neither, the route cannot be taken here.
+    """
+    assert f"pip install --extra-index-url {CPU_INDEX} ." in (ROOT / "docs" / "install.md").read_text(encoding="utf-8")
+    assert f"torch_index=\"${{TUNING_TORCH_INDEX_URL-{CPU_INDEX}}}\"" in (ROOT / "scripts" / "setup_env.sh").read_text()
+    source = _copy_sources(tmp_path / "source")
+    index = ["--extra-index-url", CPU_INDEX] if _answers(f"{CPU_INDEX}/torch/") else []
+    report = tmp_path / "resolution.json"
+    resolved = subprocess.run(
+        [sys.executable, "-m", "pip", "install", "--dry-run", "--ignore-installed", "--no-build-isolation",
+         "--disable-pip-version-check", "--no-input", "--report", str(report), *index, str(source)],
+        cwd=tmp_path, capture_output=True, text=True, timeout=1200,
+    )  # fmt: skip
+    output = resolved.stdout + resolved.stderr
+    if resolved.returncode != 0 and ("NewConnectionError" in output or "No matching distribution" in output):
+        pytest.skip(f"no package index reachable: {output.strip().splitlines()[-1]}")
+    assert resolved.returncode == 0, output[-3000:]
+    installs = {
+        _canonical(item["metadata"]["name"]): Version(item["metadata"]["version"])
+        for item in json.loads(report.read_text())["install"]
+    }
+    if installs["torch"].local != "cpu":
+        pytest.skip(f"no CPU build of torch reachable (neither {CPU_INDEX} nor pip's configuration offers one)")
+    assert [name for name in installs if name.startswith(CUDA_PREFIXES)] == []
+    assert "is looking at multiple versions" not in output  # no backtracking: every wheel pip fetched is used
+    for name, pinned in _pins("requirements.lock").items():
+        assert Version(installs[name].public) == pinned, f"{name}: resolved {installs[name]}, locked {pinned}"
