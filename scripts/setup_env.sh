@@ -1,8 +1,9 @@
 #!/usr/bin/env bash
 # Creates the project's virtual environment (.venv) from the pinned lock files, once.
-# Usage: scripts/setup_env.sh [runtime|dev|distributed|openvino|mutation]
+# Usage: scripts/setup_env.sh [runtime|dev|distributed|openvino|nncf|mutation]
 #   mutation: dev + mutmut for scripts/mutation.sh (docs/mutation.md); a development tool, not used by .ci/run.
 #   openvino: runtime + OpenVINO, the optional second runtime (README, "Runtimes").
+#   nncf: openvino + NNCF, for report's NNCF reference row (benchmark.nncf_reference, docs/openvino-nncf.md).
 #   distributed: runtime + mpi4py for tuning over MPI (docs/distributed.md); needs Open MPI's mpirun
 #   (scripts/setup_system.sh installs it).
 #   dev: runtime + test tools. It installs no system package: scripts/setup_system.sh does, in one explicit step.
@@ -16,8 +17,9 @@ case "$profile" in
   dev) lock="$project_root/requirements-dev.lock" ;;
   distributed) lock="$project_root/requirements-distributed.lock" ;;
   openvino) lock="$project_root/requirements-openvino.lock" ;;
+  nncf) lock="$project_root/requirements-nncf.lock" ;;
   mutation) lock="$project_root/requirements-mutation.lock" ;;
-  *) echo "error: setup_env.sh takes 'runtime', 'dev', 'distributed', 'openvino' or 'mutation', got '$profile'" >&2; exit 2 ;;
+  *) echo "error: setup_env.sh takes 'runtime', 'dev', 'distributed', 'openvino', 'nncf' or 'mutation', got '$profile'" >&2; exit 2 ;;
 esac
 
 if [[ -n "${VIRTUAL_ENV:-}" ]]; then
@@ -34,8 +36,8 @@ fi
 venv="$project_root/.venv"
 python="${PYTHON:-python3}"
 # A stamp records the lock files an environment was built from, so a changed pin reinstalls.
-# The dev, distributed, openvino and mutation environments are supersets of the runtime one, so their stamps
-# satisfy it too; the mutation one is a superset of dev.
+# The dev, distributed, openvino, nncf and mutation environments are supersets of the runtime one, so their stamps
+# satisfy it too; the mutation one is a superset of dev, the nncf one of openvino.
 lock_hash() { cat "$project_root/requirements.lock" "$1" "$project_root/pyproject.toml" | sha256sum | cut -d' ' -f1; }
 is_current() { [[ -f "$venv/.installed-$1" && "$(cat "$venv/.installed-$1")" == "$(lock_hash "$2")" ]]; }
 if is_current "$profile" "$lock"; then
@@ -44,10 +46,14 @@ fi
 if [[ "$profile" == runtime ]] && { is_current dev "$project_root/requirements-dev.lock" \
     || is_current distributed "$project_root/requirements-distributed.lock" \
     || is_current openvino "$project_root/requirements-openvino.lock" \
+    || is_current nncf "$project_root/requirements-nncf.lock" \
     || is_current mutation "$project_root/requirements-mutation.lock"; }; then
   exit 0
 fi
 if [[ "$profile" == dev ]] && is_current mutation "$project_root/requirements-mutation.lock"; then
+  exit 0
+fi
+if [[ "$profile" == openvino ]] && is_current nncf "$project_root/requirements-nncf.lock"; then
   exit 0
 fi
 

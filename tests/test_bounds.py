@@ -447,7 +447,7 @@ def test_report_and_gate_outputs_never_overwrite_their_inputs(tmp_path: Path) ->
 @pytest.mark.parametrize(
     ("args", "key", "batch"),
     [
-        (["benchmark", "--batch_size", "1000000"], "--batch_size", 1_000_000),
+        (["benchmark", "--batch-size", "1000000"], "--batch-size", 1_000_000),
         (["report", "--set", "benchmark.batch_sizes=[1, 100000]"], "benchmark.batch_sizes", 100_000),
         (["report", "--set", "benchmark.batch_sizes=[64]", "--set", "benchmark.max_batch_bytes=100000"],
          "benchmark.batch_sizes", 64),

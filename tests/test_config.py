@@ -97,7 +97,7 @@ def test_the_configured_checksum_describes_the_configured_model_only(tmp_path):
 
 
 def test_unset_model_path_is_named_when_needed():
-    with pytest.raises(ConfigError, match="model.path: not set; pass --input_model or set model.path"):
+    with pytest.raises(ConfigError, match="model.path: not set; pass -m/--model or set model.path"):
         PipelineConfig().path("model.path")
 
 
@@ -284,7 +284,7 @@ def test_a_path_that_is_not_set_names_what_sets_it(tmp_path):
     unset = load_config(None)
     with pytest.raises(ConfigError) as caught:
         unset.path("model.path")
-    assert str(caught.value) == "model.path: not set; pass --input_model or set model.path"
+    assert str(caught.value) == "model.path: not set; pass -m/--model or set model.path"
     with pytest.raises(ConfigError) as caught:
         unset.path("output.dir")
     assert str(caught.value) == "output.dir: not set; set it, or model.path"

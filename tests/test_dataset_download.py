@@ -87,7 +87,7 @@ def test_offline_is_one_line_with_the_manual_steps(cache: Path) -> None:
     assert message.startswith(f"{url}/train-images-idx3-ubyte.gz: download failed after 3 attempts: connection refused; ")
     assert message.endswith(
         "offline? download train-images-idx3-ubyte.gz, train-labels-idx1-ubyte.gz, t10k-images-idx3-ubyte.gz, "
-        f"t10k-labels-idx1-ubyte.gz from {url}/ into {folder}/ yourself, or pass --dataset_location FOLDER "
+        f"t10k-labels-idx1-ubyte.gz from {url}/ into {folder}/ yourself, or pass --dataset-location FOLDER "
         "(dataset.root) holding MNIST/raw/ with them"
     )
     assert files_under(cache) == [] and not cache.exists()  # the folders made for the download are gone too
@@ -134,7 +134,7 @@ def test_no_https_address_known_is_said_without_trying_the_network(cache: Path) 
         load_pixels(DatasetSection(name="FashionMNIST", root=None), Split.TEST)
     message = str(caught.value)
     assert "torchvision lists no https address for FashionMNIST (http://" in message
-    assert "into " in message and "--dataset_location" in message
+    assert "into " in message and "--dataset-location" in message
 
 
 def test_the_cache_follows_xdg_cache_home_and_ignores_a_relative_one(

@@ -33,12 +33,13 @@ from packaging.requirements import Requirement
 from packaging.version import Version
 from test_cli_conventions import parse_document
 
-# Each lock file and the pyproject list it pins (the dev, distributed and openvino files add to requirements.lock).
+# Each lock file and the pyproject list it pins (the dev, distributed, openvino and nncf files add to requirements.lock).
 LOCKS = {
     "requirements.lock": ("dependencies",),
     "requirements-dev.lock": ("optional-dependencies", "test"),
     "requirements-distributed.lock": ("optional-dependencies", "distributed"),
     "requirements-openvino.lock": ("optional-dependencies", "openvino"),
+    "requirements-nncf.lock": ("optional-dependencies", "nncf"),
 }
 
 
@@ -184,11 +185,11 @@ def test_the_console_script_from_an_empty_folder(installed: Installed, tmp_path:
 
     tune_help = installed.run("tune", "--help", cwd=empty)
     assert tune_help.returncode == 0 and tune_help.stdout.startswith("Usage: mnist-tuning tune [OPTIONS]")
-    assert "--dataset_location" in tune_help.stdout
+    assert "--dataset-location" in tune_help.stdout and "-o, --output-model" in tune_help.stdout
 
     benchmark = installed.run(
-        "benchmark", "--json", f"--input_model={ROOT / 'models' / 'mnist-12.onnx'}",
-        f"--dataset_location={ROOT / 'data'}", "--set", "benchmark.warmup=10", "--set", "benchmark.iterations=100",
+        "benchmark", "--json", f"--model={ROOT / 'models' / 'mnist-12.onnx'}",
+        f"--dataset-location={ROOT / 'data'}", "--set", "benchmark.warmup=10", "--set", "benchmark.iterations=100",
         cwd=empty,
     )  # fmt: skip
     assert benchmark.returncode == 0, benchmark.stderr
@@ -231,10 +232,10 @@ def test_the_wheel_tunes_reports_and_gates_in_an_empty_folder(
     shipped_sha256 = hashlib.sha256((ROOT / "models" / "mnist-12.onnx").read_bytes()).hexdigest()
     cache = Path(installed.env["XDG_CACHE_HOME"])
 
-    # 1. MNIST from a folder the user names: nothing is downloaded.
+    # 1. MNIST from a folder the user names (--dataset-location): nothing is downloaded.
     given = tmp_path / "given"
     given.mkdir()
-    tuned = installed.run("tune", "--output_model", "my-int8.onnx", f"--dataset_location={ROOT / 'data'}", *QUICK_TUNE, cwd=given)  # fmt: skip
+    tuned = installed.run("tune", "-o", "my-int8.onnx", f"--dataset-location={ROOT / 'data'}", *QUICK_TUNE, cwd=given)
     assert tuned.returncode == 0, tuned.stderr[-3000:]
     assert "Answer: top-1 error int8" in tuned.stdout
     _check_tuned(given, shipped_sha256)
@@ -246,7 +247,7 @@ def test_the_wheel_tunes_reports_and_gates_in_an_empty_folder(
     with serve_folder(ROOT / "data" / "MNIST" / "raw", certificate) as mirror:
         trusted = {"SSL_CERT_FILE": str(certificate.cert)}
         from_url = ["--set", f"dataset.download_url={mirror.url}"]
-        tuned = installed.run("tune", "--output_model", "my-int8.onnx", *from_url, *QUICK_TUNE, cwd=fresh, **trusted)
+        tuned = installed.run("tune", "-o", "my-int8.onnx", *from_url, *QUICK_TUNE, cwd=fresh, **trusted)
         assert tuned.returncode == 0, tuned.stderr[-3000:]
         _check_tuned(fresh, shipped_sha256)
         archives = sorted(path.name for path in (ROOT / "data" / "MNIST" / "raw").glob("*.gz"))
@@ -255,7 +256,7 @@ def test_the_wheel_tunes_reports_and_gates_in_an_empty_folder(
         assert sorted(path.name for path in raw.iterdir()) == archives
 
         # 3. report and gate there, MNIST from the cache now.
-        reported = installed.run("report", "--set", "output.model=my-int8.onnx", *from_url, *QUICK_REPORT, cwd=fresh, **trusted)  # fmt: skip
+        reported = installed.run("report", "-o", "my-int8.onnx", *from_url, *QUICK_REPORT, cwd=fresh, **trusted)
         assert reported.returncode == 0, reported.stderr[-3000:]
         assert len(mirror.requested) == len(archives)
     report_json = fresh / "my-int8-run" / "report" / "report.json"
@@ -267,7 +268,7 @@ def test_the_wheel_tunes_reports_and_gates_in_an_empty_folder(
     assert models["int8"]["accuracy"]["top1_accuracy"] == pytest.approx(json.loads((fresh / "my-int8-run" / "tuning_summary.json").read_text())["int8_top1_accuracy"])
     assert (fresh / "my-int8-run" / "report" / "report.html").is_file()
 
-    gated = installed.run("gate", str(report_json.relative_to(fresh)), *NO_SPEED_GATES, cwd=fresh)
+    gated = installed.run("gate", "-o", "my-int8.onnx", *NO_SPEED_GATES, cwd=fresh)  # reads that run folder's report
     assert gated.returncode == 0, gated.stdout + gated.stderr
     assert "PASS int8 top-1 error" in gated.stdout and "PASS accuracy drop vs float" in gated.stdout
 

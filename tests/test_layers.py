@@ -21,7 +21,7 @@ LAYERS: tuple[frozenset[str], ...] = (
     frozenset({"config"}),
     frozenset({"data", "graph"}),
     frozenset({"measure"}),
-    frozenset({"inc"}),
+    frozenset({"inc", "external"}),
     frozenset({"search"}),
     frozenset({"report", "gate"}),
     frozenset({"pipeline"}),

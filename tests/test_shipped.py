@@ -71,13 +71,13 @@ def test_tune_offline_from_an_empty_folder_fails_in_one_line_and_leaves_nothing(
         closed.bind(("127.0.0.1", 0))
         url = f"https://127.0.0.1:{closed.getsockname()[1]}/"
     result = run_cli_in_process(
-        "tune", "--config", packaged_config(), "--output_model", "my-int8.onnx", "--set", f"dataset.download_url={url}",
+        "tune", "--config", packaged_config(), "-o", "my-int8.onnx", "--set", f"dataset.download_url={url}",
         cwd=empty,
     )  # fmt: skip
     assert result.returncode == 3, result.stderr
     error = result.stderr.strip().splitlines()[-1]
     assert error.startswith(f"error: {url}train-images-idx3-ubyte.gz: download failed after 3 attempts: ")
-    assert "offline? download train-images-idx3-ubyte.gz, " in error and "--dataset_location FOLDER" in error
+    assert "offline? download train-images-idx3-ubyte.gz, " in error and "--dataset-location FOLDER" in error
     assert list(empty.iterdir()) == []  # no run folder, no lock file
     assert not (tmp_path / "cache").exists()
 
@@ -87,7 +87,7 @@ def test_a_missing_dataset_leaves_no_run_folder_beside_the_input_model(tmp_path:
     model.write_bytes((ROOT / "models" / "mnist-12.onnx").read_bytes())
     no_data = tmp_path / "no-data"
     no_data.mkdir()
-    result = run_cli_in_process("tune", "--input_model", model, "--dataset_location", no_data, cwd=tmp_path)
+    result = run_cli_in_process("tune", "-m", model, "--dataset-location", no_data, cwd=tmp_path)
     assert result.returncode == 3, result.stderr
     assert "dataset file not found" in result.stderr
     assert sorted(path.name for path in tmp_path.iterdir()) == ["model.onnx", "no-data"]

@@ -48,9 +48,25 @@ def test_paired_ratio_is_model_time_over_reference_time_and_pairs_call_by_call()
 
 
 def test_the_noise_floor_widens_an_interval_by_its_excursion_from_1():
-    widened = Interval(0.8, 0.78, 0.82).widened(Interval(1.0, 0.97, 1.01))
-    assert (widened.low, widened.high) == pytest.approx((0.78 * 0.97, 0.82 * 1.03))
+    floor = Interval(1.0, 0.97, 1.01)  # reaches furthest below 1: a factor 1 / 0.97
+    assert floor.excursion() == pytest.approx(1 / 0.97 - 1)
+    widened = Interval(0.8, 0.78, 0.82).widened(floor)
+    assert (widened.low, widened.high) == pytest.approx((0.78 * 0.97, 0.82 / 0.97))
+    assert Interval(0.8, 0.78, 0.82).widened(Interval(1.0, 0.99, 1.05)).high == pytest.approx(0.82 * 1.05)
     assert Interval(0.8, 0.78, 0.82).widened(None) == Interval(0.8, 0.78, 0.82)
+
+
+@pytest.mark.parametrize("floor", [Interval(1.0, 0.45, 1.1), Interval(1.0, 0.9, 2.6), Interval(1.0, 0.3, 3.0)])
+def test_a_noise_floor_of_more_than_100_percent_keeps_the_interval_positive_and_around_its_value(floor):
+    # A loaded machine once gave an A/A pair past 2x: subtracting its excursion made the low end negative,
+    # the throughput interval (its inverse) ended below its own value, and report's speed-up plot crashed.
+    ratio = Interval(0.9, 0.85, 0.95)
+    widened = ratio.widened(floor)
+    assert 0 < widened.low < ratio.low <= ratio.value <= ratio.high < widened.high
+    throughput = widened.inverse()
+    assert throughput.low < throughput.value < throughput.high
+    inverse_widened = ratio.inverse().widened(floor)
+    assert (inverse_widened.low, inverse_widened.high) == pytest.approx((throughput.low, throughput.high))
 
 
 def test_the_inverse_of_an_interval_swaps_its_bounds():

@@ -1,7 +1,7 @@
 """Command line: thin click commands over the pipeline, the report, the benchmark and the gate.
 
-Owns: the command group, exit codes and the one-line error format (``main``); the options every command shares
-and the console (``options``); one module per command (``fetch``, ``tune``, ``benchmark``, ``report``, ``gate``);
+Owns: the command group, exit codes and the one-line error format (``main``); the flag vocabulary and every
+option's environment variable (``flags``); user paths, the console and config building (``options``); one module per command (``fetch``, ``tune``, ``benchmark``, ``report``, ``gate``);
 the JSON documents of ``--json`` (``documents``).
 
 May import: anything in ``tuning``; nothing imports it.

@@ -6,30 +6,41 @@ from pathlib import Path
 
 import click
 
-from tuning.cli.options import (
-    USER_PATH,
-    build_config,
+from tuning.cli.flags import (
     config_option,
-    console_options,
-    current_console,
     dataset_location_option,
+    length_options,
+    length_overrides,
+    model_option,
+    option,
     set_option,
 )
+from tuning.cli.options import build_config, console_options, current_console
 from tuning.config.enums import Runtime
 
 
 @click.command()
 @config_option
 @set_option
-@click.option("--input_model", "--input-model", type=USER_PATH, help="Default: model.path.")
-@dataset_location_option
-@click.option(
-    "--mode", type=click.Choice(["accuracy", "performance"]), default="performance", show_default=True
+@model_option("benchmark", "The model to measure. Default: model.path.")
+@dataset_location_option("benchmark")
+@option(
+    "--mode",
+    type=click.Choice(["accuracy", "performance"]),
+    default="performance",
+    show_default=True,
+    help="accuracy: top-1 on the evaluation split; performance: latency and throughput.",
 )
-@click.option(
-    "--batch_size", "--batch-size", type=click.IntRange(min=1, max=1_000_000), default=1, show_default=True
+@option(
+    "--batch-size",
+    aliases=("--batch_size",),
+    type=click.IntRange(min=1, max=1_000_000),
+    default=1,
+    show_default=True,
+    help="Images per call (the flag of INC's examples).",
 )
-@click.option(
+@length_options
+@option(
     "--runtime",
     type=click.Choice([runtime.value for runtime in Runtime]),
     default=Runtime.ONNXRUNTIME.value,
@@ -37,15 +48,19 @@ from tuning.config.enums import Runtime
     help="Where the model runs. openvino: OpenVINO's defaults (its precision is printed); openvino-f32 / "
     "openvino-bf16 set its precision hint. OpenVINO needs the extra: bash scripts/setup_env.sh openvino.",
 )
-@click.option("--json", "json_output", is_flag=True, help="Print one JSON document on stdout (docs/cli.md).")
+@option("--json", "json_output", is_flag=True, earlier_variable="JSON_OUTPUT", help="Print one JSON document on stdout (docs/cli.md).")
 @console_options
 def benchmark(
     config_path: Path | None,
     assignments: tuple[str, ...],
-    input_model: Path | None,
+    model: Path | None,
     dataset_location: Path | None,
     mode: str,
     batch_size: int,
+    iterations: int | None,
+    min_time_s: float | None,
+    rounds: int | None,
+    warmup: int | None,
     runtime: str,
     json_output: bool,
 ) -> None:
@@ -54,14 +69,25 @@ def benchmark(
     \b
     accuracy:    Batch size = 1 / Accuracy: 0.98910  (top-1 on the evaluation split)
     performance: Batch size = 1 / Latency: 0.041 ms / Throughput: 24390.2 images/sec
-    then one line with the conditions. Warm-up and iterations: benchmark: section of the config.
+    then one line with the conditions.
+
+    \b
+    Examples:
+      mnist-tuning benchmark -m models/mnist-12-int8.onnx --batch-size 64
+      mnist-tuning benchmark -m my-int8.onnx --mode accuracy
+      mnist-tuning benchmark -m my-int8.onnx -n 200 -t 0.05 --rounds 3 --json
     """
     from tuning.cli.documents import benchmark_document
     from tuning.measure.benchmark import run_benchmark
 
     console = current_console(json_output)
-    config = build_config(config_path, assignments, **{"dataset.root": dataset_location})
-    model_path = input_model or config.path("model.path")
+    config = build_config(
+        config_path,
+        assignments,
+        **{"dataset.root": dataset_location},
+        **length_overrides(iterations, min_time_s, rounds, warmup),
+    )
+    model_path = model or config.path("model.path")
     target_runtime = Runtime(runtime)
     run = run_benchmark(config, model_path, mode, batch_size, target_runtime)
     for warning in run.warnings:

@@ -6,15 +6,8 @@ from pathlib import Path
 
 import click
 
-from tuning.cli.options import (
-    build_config,
-    config_file,
-    config_option,
-    console_options,
-    current_console,
-    outputs_guarded,
-    set_option,
-)
+from tuning.cli.flags import config_option, set_option
+from tuning.cli.options import build_config, config_file, console_options, current_console, outputs_guarded
 
 
 @click.command()

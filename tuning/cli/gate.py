@@ -6,17 +6,16 @@ from pathlib import Path
 
 import click
 
+from tuning.cli.flags import config_option, option, output_model_option, run_dir_option, set_option
 from tuning.cli.options import (
     USER_FILE,
     Console,
     build_config,
     config_file,
-    config_option,
     console_options,
     current_console,
     env_flag,
     outputs_guarded,
-    set_option,
 )
 from tuning.config.loading import output_input_clashes
 from tuning.config.schema import PipelineConfig
@@ -27,25 +26,29 @@ from tuning.errors import ConfigError
 @click.argument("report", required=False, type=USER_FILE)
 @config_option
 @set_option
-@click.option("--max-int8-top1-error-pct", type=float, help="Overrides gates.max_int8_top1_error_pct.")
-@click.option("--max-accuracy-drop-pp", type=float, help="Overrides gates.max_accuracy_drop_pp.")
-@click.option("--max-latency-ratio", type=float, help="Overrides gates.max_latency_ratio.")
-@click.option("--min-throughput-ratio", type=float, help="Overrides gates.min_throughput_ratio.")
-@click.option("--baseline", type=USER_FILE, help="Overrides gates.baseline.")
-@click.option(
-    "--junit", "junit_path", type=USER_FILE, help="Also write the checks as JUnit XML."
+@output_model_option("gate", "The int8 model tune wrote (overrides output.model): its run folder holds the report.")
+@run_dir_option("The run folder whose report/report.json is checked (overrides output.dir).")
+@option("--max-int8-top1-error-pct", type=float, help="Overrides gates.max_int8_top1_error_pct.")
+@option("--max-accuracy-drop-pp", type=float, help="Overrides gates.max_accuracy_drop_pp.")
+@option("--max-latency-ratio", type=float, help="Overrides gates.max_latency_ratio.")
+@option("--min-throughput-ratio", type=float, help="Overrides gates.min_throughput_ratio.")
+@option("--baseline", type=USER_FILE, help="Overrides gates.baseline.")
+@option(
+    "--junit", "junit_path", earlier_variable="JUNIT_PATH", type=USER_FILE, help="Also write the checks as JUnit XML."
 )
-@click.option(
+@option(
     "--write-baseline",
     type=USER_FILE,
     help="Accept the report's numbers as the new baseline: write them here if every other check passes.",
 )
-@click.option("--json", "json_output", is_flag=True, help="Print one JSON document on stdout (docs/cli.md).")
+@option("--json", "json_output", is_flag=True, earlier_variable="JSON_OUTPUT", help="Print one JSON document on stdout (docs/cli.md).")
 @console_options
 def gate(
     report: Path | None,
     config_path: Path | None,
     assignments: tuple[str, ...],
+    output_model: Path | None,
+    run_dir: Path | None,
     max_int8_top1_error_pct: float | None,
     max_accuracy_drop_pp: float | None,
     max_latency_ratio: float | None,
@@ -55,24 +58,33 @@ def gate(
     write_baseline: Path | None,
     json_output: bool,
 ) -> None:
-    """Check REPORT (default <output.dir>/report/report.json) against the gates: section.
+    """Check REPORT (default <run folder>/report/report.json) against the gates: section.
 
     Accuracy and ratios are read on gates.runtime (onnxruntime unless set; OpenVINO's precision is
     named on every line). Exit 0 when every check passes, 1 when one fails, 2 for a usage or config error,
     3 for a missing or malformed report or baseline. Checks and formats: docs/gate.md.
     Under GitHub Actions (GITHUB_ACTIONS=true) failed and skipped checks are also printed as
     workflow annotations (::error / ::warning lines).
+
+    \b
+    Examples:
+      mnist-tuning gate -o my-int8.onnx     (checks my-int8-run/report/)
+      mnist-tuning gate path/to/report.json --junit gate.xml --json
+      mnist-tuning gate -o my-int8.onnx --max-latency-ratio 1.0
     """
     console = current_console(json_output)
     config = build_config(
         config_path,
         assignments,
+        writes_outputs=False,
         **{
             "gates.max_int8_top1_error_pct": max_int8_top1_error_pct,
             "gates.max_accuracy_drop_pp": max_accuracy_drop_pp,
             "gates.max_latency_ratio": max_latency_ratio,
             "gates.min_throughput_ratio": min_throughput_ratio,
             "gates.baseline": baseline,
+            "output.model": output_model,
+            "output.dir": run_dir,
         },
     )
     report_path = report or config.path("output.dir") / "report" / "report.json"

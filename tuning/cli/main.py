@@ -7,7 +7,7 @@ another run), 6 int8 slower than fp32 when the config says to fail then, 70 inte
 
 Output: results go to stdout, progress lines and warnings to stderr; with ``--json`` stdout holds
 one JSON document (schema: docs/cli.md) and every human line goes to stderr. Every option can come
-from the environment (prefix ``MNIST_TUNING_``, see :data:`ENV_PREFIX`).
+from the environment (prefix ``MNIST_TUNING_``, see :data:`tuning.cli.options.ENV_PREFIX`).
 """
 
 from __future__ import annotations
@@ -23,7 +23,8 @@ import click
 from tuning.cli.benchmark import benchmark
 from tuning.cli.fetch import fetch
 from tuning.cli.gate import gate
-from tuning.cli.options import ENV_PREFIX, verbose_requested
+from tuning.cli.flags import name_environment_variables
+from tuning.cli.options import CommandLine, verbose_requested
 from tuning.cli.report import report
 from tuning.cli.tune import tune
 from tuning.errors import (
@@ -70,19 +71,33 @@ def cli() -> None:
     """Accuracy-driven INC post-training quantization of an ONNX classifier.
 
     \b
-    Typical run (what run_tuning.sh does):
-      python -m tuning tune --input_model=models/mnist-12.onnx \\
-          --config=configs/mnist.yaml --output_model=models/mnist-12-int8.onnx
+    A run, its report and the CI gate:
+      mnist-tuning tune -o my-int8.onnx      (int8 model; run folder my-int8-run/)
+      mnist-tuning report -o my-int8.onnx    (my-int8-run/report/report.html)
+      mnist-tuning gate -o my-int8.onnx      (exit 1 when a check fails)
 
     \b
-    Every option can also come from the environment: MNIST_TUNING_CONFIG, MNIST_TUNING_SET,
-    MNIST_TUNING_QUIET, MNIST_TUNING_VERBOSE, and MNIST_TUNING_<COMMAND>_<OPTION> for the
-    others (e.g. MNIST_TUNING_GATE_JUNIT). A flag on the command line wins.
+    The same flag names the same thing in every command:
+      -c, --config          the YAML config (every key: docs/configuration.md)
+      -m, --model           the model read (tune, report: float; benchmark: any)
+      -o, --output-model    the int8 model tune writes, report and gate read
+      --run-dir             its run folder (default: <its stem>-run/ beside it)
+      --dataset-location    the folder holding MNIST's IDX files
+      --set KEY.PATH=VALUE  any other config key
+    INC's example flags (--input_model, --output_model, ...) work too.
+
+    \b
+    Every option can also come from the environment: MNIST_TUNING_CONFIG,
+    MNIST_TUNING_SET, MNIST_TUNING_MODEL, MNIST_TUNING_OUTPUT_MODEL,
+    MNIST_TUNING_RUN_DIR, MNIST_TUNING_DATASET_LOCATION, MNIST_TUNING_QUIET,
+    MNIST_TUNING_VERBOSE, and MNIST_TUNING_<COMMAND>_<FLAG> for the others
+    (e.g. MNIST_TUNING_GATE_JUNIT). A flag on the command line wins.
+    Every flag and variable: docs/cli.md.
     """
 
 
 for command in (fetch, tune, benchmark, report, gate):
-    cli.add_command(command)
+    cli.add_command(name_environment_variables(command))
 
 
 def _fail(message: str, code: int, same_on_every_rank: bool = False) -> NoReturn:
@@ -151,7 +166,8 @@ def main(argv: list[str] | None = None) -> None:
     stop_on_interrupt_signals()
     try:
         # No prog_name: click takes it from how we were started (mnist-tuning, or python -m tuning).
-        cli.main(args=argv, standalone_mode=False, auto_envvar_prefix=ENV_PREFIX)
+        args = sys.argv[1:] if argv is None else argv
+        cli.main(args=args, standalone_mode=False, obj=CommandLine(tuple(args)))
     except click.exceptions.Abort as exc:  # click's wrapping of a KeyboardInterrupt, which names the signal
         cause = exc.__cause__ or exc.__context__
         name = str(cause) if isinstance(cause, KeyboardInterrupt) and str(cause) else "SIGINT"

@@ -1,6 +1,5 @@
-"""What every command shares: the config options, the console flags and how a config is built from them.
-
-Every option can come from the environment (prefix ``MNIST_TUNING_``, see :data:`ENV_PREFIX`).
+"""What every command shares besides its flags (those: :mod:`tuning.cli.flags`): paths from the user, the console
+(quiet, verbose, JSON), how a config is built from the file and the flags, and the guard around outputs.
 """
 
 from __future__ import annotations
@@ -24,10 +23,8 @@ from tuning.files.inputs import same_file
 from tuning.files.locks import check_writable, output_locks
 from tuning.files.paths import user_path
 
-# MNIST_TUNING_CONFIG, MNIST_TUNING_SET, MNIST_TUNING_QUIET, MNIST_TUNING_VERBOSE for the options every
-# command has; MNIST_TUNING_<COMMAND>_<OPTION> for the others (click's auto_envvar_prefix).
+# Every option's environment variable starts with it (tuning.cli.flags names them).
 ENV_PREFIX = "MNIST_TUNING"
-
 
 
 class UserPath(click.ParamType):
@@ -44,7 +41,7 @@ class UserPath(click.ParamType):
     def convert(self, value: Any, param: click.Parameter | None, ctx: click.Context | None) -> Path:
         if isinstance(value, Path):
             return value  # a default, or converted already
-        path = user_path(value, _source(param, ctx))
+        path = user_path(value, given_as(param, ctx))
         if self.kind == "file" and path.is_dir():
             self.fail(f"File {str(path)!r} is a directory.", param, ctx)
         if self.kind == "folder" and path.exists() and not path.is_dir():
@@ -52,20 +49,34 @@ class UserPath(click.ParamType):
         return path
 
 
-USER_PATH = UserPath()
 USER_FILE = UserPath("file")
 USER_FOLDER = UserPath("folder")
 
 
-def _source(param: click.Parameter | None, ctx: click.Context | None) -> str:
-    """How the user gave ``param``: its environment variable, or its longest flag, or its argument name."""
+def given_as(param: click.Parameter | None, ctx: click.Context | None) -> str:
+    """How the user gave ``param``: its environment variable, the flag spelling typed, its first long flag, or its
+    argument name; what an error line about it repeats."""
     if param is None:
         return "path"
     if ctx is not None and ctx.get_parameter_source(param.name) is click.core.ParameterSource.ENVIRONMENT:
-        envvar = param.envvar if isinstance(param.envvar, str) else None
-        return envvar or f"{ENV_PREFIX}_{ctx.info_name}_{param.name}".upper()
-    flags = [opt for opt in param.opts if opt.startswith("--")]
-    return max(flags, key=len) if flags else param.human_readable_name
+        names = [param.envvar] if isinstance(param.envvar, str) else list(param.envvar or ())
+        return next((name for name in names if os.environ.get(name)), names[0] if names else param.name)
+    spellings = param.opts + param.secondary_opts
+    if ctx is not None and isinstance(ctx.find_root().obj, CommandLine):
+        # The spelling the user typed (--input_model, -m, --model): the one an error line should repeat.
+        for arg in ctx.find_root().obj.args:
+            typed = next((flag for flag in spellings if arg == flag or arg.startswith(f"{flag}=")), None)
+            if typed:
+                return typed
+    flags = [opt for opt in spellings if opt.startswith("--")]
+    return flags[0] if flags else param.human_readable_name
+
+
+@dataclass(frozen=True)
+class CommandLine:
+    """The arguments as given (click's context ``obj``), so that messages name the flag spelling the user typed."""
+
+    args: tuple[str, ...]
 
 
 # The values click (and so every MNIST_TUNING_* flag) reads as booleans; every other variable is read the same way.
@@ -78,34 +89,6 @@ def env_flag(name: str) -> bool:
     if text in _TRUE | _FALSE:
         return text in _TRUE
     raise ConfigError(f"{name}={os.environ[name][:40]!r}: expected a boolean (true/false, 1/0, yes/no, on/off)")
-
-
-config_option = click.option(
-    "--config",
-    "config_path",
-    type=USER_FILE,
-    envvar=f"{ENV_PREFIX}_CONFIG",
-    show_envvar=True,
-    help="YAML config (schema: README, 'Configuration'). Default: the project's configs/mnist.yaml; an installed "
-    "package outside the clone uses its own copy, with MNIST from the user cache and outputs in the current folder.",
-)
-set_option = click.option(
-    "--set",
-    "assignments",
-    multiple=True,
-    metavar="KEY.PATH=VALUE",
-    envvar=f"{ENV_PREFIX}_SET",
-    show_envvar=True,
-    help="Override one config key, e.g. --set tuning.max_trials=5 (repeatable; value read as YAML; "
-    "from the environment: assignments separated by spaces).",
-)
-dataset_location_option = click.option(
-    "--dataset_location",
-    "--dataset-location",
-    "dataset_location",
-    type=USER_FOLDER,
-    help="Overrides dataset.root (the flag of INC's examples).",
-)
 
 
 @dataclass
@@ -192,13 +175,18 @@ def config_file(config_path: Path | None) -> Path | None:
     return default_config() if config_path is None else config_path
 
 
-def build_config(config_path: Path | None, assignments: tuple[str, ...], **flag_overrides: Any) -> PipelineConfig:
-    """Load the YAML, then apply --set assignments, then the dedicated flags (the most specific wins)."""
+def build_config(
+    config_path: Path | None, assignments: tuple[str, ...], *, writes_outputs: bool = True, **flag_overrides: Any
+) -> PipelineConfig:
+    """Load the YAML, then apply --set assignments, then the dedicated flags (the most specific wins).
+
+    ``writes_outputs`` False for the commands that read ``output.model`` rather than write it (report, gate).
+    """
     path = config_file(config_path)
     overrides = installed_overrides(path)
     overrides.update(parse_override(assignment) for assignment in assignments)
     overrides.update({key: value for key, value in flag_overrides.items() if value is not None})
-    return load_config(path, overrides)
+    return load_config(path, overrides, writes_outputs=writes_outputs)
 
 
 Named = Sequence[tuple[str, "Path | None"]]

@@ -7,17 +7,16 @@ from pathlib import Path
 
 import click
 
-from tuning.cli.options import (
-    USER_PATH,
-    build_config,
-    config_file,
+from tuning.cli.flags import (
     config_option,
-    console_options,
-    current_console,
     dataset_location_option,
-    outputs_guarded,
+    model_option,
+    option,
+    output_model_option,
+    run_dir_option,
     set_option,
 )
+from tuning.cli.options import build_config, config_file, console_options, current_console, outputs_guarded
 from tuning.config.enums import QuantFormat
 from tuning.inc import distributed
 
@@ -27,26 +26,29 @@ SUMMARY_NAME = "tuning_summary.json"  # what the pipeline writes into output.dir
 @click.command()
 @config_option
 @set_option
-@click.option(
-    "--input_model",
-    "--input-model",
-    type=USER_PATH,
-    help="Overrides model.path; the config's model.sha256 and model.url then apply only if it is the same file.",
+@model_option(
+    "tune",
+    "The float model (overrides model.path); the config's model.sha256 and model.url then apply only if it is "
+    "the same file.",
 )
-@click.option(
-    "--input_sha256", "--input-sha256", help="Overrides model.sha256: the sha256 --input_model must have."
+@option(
+    "--input-sha256",
+    aliases=("--input_sha256",),
+    metavar="HEX",
+    help="Overrides model.sha256: the sha256 the --model file must have.",
 )
-@click.option("--output_model", "--output-model", type=USER_PATH, help="Overrides output.model.")
-@dataset_location_option
-@click.option(
-    "--quant_format",
+@output_model_option("tune", "The int8 model to write (overrides output.model).", earlier="--output-model")
+@run_dir_option("The run folder (overrides output.dir). Default: <output model's stem>-run/ beside it.")
+@dataset_location_option("tune")
+@option(
     "--quant-format",
+    aliases=("--quant_format",),
     type=click.Choice([fmt.value for fmt in QuantFormat]),
     help="Overrides quantization.format (the flag of INC's examples).",
 )
-@click.option(
-    "--batch_size",
+@option(
     "--batch-size",
+    aliases=("--batch_size",),
     type=click.IntRange(min=1),
     help="Overrides calibration.batch_size and evaluation.batch_size (the flag of INC's examples).",
 )
@@ -54,9 +56,10 @@ SUMMARY_NAME = "tuning_summary.json"  # what the pipeline writes into output.dir
 def tune(
     config_path: Path | None,
     assignments: tuple[str, ...],
-    input_model: Path | None,
+    model: Path | None,
     input_sha256: str | None,
     output_model: Path | None,
+    run_dir: Path | None,
     dataset_location: Path | None,
     quant_format: str | None,
     batch_size: int | None,
@@ -68,15 +71,23 @@ def tune(
     every candidate timed against fp32 in one interleaved measurement. Every candidate is listed.
     The int8 model carries its preprocessing, the source model's sha256, the config hash, the
     measured fp32/int8 top-1 accuracy and the onnxruntime session options in its metadata_props.
+
+    \b
+    Examples:
+      mnist-tuning tune -o my-int8.onnx     (run folder: my-int8-run/)
+      mnist-tuning tune -m model.onnx -o model-int8.onnx -c my.yaml
+      mnist-tuning tune -o my-int8.onnx --set tuning.max_trials=5
+    INC's example flags (--input_model, --output_model, ...) work too.
     """
     console = current_console()
     config = build_config(
         config_path,
         assignments,
         **{
-            "model.path": input_model,
+            "model.path": model,
             "model.sha256": input_sha256,
             "output.model": output_model,
+            "output.dir": run_dir,
             "dataset.root": dataset_location,
             "quantization.format": quant_format,
             "calibration.batch_size": batch_size,

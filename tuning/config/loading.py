@@ -36,12 +36,14 @@ LIST_PATH_KEYS = frozenset({"benchmark.reference_models"})  # the one path key h
 Overrides = dict[str, Any]
 
 
-def load_config(path: Path | None, overrides: Overrides | None = None) -> PipelineConfig:
+def load_config(path: Path | None, overrides: Overrides | None = None, writes_outputs: bool = True) -> PipelineConfig:
     """Read ``path`` (or only the defaults when None), apply dotted-key overrides, validate.
 
     Paths from the file (and the defaults it leaves out) resolve against its folder; overrides stay as
     given. ``model.url``/``model.sha256`` describe the file's ``model.path``: when an override points
-    ``model.path`` at another file, they are dropped unless overridden too (``--input_sha256``).
+    ``model.path`` at another file, they are dropped unless overridden too (``--input-sha256``).
+    ``writes_outputs`` False: the caller only reads ``output.model`` (``report -o``, ``gate -o``), so it may be
+    one of the inputs (the zoo's int8 model reported as the int8 model).
     """
     source = str(path) if path is not None else "<defaults>"
     raw: dict[str, Any] = {} if path is None else _read_yaml(path)
@@ -59,7 +61,8 @@ def load_config(path: Path | None, overrides: Overrides | None = None) -> Pipeli
         config = PipelineConfig.model_validate(raw)
     except ValidationError as exc:
         raise ConfigError(f"{source}: {_describe(exc)}") from None
-    _check_outputs_are_not_inputs(config, [] if path is None else [("the config file", Path(path))], source)
+    if writes_outputs:
+        _check_outputs_are_not_inputs(config, [] if path is None else [("the config file", Path(path))], source)
     return config
 
 
@@ -88,7 +91,7 @@ def _check_outputs_are_not_inputs(config: PipelineConfig, extra_inputs: list[tup
         ("output.dir/tuning_summary.json", config.output.dir and config.output.dir / "tuning_summary.json"),
     ]
     inputs = [("model.path", config.model.path), *extra_inputs]
-    # Unset paths (no model.path yet: --input_model will give it) have nothing to clash with.
+    # Unset paths (no model.path yet: -m/--model will give it) have nothing to clash with.
     outputs = [(name, path) for name, path in outputs if path is not None]
     inputs = [(name, path) for name, path in inputs if path is not None]
     inputs += [(f"benchmark.reference_models[{i}]", p) for i, p in enumerate(config.benchmark.reference_models)]

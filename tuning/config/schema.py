@@ -71,7 +71,7 @@ SHIPPED_CONFIG = Path(__file__).resolve().parents[2] / "configs" / "mnist.yaml"
 
 
 class ModelSection(_Section):
-    # The float model; None: given on the command line (--input_model). url and sha256 describe this file:
+    # The float model; None: given on the command line (-m/--model). url and sha256 describe this file:
     # an override of path to another file drops them unless they are overridden too (load_config).
     path: Path | None = None
     url: str | None = None  # where `fetch` downloads path from when it is missing; None: never download
@@ -197,6 +197,8 @@ class BenchmarkSection(_TimingSection):
     # anything is allocated (onnxruntime's intermediate tensors need several times more on top).
     max_batch_bytes: _int_range(1, 2**40) = 32 * 1024 * 1024
     reference_models: tuple[Path, ...] = ()  # further models to compare in reports
+    # report: also NNCF's int8 model of the float model, same calibration images (needs the nncf extra)
+    nncf_reference: bool = False
     # Every model is measured on each, interleaved in one run; its accuracy too, against onnxruntime's.
     runtimes: Annotated[tuple[Runtime, ...], Field(min_length=1, max_length=len(Runtime))] = (Runtime.ONNXRUNTIME,)
 
@@ -265,7 +267,7 @@ class PipelineConfig(_Section):
         section, name = key.split(".")
         value = getattr(getattr(self, section), name)
         if value is None:
-            hint = "pass --input_model or set model.path" if key == "model.path" else "set it, or model.path"
+            hint = "pass -m/--model or set model.path" if key == "model.path" else "set it, or model.path"
             raise ConfigError(f"{key}: not set; {hint}")
         return value
 

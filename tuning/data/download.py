@@ -1,7 +1,7 @@
 """A dataset's IDX archives downloaded into the user cache, for ``dataset.root: null``.
 
 That is an installed copy's default outside the clone (tuning/config/shipped.py); a configured folder
-(``dataset.root``, ``--dataset_location``) is only ever read. The cache is
+(``dataset.root``, ``--dataset-location``) is only ever read. The cache is
 ``$XDG_CACHE_HOME/mnist-int8-tuning/datasets/<name>/raw/`` (``~/.cache`` when ``XDG_CACHE_HOME`` is unset or
 not absolute, as the XDG base directory specification says), torchvision's layout. An archive is downloaded
 only when a split needs it and no copy of it (gzipped or extracted) is there, from ``dataset.download_url``
@@ -81,5 +81,5 @@ def manual_steps(name: str, files: list[str], base: str | None) -> str:
     source = f" from {base.rstrip('/')}/" if base else ""
     return (
         f"offline? download {', '.join(files)}{source} into {cache_folder(name)}/ yourself, "
-        f"or pass --dataset_location FOLDER (dataset.root) holding {name}/raw/ with them"
+        f"or pass --dataset-location FOLDER (dataset.root) holding {name}/raw/ with them"
     )

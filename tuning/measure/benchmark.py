@@ -21,7 +21,9 @@ spread is the range of the per-set values; a ratio between two models is a paire
 confidence interval, widened by the reference's noise floor (:mod:`tuning.measure.statistics`).
 
 Models with a fixed batch dimension (the zoo's) are measured above batch 1 through a verified
-batch-capable copy (:mod:`tuning.graph.rewrite`).
+batch-capable copy (:mod:`tuning.graph.rewrite`). On OpenVINO every model is compiled for the batch size
+it is timed at (static shapes, as benchmark_app's ``-shape``: a dynamic batch compiles to slower kernels);
+onnxruntime runs each graph's own shapes, as it always did.
 """
 
 from __future__ import annotations
@@ -29,7 +31,7 @@ from __future__ import annotations
 import gc
 import json
 import math
-from collections.abc import Mapping, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -55,10 +57,12 @@ from tuning.measure.runtimes import (
     Runner,
     SessionSettings,
     conditions_phrase,
+    is_openvino,
     open_runner,
     thread_warning,
 )
-from tuning.measure.statistics import Interval, paired_time_ratio
+from tuning.measure.statistics import Interval
+from tuning.measure.timings import Spread, Timing  # re-exported: the report reads them from here
 
 _DISTINCT_BATCHES = 100  # distinct input batches cycled through per model and batch size ...
 _CYCLED_IMAGES = 2048  # ... and at most this many images in them, bounded for memory
@@ -73,88 +77,6 @@ class BenchmarkTarget:
     model: onnx.ModelProto
     source: Path
     runtime: Runtime = Runtime.ONNXRUNTIME
-
-
-@dataclass(frozen=True)
-class Spread:
-    """An absolute figure (a p50, images/s) and the range of its per-session-set values."""
-
-    value: float
-    low: float
-    high: float
-
-    @classmethod
-    def of_rounds(cls, values: Sequence[float]) -> Spread:
-        return cls(float(np.median(values)), float(min(values)), float(max(values)))
-
-    @classmethod
-    def from_json(cls, document: Mapping[str, float]) -> Spread:
-        return cls(document["value"], document["min"], document["max"])
-
-    def to_json(self) -> dict[str, float]:
-        return {"value": self.value, "min": self.low, "max": self.high}
-
-
-@dataclass(frozen=True)
-class Timing:
-    """Per-call durations of one model at one batch size, per session set; call ``t`` of every model
-    measured together ran in the same turn ``t``."""
-
-    batch_size: int
-    warmup_runs: int  # untimed batches in each session set
-    rounds_ms: tuple[np.ndarray, ...] = field(repr=False, compare=False)
-
-    @property
-    def durations_ms(self) -> np.ndarray:
-        return np.concatenate(self.rounds_ms)
-
-    @property
-    def runs(self) -> int:
-        return sum(len(durations) for durations in self.rounds_ms)
-
-    def percentile(self, q: float) -> float:
-        return float(np.percentile(self.durations_ms, q))
-
-    @property
-    def p50(self) -> float:
-        return self.percentile(50)
-
-    @property
-    def p90(self) -> float:
-        return self.percentile(90)
-
-    @property
-    def p99(self) -> float:
-        return self.percentile(99)
-
-    @property
-    def mean(self) -> float:
-        return float(np.mean(self.durations_ms))
-
-    @property
-    def images_per_s(self) -> float:
-        return self.batch_size * 1000.0 / self.p50
-
-    @property
-    def latency_per_image_ms(self) -> float:
-        return self.p50 / self.batch_size
-
-    @property
-    def round_p50s(self) -> tuple[float, ...]:
-        return tuple(float(np.median(durations)) for durations in self.rounds_ms)
-
-    @property
-    def p50_spread(self) -> Spread:
-        return Spread(self.p50, min(self.round_p50s), max(self.round_p50s))
-
-    @property
-    def images_per_s_spread(self) -> Spread:
-        per_round = [self.batch_size * 1000.0 / p50 for p50 in self.round_p50s]
-        return Spread(self.images_per_s, min(per_round), max(per_round))
-
-    def time_ratio(self, reference: Timing, noise_floor: Interval | None = None) -> Interval:
-        """``time(self) / time(reference)`` (below 1: this model is faster), paired call by call."""
-        return paired_time_ratio(self.rounds_ms, reference.rounds_ms, noise_floor)
 
 
 @dataclass(frozen=True)
@@ -232,13 +154,31 @@ def _timed_models(target: BenchmarkTarget, images: np.ndarray) -> _Timed:
     return _Timed(target, target.model if spec.batch_dim == 1 else copy, copy)
 
 
-def _open(timed: _Timed, session: SessionSettings) -> tuple[Runner, Runner]:
-    """Fresh sessions of a target's latency and throughput models (one session when they are the same model)."""
+def _open(timed: _Timed, session: SessionSettings) -> tuple[Runner, Runner] | None:
+    """Fresh onnxruntime sessions of a target's latency and throughput models for a whole session set (one
+    session when they are the same model); None on OpenVINO, which compiles per batch size (:func:`_compiled`)."""
     target = timed.target
+    if is_openvino(target.runtime):
+        return None
     as_given = open_runner(timed.as_given, target.runtime, session, target.source)
     if timed.batched is timed.as_given:
         return as_given, as_given
     return as_given, open_runner(timed.batched, target.runtime, session, target.source)
+
+
+def _compiled(timed: _Timed, which: int, batch_size: int, session: SessionSettings) -> Runner:
+    """An OpenVINO compile of the step's model for ``batch_size`` alone (static shapes), as it is deployed."""
+    target = timed.target
+    model = timed.batched if which else timed.as_given
+    return open_runner(model, target.runtime, session, target.source, batch_size=batch_size)
+
+
+def _with_timed_shapes(conditions: dict[str, Any], shapes: dict[str, str]) -> dict[str, Any]:
+    """A runner's conditions with the shape of each timed batch size in place of the one compile's shape."""
+    if not shapes:
+        return conditions
+    kept = {key: value for key, value in conditions.items() if key not in ("input_shape", "static_batch")}
+    return kept | {"timed_input_shapes": shapes}
 
 
 def measure(
@@ -256,7 +196,9 @@ def measure(
     The first target on each runtime is that runtime's reference: a second session of it runs beside the
     others (:attr:`Performance.second_session`), and ratios against it are widened by that A/A pair's
     spread. Targets on different runtimes take turns like any others, so a ratio across runtimes is as
-    fair as one within a runtime. Sessions are opened anew for every set and closed after it.
+    fair as one within a runtime. Sessions are opened anew for every set and closed after it; OpenVINO
+    models are compiled anew for every batch size of the set, with that batch size as a static shape
+    (their conditions list each timed shape as ``timed_input_shapes``).
     """
     sizes = batch_sizes(settings) if throughput_batch_sizes is None else tuple(sorted(set(throughput_batch_sizes)))
     timed = {target.name: _timed_models(target, images) for target in targets}
@@ -268,14 +210,22 @@ def measure(
     plan = ([(1, 0)] if latency else []) + [(b, 1) for b in sizes]  # (batch size, 0: as given / 1: batched copy)
     per_set: dict[tuple[str, int], list[np.ndarray]] = {}
     conditions: dict[str, dict[str, Any]] = {}
+    shapes: dict[str, dict[str, str]] = {name: {} for name in every}  # OpenVINO's compiled shape per batch size
     with tqdm(total=settings.rounds * len(plan), desc=label, unit="step", disable=None, leave=False) as bar:
         for set_index in range(settings.rounds):
-            runners = {name: _open(models, session) for name, models in every.items()}
-            conditions = conditions or {name: pair[1 - int(latency)].conditions for name, pair in runners.items()}
+            opened = {name: _open(models, session) for name, models in every.items()}
             for step, (batch_size, which) in enumerate(plan):
                 bar.set_postfix_str(f"session set {set_index + 1}/{settings.rounds}, batch {batch_size}")
                 warmup, min_runs = runs_at_batch(settings, batch_size)
-                chosen = {name: pair[which] for name, pair in runners.items()}
+                chosen = {
+                    name: pair[which] if (pair := opened[name]) is not None else _compiled(every[name], which, batch_size, session)
+                    for name in every
+                }  # fmt: skip
+                if set_index == 0:
+                    for name, runner in chosen.items():
+                        conditions.setdefault(name, runner.conditions)
+                        if opened[name] is None:
+                            shapes[name][str(batch_size)] = runner.conditions["input_shape"]
                 durations = time_in_turns(
                     {name: runner.infer for name, runner in chosen.items()},
                     {name: _feeds(runner, images, batch_size) for name, runner in chosen.items()},
@@ -286,8 +236,10 @@ def measure(
                 for name, runs in durations.items():
                     per_set.setdefault((name, step), []).append(runs)
                 bar.update()
-            del runners, chosen
+                del chosen
+            del opened
             gc.collect()  # close this set's sessions before the next set's land in memory
+    conditions = {name: _with_timed_shapes(found, shapes[name]) for name, found in conditions.items()}
 
     def performance(name: str, second_session: Performance | None = None) -> Performance:
         timings = [
@@ -378,7 +330,7 @@ def run_benchmark(
     model_path = Path(model_path)
     model = load_model(model_path)
     spec = describe(model, model_path)
-    spec.require_batch_fits(batch_size, config.benchmark.max_batch_bytes, "--batch_size", model_path)
+    spec.require_batch_fits(batch_size, config.benchmark.max_batch_bytes, "--batch-size", model_path)
     evaluation = datasets.evaluation_images(config.dataset, config.evaluation.split, spec.sample_shape)
     check_classifier(model, spec, evaluation, len(datasets.class_names(config.dataset)), model_path)
     target = BenchmarkTarget(model_path.stem, model, model_path, runtime)
@@ -392,12 +344,11 @@ def run_benchmark(
         )
         if warning
     )
-    on = conditions_phrase(runner.conditions)
     if mode == "accuracy":
         accuracy = top1_accuracy(predict(runner, evaluation, batch_size), evaluation.labels)
         conditions = (
             f"Conditions: {len(evaluation):,} {config.dataset.name} {config.evaluation.split.value} images, "
-            f"preprocessing {json.dumps(config.preprocessing, sort_keys=True)}, {on}; "
+            f"preprocessing {json.dumps(config.preprocessing, sort_keys=True)}, {conditions_phrase(runner.conditions)}; "
             f"{capture_environment().summary()}"
         )
         return BenchmarkRun(batch_size, accuracy, None, conditions, runner.conditions, warnings)
@@ -408,9 +359,9 @@ def run_benchmark(
         latency=at_batch_1, throughput_batch_sizes=() if at_batch_1 else (batch_size,),
     )[target.name]  # fmt: skip
     timing = performance.latency or performance.throughput_at(batch_size)
-    conditions = (
-        f"Conditions: {on}; {timing.runs} timed batches in {timing_conditions(config.benchmark)}, "
-        f"latency = median batch time / batch size; {capture_environment().summary()}"
+    conditions = (  # the timed compiles' conditions: on OpenVINO, the static shape of the timed batch size
+        f"Conditions: {conditions_phrase(performance.conditions)}; {timing.runs} timed batches in "
+        f"{timing_conditions(config.benchmark)}, latency = median batch time / batch size; {capture_environment().summary()}"
     )
     return BenchmarkRun(batch_size, None, performance, conditions, performance.conditions, warnings)
 

@@ -42,15 +42,20 @@ class Interval:
         return Interval(1.0 / self.value, 1.0 / self.high, 1.0 / self.low, self.coverage)
 
     def excursion(self) -> float:
-        """How far the interval reaches from 1, relative: 0.03 for [0.97, 1.01]; the spread of an A/A pair."""
-        return max(self.high - 1.0, 1.0 - self.low, 0.0)
+        """How far the interval reaches from 1, as a factor less 1, the same either way: 0.0309 for
+        [0.97, 1.01] (1 / 0.97 = 1.0309); the spread of an A/A pair."""
+        return max(self.high, 1.0 / self.low, 1.0) - 1.0
 
     def widened(self, noise_floor: Interval | None) -> Interval:
-        """This interval widened on both sides by ``noise_floor``'s :meth:`excursion` (relative)."""
+        """This interval widened on both sides by the factor ``1 + noise_floor.excursion()``.
+
+        Ratios multiply, so the widening divides the low end and multiplies the high end: the bounds stay
+        positive however noisy the A/A pair (subtracting a 100 % excursion once made a negative bound), and
+        widening a ratio's inverse gives the inverse of the widened ratio."""
         if noise_floor is None:
             return self
-        spread = noise_floor.excursion()
-        return Interval(self.value, self.low * (1.0 - spread), self.high * (1.0 + spread), self.coverage)
+        factor = 1.0 + noise_floor.excursion()
+        return Interval(self.value, self.low / factor, self.high * factor, self.coverage)
 
     def below(self, bound: float) -> bool:
         """Wholly below ``bound``: every value the interval allows is smaller."""

@@ -20,6 +20,7 @@ from tuning.config.enums import PixelScale, Runtime
 from tuning.config.schema import PipelineConfig
 from tuning.data import datasets
 from tuning.errors import InputError
+from tuning.external.nncf_int8 import NncfReference
 from tuning.files import onnx_io
 from tuning.files.fetch import sha256_of
 from tuning.graph.nodes import Precision, node_precisions, op_type_counts
@@ -42,8 +43,10 @@ from tuning.report.numbers import ModelEntry, ModelResult, Report, Role, Runtime
 FLIP_PICTURES = 48  # flipped images drawn in the report; report.json lists all of them
 
 
-def build_report(config: PipelineConfig, entries: Sequence[ModelEntry], performance: bool) -> Report:
-    """Every number of the report; nothing is written."""
+def build_report(
+    config: PipelineConfig, entries: Sequence[ModelEntry], performance: bool, nncf: NncfReference | None = None
+) -> Report:
+    """Every number of the report; nothing is written. ``nncf``: how the NNCF reference among ``entries`` was made."""
     roles = [entry.role for entry in entries]
     if roles.count(Role.FLOAT) != 1 or roles.count(Role.INT8) != 1:
         raise InputError("a report needs exactly one float and one int8 model")
@@ -98,7 +101,7 @@ def build_report(config: PipelineConfig, entries: Sequence[ModelEntry], performa
         performances = benchmark.measure(targets, images[scales[0]], config.benchmark, SessionSettings.of(config))
         on_runtimes = {
             name: {
-                runtime: dataclasses.replace(result, performance=performances.get(_target_name(name, runtime)))
+                runtime: _with_performance(result, performances.get(_target_name(name, runtime)))
                 for runtime, result in by_runtime.items()
             }
             for name, by_runtime in on_runtimes.items()
@@ -140,7 +143,18 @@ def build_report(config: PipelineConfig, entries: Sequence[ModelEntry], performa
         flips=tuple(flips),
         flip_pixels=pixels[[flip.index for flip in flips[:FLIP_PICTURES]]],
         unavailable_runtimes=unavailable,
+        nncf_reference=nncf,
     )
+
+
+def _with_performance(result: RuntimeResult, performance: benchmark.Performance | None) -> RuntimeResult:
+    """``result`` with its timings; on OpenVINO its conditions also name the shape compiled per timed batch
+    size (``input_shape`` stays the accuracy run's: it predicts in its own batches, on the model's shapes)."""
+    if performance is None:
+        return result
+    timed = performance.conditions.get("timed_input_shapes")
+    conditions = result.conditions | ({"timed_input_shapes": timed} if timed else {})
+    return dataclasses.replace(result, performance=performance, conditions=conditions)
 
 
 def _target_name(model: str, runtime: Runtime) -> str:
@@ -193,7 +207,7 @@ def _load(entry: ModelEntry) -> onnx.ModelProto:
     if entry.role is Role.INT8 and not entry.path.is_file():
         raise InputError(
             f"{entry.path}: int8 model not found; produce it with run_tuning.sh (python -m tuning tune) "
-            "or pass --int8-model"
+            "or pass -o/--output-model"
         )
     return onnx_io.load_model(entry.path)
 

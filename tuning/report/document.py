@@ -77,6 +77,7 @@ def json_document(report: Report) -> dict[str, Any]:
             "pixel_scale": report.config.dataset.pixel_scale.value,
             "images": [flip.to_json() for flip in report.flips],
         },
+        "nncf_reference": None if report.nncf_reference is None else report.nncf_reference.to_json(),
     } | ({"tuning": report.tuning} if report.tuning is not None else {})
 
 

@@ -159,7 +159,9 @@ def conditions_section(report: Report) -> str:
             "`onnxruntime.InferenceSession(path)` gives; int8 models made by this pipeline record them in their "
             "metadata, `tuning.session_options.*`)",
             f"- Timing: {benchmark.timing_conditions(settings)}; latency at batch 1 on the model as given, "
-            f"throughput at batch sizes {sizes} on batch-capable copies (checked to give the original's outputs)",
+            f"throughput at batch sizes {sizes} on batch-capable copies (checked to give the original's outputs)"
+            + _shapes_note(report),
+            *([f"- {report.nncf_reference.sentence()}"] if report.nncf_reference else []),
             "- Models alternate call by call; throughput is batch size / median batch time; a figure pools every "
             "session set's calls (range in brackets: over the sets); a ratio is the median over session sets of the "
             "paired call-by-call ratios, in brackets its 95 % interval widened by the fp32 A/A pair (docs/measurement.md)",
@@ -168,6 +170,17 @@ def conditions_section(report: Report) -> str:
             *_runtime_conditions(report),
             "- Versions: " + ", ".join(f"{name} {version}" for name, version in env.versions.items()),
         ]
+    )
+
+
+def _shapes_note(report: Report) -> str:
+    """How OpenVINO's timed models were shaped, when any was timed: compiled per batch size, as deployed."""
+    if not report.performance_measured or all(runtime is Runtime.ONNXRUNTIME for runtime in report.measured_runtimes):
+        return ""
+    return (
+        "; OpenVINO compiles every model for each timed batch size (static shapes: `Model.reshape` before "
+        "`compile_model`, as benchmark_app's `-shape` does), onnxruntime runs each graph's own shapes; "
+        "accuracy runs on the model's own shapes"
     )
 
 

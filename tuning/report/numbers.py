@@ -19,6 +19,7 @@ import numpy as np
 from tuning.config.enums import PixelScale, Runtime
 from tuning.config.schema import PipelineConfig
 from tuning.errors import InputError
+from tuning.external.nncf_int8 import NncfReference
 from tuning.measure.benchmark import Performance
 from tuning.measure.environment import Environment, distribution_version
 from tuning.report.accuracy import Accuracy, Flip
@@ -145,6 +146,7 @@ class Report:
     class_names: tuple[str, ...] = ()  # the dataset's, in label order (torchvision's ``classes``)
     # Configured runtimes (benchmark.runtimes) that are not installed here, and why: not measured.
     unavailable_runtimes: dict[Runtime, str] = field(default_factory=dict)
+    nncf_reference: NncfReference | None = None  # how NNCF's int8 model among the references was made
 
     def class_label(self, label: int) -> str:
         """``label`` with its name when the dataset has one: ``9 Ankle boot``; MNIST's names are the digits."""
