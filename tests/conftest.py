@@ -14,6 +14,7 @@ from typing import Any
 
 import pytest
 import yaml
+from https_server import Certificate, make_certificate
 
 from tuning.config.loading import load_config
 from tuning.config.schema import PipelineConfig
@@ -60,6 +61,12 @@ def zoo_accuracy_report(default_run: tuple[PipelineConfig, TuningSummary], tmp_p
           "--set", f"output.dir={config.output.dir}", "--float-model", str(ROOT / "models" / "mnist-12.onnx"),
           "--int8-model", str(ROOT / "models" / "zoo-mnist-12-int8.onnx"), "--out-dir", str(out), "--skip-performance"])  # fmt: skip
     return out
+
+
+@pytest.fixture(scope="session")
+def certificate(tmp_path_factory: pytest.TempPathFactory) -> Certificate:
+    """The test session's certificate for 127.0.0.1 (tests/https_server.py); clients trust it through SSL_CERT_FILE."""
+    return make_certificate(tmp_path_factory.mktemp("tls"))
 
 
 def regzip(source: Path, target: Path) -> None:

@@ -1,19 +1,14 @@
 """ensure_file against a real HTTPS server on 127.0.0.1 that each test scripts.
 
-The server's certificate is made for the test session by the openssl command (self-signed, for
-127.0.0.1 and localhost); the client trusts it through SSL_CERT_FILE, which OpenSSL reads when
-Python builds its default context for a connection, as it would trust a company's CA. Plain http,
-which fetch allows to loopback only, has its own fixture.
+The server's certificate is the test session's (tests/https_server.py), which the client trusts through
+SSL_CERT_FILE. Plain http, which fetch allows to loopback only, has its own fixture.
 """
 
 from __future__ import annotations
 
 import hashlib
 import http.server
-import shutil
 import socket
-import ssl
-import subprocess
 import threading
 import time
 from collections.abc import Iterator
@@ -21,6 +16,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import pytest
+from https_server import Certificate, wrap_tls
 
 from tuning.errors import FetchError, InputError
 from tuning.files.fetch import ensure_file, sha256_of
@@ -60,28 +56,6 @@ class Server:
             return self.replies.pop(0) if len(self.replies) > 1 else self.replies[0]
 
 
-@dataclass(frozen=True)
-class Certificate:
-    cert: Path
-    key: Path
-
-
-@pytest.fixture(scope="session")
-def certificate(tmp_path_factory: pytest.TempPathFactory) -> Certificate:
-    """A self-signed certificate for 127.0.0.1 and localhost, valid for a day."""
-    openssl = shutil.which("openssl")
-    assert openssl, "the fetch tests need the openssl command (Debian: openssl) to make a test certificate"
-    folder = tmp_path_factory.mktemp("tls")
-    made = Certificate(folder / "cert.pem", folder / "key.pem")
-    subprocess.run(
-        [openssl, "req", "-x509", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:prime256v1", "-nodes",
-         "-keyout", str(made.key), "-out", str(made.cert), "-days", "1", "-subj", "/CN=127.0.0.1",
-         "-addext", "subjectAltName=IP:127.0.0.1,DNS:localhost"],
-        check=True, capture_output=True, timeout=60,
-    )  # fmt: skip
-    return made
-
-
 def serve(state: Server, scheme: str, certificate: Certificate | None = None) -> Iterator[Server]:
     """Run a scripted server for ``state`` until the test ends."""
 
@@ -113,10 +87,7 @@ def serve(state: Server, scheme: str, certificate: Certificate | None = None) ->
 
     httpd = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
     if certificate is not None:
-        context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
-        context.load_cert_chain(certificate.cert, certificate.key)
-        # The handshake runs in each request's thread, so a client refusing the certificate cannot stall the server.
-        httpd.socket = context.wrap_socket(httpd.socket, server_side=True, do_handshake_on_connect=False)
+        wrap_tls(httpd, certificate)
     # A short poll interval keeps shutdown() from adding 0.5 s to every test.
     thread = threading.Thread(
         target=httpd.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True

@@ -88,15 +88,7 @@ def run_tuning(
         # INC's onnxruntime adaptor writes <workspace>/Optimized_model.onnx and reads it back: ranks sharing
         # one workspace read each other's. Each rank gets its own, with its own inc.log.
         workspace = workspace / f"rank{world.rank}"
-    # Only rank 0 writes outputs; a worker writes nothing but INC's scratch in its workspace.
     summary_path = output_dir / "tuning_summary.json"
-    if world.rank == 0:
-        prepare_output_dir(output_model.parent)
-        for output in (output_model, summary_path):  # what a run killed while writing them left
-            remove_stale_temporaries(output)
-    prepare_scratch_dir(workspace)
-    route_inc_logs(workspace / "inc.log", echo_to_console=verbose and world.rank == 0)
-
     say(f"tune: reading {source_file}")
     source_path = fetch.ensure_file(
         source_file,
@@ -109,7 +101,7 @@ def run_tuning(
     model = onnx_io.load_model(source_path, max_bytes=config.model.max_bytes)
     spec = onnx_io.describe(model, source_path)
 
-    say(f"tune: loading {config.dataset.name} from {config.dataset.root}")
+    say(f"tune: loading {config.dataset.name} from {datasets.describe_root(config.dataset)}")
     calibration = datasets.calibration_images(config.dataset, config.calibration, spec.sample_shape)
     evaluation = datasets.evaluation_images(config.dataset, config.evaluation.split, spec.sample_shape)
     check_classifier(model, spec, evaluation, len(datasets.class_names(config.dataset)), source_path)
@@ -124,6 +116,15 @@ def run_tuning(
     # runs at any batch size, and the fp32 baseline and every candidate are scored at evaluation.batch_size.
     batch_model = rewrite.batch_capable_copy(model, source_path)
     verify_batch_copy(model, batch_model, evaluation.images, source_path)
+
+    # The run folder gets INC's workspace only now: a missing or bad input leaves no folder beside the model.
+    # Only rank 0 writes outputs; a worker writes nothing but INC's scratch in its workspace.
+    if world.rank == 0:
+        prepare_output_dir(output_model.parent)
+        for output in (output_model, summary_path):  # what a run killed while writing them left
+            remove_stale_temporaries(output)
+    prepare_scratch_dir(workspace)
+    route_inc_logs(workspace / "inc.log", echo_to_console=verbose and world.rank == 0)
 
     say(
         f"tune: quantizing with INC, objective {config.tuning.objective.value}: {len(calibration)} calibration "

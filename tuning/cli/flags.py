@@ -77,7 +77,8 @@ config_option = option(
     envvar=f"{ENV_PREFIX}_CONFIG",
     show_envvar=True,
     help="The YAML config; every key and its default: docs/configuration.md. Default: the project's "
-    "configs/mnist.yaml (an installed package without that folder: the built-in defaults).",
+    "configs/mnist.yaml (an installed package outside the clone: its own copy, with MNIST from the user cache "
+    "and the output model in the current folder).",
 )
 set_option = option(
     "--set",

@@ -16,13 +16,13 @@ from typing import Any, Callable
 import click
 
 from tuning.config.loading import load_config, output_input_clashes, parse_override
-from tuning.config.schema import SHIPPED_CONFIG, PipelineConfig
+from tuning.config.schema import PipelineConfig
+from tuning.config.shipped import default_config, installed_overrides
 from tuning.errors import ConfigError
 from tuning.files.inputs import same_file
 from tuning.files.locks import check_writable, output_locks
 from tuning.files.paths import user_path
 
-DEFAULT_CONFIG = SHIPPED_CONFIG
 # Every option's environment variable starts with it (tuning.cli.flags names them).
 ENV_PREFIX = "MNIST_TUNING"
 
@@ -171,10 +171,8 @@ def current_console(json_output: bool = False) -> Console:
 
 
 def config_file(config_path: Path | None) -> Path | None:
-    """The config file a command reads: ``--config``, else the shipped one if the package has it."""
-    if config_path is None and DEFAULT_CONFIG.is_file():
-        return DEFAULT_CONFIG
-    return config_path
+    """The config file a command reads: ``--config``, else the shipped one (tuning/config/shipped.py)."""
+    return default_config() if config_path is None else config_path
 
 
 def build_config(
@@ -184,9 +182,11 @@ def build_config(
 
     ``writes_outputs`` False for the commands that read ``output.model`` rather than write it (report, gate).
     """
-    overrides = dict(parse_override(assignment) for assignment in assignments)
+    path = config_file(config_path)
+    overrides = installed_overrides(path)
+    overrides.update(parse_override(assignment) for assignment in assignments)
     overrides.update({key: value for key, value in flag_overrides.items() if value is not None})
-    return load_config(config_file(config_path), overrides, writes_outputs=writes_outputs)
+    return load_config(path, overrides, writes_outputs=writes_outputs)
 
 
 Named = Sequence[tuple[str, "Path | None"]]

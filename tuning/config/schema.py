@@ -85,7 +85,14 @@ class ModelSection(_Section):
 
 class DatasetSection(_Section):
     name: str = "MNIST"  # a torchvision.datasets class reading 28x28 IDX files (MNIST, FashionMNIST, KMNIST)
-    root: Path = Path("data")
+    # Holds <name>/raw/ or the IDX files; nothing is ever downloaded into it. None: the user cache
+    # ($XDG_CACHE_HOME/mnist-int8-tuning/datasets), where a missing archive is downloaded (tuning/data/download.py).
+    root: Path | None = Path("data")
+    # Where the archives are downloaded from into the cache: a folder URL (https; http only to localhost)
+    # holding <file>.gz. None: the https mirror torchvision's dataset class lists.
+    download_url: str | None = None
+    # Wall-clock limit of one archive's download, retries included.
+    download_timeout_s: _int_range(1, 24 * 3600) = DOWNLOAD_DEADLINE_S
     pixel_scale: PixelScale = PixelScale.UNIT
     # Bounds keep (pixel - mean) / std finite in float32 for every pixel scale.
     mean: _float_range(-1e6, 1e6) = 0.0

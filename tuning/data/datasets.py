@@ -2,9 +2,10 @@
 
 The IDX files are read and checked on their decompressed content by tuning/data/idx.py, gzipped
 or extracted, from ``<root>/<name>/raw/`` or from ``root`` itself; torchvision's dataset class
-names the files, the classes and the original archives' md5 sums. Nothing is written and no
-download is ever attempted. Images are preprocessed once, as a whole array, into the model's
-per-sample input shape.
+names the files, the classes and the original archives' md5 sums. Nothing is written into a
+configured root; ``dataset.root: null`` reads the user cache, where tuning/data/download.py downloads
+an archive a split needs that is not there yet. Images are preprocessed once, as a whole array, into
+the model's per-sample input shape.
 """
 
 from __future__ import annotations
@@ -17,7 +18,7 @@ import numpy as np
 
 from tuning.config.enums import Split
 from tuning.config.schema import CalibrationSection, DatasetSection
-from tuning.data import idx
+from tuning.data import download, idx
 from tuning.data.torchvision_shim import torchvision_datasets
 from tuning.errors import ConfigError, InputError
 
@@ -54,8 +55,8 @@ def load_pixels(dataset: DatasetSection, split: Split) -> tuple[np.ndarray, np.n
     dataset_class = _dataset_class(dataset.name)
     folder = raw_folder(dataset)
     prefix = "train" if split is Split.TRAIN else "t10k"
-    images_path, images_content = idx.read_verified(folder, _idx_file(dataset_class, f"{prefix}-images-idx3-ubyte"))
-    labels_path, labels_content = idx.read_verified(folder, _idx_file(dataset_class, f"{prefix}-labels-idx1-ubyte"))
+    images_path, images_content = _read(dataset, dataset_class, folder, f"{prefix}-images-idx3-ubyte")
+    labels_path, labels_content = _read(dataset, dataset_class, folder, f"{prefix}-labels-idx1-ubyte")
     pixels = idx.parse_images(images_content, images_path)
     labels = idx.parse_labels(labels_content, labels_path, len(dataset_class.classes))
     if len(pixels) != len(labels):
@@ -69,7 +70,10 @@ def class_names(dataset: DatasetSection) -> list[str]:
 
 
 def raw_folder(dataset: DatasetSection) -> Path:
-    """``<root>/<name>/raw`` (torchvision's layout) when it exists, else ``root`` itself holds the files."""
+    """``<root>/<name>/raw`` (torchvision's layout) when it exists, else ``root`` itself holds the files;
+    for ``root: null``, the cache's folder of the dataset (tuning/data/download.py)."""
+    if dataset.root is None:
+        return download.cache_folder(dataset.name)
     root = Path(dataset.root)
     if not root.is_dir():
         raise InputError(
@@ -131,6 +135,19 @@ def _is_idx_dataset(candidate: object, base: type) -> bool:
         and isinstance(resources, list)
         and all(isinstance(item, tuple) and str(item[0]).endswith(".gz") for item in resources)
     )
+
+
+def describe_root(dataset: DatasetSection) -> str:
+    """Where the dataset is read from, for progress lines."""
+    return str(dataset.root) if dataset.root is not None else f"the cache {download.cache_root()}"
+
+
+def _read(dataset: DatasetSection, dataset_class: type, folder: Path, name: str) -> tuple[Path, bytes]:
+    spec = _idx_file(dataset_class, name)
+    if dataset.root is None:
+        files = [str(archive) for archive, _ in dataset_class.resources]
+        download.ensure_archive(dataset, spec, list(dataset_class.mirrors), files)
+    return idx.read_verified(folder, spec)
 
 
 def _idx_file(dataset_class: type, name: str) -> idx.IdxFile:

@@ -1,6 +1,7 @@
 """Fetch the model file once, verified by sha256, and never trust an unverified copy.
 
-A download is written through ``atomic_output``: only a complete body whose hash
+A download (:func:`download`; the model's through :func:`ensure_file`, a dataset's archives through
+tuning/data/download.py) is written through ``atomic_output``: only a complete body whose hash
 matches is renamed into place, so an interrupted or wrong download leaves nothing.
 Every download is bounded: in bytes (``model.max_bytes``), in time per read (``timeout_s``)
 and in wall-clock time as a whole, retries included (``model.download_timeout_s``), so a
@@ -18,6 +19,7 @@ import time
 import urllib.error
 import urllib.request
 from collections.abc import Callable
+from dataclasses import dataclass
 from pathlib import Path
 from urllib.parse import urlsplit
 
@@ -30,6 +32,18 @@ _CHUNK = 64 * 1024
 _LOOPBACK_HOSTS = frozenset({"127.0.0.1", "::1", "localhost"})
 _REASON_CHARS = 200  # a server's status line or error text, quoted in retry lines and the error
 READ_TIMEOUT_S = 30.0  # the longest wait for one read (README: "30 s per read")
+
+
+@dataclass(frozen=True)
+class Keys:
+    """What a download's error lines name: the settings that bound it, and what to check when its hash is wrong."""
+
+    max_bytes: str = "model.max_bytes"
+    deadline: str = "model.download_timeout_s"
+    wrong_hash_hint: str = "check model.url and model.sha256"
+
+
+MODEL_KEYS = Keys()
 
 
 class _Retryable(Exception):
@@ -105,8 +119,18 @@ class _DeadlinePassed(Exception):
     """The whole download took longer than its wall-clock limit."""
 
 
+@dataclass(frozen=True)
+class _Expected:
+    """What the body must be: its hash, its largest size, and the keys the error lines name."""
+
+    digest: str
+    algorithm: str
+    max_bytes: int
+    keys: Keys
+
+
 def _attempt(
-    url: str, dest: Path, sha256: str, timeout_s: float, max_bytes: int, deadline: float, clock: Callable[[], float]
+    url: str, dest: Path, expected: _Expected, timeout_s: float, deadline: float, clock: Callable[[], float]
 ) -> None:
     """Download once into place; raise _Retryable for failures worth another try.
 
@@ -131,9 +155,10 @@ def _attempt(
             length_header = (response.headers.get("Content-Length") or "").strip()
             # ASCII digits only: str.isdigit() also accepts "²", which int() refuses.
             expected_len = int(length_header) if length_header.isascii() and length_header.isdigit() else None
+            max_bytes, keys = expected.max_bytes, expected.keys
             if expected_len is not None and expected_len > max_bytes:
-                raise FetchError(f"{url}: response is {expected_len} bytes, more than model.max_bytes ({max_bytes})")
-            digest = hashlib.sha256()
+                raise FetchError(f"{url}: response is {expected_len} bytes, more than {keys.max_bytes} ({max_bytes})")
+            digest = hashlib.new(expected.algorithm)
             received = 0
             with open(tmp, "wb") as handle:
                 while True:
@@ -147,7 +172,7 @@ def _attempt(
                         break
                     received += len(chunk)
                     if received > max_bytes:
-                        raise FetchError(f"{url}: response exceeds model.max_bytes ({max_bytes} bytes)")
+                        raise FetchError(f"{url}: response exceeds {keys.max_bytes} ({max_bytes} bytes)")
                     digest.update(chunk)
                     handle.write(chunk)
                 # http.client returns a short body without complaint; the length is our only check.
@@ -157,10 +182,10 @@ def _attempt(
                 os.fsync(handle.fileno())
 
         got = digest.hexdigest()
-        if got != sha256:
+        if got != expected.digest:
             raise FetchError(
-                f"{url}: downloaded file has the wrong sha256 (expected {sha256}, got {got}); "
-                "check model.url and model.sha256"
+                f"{url}: downloaded file has the wrong {expected.algorithm} (expected {expected.digest}, got {got}); "
+                f"{keys.wrong_hash_hint}"
             )
 
 
@@ -209,15 +234,39 @@ def ensure_file(
             f"{dest}: model file not found and model.sha256 is not set; "
             f"refusing to download {one_line(url, _REASON_CHARS)} unverified (set model.sha256)"
         )
+    return download(
+        url, dest, expected, max_bytes=max_bytes, deadline_s=deadline_s, timeout_s=timeout_s, retries=retries,
+        backoff_s=backoff_s, sleep=sleep, clock=clock,
+    )  # fmt: skip
+
+
+def download(
+    url: str,
+    dest: Path,
+    digest: str,
+    *,
+    algorithm: str = "sha256",
+    max_bytes: int = MODEL_MAX_BYTES,
+    deadline_s: float = DOWNLOAD_DEADLINE_S,
+    keys: Keys = MODEL_KEYS,
+    timeout_s: float = READ_TIMEOUT_S,
+    retries: int = 3,
+    backoff_s: float = 1.0,
+    sleep: Callable[[float], None] = time.sleep,
+    clock: Callable[[], float] = time.monotonic,
+) -> Path:
+    """Download ``url`` into ``dest``, in place only once its ``algorithm`` hash is ``digest``; see :func:`ensure_file`
+    for the bounds and the retries. ``keys`` names the settings the error lines mention."""
     _check_url(url)
     shown_url = one_line(url, _REASON_CHARS)
+    expected = _Expected(digest.strip().lower(), algorithm, max_bytes, keys)
 
     deadline = clock() + deadline_s
     attempts = max(1, retries)
     reason = ""
     for attempt in range(1, attempts + 1):
         try:
-            _attempt(url, dest, expected, timeout_s, max_bytes, deadline, clock)
+            _attempt(url, dest, expected, timeout_s, deadline, clock)
             return dest
         except _Retryable as exc:
             reason = str(exc)
@@ -225,7 +274,7 @@ def ensure_file(
             reason = str(exc)
         if clock() >= deadline:
             raise FetchError(
-                f"{shown_url}: download not finished within model.download_timeout_s ({deadline_s:g} s; {reason})"
+                f"{shown_url}: download not finished within {keys.deadline} ({deadline_s:g} s; {reason})"
             )
         if attempt < attempts:
             delay = backoff_s * 2 ** (attempt - 1)
