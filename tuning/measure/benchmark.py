@@ -50,7 +50,7 @@ from tuning.measure.evaluate import (
     top1_accuracy,
     verify_batch_copy,
 )
-from tuning.measure.paired import MIN_CALLS, time_in_turns
+from tuning.measure.paired import MIN_CALLS, existing_objects_frozen, time_in_turns
 from tuning.measure.runtimes import (
     Runner,
     SessionSettings,
@@ -268,7 +268,10 @@ def measure(
     plan = ([(1, 0)] if latency else []) + [(b, 1) for b in sizes]  # (batch size, 0: as given / 1: batched copy)
     per_set: dict[tuple[str, int], list[np.ndarray]] = {}
     conditions: dict[str, dict[str, Any]] = {}
-    with tqdm(total=settings.rounds * len(plan), desc=label, unit="step", disable=None, leave=False) as bar:
+    with (
+        existing_objects_frozen(),
+        tqdm(total=settings.rounds * len(plan), desc=label, unit="step", disable=None, leave=False) as bar,
+    ):
         for set_index in range(settings.rounds):
             runners = {name: _open(models, session) for name, models in every.items()}
             conditions = conditions or {name: pair[1 - int(latency)].conditions for name, pair in runners.items()}
