@@ -44,12 +44,7 @@ from tuning.data import datasets
 from tuning.files.onnx_io import describe, load_model, preprocessing_warning
 from tuning.graph.rewrite import batch_capable_copy
 from tuning.measure.environment import capture_environment
-from tuning.measure.evaluate import (
-    check_classifier,
-    predict,
-    top1_accuracy,
-    verify_batch_copy,
-)
+from tuning.measure.evaluate import check_classifier, predict, top1_accuracy, verify_batch_copy
 from tuning.measure.paired import MIN_CALLS, existing_objects_frozen, time_in_turns
 from tuning.measure.runtimes import (
     Runner,
@@ -268,10 +263,8 @@ def measure(
     plan = ([(1, 0)] if latency else []) + [(b, 1) for b in sizes]  # (batch size, 0: as given / 1: batched copy)
     per_set: dict[tuple[str, int], list[np.ndarray]] = {}
     conditions: dict[str, dict[str, Any]] = {}
-    with (
-        existing_objects_frozen(),
-        tqdm(total=settings.rounds * len(plan), desc=label, unit="step", disable=None, leave=False) as bar,
-    ):
+    bar = tqdm(total=settings.rounds * len(plan), desc=label, unit="step", disable=None, leave=False)
+    with existing_objects_frozen(), bar:
         for set_index in range(settings.rounds):
             runners = {name: _open(models, session) for name, models in every.items()}
             conditions = conditions or {name: pair[1 - int(latency)].conditions for name, pair in runners.items()}
