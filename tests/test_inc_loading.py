@@ -75,3 +75,16 @@ def test_a_tuning_run_quantizes_without_importing_torch(tmp_path: Path) -> None:
     assert imported_after(code, cwd=tmp_path) == ["neural_compressor", "sklearn"]
     op_types = {node.op_type for node in onnx.load(str(output)).graph.node}
     assert {"QuantizeLinear", "DequantizeLinear"} <= op_types
+
+
+def test_inc_reads_its_onnxruntime_capabilities_as_the_pure_python_parser_does() -> None:
+    import yaml
+
+    from tuning.inc.loading import import_inc, safe_load_c
+
+    import_inc()
+    onnxrt = sys.modules["neural_compressor.adaptor.onnxrt"]
+    assert onnxrt.yaml.safe_load is safe_load_c  # what the adaptor calls in every fit()
+    capabilities = Path(onnxrt.__file__).with_name("onnxrt.yaml").read_text(encoding="utf-8")
+    parsed = safe_load_c(capabilities)
+    assert parsed == yaml.safe_load(capabilities) and len(parsed) > 1

@@ -17,12 +17,21 @@ imports of them find the placeholders. The placeholders are removed right after:
 one of them later gets the real module. Pinned to neural-compressor 3.7.1 (pyproject.toml);
 tests/test_inc_loading.py checks that the placeholders' names still exist in INC and that INC quantizes with
 them, and the real INC runs of the suite go through here.
+
+One more second goes to INC's onnxruntime adaptor, which parses its 20 kB capability file (``onnxrt.yaml``)
+anew for every ``fit()``, with PyYAML's pure-Python parser (50-100 ms each, 14 times on the shipped config).
+The adaptor module's ``yaml`` is given libyaml's safe loader instead, where PyYAML has it: the same
+constructors on a C parser, the same data (tests/test_inc_loading.py compares them) in a few milliseconds.
 """
 
 from __future__ import annotations
 
+import importlib
 import sys
 import types
+from typing import IO, Any
+
+import yaml
 
 # The module each placeholder stands for, and what the placeholder must define for INC's own imports of it
 # (``neural_compressor.model.model`` does ``from ...torch_model import *`` and names these three classes).
@@ -47,4 +56,11 @@ def import_inc() -> types.ModuleType:
         finally:
             for name in placed:
                 sys.modules.pop(name, None)
+    if yaml.__with_libyaml__:
+        importlib.import_module("neural_compressor.adaptor.onnxrt").yaml = types.SimpleNamespace(safe_load=safe_load_c)
     return sys.modules["neural_compressor"]
+
+
+def safe_load_c(stream: IO[str] | str) -> Any:
+    """``yaml.safe_load`` on libyaml's parser."""
+    return yaml.load(stream, Loader=yaml.CSafeLoader)
