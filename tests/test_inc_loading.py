@@ -1,4 +1,5 @@
-"""Start-up: the CLI imports neither INC nor torch until a command needs them, and INC comes without torch.
+"""Start-up and exit: the CLI imports neither INC nor torch until a command needs them, INC comes without torch,
+and the quick exit is still a Python exit.
 
 Each check runs in a fresh interpreter (this test process has imported everything long ago) and reads
 ``sys.modules`` there; none of them is timed.
@@ -88,3 +89,18 @@ def test_inc_reads_its_onnxruntime_capabilities_as_the_pure_python_parser_does()
     capabilities = Path(onnxrt.__file__).with_name("onnxrt.yaml").read_text(encoding="utf-8")
     parsed = safe_load_c(capabilities)
     assert parsed == yaml.safe_load(capabilities) and len(parsed) > 1
+
+
+def test_the_quick_exit_still_runs_atexit_handlers_and_keeps_the_exit_code() -> None:
+    """exit_flushed freezes the objects alive at exit out of the last collections; it must not skip Python's exit."""
+    code = (
+        "import atexit, sys\n"
+        "atexit.register(lambda: print('atexit handler ran', flush=True))\n"
+        "sys.argv = ['mnist-tuning', 'tune', '--no-such-flag']\n"
+        "from tuning.cli import run\n"
+        "run()\n"
+    )
+    result = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True, timeout=300)
+    assert result.returncode == 2, result.stderr[-2000:]
+    assert result.stdout.splitlines()[-1] == "atexit handler ran"
+    assert result.stderr.startswith("error: No such option '--no-such-flag'")
