@@ -1,4 +1,4 @@
-"""MNIST through torchvision: sizes, preprocessing per pixel scale, seeded calibration samples."""
+"""MNIST and its kin as torchvision declares them: sizes, preprocessing per pixel scale, seeded calibration samples."""
 
 from __future__ import annotations
 
@@ -9,19 +9,19 @@ from pathlib import Path
 import numpy as np
 import pytest
 from conftest import FASHION_MNIST_DEB, ROOT, regzip
+from torchvision_shim import torchvision_datasets
 
 from tuning.config.enums import PixelScale, Split
 from tuning.config.schema import CalibrationSection, DatasetSection
 from tuning.data.datasets import (
+    IDX_DATASETS,
     BatchLoader,
     LabelledImages,
-    _is_idx_dataset,
     calibration_images,
     class_names,
     evaluation_images,
     load_pixels,
 )
-from tuning.data.torchvision_shim import torchvision_datasets
 from tuning.errors import ConfigError, InputError
 
 pytestmark = pytest.mark.fast
@@ -131,27 +131,28 @@ def test_a_name_torchvision_does_not_have_lists_the_datasets_the_readme_names():
     )
 
 
-def test_an_idx_dataset_is_an_mnist_class_declaring_its_own_gz_resources():
-    TorchMNIST = torchvision_datasets().MNIST
+def test_the_dataset_table_is_torchvisions_idx_datasets():
+    """IDX_DATASETS spares the run importing torchvision (with torch); it must say what torchvision says."""
+    datasets = torchvision_datasets()
 
-    class Own(TorchMNIST):
-        resources = [("a-idx3-ubyte.gz", "0" * 32), ("b-idx1-ubyte.gz", "1" * 32)]
+    def declares_own_gz_resources(candidate: object) -> bool:  # MNIST's kin with archives of their own
+        resources = vars(candidate).get("resources") if isinstance(candidate, type) else None
+        return (
+            isinstance(candidate, type)
+            and issubclass(candidate, datasets.MNIST)
+            and isinstance(resources, list)
+            and all(isinstance(item, tuple) and str(item[0]).endswith(".gz") for item in resources)
+        )
 
-    class Inherited(TorchMNIST):
-        pass
-
-    class NotGzipped(TorchMNIST):
-        resources = [("a-idx3-ubyte.gz", "0" * 32), ("b-idx1-ubyte.zip", "1" * 32)]
-
-    class NotTuples(TorchMNIST):
-        resources = ["a-idx3-ubyte.gz"]
-
-    class NotMnist:
-        resources = [("a-idx3-ubyte.gz", "0" * 32)]
-
-    assert _is_idx_dataset(Own, TorchMNIST)
-    for other in (Inherited, NotGzipped, NotTuples, NotMnist, Own.resources, None):
-        assert not _is_idx_dataset(other, TorchMNIST), other
+    torchvision_idx = {name for name in dir(datasets) if declares_own_gz_resources(getattr(datasets, name))}
+    assert torchvision_idx == set(IDX_DATASETS)
+    for name, dataset in IDX_DATASETS.items():
+        torchvision_class = getattr(datasets, name)
+        assert dataset.name == name
+        assert [tuple(item) for item in torchvision_class.resources] == list(dataset.resources), name
+        assert list(torchvision_class.mirrors) == list(dataset.mirrors), name
+        assert list(torchvision_class.classes) == list(dataset.classes), name
+        assert class_names(DatasetSection(root=ROOT / "data", name=name)) == list(torchvision_class.classes)
 
 
 def test_a_missing_root_names_both_layouts(tmp_path: Path):

@@ -1,7 +1,7 @@
 """Data: labelled images for calibration and evaluation, read from IDX files.
 
-Owns: reading and verifying IDX files (``idx``), the datasets, their preprocessing and batch loaders
-(``datasets``), and the one place torchvision is imported (``torchvision_shim``).
+Owns: reading and verifying IDX files (``idx``), the datasets (torchvision's names, archives' md5 sums and
+classes, declared here without importing torchvision), their preprocessing and batch loaders (``datasets``).
 
 May import: ``tuning.errors``, ``tuning.files`` and ``tuning.config``.
 """

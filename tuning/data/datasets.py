@@ -1,11 +1,12 @@
 """Calibration and evaluation data from a torchvision IDX dataset (MNIST and its kin).
 
 The IDX files are read and checked on their decompressed content by tuning/data/idx.py, gzipped
-or extracted, from ``<root>/<name>/raw/`` or from ``root`` itself; torchvision's dataset class
-names the files, the classes and the original archives' md5 sums. Nothing is written into a
-configured root; ``dataset.root: null`` reads the user cache, where tuning/data/download.py downloads
-an archive a split needs that is not there yet. Images are preprocessed once, as a whole array, into
-the model's per-sample input shape.
+or extracted, from ``<root>/<name>/raw/`` or from ``root`` itself; :data:`IDX_DATASETS` names the
+files, the classes and the original archives' md5 sums as torchvision's dataset classes of the same
+names declare them (tests/test_data.py compares the two), so a run does not import torchvision and
+torch (over a second at start-up). Nothing is written into a configured root; ``dataset.root: null``
+reads the user cache, where tuning/data/download.py downloads an archive a split needs that is not there
+yet. Images are preprocessed once, as a whole array, into the model's per-sample input shape.
 """
 
 from __future__ import annotations
@@ -19,8 +20,67 @@ import numpy as np
 from tuning.config.enums import Split
 from tuning.config.schema import CalibrationSection, DatasetSection
 from tuning.data import download, idx
-from tuning.data.torchvision_shim import torchvision_datasets
 from tuning.errors import ConfigError, InputError
+
+
+@dataclass(frozen=True)
+class IdxDataset:
+    """What torchvision's class of this name declares: its download addresses, its archives with their md5
+    sums, its class names."""
+
+    name: str
+    mirrors: tuple[str, ...]  # base addresses, in torchvision's order of preference
+    resources: tuple[tuple[str, str], ...]  # (archive file name, md5 of the original archive)
+    classes: tuple[str, ...]  # in label order
+
+
+def _declared(
+    name: str, mirrors: tuple[str, ...], md5s: tuple[str, str, str, str], classes: tuple[str, ...]
+) -> IdxDataset:
+    files = ("train-images-idx3-ubyte", "train-labels-idx1-ubyte", "t10k-images-idx3-ubyte", "t10k-labels-idx1-ubyte")
+    return IdxDataset(name, mirrors, tuple((f"{file}.gz", md5) for file, md5 in zip(files, md5s)), classes)
+
+
+# torchvision 0.28's MNIST, FashionMNIST and KMNIST (``mirrors``, ``resources``, ``classes``): the IDX datasets of 28x28
+# images that declare their own archives (EMNIST and QMNIST do not); tests/test_data.py checks it is all of them.
+IDX_DATASETS: dict[str, IdxDataset] = {
+    dataset.name: dataset
+    for dataset in (
+        _declared(
+            "MNIST",
+            ("https://ossci-datasets.s3.amazonaws.com/mnist/", "http://yann.lecun.com/exdb/mnist/"),
+            (
+                "f68b3c2dcbeaaa9fbdd348bbdeb94873",
+                "d53e105ee54ea40749a09fcbcd1e9432",
+                "9fb629c4189551a2d022fa330f9573f3",
+                "ec29112dd5afa0611ce80d1b7f02629c",
+            ),
+            tuple(f"{digit} - {word}" for digit, word in enumerate("zero one two three four five six seven eight nine".split())),
+        ),
+        _declared(
+            "FashionMNIST",
+            ("http://fashion-mnist.s3-website.eu-central-1.amazonaws.com/",),
+            (
+                "8d4fb7e6c68d591d4c3dfef9ec88bf0d",
+                "25c81989df183df01b3e8a0aad5dffbe",
+                "bef4ecab320f06d8554ea6380940ec79",
+                "bb300cfdad3c16e7a12a480ee83cd310",
+            ),
+            ("T-shirt/top", "Trouser", "Pullover", "Dress", "Coat", "Sandal", "Shirt", "Sneaker", "Bag", "Ankle boot"),
+        ),
+        _declared(
+            "KMNIST",
+            ("http://codh.rois.ac.jp/kmnist/dataset/kmnist/",),
+            (
+                "bdb82020997e1d708af4cf47b453dcf7",
+                "e144d726b3acfaa3e44228e80efcd344",
+                "5c965bf0a639b31b8f53240b1b52f4d7",
+                "7320c461ea6c1c855c0b718fb2a4b134",
+            ),
+            ("o", "ki", "su", "tsu", "na", "ha", "ma", "ya", "re", "wo"),
+        ),
+    )
+}
 
 
 @dataclass(frozen=True)
@@ -52,13 +112,13 @@ class BatchLoader:
 
 def load_pixels(dataset: DatasetSection, split: Split) -> tuple[np.ndarray, np.ndarray]:
     """Raw uint8 images ``(N, H, W)`` and int64 labels of one split, verified on their content (tuning/data/idx.py)."""
-    dataset_class = _dataset_class(dataset.name)
+    declared = _idx_dataset(dataset.name)
     folder = raw_folder(dataset)
     prefix = "train" if split is Split.TRAIN else "t10k"
-    images_path, images_content = _read(dataset, dataset_class, folder, f"{prefix}-images-idx3-ubyte")
-    labels_path, labels_content = _read(dataset, dataset_class, folder, f"{prefix}-labels-idx1-ubyte")
+    images_path, images_content = _read(dataset, declared, folder, f"{prefix}-images-idx3-ubyte")
+    labels_path, labels_content = _read(dataset, declared, folder, f"{prefix}-labels-idx1-ubyte")
     pixels = idx.parse_images(images_content, images_path)
-    labels = idx.parse_labels(labels_content, labels_path, len(dataset_class.classes))
+    labels = idx.parse_labels(labels_content, labels_path, len(declared.classes))
     if len(pixels) != len(labels):
         raise InputError(f"{images_path}: {len(pixels)} images, but {labels_path.name} has {len(labels)} labels")
     return pixels, labels
@@ -66,7 +126,7 @@ def load_pixels(dataset: DatasetSection, split: Split) -> tuple[np.ndarray, np.n
 
 def class_names(dataset: DatasetSection) -> list[str]:
     """The dataset's class names in label order (torchvision's ``classes``), e.g. FashionMNIST's ``T-shirt/top``."""
-    return [str(name) for name in _dataset_class(dataset.name).classes]
+    return [str(name) for name in _idx_dataset(dataset.name).classes]
 
 
 def raw_folder(dataset: DatasetSection) -> Path:
@@ -117,24 +177,13 @@ def calibration_images(
     return LabelledImages(preprocess(pixels[chosen], dataset, sample_shape), labels[chosen])
 
 
-def _dataset_class(name: str) -> type:
-    datasets = torchvision_datasets()
-    dataset_class = getattr(datasets, name, None)
-    if not _is_idx_dataset(dataset_class, datasets.MNIST):
-        choices = sorted(n for n in dir(datasets) if _is_idx_dataset(getattr(datasets, n), datasets.MNIST))
-        raise ConfigError(f"dataset.name: expected a torchvision IDX dataset ({', '.join(choices)}), got {name!r}")
-    return dataset_class
-
-
-def _is_idx_dataset(candidate: object, base: type) -> bool:
-    """MNIST-like classes declaring their own ``resources`` as (file.gz, md5) pairs (not EMNIST, QMNIST)."""
-    resources = vars(candidate).get("resources") if isinstance(candidate, type) else None
-    return (
-        isinstance(candidate, type)
-        and issubclass(candidate, base)
-        and isinstance(resources, list)
-        and all(isinstance(item, tuple) and str(item[0]).endswith(".gz") for item in resources)
-    )
+def _idx_dataset(name: str) -> IdxDataset:
+    dataset = IDX_DATASETS.get(name)
+    if dataset is None:
+        raise ConfigError(
+            f"dataset.name: expected a torchvision IDX dataset ({', '.join(sorted(IDX_DATASETS))}), got {name!r}"
+        )
+    return dataset
 
 
 def describe_root(dataset: DatasetSection) -> str:
@@ -142,15 +191,15 @@ def describe_root(dataset: DatasetSection) -> str:
     return str(dataset.root) if dataset.root is not None else f"the cache {download.cache_root()}"
 
 
-def _read(dataset: DatasetSection, dataset_class: type, folder: Path, name: str) -> tuple[Path, bytes]:
-    spec = _idx_file(dataset_class, name)
+def _read(dataset: DatasetSection, declared: IdxDataset, folder: Path, name: str) -> tuple[Path, bytes]:
+    spec = _idx_file(declared, name)
     if dataset.root is None:
-        files = [str(archive) for archive, _ in dataset_class.resources]
-        download.ensure_archive(dataset, spec, list(dataset_class.mirrors), files)
+        files = [archive for archive, _ in declared.resources]
+        download.ensure_archive(dataset, spec, list(declared.mirrors), files)
     return idx.read_verified(folder, spec)
 
 
-def _idx_file(dataset_class: type, name: str) -> idx.IdxFile:
-    archive_md5 = dict(dataset_class.resources).get(f"{name}.gz")
-    content_sha256 = idx.CONTENT_SHA256.get(dataset_class.__name__, {}).get(name)
-    return idx.IdxFile(dataset_class.__name__, name, content_sha256, archive_md5)
+def _idx_file(dataset: IdxDataset, name: str) -> idx.IdxFile:
+    archive_md5 = dict(dataset.resources).get(f"{name}.gz")
+    content_sha256 = idx.CONTENT_SHA256.get(dataset.name, {}).get(name)
+    return idx.IdxFile(dataset.name, name, content_sha256, archive_md5)

@@ -22,6 +22,7 @@ from pathlib import Path
 from tuning.errors import OUTPUT_ERRNOS, OutputError, PipelineError, TuningError
 from tuning.files.signals import INTERRUPT_SIGNALS, interrupts_deferred
 from tuning.inc import distributed
+from tuning.inc.loading import import_inc
 
 
 @contextlib.contextmanager
@@ -143,6 +144,7 @@ def contained_inc_call(log_path: Path, timeout_s: int = 0) -> Iterator[IncCall]:
       interpreter then waits for that thread at exit, for a year.
     - Outside an MPI launch INC does not start MPI (:func:`_mpi_hidden_unless_launched`).
     """
+    import_inc()
     from neural_compressor.utils import logger as inc_logger
 
     call = IncCall(log_path)
@@ -209,6 +211,7 @@ class _LogFileHandler(logging.FileHandler):
 
 def route_inc_logs(log_path: Path, echo_to_console: bool) -> None:
     """Send INC's verbose log to a file in the run's folder; the console gets the summary only."""
+    import_inc()
     from neural_compressor.utils import logger as inc_logger
 
     log = inc_logger.Logger().get_logger()

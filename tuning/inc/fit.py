@@ -10,6 +10,7 @@ import onnx
 
 from tuning.errors import TuningError
 from tuning.inc.containment import contained_inc_call
+from tuning.inc.loading import import_inc
 
 
 def fit(
@@ -28,7 +29,9 @@ def fit(
     ``what`` names the call in errors ("during tuning", "making candidate 3 (...)"). An exception INC raised
     or swallowed becomes a TuningError, or the project's own error when the evaluation function raised it.
     """
+    import_inc()
     from neural_compressor import quantization, set_random_seed, set_workspace
+    from neural_compressor.model.onnx_model import ONNXModel
 
     workspace.mkdir(parents=True, exist_ok=True)
     set_workspace(str(workspace))
@@ -36,7 +39,11 @@ def fit(
     log_path = workspace / "inc.log"
     try:
         with contained_inc_call(log_path, timeout_s) as inc_call:
-            result = quantization.fit(model, inc_conf, calib_dataloader=calibration_loader, eval_func=eval_func)
+            # Wrapped as INC wraps an onnx.ModelProto, without INC's guessing of its framework, which imports
+            # torch to ask whether it is a torch module (a second or more) and opens an onnxruntime session.
+            result = quantization.fit(
+                ONNXModel(model), inc_conf, calib_dataloader=calibration_loader, eval_func=eval_func
+            )
     except Exception as exc:  # INC raises bare Exceptions of many kinds from deep inside its adaptors
         raise TuningError(f"INC failed {what}: {exc.__class__.__name__}: {exc}; INC's log: {log_path}") from None
     if result is None and (failure := inc_call.failure(what, model.ByteSize())) is not None:

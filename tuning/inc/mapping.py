@@ -24,6 +24,7 @@ from tuning.graph.nodes import (
     derived_node_names,
     source_precisions,
 )
+from tuning.inc.loading import import_inc
 
 FP32_ONLY = {"weight": {"dtype": ["fp32"]}, "activation": {"dtype": ["fp32"]}}
 
@@ -49,6 +50,7 @@ def inc_config(config: PipelineConfig, fp32_nodes: Sequence[str], candidate: Can
     gets them by name, since it matches ``op_type_dict`` against its own graph, where a Gemm is
     already a MatMul and an Add.
     """
+    import_inc()
     from neural_compressor.config import (
         AccuracyCriterion,
         PostTrainingQuantConfig,

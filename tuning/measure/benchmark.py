@@ -46,13 +46,8 @@ from tuning.data import datasets
 from tuning.files.onnx_io import describe, load_model, preprocessing_warning
 from tuning.graph.rewrite import batch_capable_copy
 from tuning.measure.environment import capture_environment
-from tuning.measure.evaluate import (
-    check_classifier,
-    predict,
-    top1_accuracy,
-    verify_batch_copy,
-)
-from tuning.measure.paired import MIN_CALLS, time_in_turns
+from tuning.measure.evaluate import check_classifier, predict, top1_accuracy, verify_batch_copy
+from tuning.measure.paired import MIN_CALLS, existing_objects_frozen, time_in_turns
 from tuning.measure.runtimes import (
     Runner,
     SessionSettings,
@@ -211,7 +206,8 @@ def measure(
     per_set: dict[tuple[str, int], list[np.ndarray]] = {}
     conditions: dict[str, dict[str, Any]] = {}
     shapes: dict[str, dict[str, str]] = {name: {} for name in every}  # OpenVINO's compiled shape per batch size
-    with tqdm(total=settings.rounds * len(plan), desc=label, unit="step", disable=None, leave=False) as bar:
+    bar = tqdm(total=settings.rounds * len(plan), desc=label, unit="step", disable=None, leave=False)
+    with existing_objects_frozen(), bar:
         for set_index in range(settings.rounds):
             opened = {name: _open(models, session) for name, models in every.items()}
             for step, (batch_size, which) in enumerate(plan):
