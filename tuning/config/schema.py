@@ -28,6 +28,7 @@ from tuning.config.enums import (
     Approach,
     CalibrationAlgorithm,
     CriterionKind,
+    LatencySearch,
     Objective,
     PixelScale,
     QuantFormat,
@@ -151,6 +152,8 @@ class LatencyMeasurementSection(_TimingSection):
     # What happens when the model to be written is significantly slower than fp32 (at batch 1 or at the
     # throughput batch); "cannot tell at this noise" is neither.
     if_slower_than_fp32: SlowerThanFp32 = SlowerThanFp32.WARN
+    # Which candidates are made: greedy (linear in the compute nodes) or the grid (quadratic); tuning/search/plan.py.
+    search: LatencySearch = LatencySearch.GREEDY
 
 
 class TuningSection(_Section):
