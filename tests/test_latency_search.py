@@ -90,7 +90,7 @@ def search(config, source_path: Path, int8_ms_by_position: list[float], say=lamb
 
 def latency_config(tmp_path, model, dataset_roots, **tuning):
     return config_for(
-        tmp_path, model, dataset_roots,
+        tmp_path, model, dataset_roots, quantization={"format": "QDQ"},
         tuning={"objective": "latency", "accuracy_criterion": {"kind": "relative", "tolerance": 0.05},
                 "latency": {"warmup": 1, "iterations": 1, "rounds": 2}, **tuning},
     )  # fmt: skip

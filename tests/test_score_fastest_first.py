@@ -1,4 +1,5 @@
-"""Objective latency scores its candidates fastest first and stops where none can win (score_fastest_first).
+"""Objective latency scores its candidates fastest first and stops where none can win (score_fastest_first,
+tuning/search/candidates.py).
 
 The candidates are real ONNX models built here with onnx.helper (a small MLP, tests/tiny_models.py)
 and scored by onnxruntime on images whose labels are the MLP's own predictions, computed a second
@@ -21,7 +22,8 @@ from onnx import numpy_helper
 from tiny_models import mlp
 
 from tuning.measure.runtimes import make_session
-from tuning.search.latency import SCREEN_FACTOR, score_fastest_first
+from tuning.search.candidates import score_fastest_first
+from tuning.search.timing import SCREEN_FACTOR
 from tuning.search.trials import Trial, record_trial
 
 pytestmark = pytest.mark.fast
@@ -74,7 +76,7 @@ class Evaluator:
 
 
 def unscored(index: int, same_model_as: int | None = None) -> Trial:
-    """A trial as make_candidates leaves it: how it was made, not yet scored."""
+    """A trial as Candidates.make leaves it: how it was made, not yet scored."""
     return Trial(
         index=index,
         accuracy=None,

@@ -10,8 +10,8 @@ scales, not the graph). With N compute nodes and F formats:
   the nodes whose fallback made the model faster, added one at a time fastest first (at most F x (N - 2)).
   The candidates are then scored fastest first. Only if none meets the accuracy criterion: (4) every node in
   int8 with each other calibration algorithm, and (5) per format, the nodes whose fallback raised accuracy
-  most, added one at a time until a candidate meets it (at most F x (N - 1)). At most about 4 x F x N
-  candidates, against the grid's F x A x N^2 / 2.
+  most, added one at a time until a candidate meets it (at most F x (N - 1)). At most F x (3N + A - 3)
+  candidates (:func:`greedy_upper_bound`), against the grid's F x A x (1 + N + N(N - 1) / 2).
 - ``grid``: every fallback set of none, one or two compute nodes x formats x calibration algorithms.
 
 A fallback set covering every compute node is never made (it would leave nothing in int8).
