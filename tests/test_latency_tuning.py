@@ -29,9 +29,9 @@ from tuning.measure import benchmark
 from tuning.measure.evaluate import AccuracyEvaluator
 from tuning.measure.runtimes import SessionSettings, make_session, open_runner
 from tuning.pipeline import run_tuning
-from tuning.search.choice import PREFERENCE
+from tuning.search.choice import PREFERENCE, preference
 from tuning.search.plan import candidate_grid, compute_nodes
-from tuning.search.timing import SCREEN_FACTOR
+from tuning.search.timing import MAX_FINALISTS, SCREEN_FACTOR
 
 # --- the grid --------------------------------------------------------------------------------------
 
@@ -103,17 +103,22 @@ def test_every_candidate_is_recorded(default_run):
     assert models["screened"] == models["distinct"] and models["timed"] == sum(t.latency_ratio is not None for t in trials[1:])
     passing = [t for t in trials[1:] if t.meets_criterion]
     best = min(t.screening_ratio for t in passing)
-    # Scored fastest first: a candidate is scored exactly when it is no slower than SCREEN_FACTOR x the fastest
-    # passing one; only the scored passing ones within that factor are timed in full.
+    # Scored fastest first: only candidates no slower than SCREEN_FACTOR x the fastest passing one are scored, and
+    # every one faster than the MAX_FINALISTS-th passing one is.
+    fastest = sorted(t.screening_ratio for t in passing)[:MAX_FINALISTS]
     for trial in trials[1:]:
-        scored = trial.screening_ratio <= SCREEN_FACTOR * best
-        assert (trial.accuracy is not None) == scored == (trial.meets_criterion is not None), trial
-        if scored:
-            assert 0 < trial.accuracy <= 1
+        assert (trial.accuracy is not None) == (trial.meets_criterion is not None), trial
+        if trial.accuracy is not None:
+            assert trial.screening_ratio <= SCREEN_FACTOR * best and 0 < trial.accuracy <= 1
+        if trial.screening_ratio <= fastest[-1]:
+            assert trial.accuracy is not None, trial
+    # Timed in full: the MAX_FINALISTS fastest passing ones by screening, and the most preferred passing one.
+    timed = {t.index for t in trials[1:] if t.latency_ratio is not None}
+    assert {t.index for t in passing if t.screening_ratio < fastest[-1]} <= timed
+    first = min(preference(t, 0)[:2] for t in passing)  # format, then fewer fp32 nodes (file sizes are not recorded)
+    assert any(preference(trials[index], 0)[:2] == first for index in timed) and len(timed) <= MAX_FINALISTS + 1
     for trial in passing:
-        finalist = trial.screening_ratio <= SCREEN_FACTOR * best
-        assert (trial.latency_ratio is not None) == finalist, trial
-        if finalist:
+        if trial.latency_ratio is not None:
             assert trial.latency_p50_ms > 0 and trial.throughput_images_per_s > 0
             assert len(trial.latency_ratio_rounds) == len(trial.throughput_ratio_rounds) == config.tuning.latency.rounds
             # The median of the session sets' ratios (of an even count: the geometric mean of the middle two).

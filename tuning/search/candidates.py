@@ -25,7 +25,8 @@ from tuning.inc.mapping import CandidateSpec, check_kept_in_fp32, fp32_requests,
 from tuning.measure import benchmark
 from tuning.measure.runtimes import SessionSettings
 from tuning.search.budget import Budget, StageRecord
-from tuning.search.timing import SCREEN_FACTOR, latency_settings, screen
+from tuning.search.choice import preference
+from tuning.search.timing import MAX_FINALISTS, SCREEN_FACTOR, latency_settings, screen
 from tuning.search.trials import Trial, record_trial
 
 # How a candidate was made: its own even when it made the same bytes as an earlier one.
@@ -169,11 +170,40 @@ class Candidates:
         return {index: model for index, model in self.models.items() if index not in self.unloadable and index in self.screening}
 
     def score_fastest_first(self) -> None:
-        """Score the loadable candidates fastest first while one can still win (:func:`score_fastest_first`)."""
-        self.trials = score_fastest_first(self.trials, self.loadable(), self.screening, self._evaluate, self.config, self.model)
+        """Score what the finalists (:meth:`finalists`) need: fastest first until MAX_FINALISTS pass
+        (:func:`score_fastest_first`), then, within SCREEN_FACTOR of the fastest passing one, in order of
+        preference until one passes (the most preferred candidate that could win)."""
+        loadable = self.loadable()
+        self.trials = score_fastest_first(
+            self.trials, loadable, self.screening, self._evaluate, self.config, self.model, enough=MAX_FINALISTS
+        )
+        for index in self._within():
+            if self.score(index).meets_criterion:
+                break
+        # Scores nothing more: the duplicates take their originals' results.
+        self.trials = score_fastest_first(self.trials, {}, self.screening, self._evaluate, self.config, self.model)
+
+    def _within(self) -> list[int]:
+        """Loadable candidates within SCREEN_FACTOR of the fastest passing one, in order of preference."""
+        passing = self.passing()
+        if not passing:
+            return []
+        limit = SCREEN_FACTOR * min(self.screening[index] for index in passing)
+        return sorted(
+            (index for index in self.loadable() if self.screening[index] <= limit),
+            key=lambda index: preference(self.trials[index], self.models[index].ByteSize()),
+        )
 
     def passing(self) -> list[int]:
         return [index for index in self.loadable() if self.trials[index].meets_criterion]
+
+    def finalists(self) -> list[int]:
+        """The passing candidates timed in full: the MAX_FINALISTS fastest by screening within SCREEN_FACTOR of
+        the fastest, and the most preferred passing one within it (the choice rule's first pick when nothing
+        is significantly faster than it)."""
+        within = [index for index in self._within() if self.trials[index].meets_criterion]
+        fastest = sorted(within, key=lambda index: (self.screening[index], index))[:MAX_FINALISTS]
+        return fastest + [index for index in within[:1] if index not in fastest]
 
     def final_trials(self) -> list[Trial]:
         """Every trial, each with its screening ratio and, where the runtime refused it, why."""
@@ -194,25 +224,30 @@ def score_fastest_first(
     evaluate: Callable[[onnx.ModelProto], float],
     config: PipelineConfig,
     source: onnx.ModelProto,
+    enough: int | None = None,
 ) -> list[Trial]:
     """Score the candidates' accuracy in order of their screening ratio, fastest first, while one can still win.
 
     Once the fastest passing candidate is known, a candidate more than SCREEN_FACTOR times slower in the
     screening round could not be timed further, let alone chosen: it and every slower one stay unscored
-    (accuracy None). A trial scored earlier keeps its accuracy (it is not scored twice). Duplicates take
-    their original's results.
+    (accuracy None). With ``enough``, scoring also stops once that many candidates pass. A trial scored
+    earlier keeps its accuracy (it is not scored twice). Duplicates take their original's results.
     """
     scored = list(trials)
     first_passing: float | None = None
+    passed = 0
     for index in sorted(models, key=lambda i: (screening[i], i)):
         if first_passing is not None and screening[index] > SCREEN_FACTOR * first_passing:
+            break
+        if enough is not None and passed >= enough:
             break
         if scored[index].accuracy is None:
             made = {field: getattr(scored[index], field) for field in _MADE_FIELDS}
             trial = record_trial(index, evaluate(models[index]), models[index], scored[:1], config, source)
             scored[index] = dataclasses.replace(trial, **made)
-        if scored[index].meets_criterion and first_passing is None:
-            first_passing = screening[index]
+        if scored[index].meets_criterion:
+            passed += 1
+            first_passing = screening[index] if first_passing is None else first_passing
     return [
         dataclasses.replace(
             scored[_original(trial)] if trial.same_model_as is not None else trial,

@@ -37,7 +37,7 @@ from tuning.search.budget import Budget
 from tuning.search.candidates import Candidates, Measure
 from tuning.search.choice import choose_fastest
 from tuning.search.plan import greedy_search, grid_search
-from tuning.search.timing import SCREEN_FACTOR, latency_settings, measurement_conditions, with_performance
+from tuning.search.timing import latency_settings, measurement_conditions, with_performance
 from tuning.search.trials import TuningOutcome, no_model_message
 
 
@@ -76,7 +76,6 @@ def quantize_for_latency(
         say(f"tune: warning: {cut}")
     runtime = config.deployment.runtime
     trials = candidates.final_trials()
-    screening = candidates.screening
     models = candidates.models
     if not candidates.loadable():
         first = next(iter(candidates.unloadable.values()), "no candidate was made")
@@ -86,8 +85,7 @@ def quantize_for_latency(
         raise TuningError(no_model_message(trials, workspace / "inc.log") + (f"; {cut}" if cut else ""))
     settings = latency_settings(config)
     session = SessionSettings.of(config)
-    best = min(screening[index] for index in passing)
-    finalists = {index: models[index] for index in passing if screening[index] <= SCREEN_FACTOR * best}
+    finalists = {index: models[index] for index in candidates.finalists()}
     targets = [benchmark.BenchmarkTarget("fp32", model, source, runtime)] + [
         benchmark.BenchmarkTarget(f"trial {index}", candidate, Path(f"<candidate trial {index} of {source}>"), runtime)
         for index, candidate in finalists.items()

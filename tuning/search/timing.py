@@ -25,6 +25,10 @@ from tuning.search.trials import Trial
 
 # Candidates slower than this times the best one in the screening set are not timed further (:func:`screen`).
 SCREEN_FACTOR = 1.25
+# Of the passing candidates within SCREEN_FACTOR, this many fastest by screening are timed in full, and the most
+# preferred one (tuning/search/choice.py) besides: the full timing costs the same per model, and on a CNN most
+# candidates screen within 1.25x of each other (a 5-conv CNN: 22 of 26), which made it the run's longest step.
+MAX_FINALISTS = 4
 
 
 def screen(
@@ -91,10 +95,12 @@ def measurement_conditions(config: PipelineConfig) -> dict[str, Any]:
         "models": (
             "fp32, a second fp32 session (the A/A pair) and the distinct candidates, call by call: each candidate "
             "once in one screening session set at batch 1 with fp32 (one per search stage), then the session sets "
-            f"below (rounds) for the ones meeting the accuracy criterion within {SCREEN_FACTOR}x of the screening's best"
+            f"below (rounds) for the ones meeting the accuracy criterion within {SCREEN_FACTOR}x of the screening's "
+            f"best: the {MAX_FINALISTS} fastest by screening and the most preferred one"
         ),
         "min_calls": MIN_CALLS,
         "screen_factor": SCREEN_FACTOR,
+        "max_finalists": MAX_FINALISTS,
         "rounds": latency.rounds,
         "warmup": latency.warmup,
         "iterations": latency.iterations,
