@@ -73,17 +73,17 @@ class BatchNormCNN(nn.Module):
 
 
 class ResidualCNN(nn.Module):
-    """``convolutions`` 3x3 convolutions of 8-16 channels in residual pairs (an Add each), then two Linear layers:
-    5 convolutions make 7 compute nodes, 20 make 22."""
+    """``convolutions`` 3x3 convolutions of ``width`` then 2 x ``width`` channels in residual pairs (an Add each),
+    then two Linear layers: 5 convolutions make 7 compute nodes, 20 make 22."""
 
-    def __init__(self, convolutions: int = 5) -> None:
+    def __init__(self, convolutions: int = 5, width: int = 8) -> None:
         super().__init__()
-        self.stem = nn.Conv2d(1, 8, 3, padding=1)
-        self.down = nn.Conv2d(8, 16, 3, stride=2, padding=1)
+        self.stem = nn.Conv2d(1, width, 3, padding=1)
+        self.down = nn.Conv2d(width, 2 * width, 3, stride=2, padding=1)
         middle = convolutions - 2
-        self.before = nn.ModuleList(nn.Conv2d(8, 8, 3, padding=1) for _ in range(middle // 2))
-        self.after = nn.ModuleList(nn.Conv2d(16, 16, 3, padding=1) for _ in range(middle - middle // 2))
-        self.fc1 = nn.Linear(16 * 7 * 7, 32)
+        self.before = nn.ModuleList(nn.Conv2d(width, width, 3, padding=1) for _ in range(middle // 2))
+        self.after = nn.ModuleList(nn.Conv2d(2 * width, 2 * width, 3, padding=1) for _ in range(middle - middle // 2))
+        self.fc1 = nn.Linear(2 * width * 7 * 7, 32)
         self.fc2 = nn.Linear(32, 10)
 
     @staticmethod
@@ -109,6 +109,7 @@ ARCHITECTURES: dict[str, Callable[[], nn.Module]] = {
     "bn-cnn": BatchNormCNN,
     "res-cnn": ResidualCNN,
     "res-cnn-20": lambda: ResidualCNN(20),
+    "res-cnn-wide": lambda: ResidualCNN(5, 32),  # 32-64 channels, as a user's small CNN (for measurements)
 }
 
 
@@ -167,7 +168,7 @@ def main(argv: list[str]) -> None:
         "FashionMNIST": DatasetSection(name="FashionMNIST", root=Path("/usr/share/datasets/fashion-mnist")),
     }
     for architecture, dataset in (("lenet", "MNIST"), ("mlp", "MNIST"), ("bn-cnn", "FashionMNIST"),
-                                  ("res-cnn", "MNIST"), ("res-cnn-20", "MNIST")):  # fmt: skip
+                                  ("res-cnn", "MNIST"), ("res-cnn-20", "MNIST"), ("res-cnn-wide", "MNIST")):  # fmt: skip
         print(train_and_export(architecture, datasets[dataset], out / f"{architecture}.onnx"))
 
 
