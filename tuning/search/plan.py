@@ -7,7 +7,8 @@ scales, not the graph). With N compute nodes and F formats:
 - ``greedy`` (``tuning.latency.search``, the default), in stages, each screened for speed as it is made
   (tuning/search/candidates.py): (1) every node in int8, in each format (F candidates); (2) each node alone
   in fp32, in each format (F x N), whose screening ratio against (1) is that node's speed gain; (3) per format,
-  the nodes whose fallback made the model faster, added one at a time fastest first (at most F x (N - 2)).
+  the nodes whose fallback made the model faster, added one at a time fastest first, each set screened on the
+  whole model as it is made, while each screens faster than the one before (at most F x (N - 2)).
   The candidates are then scored fastest first. Only if none meets the accuracy criterion: (4) every node in
   int8 with each other calibration algorithm, and (5) per format, the nodes whose fallback raised accuracy
   most, added one at a time until a candidate meets it (at most F x (N - 1)). At most F x (3N + A - 3)
@@ -147,7 +148,17 @@ def greedy_search(candidates: Candidates) -> None:
     ]
     budget.expect(budget.made + len(sets) + len(formats) * (len(algorithms) - 1 + max(len(nodes) - 1, 0)))
     if sets:
-        _run(candidates, "greedy fallback sets, fastest first", sets)
+        record = candidates.stage("greedy fallback sets, fastest first, while each screens faster", sets)
+        for quant_format in formats:
+            own = [spec for spec in sets if spec.quant_format is quant_format]
+            previous = _screened(candidates, singles.get((quant_format, own[0].fp32_fallback[0]))) if own else None
+            for spec in own:
+                ratio = _screened(candidates, candidates.make(record, [spec])[0])
+                if ratio is None or previous is None:
+                    continue  # not made (the budget records it) or not loadable: the next one is tried
+                if ratio >= previous:
+                    break  # the added node did not help on the whole model: larger sets are not made
+                previous = ratio
     candidates.score_fastest_first()
     if candidates.passing():
         budget.expect(budget.made)
