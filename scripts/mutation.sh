@@ -25,10 +25,10 @@ if [[ -n "${VIRTUAL_ENV:-}" ]]; then bin="$VIRTUAL_ENV/bin"; else bin="$project_
 # mutmut names a mutant <module path>.x_<function>__mutmut_<n> (methods: xǁClassǁmethod__mutmut_<n>).
 patterns_of() {
   case "$1" in
-    # The candidate choice of objective latency: tuning/search/choice.py and the scoring order of tuning/search/latency.py
+    # The candidate choice of objective latency: tuning/search/choice.py and the scoring order of tuning/search/candidates.py
     # (which candidates are scored, and which passing one is emitted).
     choice) echo "tuning.search.choice.x_choose_fastest__mutmut_* tuning.search.choice.x_beats__mutmut_*" \
-                 "tuning.search.latency.x_score_fastest_first__mutmut_*" ;;
+                 "tuning.search.candidates.x_score_fastest_first__mutmut_*" ;;
     # tuning/data/idx.py reads and verifies the IDX files for tuning/data/datasets.py.
     data) echo "tuning.data.datasets.* tuning.data.idx.*" ;;
     # The schema and the reading of a config file into it.

@@ -14,7 +14,7 @@ from collections import Counter
 from pathlib import Path
 
 DOC = Path(__file__).resolve().parent.parent / "docs" / "mutation.md"
-CHOICE = re.compile(r"^tuning\.search\.latency\.x_score_fastest_first__mutmut_\d+$")
+CHOICE = re.compile(r"^tuning\.search\.candidates\.x_score_fastest_first__mutmut_\d+$")
 # The label a module's mutants are scored under; idx is scored with the datasets it reads, the config's
 # loading with its schema, the latency search's scoring order with the choice rule.
 LABEL_OF_MODULE = {

@@ -52,6 +52,11 @@ def test_run_tuning_sh_with_inc_style_flags(tmp_path):
     assert re.search(r"^ +1( \*)? +QDQ, minmax, fp32: none ", result.stdout, re.M)
     assert re.search(r"^ +2( \*)? +QOperator, minmax, fp32: none ", result.stdout, re.M)
     assert re.search(r"Chosen: trial [12] \(", result.stdout)
+    # max_trials 2 cuts the greedy search after its first stage: the console says what was not made and what to raise,
+    # after one progress line per stage.
+    assert "tune: search stage 2, each node alone in fp32: 6 candidates (2 made so far" in result.stderr
+    assert re.search(r"^warning: the search was cut by tuning.max_trials after 2 candidates: not made: 6 candidates "
+                     r"of stage 'each node alone in fp32' .*raise tuning.max_trials to at least 8$", result.stdout, re.M)  # fmt: skip
     # The answer comes last: the error change from the summary's accuracies, then the speed verdict.
     summary = json.loads((tmp_path / "run" / "tuning_summary.json").read_text())
     change = 100 * (summary["fp32_top1_accuracy"] - summary["int8_top1_accuracy"])

@@ -29,8 +29,9 @@ from tuning.measure import benchmark
 from tuning.measure.evaluate import AccuracyEvaluator
 from tuning.measure.runtimes import SessionSettings, make_session, open_runner
 from tuning.pipeline import run_tuning
-from tuning.search.choice import PREFERENCE
-from tuning.search.latency import SCREEN_FACTOR, candidate_grid, compute_nodes
+from tuning.search.choice import PREFERENCE, preference
+from tuning.search.plan import candidate_grid, compute_nodes
+from tuning.search.timing import MAX_FINALISTS, SCREEN_FACTOR
 
 # --- the grid --------------------------------------------------------------------------------------
 
@@ -78,29 +79,46 @@ def test_node_pattern_covers_nodes_fused_from_the_original():
 def test_every_candidate_is_recorded(default_run):
     config, summary = default_run
     assert summary.objective == "latency"
-    grid = candidate_grid(onnx.load(str(config.model.path)), config)[: config.tuning.max_trials]
     trials = summary.trials
-    assert len(trials) == 1 + len(grid)
+    search = summary.search
+    assert search["name"] == "greedy" and search["cut"] is None
+    assert search["made"] == len(trials) - 1 == sum(stage["made"] for stage in search["stages"])
+    # The greedy search's first two stages: every node int8, then each compute node alone in fp32, in both formats
+    # (the configured QDQ first), with the configured calibration algorithm.
+    nodes = compute_nodes(onnx.load(str(config.model.path)), config)
+    expected = [((), "QDQ"), ((), "QOperator")] + [((node,), f) for node in nodes for f in ("QDQ", "QOperator")]
+    assert [(t.fp32_fallback, t.quant_format) for t in trials[1 : 1 + len(expected)]] == expected
     assert trials[0].description == "fp32 baseline" and trials[0].latency_ratio == 1.0
-    for trial, spec in zip(trials[1:], grid):
-        assert trial.quant_format == spec.quant_format.value
-        assert trial.calibration_algorithm == spec.calibration_algorithm.value
-        assert trial.fp32_fallback == spec.fp32_fallback
+    for trial in trials[1:]:
+        assert trial.calibration_algorithm == config.quantization.calibration_algorithm.value
         assert trial.int8_nodes, trial
         assert trial.screening_ratio > 0, "every candidate is screened"
+    # The third stage's sets are built only of nodes whose fallback alone screened faster than every node in int8.
+    for trial in trials[1 + len(expected) :]:
+        assert len(trial.fp32_fallback) >= 2
+        base = next(t for t in trials[1:3] if t.quant_format == trial.quant_format)
+        single = {t.fp32_fallback[0]: t for t in trials[3 : 1 + len(expected)] if t.quant_format == trial.quant_format}
+        assert all(single[node].screening_ratio < base.screening_ratio for node in trial.fp32_fallback)
+    models = search["models"]
+    assert models["screened"] == models["distinct"] and models["timed"] == sum(t.latency_ratio is not None for t in trials[1:])
     passing = [t for t in trials[1:] if t.meets_criterion]
     best = min(t.screening_ratio for t in passing)
-    # Scored fastest first: a candidate is scored exactly when it is no slower than SCREEN_FACTOR x the fastest
-    # passing one; only the scored passing ones within that factor are timed in full.
+    # Scored fastest first: only candidates no slower than SCREEN_FACTOR x the fastest passing one are scored, and
+    # every one faster than the MAX_FINALISTS-th passing one is.
+    fastest = sorted(t.screening_ratio for t in passing)[:MAX_FINALISTS]
     for trial in trials[1:]:
-        scored = trial.screening_ratio <= SCREEN_FACTOR * best
-        assert (trial.accuracy is not None) == scored == (trial.meets_criterion is not None), trial
-        if scored:
-            assert 0 < trial.accuracy <= 1
+        assert (trial.accuracy is not None) == (trial.meets_criterion is not None), trial
+        if trial.accuracy is not None:
+            assert trial.screening_ratio <= SCREEN_FACTOR * best and 0 < trial.accuracy <= 1
+        if trial.screening_ratio <= fastest[-1]:
+            assert trial.accuracy is not None, trial
+    # Timed in full: the MAX_FINALISTS fastest passing ones by screening, and the most preferred passing one.
+    timed = {t.index for t in trials[1:] if t.latency_ratio is not None}
+    assert {t.index for t in passing if t.screening_ratio < fastest[-1]} <= timed
+    first = min(preference(t, 0)[:2] for t in passing)  # format, then fewer fp32 nodes (file sizes are not recorded)
+    assert any(preference(trials[index], 0)[:2] == first for index in timed) and len(timed) <= MAX_FINALISTS + 1
     for trial in passing:
-        finalist = trial.screening_ratio <= SCREEN_FACTOR * best
-        assert (trial.latency_ratio is not None) == finalist, trial
-        if finalist:
+        if trial.latency_ratio is not None:
             assert trial.latency_p50_ms > 0 and trial.throughput_images_per_s > 0
             assert len(trial.latency_ratio_rounds) == len(trial.throughput_ratio_rounds) == config.tuning.latency.rounds
             # The median of the session sets' ratios (of an even count: the geometric mean of the middle two).

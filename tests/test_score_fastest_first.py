@@ -1,4 +1,5 @@
-"""Objective latency scores its candidates fastest first and stops where none can win (score_fastest_first).
+"""Objective latency scores its candidates fastest first and stops where none can win (score_fastest_first,
+tuning/search/candidates.py).
 
 The candidates are real ONNX models built here with onnx.helper (a small MLP, tests/tiny_models.py)
 and scored by onnxruntime on images whose labels are the MLP's own predictions, computed a second
@@ -21,7 +22,8 @@ from onnx import numpy_helper
 from tiny_models import mlp
 
 from tuning.measure.runtimes import make_session
-from tuning.search.latency import SCREEN_FACTOR, score_fastest_first
+from tuning.search.candidates import score_fastest_first
+from tuning.search.timing import SCREEN_FACTOR
 from tuning.search.trials import Trial, record_trial
 
 pytestmark = pytest.mark.fast
@@ -74,7 +76,7 @@ class Evaluator:
 
 
 def unscored(index: int, same_model_as: int | None = None) -> Trial:
-    """A trial as make_candidates leaves it: how it was made, not yet scored."""
+    """A trial as Candidates.make leaves it: how it was made, not yet scored."""
     return Trial(
         index=index,
         accuracy=None,
@@ -194,3 +196,19 @@ def test_a_duplicate_takes_its_originals_results_and_keeps_how_it_was_made(sourc
     # The duplicate of a candidate screened out is not scored either, and says whose ratio it has.
     assert result[5].accuracy is None and result[5].same_model_as == 4 and result[5].screening_ratio == 2.0
     assert result[5].fp32_fallback == ("node5",)
+
+
+def test_scoring_stops_once_enough_candidates_pass(source, setting) -> None:
+    config, labels, rare, fp32 = setting
+    models = {1: same_function(source, "t1 0.5"), 2: always(source, rare, "t2 0.55 fails"),
+              3: same_function(source, "t3 0.6"), 4: same_function(source, "t4 0.61")}  # fmt: skip
+    screening = {1: 0.5, 2: 0.55, 3: 0.6, 4: 0.61}
+    evaluate = Evaluator(labels)
+    trials = [fp32, *(unscored(i) for i in (1, 2, 3, 4))]
+    result = score_fastest_first(trials, models, screening, evaluate, config, source, enough=2)
+    # A failing candidate does not count towards enough; the third passing one is not scored.
+    assert evaluate.scored == ["t1 0.5", "t2 0.55 fails", "t3 0.6"]
+    assert result[4].accuracy is None
+    # Scored again, a trial keeps its accuracy: only the one left is scored now.
+    again = score_fastest_first(result, models, screening, evaluate, config, source)
+    assert evaluate.scored[3:] == ["t4 0.61"] and again[3].accuracy == result[3].accuracy

@@ -1,6 +1,6 @@
 """Small classifiers this project has never seen, built and trained with torch in the tests.
 
-``python tests/torch_models.py OUT_DIR`` writes the same three models for use outside the tests.
+``python tests/torch_models.py OUT_DIR`` writes the same models for use outside the tests.
 
 Each is trained for a few seconds on the real train split (fixed seed, one thread) and exported to
 ONNX with input/output names unlike mnist-12's (``pixels`` -> ``class_scores``) and a dynamic batch
@@ -72,7 +72,45 @@ class BatchNormCNN(nn.Module):
         return self
 
 
-ARCHITECTURES: dict[str, Callable[[], nn.Module]] = {"lenet": LeNet, "mlp": mlp, "bn-cnn": BatchNormCNN}
+class ResidualCNN(nn.Module):
+    """``convolutions`` 3x3 convolutions of ``width`` then 2 x ``width`` channels in residual pairs (an Add each),
+    then two Linear layers: 5 convolutions make 7 compute nodes, 20 make 22."""
+
+    def __init__(self, convolutions: int = 5, width: int = 8) -> None:
+        super().__init__()
+        self.stem = nn.Conv2d(1, width, 3, padding=1)
+        self.down = nn.Conv2d(width, 2 * width, 3, stride=2, padding=1)
+        middle = convolutions - 2
+        self.before = nn.ModuleList(nn.Conv2d(width, width, 3, padding=1) for _ in range(middle // 2))
+        self.after = nn.ModuleList(nn.Conv2d(2 * width, 2 * width, 3, padding=1) for _ in range(middle - middle // 2))
+        self.fc1 = nn.Linear(2 * width * 7 * 7, 32)
+        self.fc2 = nn.Linear(32, 10)
+
+    @staticmethod
+    def _residual(convs: nn.ModuleList, x: torch.Tensor) -> torch.Tensor:
+        for first in range(0, len(convs), 2):
+            pair = convs[first : first + 2]
+            y = x
+            for conv in pair:
+                y = torch.relu(conv(y))
+            x = x + y  # the residual Add
+        return x
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        x = self._residual(self.before, torch.relu(self.stem(x)))
+        x = self._residual(self.after, torch.relu(self.down(x)))
+        x = nn.functional.max_pool2d(x, 2)
+        return self.fc2(torch.relu(self.fc1(x.flatten(1))))
+
+
+ARCHITECTURES: dict[str, Callable[[], nn.Module]] = {
+    "lenet": LeNet,
+    "mlp": mlp,
+    "bn-cnn": BatchNormCNN,
+    "res-cnn": ResidualCNN,
+    "res-cnn-20": lambda: ResidualCNN(20),
+    "res-cnn-wide": lambda: ResidualCNN(5, 32),  # 32-64 channels, as a user's small CNN (for measurements)
+}
 
 
 def train_and_export(architecture: str, dataset: DatasetSection, path: Path, epochs: int = 1) -> Path:
@@ -118,8 +156,8 @@ def export(model: nn.Module, path: Path) -> None:
 
 
 def main(argv: list[str]) -> None:
-    """``python tests/torch_models.py OUT_DIR``: the three test classifiers, trained as the tests train them,
-    written to OUT_DIR/<architecture>.onnx (LeNet and MLP on MNIST, the BatchNorm CNN on FashionMNIST)."""
+    """``python tests/torch_models.py OUT_DIR``: the test classifiers, trained as the tests train them, written
+    to OUT_DIR/<architecture>.onnx (the BatchNorm CNN on FashionMNIST, the others on MNIST)."""
     if len(argv) != 1:
         sys.exit("usage: python tests/torch_models.py OUT_DIR")
     out = Path(argv[0])
@@ -129,7 +167,8 @@ def main(argv: list[str]) -> None:
         "MNIST": DatasetSection(name="MNIST", root=root / "data"),
         "FashionMNIST": DatasetSection(name="FashionMNIST", root=Path("/usr/share/datasets/fashion-mnist")),
     }
-    for architecture, dataset in (("lenet", "MNIST"), ("mlp", "MNIST"), ("bn-cnn", "FashionMNIST")):
+    for architecture, dataset in (("lenet", "MNIST"), ("mlp", "MNIST"), ("bn-cnn", "FashionMNIST"),
+                                  ("res-cnn", "MNIST"), ("res-cnn-20", "MNIST"), ("res-cnn-wide", "MNIST")):  # fmt: skip
         print(train_and_export(architecture, datasets[dataset], out / f"{architecture}.onnx"))
 
 

@@ -62,6 +62,8 @@ class TuningSummary:
     warning: str | None  # objective latency: why int8 does not pay on this machine, when it does not
     deployment_runtime: str  # config deployment.runtime: where the model must load (and, objective latency, was timed)
     distributed: dict[str, Any] | None = None  # under MPI: {"ranks": N, "trial_order": ...}; None in one process
+    # Objective latency: which search ran, its budget, its stages and what it cut (tuning/search/budget.py).
+    search: dict[str, Any] | None = None
 
     @property
     def int8_trials(self) -> int:
@@ -132,7 +134,7 @@ def run_tuning(
     )
     if config.tuning.objective is Objective.LATENCY:
         outcome = quantize_for_latency(
-            batch_model, calibration, evaluator, evaluation.images, config, workspace, source_path
+            batch_model, calibration, evaluator, evaluation.images, config, workspace, source_path, say
         )
     else:
         outcome = quantize(batch_model, calibration, evaluator, config, workspace)
@@ -181,6 +183,7 @@ def run_tuning(
             warning=outcome.warning,
             deployment_runtime=config.deployment.runtime.value,
             distributed={"ranks": world.size, "trial_order": "evaluation finished"} if world.distributed else None,
+            search=outcome.search,
         )
         write_text_atomic(summary_path, json.dumps(asdict(summary), indent=2) + "\n")
     return summary
@@ -226,6 +229,8 @@ def summary_lines(summary: TuningSummary) -> list[str]:
             f"{measurement['throughput_batch_size']} (above 1: faster): paired median [interval]"
         )
         lines.append(f"Choice rule: {measurement['choice_rule']}")
+    if summary.search is not None:
+        lines.append(search_line(summary.search))
     if summary.distributed:
         lines.append(
             f"Candidates: evaluated by ranks 1-{summary.distributed['ranks'] - 1} (rank 0 hands them out), "
@@ -238,6 +243,8 @@ def summary_lines(summary: TuningSummary) -> list[str]:
         lines.extend(f"  rewrite: {rewrite}" for rewrite in chosen.rewrites)
     if summary.warning:
         lines.append(f"warning: {summary.warning}")
+    if summary.search is not None and summary.search["cut"]:
+        lines.append(f"warning: {summary.search['cut']}")
     lines.append(f"Summary (every trial): {summary.summary_path}")
     # The answer last, where a terminal leaves the eye: accuracy change, then whether int8 pays here.
     accuracy = (
@@ -247,6 +254,20 @@ def summary_lines(summary: TuningSummary) -> list[str]:
     speed = f"; {measurement['verdict']['line']}" if measurement is not None else " (objective accuracy: not timed)"
     lines.append(f"Answer: {accuracy}{speed}")
     return lines
+
+
+def search_line(search: dict[str, Any]) -> str:
+    """Which search ran, within which budget, and how many models it made, screened, scored and timed."""
+    models = search["models"]
+    budget = search["budget"]
+    limits = f"tuning.max_trials {budget['max_trials']}" + (f", tuning.timeout_s {budget['timeout_s']}" if budget["timeout_s"] else "")
+    stages = "; ".join(f"{stage['name']} {stage['made']}/{stage['planned']}" for stage in search["stages"])
+    return (
+        f"Search: {search['name']} (tuning.latency.search) in {search['seconds']:.1f} s, budget {limits}: "
+        f"{models['made']} candidates made ({models['distinct']} distinct), {models['screened']} screened, "
+        f"{models['scored']} scored, {models['timed']} timed in full; stages made/planned: {stages}"
+        + ("; cut by " + search["cut_by"] if search["cut_by"] else "; nothing cut")
+    )
 
 
 def candidate_table(trials: Sequence[Trial], measurement: dict[str, Any] | None) -> list[str]:

@@ -66,6 +66,17 @@ class SlowerThanFp32(str, Enum):
     FAIL = "fail"  # write nothing and exit with code 6
 
 
+class LatencySearch(str, Enum):
+    """How objective latency searches its candidates (tuning/search/plan.py)."""
+
+    # Each compute node's fp32 fallback screened alone, then greedy sets of the ones that helped: about
+    # 4 candidates per Conv/MatMul/Gemm node (the default).
+    GREEDY = "greedy"
+    # Every fallback set of none, one or two compute nodes x formats x calibration algorithms: quadratic in
+    # the nodes, affordable on a model of a handful of them (kept to compare the greedy search against).
+    GRID = "grid"
+
+
 class SpeedInconclusive(str, Enum):
     """The gate, when a speed check's interval straddles its threshold (neither wholly within nor wholly worse)."""
 

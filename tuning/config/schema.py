@@ -28,6 +28,7 @@ from tuning.config.enums import (
     Approach,
     CalibrationAlgorithm,
     CriterionKind,
+    LatencySearch,
     Objective,
     PixelScale,
     QuantFormat,
@@ -158,18 +159,21 @@ class LatencyMeasurementSection(_TimingSection):
     # What happens when the model to be written is significantly slower than fp32 (at batch 1 or at the
     # throughput batch); "cannot tell at this noise" is neither.
     if_slower_than_fp32: SlowerThanFp32 = SlowerThanFp32.WARN
+    # Which candidates are made: greedy (linear in the compute nodes) or the grid (quadratic); tuning/search/plan.py.
+    search: LatencySearch = LatencySearch.GREEDY
 
 
 class TuningSection(_Section):
     """How int8 candidates are searched.
 
     ``objective``: ``accuracy`` runs INC's own strategy (``strategy``), which stops at the first
-    candidate meeting ``accuracy_criterion``; ``latency`` has INC produce a grid of candidates (fp32
-    fallbacks of the Conv/MatMul/Gemm nodes, both quantization formats, every calibration algorithm),
-    measures each one's accuracy and speed, and keeps the fastest that meets the criterion (``strategy``
-    is not used). ``max_trials`` and ``timeout_s`` bound the candidates of either objective; under
-    ``latency`` the candidates made within them are then timed together (``latency``), which takes
-    a few seconds more. A ``timeout_s`` makes the candidates, and so the model, depend on the machine.
+    candidate meeting ``accuracy_criterion``; ``latency`` has INC make candidates (fp32 fallbacks of
+    the Conv/MatMul/Gemm nodes, both quantization formats, calibration algorithms) chosen by
+    ``latency.search`` (greedy, linear in the nodes, or the grid), screens and scores them, and keeps the
+    fastest that meets the criterion (``strategy`` is not used). ``max_trials`` and ``timeout_s`` bound the
+    candidates of either objective; under ``latency`` a cut is reported, and the finalists made within
+    them are then timed together (``latency``), which takes a few seconds more. A ``timeout_s`` makes the
+    candidates, and so the model, depend on the machine.
     """
 
     objective: Objective = Objective.ACCURACY

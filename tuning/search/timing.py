@@ -6,6 +6,7 @@ Every timing goes through the one measurement entry point, :func:`tuning.measure
 from __future__ import annotations
 
 import dataclasses
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -24,6 +25,10 @@ from tuning.search.trials import Trial
 
 # Candidates slower than this times the best one in the screening set are not timed further (:func:`screen`).
 SCREEN_FACTOR = 1.25
+# Of the passing candidates within SCREEN_FACTOR, this many fastest by screening are timed in full, and the most
+# preferred one (tuning/search/choice.py) besides: the full timing costs the same per model, and on a CNN most
+# candidates screen within 1.25x of each other (a 5-conv CNN: 22 of 26), which made it the run's longest step.
+MAX_FINALISTS = 4
 
 
 def screen(
@@ -34,6 +39,7 @@ def screen(
     session: SessionSettings,
     runtime: Runtime,
     source: Path,
+    measure: Callable[..., dict[str, benchmark.Performance]] = benchmark.measure,
 ) -> tuple[dict[int, float], dict[str, Any], dict[int, str]]:
     """Batch-1 p50 of every candidate relative to fp32 in one short interleaved round (the screening round),
     on the deployment's runtime.
@@ -41,7 +47,8 @@ def screen(
     A candidate more than SCREEN_FACTOR times slower than the fastest passing one cannot win the full
     measurement: it is neither scored nor timed further (most of a large grid is clearly slower).
     Returns the ratios, how the runtime compiled the fp32 model (read back), and why each candidate
-    the runtime cannot load was left out (OpenVINO refuses some QOperator graphs).
+    the runtime cannot load was left out (OpenVINO refuses some QOperator graphs). ``measure`` is
+    :func:`tuning.measure.benchmark.measure` unless a test injects a controlled timing.
     """
     unloadable: dict[int, str] = {}
     for index, candidate in candidates.items():
@@ -55,7 +62,7 @@ def screen(
         if index not in unloadable
     ]
     screening = settings.model_copy(update={"rounds": 1})
-    performances = benchmark.measure(
+    performances = measure(
         targets, images, screening, session, label="screening candidates", throughput_batch_sizes=()
     )
     fp32_performance = performances.pop("fp32")
@@ -86,12 +93,14 @@ def measurement_conditions(config: PipelineConfig) -> dict[str, Any]:
     latency = config.tuning.latency
     return {
         "models": (
-            "fp32, a second fp32 session (the A/A pair) and every distinct candidate meeting the accuracy criterion, "
-            "call by call: one screening session set at batch 1, then the session sets below (rounds) for the "
-            f"candidates within {SCREEN_FACTOR}x of the screening's best"
+            "fp32, a second fp32 session (the A/A pair) and the distinct candidates, call by call: each candidate "
+            "once in one screening session set at batch 1 with fp32 (one per search stage), then the session sets "
+            f"below (rounds) for the ones meeting the accuracy criterion within {SCREEN_FACTOR}x of the screening's "
+            f"best: the {MAX_FINALISTS} fastest by screening and the most preferred one"
         ),
         "min_calls": MIN_CALLS,
         "screen_factor": SCREEN_FACTOR,
+        "max_finalists": MAX_FINALISTS,
         "rounds": latency.rounds,
         "warmup": latency.warmup,
         "iterations": latency.iterations,

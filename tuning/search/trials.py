@@ -98,6 +98,9 @@ class TuningOutcome:
     reason: str | None = None
     measurement: dict[str, Any] | None = None  # objective latency: how the candidates were timed
     warning: str | None = None  # objective latency: why int8 does not pay on this machine, if it does not
+    # Objective latency: which search ran, its budget, its stages, what the budget cut (tuning/search/budget.py)
+    # and how many models were made, screened, scored and timed.
+    search: dict[str, Any] | None = None
 
 
 def meets_criterion(accuracy: float, fp32_accuracy: float, config: PipelineConfig) -> bool:

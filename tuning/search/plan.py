@@ -1,0 +1,203 @@
+"""Which candidates objective latency makes: the greedy search (linear in the compute nodes) or the grid.
+
+The precision of each Conv/MatMul/Gemm node (int8, or kept in fp32) decides a candidate's speed; the
+quantization format decides it too; the calibration algorithm moves accuracy, hardly speed (it changes
+scales, not the graph). With N compute nodes and F formats:
+
+- ``greedy`` (``tuning.latency.search``, the default), in stages, each screened for speed as it is made
+  (tuning/search/candidates.py): (1) every node in int8, in each format (F candidates); (2) each node alone
+  in fp32, in each format (F x N), whose screening ratio against (1) is that node's speed gain; (3) per format,
+  the nodes whose fallback made the model faster, added one at a time fastest first, each set screened on the
+  whole model as it is made, while each screens faster than the one before (at most F x (N - 2)).
+  The candidates are then scored fastest first. Only if none meets the accuracy criterion: (4) every node in
+  int8 with each other calibration algorithm, and (5) per format, the nodes whose fallback raised accuracy
+  most, added one at a time until a candidate meets it (at most F x (N - 1)). At most F x (3N + A - 3)
+  candidates (:func:`greedy_upper_bound`), against the grid's F x A x (1 + N + N(N - 1) / 2).
+- ``grid``: every fallback set of none, one or two compute nodes x formats x calibration algorithms.
+
+A fallback set covering every compute node is never made (it would leave nothing in int8).
+"""
+
+from __future__ import annotations
+
+import itertools
+import math
+import re
+
+import numpy as np
+import onnx
+
+from tuning.config.enums import CalibrationAlgorithm, QuantFormat
+from tuning.config.schema import PipelineConfig
+from tuning.graph.nodes import COMPUTE_OP_TYPES
+from tuning.inc.mapping import CandidateSpec
+from tuning.search.candidates import Candidates
+
+
+def compute_nodes(model: onnx.ModelProto, config: PipelineConfig) -> list[str]:
+    """The Conv/MatMul/Gemm nodes of the fp32 graph whose precision the latency search varies.
+
+    Nodes the config already keeps in fp32 (``quantization.fp32_op_names``/``fp32_op_types``) and
+    unnamed nodes (INC addresses ops by name) are left out. Order, most promising fp32 fallback
+    first: ascending multiply-adds per output value (the reduction size of the weight: in x kh x kw
+    for a Conv, the inner dimension for MatMul/Gemm), then graph order. The fewer multiply-adds an
+    output needs, the less int8 arithmetic saves against the cost of quantizing its input and
+    requantizing its output (mnist-12's first Conv, 1 -> 8 channels, is slower in int8).
+    """
+    quant = config.quantization
+    initializers = {init.name: init for init in model.graph.initializer}
+    ranked = []
+    for position, node in enumerate(model.graph.node):
+        if node.op_type not in COMPUTE_OP_TYPES or not node.name or node.name in quant.fp32_op_names:
+            continue
+        if any(re.fullmatch(pattern, node.op_type) for pattern in quant.fp32_op_types):
+            continue
+        ranked.append((_reduction_size(node, initializers), position, node.name))
+    return [name for _, _, name in sorted(ranked)]
+
+
+def _reduction_size(node: onnx.NodeProto, initializers: dict[str, onnx.TensorProto]) -> float:
+    weight = initializers.get(node.input[1]) if len(node.input) > 1 else None
+    if weight is None or len(weight.dims) < 2:
+        return math.inf  # no constant weight: nothing known, try last
+    dims = list(weight.dims)
+    if node.op_type == "Conv":
+        return float(np.prod(dims[1:]))
+    trans_b = next((attr.i for attr in node.attribute if attr.name == "transB"), 0)
+    return float(dims[-1] if node.op_type == "Gemm" and trans_b else dims[-2])
+
+
+def _formats(config: PipelineConfig) -> list[QuantFormat]:
+    """The configured format first: it wins every tie of the screening's order."""
+    return [config.quantization.format, *(f for f in QuantFormat if f is not config.quantization.format)]
+
+
+def _algorithms(config: PipelineConfig) -> list[CalibrationAlgorithm]:
+    configured = config.quantization.calibration_algorithm
+    return [configured, *(a for a in CalibrationAlgorithm if a is not configured)]
+
+
+def candidate_grid(model: onnx.ModelProto, config: PipelineConfig) -> list[CandidateSpec]:
+    """Every candidate of the grid search, most promising first.
+
+    Order: calibration algorithm (the configured one, then the others) > fp32 fallback set (none,
+    each compute node alone in :func:`compute_nodes` order, then pairs; never all of them) > quantization format (the
+    configured one, then the other). The algorithm moves accuracy, hardly speed, so it is the
+    outermost axis: a budget cut keeps every speed-relevant variant with the configured algorithm.
+    (Objective latency needs static quantization: the config refuses it with dynamic.)
+    """
+    nodes = compute_nodes(model, config)
+    fallbacks = [
+        fallback
+        for fallback in [(), *((name,) for name in nodes), *itertools.combinations(nodes, 2)]
+        if len(fallback) < len(nodes) or not fallback
+    ]
+    return [
+        CandidateSpec(quant_format, algorithm, fallback)
+        for algorithm in _algorithms(config)
+        for fallback in fallbacks
+        for quant_format in _formats(config)
+    ]
+
+
+def grid_search(candidates: Candidates) -> None:
+    """Make every grid candidate the budget allows, then score them fastest first."""
+    grid = candidate_grid(candidates.model, candidates.config)
+    candidates.budget.expect(len(grid))
+    candidates.make(candidates.stage("grid", grid), grid)
+    candidates.score_fastest_first()
+
+
+def greedy_upper_bound(nodes: int, formats: int, algorithms: int) -> int:
+    """The most candidates :func:`greedy_search` makes for ``nodes`` compute nodes: linear in them."""
+    if nodes <= 1:  # one compute node: it is never kept in fp32, only formats and algorithms vary
+        return formats * algorithms
+    return formats * (1 + nodes + (nodes - 2) + (algorithms - 1) + (nodes - 1))
+
+
+def greedy_search(candidates: Candidates) -> None:
+    """Stages (1)-(5) of the module's docstring, each recorded with what the budget left unmade."""
+    config, budget = candidates.config, candidates.budget
+    nodes = compute_nodes(candidates.model, config)
+    formats, algorithms = _formats(config), _algorithms(config)
+    configured = algorithms[0]
+    budget.expect(greedy_upper_bound(len(nodes), len(formats), len(algorithms)))
+
+    base = dict(zip(formats, _run(candidates, "every node int8", [CandidateSpec(f, configured, ()) for f in formats])))
+    singles: dict[tuple[QuantFormat, str], int | None] = {}
+    if len(nodes) > 1:
+        keys = [(f, node) for node in nodes for f in formats]
+        made = _run(candidates, "each node alone in fp32", [CandidateSpec(f, configured, (node,)) for f, node in keys])
+        singles = dict(zip(keys, made))
+
+    # (3) Per format, the nodes whose fallback screened faster than every node in int8, fastest first.
+    faster: dict[QuantFormat, list[str]] = {}
+    for quant_format in formats:
+        reference = _screened(candidates, base.get(quant_format))
+        gains = [
+            (ratio / reference, node)
+            for node in nodes
+            if reference and (ratio := _screened(candidates, singles.get((quant_format, node)))) is not None
+        ]
+        faster[quant_format] = [node for gain, node in sorted(gains) if gain < 1.0][: len(nodes) - 1]
+    sets = [
+        CandidateSpec(f, configured, tuple(faster[f][:size]))
+        for size in range(2, max(map(len, faster.values()), default=0) + 1)
+        for f in formats
+        if size <= len(faster[f])
+    ]
+    budget.expect(budget.made + len(sets) + len(formats) * (len(algorithms) - 1 + max(len(nodes) - 1, 0)))
+    if sets:
+        record = candidates.stage("greedy fallback sets, fastest first, while each screens faster", sets)
+        for quant_format in formats:
+            own = [spec for spec in sets if spec.quant_format is quant_format]
+            previous = _screened(candidates, singles.get((quant_format, own[0].fp32_fallback[0]))) if own else None
+            for spec in own:
+                ratio = _screened(candidates, candidates.make(record, [spec])[0])
+                if ratio is None or previous is None:
+                    continue  # not made (the budget records it) or not loadable: the next one is tried
+                if ratio >= previous:
+                    break  # the added node did not help on the whole model: larger sets are not made
+                previous = ratio
+    candidates.score_fastest_first()
+    if candidates.passing():
+        budget.expect(budget.made)
+        return
+
+    # (4) Nothing meets the criterion: the other calibration algorithms, every node in int8.
+    others = [CandidateSpec(f, a, ()) for a in algorithms[1:] for f in formats]
+    accuracies = {configured: [_accuracy(candidates, base.get(f)) for f in formats]}
+    for spec, index in zip(others, _run(candidates, "other calibration algorithms, every node int8", others)):
+        accuracies.setdefault(spec.calibration_algorithm, []).append(_accuracy(candidates, index))
+    best = max(algorithms, key=lambda a: max(accuracies.get(a, [-1.0])))
+    # (5) Per format, the nodes whose fallback raised accuracy most, added one at a time until one passes.
+    gain = {node: max(_accuracy(candidates, singles.get((f, node))) for f in formats) for node in nodes}
+    order = sorted(nodes, key=lambda node: -gain[node])[: len(nodes) - 1]
+    first = 2 if best is configured else 1  # with the configured algorithm, stage (2) made the single ones
+    plan = [CandidateSpec(f, best, tuple(order[:size])) for f in formats for size in range(first, len(order) + 1)]
+    if plan:
+        record = candidates.stage("accuracy-first fallback sets, until one meets the criterion", plan)
+        for quant_format in formats:
+            for spec in (spec for spec in plan if spec.quant_format is quant_format):
+                index = candidates.make(record, [spec])[0]
+                if _accuracy(candidates, index) >= 0 and candidates.trials[index].meets_criterion:
+                    break
+    candidates.score_fastest_first()
+    budget.expect(budget.made)
+
+
+def _run(candidates: Candidates, stage: str, specs: list[CandidateSpec]) -> list[int | None]:
+    return candidates.make(candidates.stage(stage, specs), specs)
+
+
+def _screened(candidates: Candidates, index: int | None) -> float | None:
+    """The distinct candidate's screening ratio; None when it was not made or the runtime cannot load it."""
+    return None if index is None or index in candidates.unloadable else candidates.screening.get(index)
+
+
+def _accuracy(candidates: Candidates, index: int | None) -> float:
+    """The distinct candidate's accuracy, scored now if need be; -1 when it was not made or cannot load."""
+    if _screened(candidates, index) is None:
+        return -1.0
+    accuracy = candidates.score(index).accuracy
+    return -1.0 if accuracy is None else accuracy
