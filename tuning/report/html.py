@@ -18,8 +18,8 @@ _STYLE = """
 body { font-family: system-ui, sans-serif; max-width: 72rem; margin: 2rem auto; padding: 0 1rem; color: #222; }
 /* A table wider than the page scrolls sideways in its own box; the page itself never does. */
 .table-scroll { max-width: 100%; overflow-x: auto; margin: 1rem 0; }
-table { border-collapse: collapse; font-variant-numeric: tabular-nums; }
-th, td { border: 1px solid #ccc; padding: 0.25rem 0.6rem; vertical-align: top; }
+table { border-collapse: collapse; font-variant-numeric: tabular-nums; font-size: 0.9em; }
+th, td { border: 1px solid #ccc; padding: 0.25rem 0.45rem; vertical-align: top; }
 th { background: #f3f3f3; }
 td[style*="right"] { white-space: nowrap; }
 /* A figure with its range, "27.0 µs (26.9 µs–27.4 µs)", may wrap before the bracket and nowhere else. */
