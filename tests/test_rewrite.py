@@ -64,6 +64,7 @@ def test_batch_copy_gives_the_originals_outputs(path: Path, images: np.ndarray) 
     assert verify_batch_copy(original, copy, images, path) <= 1e-5
 
 
+@pytest.mark.fast
 def test_batch_copy_keeps_a_shared_shape_initializer(images: np.ndarray) -> None:
     model = onnx.load(str(FP32))
     shape_name = next(n for n in model.graph.node if n.name == "Times212_reshape0").input[1]
@@ -80,6 +81,7 @@ def test_batch_copy_keeps_a_shared_shape_initializer(images: np.ndarray) -> None
     assert outputs[0].shape == (8, 10) and outputs[1].tolist() == [1, 256]
 
 
+@pytest.mark.fast
 def test_verify_refuses_a_copy_that_cannot_batch(images: np.ndarray) -> None:
     original = onnx.load(str(ZOO_INT8))
     half_done = onnx.ModelProto()
@@ -89,6 +91,7 @@ def test_verify_refuses_a_copy_that_cannot_batch(images: np.ndarray) -> None:
         verify_batch_copy(original, half_done, images, "zoo.onnx")
 
 
+@pytest.mark.fast
 @pytest.mark.parametrize("factor", [0.9, 1.1])
 def test_verify_refuses_outputs_just_beyond_its_tolerance(images: np.ndarray, factor: float) -> None:
     """The copy's last bias (mnist-12's Parameter194, added to the scores) moved by ``factor`` times the largest
@@ -254,3 +257,106 @@ def test_pool_stays_where_the_rewrite_would_not_be_exact_or_useful(activation, c
     rewritten, moved = pool_before_activation(model)
     assert moved == []
     assert rewritten.SerializeToString() == model.SerializeToString()
+
+
+def _run(model: onnx.ModelProto, x: np.ndarray) -> np.ndarray:
+    return _plain_session(model).run(None, {"x": x})[0]
+
+
+def _random_input(seed: int = 0) -> np.ndarray:
+    return np.random.default_rng(seed).normal(0, 3, (1, 2, 4, 4)).astype(np.float32)
+
+
+@pytest.mark.fast
+@pytest.mark.parametrize(
+    "activation",
+    [
+        helper.make_node("Relu", ["x"], ["act"]),
+        helper.make_node("LeakyRelu", ["x"], ["act"], alpha=0.0),  # alpha 0 is still non-decreasing
+        helper.make_node("LeakyRelu", ["x"], ["act"]),  # ONNX's default alpha, 0.01
+        helper.make_node("Clip", ["x", "", "hi"], ["act"]),  # a bound left out, the other a constant
+    ],
+    ids=["Relu", "LeakyRelu-alpha-0", "LeakyRelu-default-alpha", "Clip-constant-bound"],
+)
+@pytest.mark.parametrize("quantizer", ["QuantizeLinear", "DynamicQuantizeLinear"])
+def test_pool_moves_above_a_non_decreasing_activation_in_a_small_graph(activation, quantizer: str) -> None:
+    """The pool reads the activation's input and the activation the pool's output; the pooled tensor keeps its
+    name, so the quantizer is untouched; the output is the same bit for bit, and the node order topological."""
+    model = _pool_graph(activation, "QuantizeLinear")
+    if "hi" in activation.input:
+        model.graph.initializer.append(numpy_helper.from_array(np.array(4.0, np.float32), "hi"))
+    if quantizer == "DynamicQuantizeLinear":
+        model.graph.node[2].CopyFrom(helper.make_node("DynamicQuantizeLinear", ["pooled"], ["out", "s", "z"]))
+        model.graph.value_info.append(helper.make_tensor_value_info("act", onnx.TensorProto.FLOAT, [1, 2, 4, 4]))
+    model.graph.node[1].name = "pool"
+    rewritten, moved = pool_before_activation(model)
+    assert moved == ["pool"]
+    pool, act = rewritten.graph.node[0], rewritten.graph.node[1]
+    assert (pool.op_type, list(pool.input[:1]), list(pool.output)) == ("MaxPool", ["x"], ["act"])
+    assert (act.op_type, act.input[0], list(act.output)) == (activation.op_type, "act", ["pooled"])
+    assert list(rewritten.graph.node[2].input[:1]) == ["pooled"]
+    assert len(rewritten.graph.value_info) == 0  # the swapped tensors changed shape
+    onnx.checker.check_model(rewritten)
+    for seed in range(5):
+        x = _random_input(seed)
+        assert np.array_equal(_run(rewritten, x), _run(model, x))
+
+
+@pytest.mark.fast
+def test_an_unnamed_pool_is_named_by_its_place() -> None:
+    model = _pool_graph(helper.make_node("Relu", ["x"], ["act"]), "QuantizeLinear")
+    model.graph.node.insert(0, helper.make_node("Identity", ["x"], ["x_id"]))
+    model.graph.node[1].input[0] = "x_id"
+    _, moved = pool_before_activation(model)
+    assert moved == ["MaxPool_2"]
+
+
+def _with(model: onnx.ModelProto, edit: str) -> onnx.ModelProto:
+    """``model`` (``_pool_graph`` with a Relu) with one of the conditions of the pool rewrite broken."""
+    graph = model.graph
+    relu, pool, _ = graph.node
+    if edit == "pool-is-an-output":
+        graph.output.append(helper.make_tensor_value_info("pooled", onnx.TensorProto.FLOAT, None))
+    elif edit == "pool-read-twice":
+        graph.node.append(helper.make_node("Identity", ["pooled"], ["pooled_copy"]))
+        graph.output.append(helper.make_tensor_value_info("pooled_copy", onnx.TensorProto.FLOAT, None))
+    elif edit == "activation-read-twice":
+        graph.node.append(helper.make_node("Identity", ["act"], ["act_copy"]))
+        graph.output.append(helper.make_tensor_value_info("act_copy", onnx.TensorProto.FLOAT, None))
+    elif edit == "pool-indices":
+        pool.output.append("indices")
+        graph.output.append(helper.make_tensor_value_info("indices", onnx.TensorProto.INT64, None))
+    elif edit == "pool-other-domain":
+        pool.domain = "com.example"
+    elif edit == "activation-other-domain":
+        relu.domain = "com.example"
+    elif edit == "activation-two-outputs":
+        relu.CopyFrom(helper.make_node("Split", ["x"], ["act", "rest"], axis=3))
+    elif edit == "pool-reads-an-input":
+        pool.input[0] = "x"
+        graph.output.append(helper.make_tensor_value_info("act", onnx.TensorProto.FLOAT, None))
+    return model
+
+
+@pytest.mark.fast
+@pytest.mark.parametrize(
+    "edit",
+    ["pool-is-an-output", "pool-read-twice", "activation-read-twice", "pool-indices", "pool-other-domain",
+     "activation-other-domain", "activation-two-outputs", "pool-reads-an-input"],
+)
+def test_pool_stays_where_a_condition_of_the_rewrite_fails(edit: str) -> None:
+    model = _with(_pool_graph(helper.make_node("Relu", ["x"], ["act"]), "QuantizeLinear"), edit)
+    rewritten, moved = pool_before_activation(model)
+    assert moved == []
+    assert rewritten.SerializeToString() == model.SerializeToString()
+
+
+@pytest.mark.fast
+def test_a_clip_whose_bounds_come_from_constant_nodes_moves() -> None:
+    model = _pool_graph(helper.make_node("Clip", ["x", "lo", "hi"], ["act"]), "QuantizeLinear")
+    model.graph.node.insert(0, helper.make_node("Constant", [], ["lo"], value=numpy_helper.from_array(np.array(-1.0, np.float32))))
+    model.graph.initializer.append(numpy_helper.from_array(np.array(2.0, np.float32), "hi"))
+    rewritten, moved = pool_before_activation(model)
+    assert len(moved) == 1
+    x = _random_input(3)
+    assert np.array_equal(_run(rewritten, x), _run(model, x))
