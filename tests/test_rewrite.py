@@ -360,3 +360,91 @@ def test_a_clip_whose_bounds_come_from_constant_nodes_moves() -> None:
     assert len(moved) == 1
     x = _random_input(3)
     assert np.array_equal(_run(rewritten, x), _run(model, x))
+
+
+# --- batch_capable_copy on small graphs ------------------------------------------------------------------------
+
+
+def _reshaping(batch: int | str, shapes: dict[str, list[int]], reshapes: list[tuple[str, str]]) -> onnx.ModelProto:
+    """x [batch, 2, 2] -> Reshape(x, shape) per ``reshapes`` (output, shape initializer), each output [batch, 4]."""
+    nodes = [helper.make_node("Reshape", ["x", shape], [output], name=f"reshape_{output}") for output, shape in reshapes]
+    graph = helper.make_graph(
+        nodes, "g", [helper.make_tensor_value_info("x", onnx.TensorProto.FLOAT, [batch, 2, 2])],
+        [helper.make_tensor_value_info(output, onnx.TensorProto.FLOAT, [batch, 4]) for output, _ in reshapes],
+        [numpy_helper.from_array(np.array(value, np.int64), name) for name, value in shapes.items()],
+        value_info=[helper.make_tensor_value_info("unused", onnx.TensorProto.FLOAT, [batch, 4])],
+    )
+    return helper.make_model(graph, opset_imports=[helper.make_opsetid("", 13)])
+
+
+def _initializers(model: onnx.ModelProto) -> dict[str, list[int]]:
+    return {init.name: numpy_helper.to_array(init).tolist() for init in model.graph.initializer}
+
+
+@pytest.mark.fast
+def test_a_fixed_batch_reshape_becomes_minus_one_and_the_copy_runs_at_any_batch() -> None:
+    model = _reshaping(2, {"shape": [2, 4]}, [("y", "shape")])
+    copy = batch_capable_copy(model, "two.onnx")
+    assert _initializers(copy) == {"shape": [-1, 4]}
+    assert [v.type.tensor_type.shape.dim[0].dim_param for v in (*copy.graph.input, *copy.graph.output)] == ["batch"] * 2
+    assert len(copy.graph.value_info) == 0
+    x = np.arange(5 * 4, dtype=np.float32).reshape(5, 2, 2)
+    assert np.array_equal(_plain_session(copy).run(None, {"x": x})[0], x.reshape(5, 4))
+    assert _initializers(model) == {"shape": [2, 4]}  # the original is untouched
+
+
+@pytest.mark.fast
+@pytest.mark.parametrize("taken, private", [([], "shape_batch"), (["shape_batch"], "shape_batch_1"),
+                                            (["shape_batch", "shape_batch_1"], "shape_batch_2")])
+def test_a_shape_shared_with_another_reader_gets_a_private_copy_with_an_unused_name(taken, private) -> None:
+    """Two Reshapes and an Identity read ``shape``: the first Reshape gets a private copy, the second too (the
+    Identity still reads ``shape``), and ``shape`` itself keeps [2, 4] for the Identity."""
+    model = _reshaping(2, {"shape": [2, 4], **{name: [7] for name in taken}}, [("y", "shape"), ("z", "shape")])
+    model.graph.node.append(helper.make_node("Identity", ["shape"], ["shape_out"]))
+    model.graph.output.append(helper.make_tensor_value_info("shape_out", onnx.TensorProto.INT64, [2]))
+    copy = batch_capable_copy(model, "shared.onnx")
+    values = _initializers(copy)
+    assert values["shape"] == [2, 4] and values[private] == [-1, 4]
+    assert [node.input[1] for node in copy.graph.node[:2]] == [private, f"{private}_1" if not taken else
+                                                             _next_free(private, taken)]
+    assert all(values[name] == [7] for name in taken)
+    x = np.ones((3, 2, 2), np.float32)
+    y, z, shape_out = _plain_session(copy).run(None, {"x": x})
+    assert y.shape == z.shape == (3, 4) and shape_out.tolist() == [2, 4]
+
+
+def _next_free(private: str, taken: list[str]) -> str:
+    """The name the second Reshape's copy gets: ``shape_batch`` then ``_1``, ``_2``, ... past the taken ones."""
+    names = ["shape_batch"] + [f"shape_batch_{k}" for k in range(1, 10)]
+    free = [name for name in names if name not in taken]
+    return free[free.index(private) + 1]
+
+
+@pytest.mark.fast
+def test_two_reshapes_sharing_a_shape_share_one_rewritten_shape_in_the_end() -> None:
+    """The first takes a private copy while the second still reads ``shape``; the second is then its only
+    reader, so ``shape`` itself is rewritten: one new initializer, not two."""
+    copy = batch_capable_copy(_reshaping(2, {"shape": [2, 4]}, [("y", "shape"), ("z", "shape")]), "m.onnx")
+    assert _initializers(copy) == {"shape": [-1, 4], "shape_batch": [-1, 4]}
+    assert [node.input[1] for node in copy.graph.node] == ["shape_batch", "shape"]
+
+
+@pytest.mark.fast
+def test_reshapes_without_the_batch_are_left_alone() -> None:
+    model = _reshaping(2, {"other": [4, 2], "w": [2, 2], "w_shape": [4]}, [("y", "other")])
+    model.graph.node.append(helper.make_node("Reshape", ["w", "w_shape"], ["w_flat"], name="weights"))  # a weight
+    model.graph.output.append(helper.make_tensor_value_info("w_flat", onnx.TensorProto.INT64, [4]))
+    model.graph.node.append(helper.make_node("Reshape", ["x", "computed"], ["v"], name="computed_shape"))
+    model.graph.node.insert(0, helper.make_node("Shape", ["x"], ["computed"]))
+    copy = batch_capable_copy(model, "m.onnx")
+    assert _initializers(copy) == {"other": [4, 2], "w": [2, 2], "w_shape": [4]}
+    symbolic = _reshaping("n", {"shape": [2, 4]}, [("y", "shape")])  # no fixed batch: nothing to match
+    assert _initializers(batch_capable_copy(symbolic)) == {"shape": [2, 4]}
+
+
+@pytest.mark.fast
+def test_a_fixed_batch_next_to_another_minus_one_is_refused() -> None:
+    model = _reshaping(2, {"shape": [2, -1]}, [("y", "shape")])
+    with pytest.raises(InputError, match=r"^<model>: Reshape 'reshape_y' has shape \[2, -1\]; its fixed batch size "
+                                         r"cannot become -1 next to another -1$"):
+        batch_capable_copy(model)
