@@ -40,8 +40,8 @@ patterns_of() {
     measure) echo "tuning.measure.statistics.* tuning.measure.paired.* tuning.measure.verdict.* tuning.measure.benchmark.*" ;;
     # Loading a model on a runtime with the configured settings, and scoring it (accuracy, batch-copy check).
     runtimes) echo "tuning.measure.runtimes.* tuning.measure.evaluate.*" ;;
-    # The accuracy criterion, INC's search and the mapping of the config onto INC's objects.
-    criterion) echo "tuning.search.accuracy.* tuning.search.trials.* tuning.inc.mapping.*" ;;
+    # The accuracy criterion and the trials it judges, and the mapping of the config onto INC's objects.
+    criterion) echo "tuning.search.trials.* tuning.inc.mapping.*" ;;
     # The report's numbers: ratios, agreement, accuracy, the answer line.
     report) echo "tuning.report.numbers.* tuning.report.answer.* tuning.report.speed.* tuning.report.accuracy.*" ;;
     pipeline) echo "tuning.pipeline.*" ;;

@@ -23,7 +23,7 @@ LABEL_OF_MODULE = {
     "search.choice": "choice", "graph.rewrite": "rewrite",
     "measure.statistics": "measure", "measure.paired": "measure", "measure.verdict": "measure",
     "measure.benchmark": "measure", "measure.runtimes": "runtimes", "measure.evaluate": "runtimes",
-    "search.accuracy": "criterion", "search.trials": "criterion", "inc.mapping": "criterion",
+    "search.trials": "criterion", "inc.mapping": "criterion",
     "report.numbers": "report", "report.answer": "report", "report.speed": "report", "report.accuracy": "report",
 }
 

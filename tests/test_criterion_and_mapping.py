@@ -12,6 +12,7 @@ from pathlib import Path
 import onnx
 import pytest
 from conftest import project_config
+from neural_compressor.config import PostTrainingQuantConfig
 from onnx import TensorProto, helper
 from tiny_models import mlp
 
@@ -186,6 +187,7 @@ def test_inc_config_carries_every_setting_of_the_config(tmp_path) -> None:
         "tuning.accuracy_criterion.tolerance": 0.02, "tuning.timeout_s": 30, "tuning.max_trials": 7,
     })
     inc = inc_config(config, ["fc1", "a.b"])
+    assert isinstance(inc, PostTrainingQuantConfig)
     assert (inc.device, inc.backend, inc.approach, inc.quant_format) == ("cpu", "default", "post_training_static_quant", "QDQ")
     assert inc.calibration_sampling_size == [120]
     assert inc.op_type_dict == {".*": {"activation": {"algorithm": ["kl"]}}, "Gemm": FP32_ONLY}

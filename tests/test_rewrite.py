@@ -448,3 +448,11 @@ def test_a_fixed_batch_next_to_another_minus_one_is_refused() -> None:
     with pytest.raises(InputError, match=r"^<model>: Reshape 'reshape_y' has shape \[2, -1\]; its fixed batch size "
                                          r"cannot become -1 next to another -1$"):
         batch_capable_copy(model)
+
+
+@pytest.mark.fast
+def test_a_model_that_is_no_classifier_is_refused_naming_its_source() -> None:
+    model = _reshaping(2, {"shape": [2, 4]}, [("y", "shape")])
+    del model.graph.output[:]
+    with pytest.raises(InputError, match=r"^two\.onnx: the graph declares no output"):
+        batch_capable_copy(model, "two.onnx")
