@@ -14,7 +14,7 @@ from tiny_models import mlp
 
 from tuning.measure import benchmark
 from tuning.measure.benchmark import BenchmarkRun, BenchmarkTarget, Performance, Timing, runner_for_batch
-from tuning.measure.runtimes import SessionSettings
+from tuning.measure.runtimes import SessionSettings, open_runner
 from tuning.measure.statistics import Interval
 
 pytestmark = pytest.mark.fast
@@ -58,7 +58,6 @@ def test_run_benchmark_scores_accuracy_on_the_evaluation_split(tmp_path) -> None
     run = benchmark.run_benchmark(config, path, "accuracy", 500)
     from tuning.data.datasets import evaluation_images
     from tuning.measure.evaluate import predict, top1_accuracy
-    from tuning.measure.runtimes import open_runner
 
     data = evaluation_images(config.dataset, config.evaluation.split, (1, 28, 28))
     assert run.accuracy == top1_accuracy(predict(open_runner(onnx.load(str(path))), data, 1000), data.labels)
@@ -117,3 +116,17 @@ def test_an_interval_reads_back_from_json() -> None:
     assert benchmark.timing_conditions(project_config(Path("x"), **SMALL).benchmark) == (
         "2 session sets (fresh sessions each), models alternating call by call, each >= 0 s, >= 4 images and "
         ">= 20 calls per model and batch size after 2 warm-up images")
+
+
+@pytest.mark.parametrize("batch_size, distinct", [(1, 100), (64, 32), (2048, 1), (4096, 1)])
+def test_each_batch_size_cycles_through_distinct_batches_of_the_images_in_order(tmp_path, batch_size, distinct) -> None:
+    """Up to 100 batches, at most 2048 images in all, and never none: batch k holds images k*b ... k*b + b - 1,
+    wrapping around the images."""
+    runner = open_runner(mlp(tmp_path / "m.onnx"))
+    images = np.arange(300, dtype=np.float32).reshape(300, 1, 1, 1) * np.ones((1, 1, 28, 28), np.float32)
+    feeds = benchmark._feeds(runner, images, batch_size)
+    assert len(feeds) == distinct
+    for k in (0, distinct - 1):
+        firsts = feeds[k]["pixels"][:, 0, 0, 0]
+        assert np.array_equal(firsts, (k * batch_size + np.arange(batch_size)) % 300)
+        assert feeds[k]["pixels"].flags.c_contiguous

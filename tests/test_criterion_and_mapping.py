@@ -88,6 +88,9 @@ def test_no_model_message_names_the_best_trial_and_the_baseline() -> None:
     message = no_model_message(trials, Path("run/inc.log"))
     assert "in 3 trials (best 62.5000% against fp32 75.0000%)" in message and message.endswith("(INC's log: run/inc.log)")
     assert no_model_message(trials[:1], Path("x.log")).startswith("INC returned no model before evaluating any int8")
+    # One int8 trial is enough to name the best; the baseline is never the best candidate.
+    assert "in 1 trials (best 50.0000% against fp32 75.0000%)" in no_model_message(trials[:2], Path("x.log"))
+    assert "(best 62.5000%" in no_model_message([Trial(0, 0.75, True, (), ()), *trials[2:3], trials[1]], Path("x.log"))
 
 
 # --- fp32 requests and what INC made of them -----------------------------------------------------------------
