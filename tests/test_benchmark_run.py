@@ -12,7 +12,9 @@ import pytest
 from conftest import project_config
 from tiny_models import mlp
 
+from tuning.data.datasets import evaluation_images
 from tuning.measure import benchmark
+from tuning.measure.evaluate import predict, top1_accuracy
 from tuning.measure.benchmark import BenchmarkRun, BenchmarkTarget, Performance, Timing, runner_for_batch
 from tuning.measure.runtimes import SessionSettings, open_runner
 from tuning.measure.statistics import Interval
@@ -56,8 +58,6 @@ def test_run_benchmark_scores_accuracy_on_the_evaluation_split(tmp_path) -> None
     path = mlp(tmp_path / "m.onnx", seed=7)
     config = project_config(tmp_path)
     run = benchmark.run_benchmark(config, path, "accuracy", 500)
-    from tuning.data.datasets import evaluation_images
-    from tuning.measure.evaluate import predict, top1_accuracy
 
     data = evaluation_images(config.dataset, config.evaluation.split, (1, 28, 28))
     assert run.accuracy == top1_accuracy(predict(open_runner(onnx.load(str(path))), data, 1000), data.labels)
