@@ -7,6 +7,7 @@ Timings are constant per round (tests/report_fakes.py), so every ratio is the qu
 from __future__ import annotations
 
 import dataclasses
+import json
 from pathlib import Path
 
 import numpy as np
@@ -41,6 +42,11 @@ def test_score_counts_the_confusion_agreement_and_flips() -> None:
     assert document["agreement_with_float"] == 5 / 8 and document["top1_error"] == 3 / 8
     assert document["pixel_scale"] == "raw" and document["images"] == 8
     assert score(FLOAT, LABELS, FLOAT, 4, PixelScale.UNIT).per_class_accuracy[3] is None  # no image of class 3
+    # Counts, not fractions, in report.json.
+    assert json.dumps(document["confusion_matrix"]) == "[[2, 0, 0], [1, 1, 1], [0, 1, 2]]"
+    # Two more images both models get wrong, differently: flips to correct stay 1, flips 5.
+    more = score(np.append(INT8, [1, 0]), np.append(LABELS, [2, 2]), np.append(FLOAT, [0, 1]), 3, PixelScale.RAW)
+    assert (more.flips, more.flips_to_correct, more.flips_to_wrong) == (5, 1, 1)
 
 
 def test_flips_list_the_costly_ones_first() -> None:
