@@ -8,6 +8,7 @@ from INC's documentation of ``AccuracyCriterion``, and the graphs are small ONNX
 from __future__ import annotations
 
 from pathlib import Path
+from types import SimpleNamespace
 
 import onnx
 import pytest
@@ -74,6 +75,9 @@ def test_a_trial_is_judged_against_the_first_trial_the_fp32_baseline(tmp_path) -
     later = record_trial(2, 0.5625, model, [baseline, record_trial(1, 0.5625, model, [baseline], config, model)],
                          config, model, rank=3)
     assert later.meets_criterion is True and later.rank == 3 and later.index == 2
+    # INC hands eval_func its model wrapper, whose .model is the graph.
+    wrapped = record_trial(1, 0.5625, SimpleNamespace(model=model), [baseline], config, model)
+    assert wrapped.meets_criterion is True and wrapped.model_sha256 == baseline.model_sha256
     unscored = record_trial(3, None, model, [baseline], config, model)
     assert unscored.accuracy is None and unscored.meets_criterion is None
     # What the graph holds: every node of the fp32 MLP is fp32 in itself; fc1 and fc2 are its compute nodes.

@@ -137,7 +137,15 @@ def test_model_entries_name_the_references(tmp_path: Path) -> None:
     assert [(e.name, e.role) for e in entries] == [
         ("fp32", Role.FLOAT), ("int8", Role.INT8), ("zoo-int8", Role.REFERENCE), ("mine", Role.REFERENCE),
         ("zoo-int8-2", Role.REFERENCE)]
+    assert entries[:2] == [ModelEntry("fp32", Role.FLOAT, Path("m/mnist-12.onnx")),
+                           ModelEntry("int8", Role.INT8, Path("out/int8.onnx"))]
     assert entries[3] == ModelEntry("mine", Role.REFERENCE, Path("x/a.onnx"))
+    thrice = model_entries(Path("f.onnx"), Path("i.onnx"), ["r.onnx", "r.onnx", "r.onnx", "n=d/a=b.onnx"])
+    assert [(e.name, e.path) for e in thrice[2:]] == [("r", Path("r.onnx")), ("r-2", Path("r.onnx")),
+                                                      ("r-3", Path("r.onnx")), ("n", Path("d/a=b.onnx"))]
+    # What is left of the stem loses its separators at the ends; a doubled one inside becomes one.
+    assert model_entries(Path("mnist-12.onnx"), Path("i.onnx"), ["z/mnist-12_int8.onnx"])[2].name == "int8"
+    assert model_entries(Path(""), Path("i.onnx"), ["z/a--b.onnx"])[2].name == "a--b"  # no float stem: kept as is
     odd = tmp_path / "a=b.onnx"
     odd.write_bytes(b"")
     assert model_entries(Path("f.onnx"), Path("i.onnx"), [str(odd)])[2] == ModelEntry("a=b", Role.REFERENCE, odd)
