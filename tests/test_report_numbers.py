@@ -144,7 +144,7 @@ def test_model_entries_name_the_references(tmp_path: Path) -> None:
     assert [(e.name, e.path) for e in thrice[2:]] == [("r", Path("r.onnx")), ("r-2", Path("r.onnx")),
                                                       ("r-3", Path("r.onnx")), ("n", Path("d/a=b.onnx"))]
     # What is left of the stem loses its separators at the ends; a doubled one inside becomes one.
-    assert model_entries(Path("mnist-12.onnx"), Path("i.onnx"), ["z/mnist-12_int8.onnx"])[2].name == "int8"
+    assert model_entries(Path("mnist-12.onnx"), Path("i.onnx"), ["z/mnist-12_q8.onnx"])[2].name == "q8"
     assert model_entries(Path(""), Path("i.onnx"), ["z/a--b.onnx"])[2].name == "a--b"  # no float stem: kept as is
     odd = tmp_path / "a=b.onnx"
     odd.write_bytes(b"")
