@@ -59,7 +59,9 @@ def test_the_criterion_at_its_boundary_and_its_formula(tmp_path, kind, tolerance
 
 
 def test_a_relative_criterion_against_a_float_model_that_is_never_right_is_refused(tmp_path) -> None:
-    with pytest.raises(InputError, match=r"^the float model classifies no evaluation image correctly \(top-1 accuracy 0\)"):
+    with pytest.raises(InputError, match=r"^the float model classifies no evaluation image correctly \(top-1 accuracy 0\), "
+                                         r"so a relative accuracy criterion means nothing; check the model, "
+                                         r"dataset\.pixel_scale, mean and std$"):
         meets_criterion(0.0, 0.0, _criterion(tmp_path, "relative", 0.5))
     assert meets_criterion(0.0, 0.0, _criterion(tmp_path, "absolute", 0.0))
 
@@ -146,7 +148,8 @@ def test_an_fp32_request_for_a_node_not_in_the_graph_names_the_compute_nodes(tmp
 def test_an_unnamed_node_of_a_listed_type_is_refused(tmp_path) -> None:
     model = _graph([helper.make_node("Relu", ["x"], ["a"], name="r"), helper.make_node("Relu", ["a"], ["b"])])
     config = project_config(tmp_path, **{"quantization.fp32_op_types": ["Relu"]})
-    with pytest.raises(ConfigError, match=r"^quantization\.fp32_op_types: m\.onnx has an unnamed Relu node"):
+    with pytest.raises(ConfigError, match=r"^quantization\.fp32_op_types: m\.onnx has an unnamed Relu node, which INC "
+                                          r"cannot keep in fp32 \(it addresses nodes by name\); name the model's nodes$"):
         fp32_requests(model, config, "m.onnx")
 
 

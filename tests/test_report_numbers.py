@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import re
 from pathlib import Path
 
 import numpy as np
@@ -22,6 +23,8 @@ from tuning.report.numbers import ModelEntry, Role, RuntimeResult, model_entries
 from tuning.report.speed import measured_series, ratios_vs_float
 
 pytestmark = pytest.mark.fast
+
+SCHEMA_DOC = Path(__file__).resolve().parent.parent / "docs" / "report-schema.md"
 
 LABELS = np.array([0, 0, 1, 1, 2, 2, 2, 1])
 FLOAT = np.array([0, 1, 1, 1, 2, 0, 2, 0])  # right on 0, 2, 3, 4, 6
@@ -154,3 +157,36 @@ def test_model_entries_name_the_references(tmp_path: Path) -> None:
         with pytest.raises(InputError, match=r"expected PATH or NAME=PATH"):
             model_entries(Path("f.onnx"), Path("i.onnx"), [bad])
     assert other_scale(PixelScale.UNIT) is PixelScale.RAW and other_scale(PixelScale.RAW) is PixelScale.UNIT
+
+
+def _documented_keys(heading: str) -> set[str]:
+    """The keys of the table under ``heading`` in docs/report-schema.md (a row may name several: `a`, `b`)."""
+    section = SCHEMA_DOC.read_text(encoding="utf-8").split(f"\n{heading}\n", 1)[1].split("\n#", 1)[0]
+    rows = [line.split("|")[1] for line in section.splitlines() if line.startswith("| `")]
+    return {key for row in rows for key in re.findall(r"`([^`]+)`", row)}
+
+
+def test_a_model_in_report_json_has_the_documented_keys_and_values() -> None:
+    report = _report(int8_ms=20.0, int8_batch_ms=5.0)
+    model = report.models[1]
+    document = model.to_json()
+    assert set(document) == _documented_keys("### `models[]`")
+    assert (document["name"], document["role"], document["path"]) == ("int8", "int8", "int8.onnx")
+    assert (document["sha256"], document["size_bytes"], document["op_types"]) == ("0" * 64, 1000, {})
+    assert document["precisions"] == {"int8": [], "fp32": [], "convert": []}
+    assert document["declared_preprocessing"] is None
+    assert document["accuracy"] == model.accuracy.to_json()
+    assert document["accuracy_other_scale"] == model.accuracy_other_scale.to_json()
+    assert document["runtimes"] == {"onnxruntime": model.runtimes[Runtime.ONNXRUNTIME].to_json()}
+    assert set(document["runtimes"]["onnxruntime"]) == _documented_keys("#### `models[].runtimes.<runtime>`")
+    assert set(document["accuracy"]) == _documented_keys("#### `accuracy` / `accuracy_other_scale`")
+    assert model.performance(Runtime.OPENVINO) is None
+    assert model.performance(Runtime.ONNXRUNTIME) is model.runtimes[Runtime.ONNXRUNTIME].performance
+
+
+def test_a_class_is_labelled_with_its_name_unless_the_name_starts_with_its_number() -> None:
+    report = _report(5.0, 5.0)
+    fashion = dataclasses.replace(report, class_names=("T-shirt/top", "Trouser", "Ankle boot"))
+    assert [fashion.class_label(k) for k in range(4)] == ["0 T-shirt/top", "1 Trouser", "2 Ankle boot", "3"]
+    digits = dataclasses.replace(report, class_names=("0 - zero", "1 - one"))
+    assert [digits.class_label(k) for k in range(3)] == ["0", "1", "2"]
