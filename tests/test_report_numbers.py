@@ -82,6 +82,14 @@ def test_a_runtime_result_carries_the_timings_it_was_given() -> None:
     assert document["throughput"][0]["images_per_s"] == pytest.approx(8 * 1000 / 3.0)  # pooled p50: 3 ms
     assert document["throughput"][1]["batch_p50_ms"] == 16.0
     assert document["throughput"][0]["images_per_s_rounds"] == pytest.approx({"value": 8000 / 3, "min": 2000, "max": 4000})
+    # The keys docs/report-schema.md lists for latency_ms and each throughput entry.
+    assert set(latency) == {"batch_size", "p50", "p90", "p99", "mean", "p50_rounds", "samples", "warmup"}
+    assert latency["p50_rounds"] == {"value": 3.0, "min": 3.0, "max": 3.0} and latency["warmup"] == 0
+    assert set(document["throughput"][0]) == {"batch_size", "images_per_s", "images_per_s_rounds", "batch_p50_ms",
+                                              "batches", "warmup_batches"}
+    assert document["throughput"][1]["batches"] == 40 and document["throughput"][1]["warmup_batches"] == 0
+    stated = RuntimeResult(Runtime.ONNXRUNTIME, conditions={"runtime": "onnxruntime"}).to_json()
+    assert stated["conditions"] == {"runtime": "onnxruntime"}
 
 
 def _report(int8_ms: float, int8_batch_ms: float, openvino: bool = False):
@@ -115,6 +123,19 @@ def test_speed_ratios_across_runtimes_keep_the_float_model_and_mark_the_untimed(
     labels = [(series.label, series.model_index, series.runtime_index) for series in measured_series(report)]
     assert labels == [("fp32 · onnxruntime", 0, 0), ("int8 · onnxruntime", 1, 0), ("int8 · openvino", 1, 1)]
     assert [series.label for series in measured_series(_report(5.0, 5.0))] == ["fp32", "int8"]
+
+
+def test_the_answer_widens_by_fp32s_own_noise_floor_and_states_the_change_in_json() -> None:
+    twin = performance("fp32 (second session)", np.full(30, 11.0), {64: [10.0] * 3})
+    fp32 = dataclasses.replace(performance("fp32", np.full(30, 10.0), {64: [10.0] * 3}), second_session=twin)
+    int8 = performance("int8", np.full(30, 5.0), {64: [5.0] * 3})
+    report = fake_report({"fp32": {Runtime.ONNXRUNTIME: fp32}, "int8": {Runtime.ONNXRUNTIME: int8}}, [64])
+    verdict = report_answer(report).verdict
+    assert verdict.noise_floor.value == pytest.approx(1.1)  # the second fp32 session over the first
+    assert (verdict.latency_ratio.low, verdict.latency_ratio.high) == pytest.approx((0.5 * 0.9, 0.5 * 1.1))
+    document = report_answer(report).to_json()
+    assert set(document) == {"line", "int8_top1_error", "fp32_top1_error", "error_change_pp", "speed_runtime", "speed"}
+    assert document["error_change_pp"] == pytest.approx(100 * (document["int8_top1_error"] - document["fp32_top1_error"]))
 
 
 def test_the_answer_reads_the_largest_batch_and_the_gate_runtime() -> None:
