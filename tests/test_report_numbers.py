@@ -7,6 +7,7 @@ Timings are constant per round (tests/report_fakes.py), so every ratio is the qu
 from __future__ import annotations
 
 import dataclasses
+import importlib.metadata
 import json
 import re
 from pathlib import Path
@@ -19,7 +20,7 @@ from tuning.config.enums import PixelScale, Runtime
 from tuning.errors import InputError
 from tuning.report.accuracy import Flip, find_flips, score
 from tuning.report.answer import report_answer
-from tuning.report.numbers import ModelEntry, Role, RuntimeResult, model_entries, other_scale
+from tuning.report.numbers import ModelEntry, Role, RuntimeResult, model_entries, other_scale, package_version
 from tuning.report.speed import measured_series, ratios_vs_float
 
 pytestmark = pytest.mark.fast
@@ -211,3 +212,7 @@ def test_a_class_is_labelled_with_its_name_unless_the_name_starts_with_its_numbe
     assert [fashion.class_label(k) for k in range(4)] == ["0 T-shirt/top", "1 Trouser", "2 Ankle boot", "3"]
     digits = dataclasses.replace(report, class_names=("0 - zero", "1 - one"))
     assert [digits.class_label(k) for k in range(3)] == ["0", "1", "2"]
+
+
+def test_the_package_version_is_the_installed_distributions() -> None:
+    assert package_version() == importlib.metadata.version("mnist-int8-tuning")
