@@ -225,7 +225,7 @@ def test_inc_config_of_a_candidate_and_of_a_named_strategy(tmp_path) -> None:
     assert CandidateSpec(QuantFormat.QOPERATOR, CalibrationAlgorithm.MINMAX, ()).description == "QOperator, minmax, fp32: none"
 
 
-@pytest.mark.parametrize("strategy", ["conservative", "mse"])
+@pytest.mark.parametrize("strategy", ["exhaustive", "mse"])
 def test_a_named_strategy_reaches_inc_with_quant_level_1(tmp_path, strategy) -> None:
     inc = inc_config(project_config(tmp_path, **{"tuning.strategy": strategy}), [])
     assert (inc.quant_level, inc.tuning_criterion.strategy) == (1, strategy)
