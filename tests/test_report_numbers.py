@@ -63,7 +63,7 @@ def test_flips_list_the_costly_ones_first() -> None:
 def test_a_runtime_result_states_error_and_agreement_the_right_way_round() -> None:
     result = RuntimeResult(Runtime.OPENVINO, top1_accuracy=0.75, images=400, differing_from_onnxruntime=10)
     accuracy = result.to_json()["accuracy"]
-    assert accuracy["top1_error"] == pytest.approx(0.25)
+    assert accuracy["top1_error"] == pytest.approx(0.25) and accuracy["top1_accuracy"] == 0.75
     assert accuracy["agreement_with_onnxruntime"] == pytest.approx(390 / 400)
     assert accuracy["differing_from_onnxruntime"] == 10 and accuracy["images"] == 400
     assert result.to_json()["status"] == "ok"
@@ -170,6 +170,7 @@ def test_model_entries_name_the_references(tmp_path: Path) -> None:
                                                       ("r-3", Path("r.onnx")), ("n", Path("d/a=b.onnx"))]
     # What is left of the stem loses its separators at the ends; a doubled one inside becomes one.
     assert model_entries(Path("mnist-12.onnx"), Path("i.onnx"), ["z/mnist-12_q8.onnx"])[2].name == "q8"
+    assert model_entries(Path("mnist-12.onnx"), Path("i.onnx"), ["z/mnist-12_QX.onnx"])[2].name == "QX"
     assert model_entries(Path(""), Path("i.onnx"), ["z/a--b.onnx"])[2].name == "a--b"  # no float stem: kept as is
     odd = tmp_path / "a=b.onnx"
     odd.write_bytes(b"")
@@ -212,6 +213,9 @@ def test_a_class_is_labelled_with_its_name_unless_the_name_starts_with_its_numbe
     assert [fashion.class_label(k) for k in range(4)] == ["0 T-shirt/top", "1 Trouser", "2 Ankle boot", "3"]
     digits = dataclasses.replace(report, class_names=("0 - zero", "1 - one"))
     assert [digits.class_label(k) for k in range(3)] == ["0", "1", "2"]
+    # The number is the name's first space-separated word; a trailing space is not printed.
+    odd = dataclasses.replace(report, class_names=("0\tzero", "Bag "))
+    assert [odd.class_label(k) for k in range(2)] == ["0 0\tzero", "1 Bag"]
 
 
 def test_the_package_version_is_the_installed_distributions() -> None:
