@@ -116,6 +116,8 @@ def test_an_interval_reads_back_from_json() -> None:
     assert benchmark.timing_conditions(project_config(Path("x"), **SMALL).benchmark) == (
         "2 session sets (fresh sessions each), models alternating call by call, each >= 0 s, >= 4 images and "
         ">= 20 calls per model and batch size after 2 warm-up images")
+    assert benchmark.timing_conditions(project_config(Path("x"), **{**SMALL, "benchmark.rounds": 1}).benchmark).startswith(
+        "1 session set (fresh sessions each)")
 
 
 @pytest.mark.parametrize("batch_size, distinct", [(1, 100), (64, 32), (2048, 1), (4096, 1)])

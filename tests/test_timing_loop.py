@@ -7,6 +7,7 @@ for it; no assertion depends on how fast the machine is (a busy-wait lasts *at l
 
 from __future__ import annotations
 
+import dataclasses
 import time
 
 import numpy as np
@@ -116,18 +117,20 @@ def test_ratios_are_model_over_reference_in_time_and_the_inverse_in_images_per_s
     batch 8 (throughput ratio 2); fp32's second session sets the noise floor."""
     fp32_rounds = [[10.0] * 4] * 5
     twin = _performance("fp32 (second session)", [[10.0] * 4, [11.0] * 4, [10.0] * 4, [9.5] * 4, [10.0] * 4],
-                        [[8.0] * 4] * 5)
+                        [[8.0] * 4, [8.0] * 4, [8.4] * 4, [8.0] * 4, [7.6] * 4])
     fp32 = _performance("fp32", fp32_rounds, [[8.0] * 4] * 5, twin)
     int8 = _performance("int8", [[20.0] * 4] * 5, [[4.0] * 4] * 5)
     floor = fp32.noise_floor()
     assert floor == median_interval([1.0, 1.1, 1.0, 0.95, 1.0])  # second session over the first
-    assert fp32.noise_floor(8) == median_interval([1.0] * 5)
+    assert fp32.noise_floor(8) == median_interval([1.0, 1.0, 1.05, 1.0, 0.95])
     assert int8.noise_floor() is None
     latency = int8.latency_ratio(fp32)
     assert latency.value == pytest.approx(2.0)
     assert (latency.low, latency.high) == pytest.approx((2.0 * (1 - 0.1), 2.0 * (1 + 0.1)))  # widened by 10 %
-    throughput = int8.throughput_ratio(fp32, 8)
-    assert (throughput.value, throughput.low, throughput.high) == pytest.approx((2.0, 2.0, 2.0))
+    throughput = int8.throughput_ratio(fp32, 8)  # widened by the batch-8 floor's 5 %, then inverted
+    assert (throughput.value, throughput.low, throughput.high) == pytest.approx((2.0, 2.0 / 1.05, 2.0 / 0.95))
+    with pytest.raises(AssertionError):  # a model timed without batch-1 latency has no latency ratio
+        dataclasses.replace(int8, latency=None).latency_ratio(fp32)
     assert fp32.throughput_at(8).batch_size == 8
     assert int8.latency_ratio(fp32).inverse().value == pytest.approx(fp32.latency_ratio(int8).value)
 
