@@ -142,3 +142,4 @@ def test_the_a_a_floor_at_a_batch_size_reads_that_batch_size() -> None:
     assert fp32.noise_floor(16).value == pytest.approx(1.0)
     assert fp32.noise_floor().value == pytest.approx(1.0)
     assert Interval(1.2, 1.2, 1.2).excursion() == pytest.approx(0.2)
+    assert Interval(2.0, 1.0, 4.0, 0.9375).inverse() == Interval(0.5, 0.25, 1.0, 0.9375)  # the coverage stays
