@@ -2,13 +2,13 @@
 # Mutation testing of the modules that decide correctness (docs/mutation.md): mutmut changes one thing at a
 # time in tuning/<module>.py and runs, for each such mutant, the tests of the fast subset (pytest -m fast)
 # that call the mutated function; a mutant no test fails on is a behaviour no test pins.
-# Usage: scripts/mutation.sh [config|fetch|data|graph|gate|atomic|choice|all]   (default: all, one after another)
+# Usage: scripts/mutation.sh [config|fetch|data|graph|gate|atomic|choice|rewrite|measure|runtimes|criterion|report|pipeline|all]   (default: all, one after another)
 # MUTATION_JOBS (default 1) mutants run in parallel. A development tool: .ci/run does not run it.
 set -euo pipefail
 project_root="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 cd "$project_root"
 
-modules=(config fetch data graph gate atomic choice)
+modules=(config fetch data graph gate atomic choice rewrite measure runtimes criterion report pipeline)
 target="${1:-all}"
 if [[ "$target" == all ]]; then
   selected=("${modules[@]}")
@@ -35,6 +35,16 @@ patterns_of() {
     config) echo "tuning.config.schema.* tuning.config.loading.*" ;;
     fetch | atomic) echo "tuning.files.$1.*" ;;
     graph) echo "tuning.graph.nodes.*" ;;
+    rewrite) echo "tuning.graph.rewrite.*" ;;
+    # Timing and its statistics: paired ratios, their intervals, the three-state verdict, the benchmark.
+    measure) echo "tuning.measure.statistics.* tuning.measure.paired.* tuning.measure.verdict.* tuning.measure.benchmark.*" ;;
+    # Loading a model on a runtime with the configured settings, and scoring it (accuracy, batch-copy check).
+    runtimes) echo "tuning.measure.runtimes.* tuning.measure.evaluate.*" ;;
+    # The accuracy criterion and the trials it judges, and the mapping of the config onto INC's objects.
+    criterion) echo "tuning.search.trials.* tuning.inc.mapping.*" ;;
+    # The report's numbers: ratios, agreement, accuracy, the answer line.
+    report) echo "tuning.report.numbers.* tuning.report.answer.* tuning.report.speed.* tuning.report.accuracy.*" ;;
+    pipeline) echo "tuning.pipeline.*" ;;
     *) echo "tuning.$1.*" ;;
   esac
 }

@@ -20,7 +20,11 @@ CHOICE = re.compile(r"^tuning\.search\.candidates\.x_score_fastest_first__mutmut
 LABEL_OF_MODULE = {
     "config.schema": "config", "config.loading": "config", "files.fetch": "fetch", "files.atomic": "atomic",
     "data.datasets": "data", "data.idx": "data", "graph.nodes": "graph", "gate.checks": "gate",
-    "search.choice": "choice",
+    "search.choice": "choice", "graph.rewrite": "rewrite",
+    "measure.statistics": "measure", "measure.paired": "measure", "measure.verdict": "measure",
+    "measure.benchmark": "measure", "measure.runtimes": "runtimes", "measure.evaluate": "runtimes",
+    "search.trials": "criterion", "inc.mapping": "criterion",
+    "report.numbers": "report", "report.answer": "report", "report.speed": "report", "report.accuracy": "report",
 }
 
 
@@ -28,6 +32,8 @@ def module_of(mutant: str) -> str | None:
     if CHOICE.match(mutant):
         return "choice"
     parts = mutant.split(".")
+    if len(parts) == 3 and parts[1] == "pipeline":  # tuning/pipeline.py, the one top-level module scored
+        return "pipeline"
     if len(parts) < 4:
         return None
     return LABEL_OF_MODULE.get(f"{parts[1]}.{parts[2]}")
@@ -58,13 +64,13 @@ def main(modules: list[str]) -> int:
         elif status not in ("killed", "timeout", "caught by type check"):
             survivors.append(f"{name}: {status}")
         counts[module][status] += 1
-    print(f"{'module':<8} {'mutants':>7} {'killed':>6} {'equiv.':>6} {'other':>5}  score (killed / non-equivalent)")
+    print(f"{'module':<9} {'mutants':>7} {'killed':>6} {'equiv.':>6} {'other':>5}  score (killed / non-equivalent)")
     for module, count in counts.items():
         total = sum(count.values())
         killed = count["killed"] + count["timeout"] + count["caught by type check"]
         scored = total - count["equivalent"]
         score = f"{100 * killed / scored:.1f} %" if scored else "-"
-        print(f"{module:<8} {total:>7} {killed:>6} {count['equivalent']:>6} {scored - killed:>5}  {score}")
+        print(f"{module:<9} {total:>7} {killed:>6} {count['equivalent']:>6} {scored - killed:>5}  {score}")
     if survivors:
         print("\nnot killed (mutmut show NAME for the diff):")
         print("\n".join(f"  {line}" for line in sorted(survivors)))

@@ -41,6 +41,7 @@ def _plain_session(model: onnx.ModelProto) -> ort.InferenceSession:
     return ort.InferenceSession(model.SerializeToString(), providers=["CPUExecutionProvider"])
 
 
+@pytest.mark.fast
 def test_runs_at_batch_keeps_the_images_per_measurement_about_equal() -> None:
     settings = BenchmarkSection(warmup=200, iterations=2000)
     assert benchmark.runs_at_batch(settings, 1) == (200, 2000)
@@ -81,6 +82,7 @@ def test_models_take_turns_call_by_call_until_the_count_and_the_time_are_reached
     assert min(runs[:-1].sum() for runs in by_time.values()) < 50.0
 
 
+@pytest.mark.fast
 def test_measure_opens_fresh_sessions_per_set_runs_an_a_a_pair_and_pairs_the_ratios(images: np.ndarray) -> None:
     settings = BenchmarkSection(warmup=4, iterations=40, min_time_s=0, rounds=3, batch_sizes=(8, 1, 32))
     targets = [BenchmarkTarget(name, onnx.load(str(path)), path) for name, path in (("fp32", FP32), ("zoo", ZOO_INT8))]
@@ -108,6 +110,7 @@ def test_measure_opens_fresh_sessions_per_set_runs_an_a_a_pair_and_pairs_the_rat
     assert zoo.throughput_ratio(fp32, 8).value == pytest.approx(1 / time_8.value)
 
 
+@pytest.mark.fast
 def test_environment_names_the_cpu_and_the_versions() -> None:
     env = capture_environment()
     assert set(env.cpu_flags) == {"avx2", "avx512f", "avx512_vnni", "avx_vnni", "avx512_bf16", "amx_int8", "amx_bf16"}

@@ -201,6 +201,7 @@ def test_the_emitted_model_takes_any_batch_and_records_its_session_options(defau
     assert float(props["tuning.int8_top1_accuracy"]) == summary.int8_top1_accuracy
 
 
+@pytest.mark.fast
 def test_declared_session_entries_reach_every_session_and_the_metadata(tmp_path):
     entry = ("optimization.disable_specified_optimizers", "QDQPropagationTransformer")
     config = project_config(tmp_path, **{"deployment.session_config_entries": dict([entry])})
@@ -212,6 +213,7 @@ def test_declared_session_entries_reach_every_session_and_the_metadata(tmp_path)
         SessionSettings().options().get_session_config_entry(entry[0])
 
 
+@pytest.mark.fast
 def test_declared_session_entries_reach_real_sessions_on_every_path(tmp_path):
     """An entry onnxruntime cannot ignore: ``session.load_model_format: ORT`` makes a real session refuse an ONNX
     file. Every way this project opens a session with the config's settings must then refuse the model; with
@@ -234,7 +236,34 @@ def test_declared_session_entries_reach_real_sessions_on_every_path(tmp_path):
         with pytest.raises(InputError, match="onnxruntime cannot load it"):
             opens(SessionSettings.of(refusing))
             pytest.fail(f"{name} opened its session without the config's entries")
-    # And a tuning run: the fp32 baseline's evaluation, the first session with the config's settings, refuses it.
+
+
+@pytest.mark.fast
+@pytest.mark.parametrize("threads", [1, 3])
+def test_the_thread_count_and_the_entries_reach_the_session_as_read_back_from_it(tmp_path, threads):
+    """The session's own options (``InferenceSession.get_session_options``), not the settings object's."""
+    config = project_config(tmp_path, **{"benchmark.intra_op_threads": threads,
+                                         "deployment.session_config_entries": {"session.intra_op.allow_spinning": "0",
+                                                                               "session.disable_prepacking": "1"}})
+    settings = SessionSettings.of(config)
+    assert settings.config_entries == (("session.disable_prepacking", "1"), ("session.intra_op.allow_spinning", "0"))
+    model = onnx.load(str(config.model.path))
+    runner = open_runner(model, Runtime.ONNXRUNTIME, settings)
+    for session in (make_session(model, settings), runner.infer.func.__self__, runner.quiet_infer.func.__self__):
+        options = session.get_session_options()
+        assert options.intra_op_num_threads == threads
+        assert options.get_session_config_entry("session.intra_op.allow_spinning") == "0"
+        assert options.get_session_config_entry("session.disable_prepacking") == "1"
+    assert runner.conditions["intra_op_num_threads"] == threads
+    assert runner.conditions["config_entries"] == {"session.disable_prepacking": "1", "session.intra_op.allow_spinning": "0"}
+    assert runner.input_name == "Input3"
+    assert settings.options().log_severity_level == 3  # errors only
+    assert runner.quiet_infer.keywords["run_options"].log_severity_level == 4 and not runner.infer.keywords
+
+
+def test_a_tuning_run_opens_its_sessions_with_the_declared_entries(tmp_path):
+    """The fp32 baseline's evaluation, the first session with the config's settings, refuses the model."""
+    refusing = project_config(tmp_path, **{"deployment.session_config_entries": {"session.load_model_format": "ORT"}})
     with pytest.raises(InputError, match="onnxruntime cannot load it"):
         run_tuning(refusing)
     assert not refusing.output.model.exists()

@@ -183,6 +183,27 @@ def test_the_verdict_line_names_both_states_the_noise_floor_and_the_cpu():
     assert not verdict.slower_than_fp32
 
 
+def test_the_verdict_in_json_carries_both_ratios_their_states_and_the_floor():
+    latency, throughput, floor = Interval(1.2, 1.1, 1.3, 0.9375), Interval(1.35, 1.14, 1.56), Interval(1.0, 0.98, 1.03)
+    document = Verdict(latency, throughput, 64, floor, "CPU Y").to_json()
+    assert document == {
+        "line": Verdict(latency, throughput, 64, floor, "CPU Y").line(),
+        "batch_1": "does not pay",
+        "latency_time_ratio_int8_over_fp32": {"value": 1.2, "min": 1.1, "max": 1.3, "coverage": 0.9375},
+        "throughput_batch_size": 64,
+        "throughput_batch": "pays",
+        "throughput_ratio_int8_over_fp32": {"value": 1.35, "min": 1.14, "max": 1.56, "coverage": 0.95},
+        "noise_floor_time_ratio": {"value": 1.0, "min": 0.98, "max": 1.03, "coverage": 0.95},
+        "cpu": "CPU Y",
+    }
+    without_floor = Verdict(latency, throughput, 64, None, "CPU Y")
+    assert without_floor.to_json()["noise_floor_time_ratio"] is None
+    assert without_floor.line() == (
+        "int8 vs fp32: batch 1 does not pay, 1.20x the time [1.10-1.30]; batch 64 pays, 1.35x the throughput "
+        "[1.14-1.56]; 94% intervals; on CPU Y"
+    )
+
+
 @pytest.mark.parametrize(
     "latency, throughput, slower",
     [

@@ -1,0 +1,145 @@
+"""tuning.measure.paired.time_in_turns and tuning.measure.benchmark's Timing arithmetic, with calls that record
+what they were given: which model ran when, on which feed, how many warm-up calls, and when the turns end.
+
+The calls are plain Python functions that log their feed and, where the test needs a known duration, busy-wait
+for it; no assertion depends on how fast the machine is (a busy-wait lasts *at least* its time).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import time
+
+import numpy as np
+import pytest
+
+from tuning.measure.benchmark import Performance, Spread, Timing
+from tuning.measure.paired import MIN_CALLS, time_in_turns
+from tuning.measure.statistics import Interval, median_interval
+
+pytestmark = pytest.mark.fast
+
+
+def _logging_calls(names: list[str], log: list[tuple[str, object]], busy_ns: dict[str, int] | None = None):
+    def call_of(name: str):
+        def call(feed: object) -> None:
+            log.append((name, feed))
+            if busy_ns and busy_ns.get(name):
+                end = time.perf_counter_ns() + busy_ns[name]
+                while time.perf_counter_ns() < end:
+                    pass
+
+        return call
+
+    return {name: call_of(name) for name in names}
+
+
+def test_warm_up_calls_come_first_per_model_cycling_its_feeds_and_are_not_timed() -> None:
+    log: list[tuple[str, object]] = []
+    names = ["a", "b", "c"]
+    feeds = {name: [f"{name}{k}" for k in range(4)] for name in names}
+    durations = time_in_turns(_logging_calls(names, log), feeds, warmup_calls=6, min_calls=MIN_CALLS, min_seconds=0)
+    warmup = [(name, f"{name}{k % 4}") for name in names for k in range(6)]
+    assert log[: len(warmup)] == warmup
+    timed = log[len(warmup) :]
+    assert {name: len(runs) for name, runs in durations.items()} == dict.fromkeys(names, MIN_CALLS)
+    assert len(timed) == 3 * MIN_CALLS
+    # Turn t runs every model once on its feed t mod 4, starting with model t mod 3: no model always follows
+    # the same other one.
+    for turn in range(MIN_CALLS):
+        shift = turn % 3
+        order = names[shift:] + names[:shift]
+        assert timed[3 * turn : 3 * turn + 3] == [(name, f"{name}{turn % 4}") for name in order]
+
+
+@pytest.mark.parametrize("min_calls, expected", [(MIN_CALLS - 1, MIN_CALLS), (MIN_CALLS + 7, MIN_CALLS + 7)])
+def test_the_calls_are_at_least_min_calls_and_never_fewer_than_the_floor(min_calls: int, expected: int) -> None:
+    log: list[tuple[str, object]] = []
+    durations = time_in_turns(_logging_calls(["a", "b"], log), {"a": [0], "b": [0]}, 0, min_calls, 0.0)
+    assert {len(runs) for runs in durations.values()} == {expected}
+    assert len(log) == 2 * expected
+
+
+def test_the_turns_end_when_the_least_timed_model_reached_min_seconds() -> None:
+    """``slow`` busy-waits 2 ms per call, ``quick`` nothing: the turns go on until ``quick`` too has 20 ms of
+    timed work, which takes it far more calls than ``slow`` needs (durations in ms, each at least what was waited)."""
+    log: list[tuple[str, object]] = []
+    calls = _logging_calls(["slow", "quick"], log, {"slow": 2_000_000, "quick": 200_000})
+    durations = time_in_turns(calls, {"slow": [0], "quick": [0]}, 0, 1, 0.02)
+    assert np.all(durations["slow"] >= 2.0) and np.all(durations["quick"] >= 0.2)
+    assert durations["quick"].sum() >= 20.0 and durations["slow"].sum() >= 20.0
+    # One turn fewer would have left the least timed model short of min_seconds.
+    assert min(runs[:-1].sum() for runs in durations.values()) < 20.0
+    assert len(durations["slow"]) == len(durations["quick"]) > MIN_CALLS
+
+
+def test_garbage_collection_is_off_while_timing_and_restored_after() -> None:
+    import gc
+
+    seen = []
+    time_in_turns({"a": lambda _feed: seen.append(gc.isenabled())}, {"a": [0]}, 2, 1, 0.0)
+    assert gc.isenabled() and seen and not any(seen)
+    gc.disable()
+    try:
+        time_in_turns({"a": lambda _feed: None}, {"a": [0]}, 0, 1, 0.0)
+        assert not gc.isenabled()  # left as it was found
+    finally:
+        gc.enable()
+
+
+def _timing(batch: int, *rounds: list[float]) -> Timing:
+    return Timing(batch, 3, tuple(np.asarray(r, dtype=np.float64) for r in rounds))
+
+
+def test_a_timing_pools_its_rounds_and_spreads_over_the_rounds_medians() -> None:
+    timing = _timing(4, [1.0, 2.0, 3.0], [10.0, 20.0, 30.0, 40.0])
+    pooled = [1.0, 2.0, 3.0, 10.0, 20.0, 30.0, 40.0]
+    assert timing.runs == 7 and timing.p50 == 10.0 and timing.mean == pytest.approx(sum(pooled) / 7)
+    assert timing.p90 == pytest.approx(float(np.percentile(pooled, 90)))
+    assert timing.p99 == pytest.approx(float(np.percentile(pooled, 99)))
+    assert timing.round_p50s == (2.0, 25.0)
+    assert timing.p50_spread == Spread(10.0, 2.0, 25.0)
+    # Images/s is batch / p50 (ms): 4 images in 10 ms are 400 per second; per round 2000 and 160.
+    assert timing.images_per_s == pytest.approx(400.0)
+    assert timing.latency_per_image_ms == pytest.approx(2.5)
+    spread = timing.images_per_s_spread
+    assert (spread.value, spread.low, spread.high) == pytest.approx((400.0, 160.0, 2000.0))
+    assert Spread.of_rounds([3.0, 1.0, 2.0, 10.0]) == Spread(2.5, 1.0, 10.0)
+    assert Spread.from_json(Spread(1.0, 0.5, 2.0).to_json()) == Spread(1.0, 0.5, 2.0)
+
+
+def _performance(name: str, latency_rounds, throughput_rounds, twin: Performance | None = None) -> Performance:
+    return Performance(name, _timing(1, *latency_rounds), (_timing(8, *throughput_rounds),), {}, twin)
+
+
+def test_ratios_are_model_over_reference_in_time_and_the_inverse_in_images_per_second() -> None:
+    """Five session sets of an int8 model half as slow as fp32 (time ratio 2 at batch 1) and twice as fast at
+    batch 8 (throughput ratio 2); fp32's second session sets the noise floor."""
+    fp32_rounds = [[10.0] * 4] * 5
+    twin = _performance("fp32 (second session)", [[10.0] * 4, [11.0] * 4, [10.0] * 4, [9.5] * 4, [10.0] * 4],
+                        [[8.0] * 4, [8.0] * 4, [8.4] * 4, [8.0] * 4, [7.6] * 4])
+    fp32 = _performance("fp32", fp32_rounds, [[8.0] * 4] * 5, twin)
+    int8 = _performance("int8", [[20.0] * 4] * 5, [[4.0] * 4] * 5)
+    floor = fp32.noise_floor()
+    assert floor == median_interval([1.0, 1.1, 1.0, 0.95, 1.0])  # second session over the first
+    assert fp32.noise_floor(8) == median_interval([1.0, 1.0, 1.05, 1.0, 0.95])
+    assert int8.noise_floor() is None
+    latency = int8.latency_ratio(fp32)
+    assert latency.value == pytest.approx(2.0)
+    assert (latency.low, latency.high) == pytest.approx((2.0 * (1 - 0.1), 2.0 * (1 + 0.1)))  # widened by 10 %
+    throughput = int8.throughput_ratio(fp32, 8)  # widened by the batch-8 floor's 5 %, then inverted
+    assert (throughput.value, throughput.low, throughput.high) == pytest.approx((2.0, 2.0 / 1.05, 2.0 / 0.95))
+    with pytest.raises(AssertionError):  # a model timed without batch-1 latency has no latency ratio
+        dataclasses.replace(int8, latency=None).latency_ratio(fp32)
+    assert fp32.throughput_at(8).batch_size == 8
+    assert int8.latency_ratio(fp32).inverse().value == pytest.approx(fp32.latency_ratio(int8).value)
+
+
+def test_the_a_a_floor_at_a_batch_size_reads_that_batch_size() -> None:
+    twin = Performance("twin", _timing(1, [10.0]), (_timing(8, [12.0]), _timing(16, [10.0])), {}, None)
+    fp32 = Performance("fp32", _timing(1, [10.0]), (_timing(8, [10.0]), _timing(16, [10.0])), {}, twin)
+    assert fp32.noise_floor(8).value == pytest.approx(1.2)
+    assert fp32.noise_floor(16).value == pytest.approx(1.0)
+    assert fp32.noise_floor().value == pytest.approx(1.0)
+    assert Interval(1.2, 1.2, 1.2).excursion() == pytest.approx(0.2)
+    assert Interval(2.0, 1.0, 4.0, 0.9375).inverse() == Interval(0.5, 0.25, 1.0, 0.9375)  # the coverage stays
