@@ -147,15 +147,17 @@ def test_session_settings_are_described_as_read_back() -> None:
 def _openvino_conditions(threads: int, streams: int, hint: bool) -> dict:
     return {"runtime": "openvino", "version": "2026.4.0-1234-abc", "requested": {"INFERENCE_PRECISION_HINT": "f32"} if hint
             else {}, "inference_precision": "f32" if hint else "bf16", "inference_num_threads": threads,
-            "num_streams": streams, "performance_hint": "LATENCY"}
+            "num_streams": streams, "performance_hint": "LATENCY", "input_shape": "[1,1,28,28]",
+            "timed_input_shapes": {"1": "[1,1,28,28]", "256": "[256,1,28,28]"}}
 
 
 def test_openvino_conditions_say_whether_the_precision_was_set() -> None:
+    shapes = "static shapes, compiled per timed batch size (batch 1: [1,1,28,28], batch 256: [256,1,28,28])"
     assert conditions_phrase(_openvino_conditions(1, 1, True)) == (
-        "OpenVINO 2026.4.0, CPU, inference precision f32 (set), 1 thread, 1 stream, performance hint LATENCY")
+        f"OpenVINO 2026.4.0, CPU, inference precision f32 (set), 1 thread, 1 stream, performance hint LATENCY, {shapes}")
     assert conditions_phrase(_openvino_conditions(2, 3, False)) == (
         "OpenVINO 2026.4.0, CPU, inference precision bf16 (OpenVINO's default on this CPU), 2 threads, 3 streams, "
-        "performance hint LATENCY")
+        f"performance hint LATENCY, {shapes}")
 
 
 def test_a_thread_count_other_than_asked_is_warned_about() -> None:

@@ -126,9 +126,9 @@ def test_ratios_are_model_over_reference_in_time_and_the_inverse_in_images_per_s
     assert int8.noise_floor() is None
     latency = int8.latency_ratio(fp32)
     assert latency.value == pytest.approx(2.0)
-    assert (latency.low, latency.high) == pytest.approx((2.0 * (1 - 0.1), 2.0 * (1 + 0.1)))  # widened by 10 %
-    throughput = int8.throughput_ratio(fp32, 8)  # widened by the batch-8 floor's 5 %, then inverted
-    assert (throughput.value, throughput.low, throughput.high) == pytest.approx((2.0, 2.0 / 1.05, 2.0 / 0.95))
+    assert (latency.low, latency.high) == pytest.approx((2.0 / 1.1, 2.0 * 1.1))  # widened by the factor 1.1
+    throughput = int8.throughput_ratio(fp32, 8)  # widened by the batch-8 floor [0.95, 1.05] (factor 1/0.95), inverted
+    assert (throughput.value, throughput.low, throughput.high) == pytest.approx((2.0, 2.0 * 0.95, 2.0 / 0.95))
     with pytest.raises(AssertionError):  # a model timed without batch-1 latency has no latency ratio
         dataclasses.replace(int8, latency=None).latency_ratio(fp32)
     assert fp32.throughput_at(8).batch_size == 8
