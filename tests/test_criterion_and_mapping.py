@@ -231,6 +231,16 @@ def test_a_named_strategy_reaches_inc_with_quant_level_1(tmp_path, strategy) -> 
     assert (inc.quant_level, inc.tuning_criterion.strategy) == (1, strategy)
 
 
+def test_conservative_reaches_inc_as_quant_level_0_which_inc_accepts(tmp_path) -> None:
+    # TuningCriterion refuses "conservative" by name (INC 3.7.1); INC runs it for quant_level 0.
+    from neural_compressor.config import TuningCriterion
+
+    with pytest.raises(AssertionError, match="conservative"):
+        TuningCriterion(strategy="conservative")
+    inc = inc_config(project_config(tmp_path, **{"tuning.strategy": "conservative"}), [])
+    assert (inc.quant_level, inc.tuning_criterion.strategy) == (0, "basic")
+
+
 def test_inc_config_without_fp32_requests_under_dynamic_quantization(tmp_path) -> None:
     config = project_config(tmp_path, **{"quantization.approach": "dynamic", "quantization.format": "QOperator",
                                          "tuning.objective": "accuracy"})

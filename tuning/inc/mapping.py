@@ -68,7 +68,10 @@ def inc_config(config: PipelineConfig, fp32_nodes: Sequence[str], candidate: Can
     op_type_dict.update({op_type: FP32_ONLY for op_type in quant.fp32_op_types})
     kept = [*fp32_nodes, *(candidate.fp32_fallback if candidate else ())]
     op_name_dict = {node_pattern(name): FP32_ONLY for name in kept}
-    strategy_is_auto = tuning.strategy is Strategy.AUTO
+    # INC chooses its strategy by quant_level: "auto" runs conservative then basic, 0 is conservative (which
+    # TuningCriterion does not accept by name), 1 is the strategy named in TuningCriterion.
+    quant_level = {Strategy.AUTO: "auto", Strategy.CONSERVATIVE: 0}.get(tuning.strategy, 1)
+    named_strategy = "basic" if quant_level != 1 else tuning.strategy.value
     return PostTrainingQuantConfig(
         device="cpu",
         backend="default",
@@ -77,15 +80,14 @@ def inc_config(config: PipelineConfig, fp32_nodes: Sequence[str], candidate: Can
         calibration_sampling_size=[config.calibration.sampling_size],
         op_type_dict=op_type_dict or None,
         op_name_dict=op_name_dict or None,
-        # INC ignores the strategy unless quant_level is 1.
-        quant_level="auto" if strategy_is_auto else 1,
+        quant_level=quant_level,
         accuracy_criterion=AccuracyCriterion(
             higher_is_better=True,
             criterion=tuning.accuracy_criterion.kind.value,
             tolerable_loss=tuning.accuracy_criterion.tolerance,
         ),
         tuning_criterion=TuningCriterion(
-            strategy="basic" if strategy_is_auto else tuning.strategy.value,
+            strategy=named_strategy,
             timeout=tuning.timeout_s,
             max_trials=tuning.max_trials,
         ),
