@@ -17,7 +17,7 @@ import onnx
 import pytest
 from test_fp32_fallback import config_for
 
-from tuning.config.enums import Split
+from tuning.config.enums import LatencySearch, Split
 from tuning.data.datasets import calibration_images, evaluation_images
 from tuning.graph.nodes import SourcePrecision, source_precisions
 from tuning.graph.rewrite import batch_capable_copy
@@ -27,7 +27,7 @@ from tuning.measure.statistics import Interval
 from tuning.search.budget import Budget
 from tuning.search.choice import significantly_faster
 from tuning.search.latency import quantize_for_latency
-from tuning.search.plan import candidate_grid, compute_nodes, greedy_upper_bound
+from tuning.search.plan import candidate_grid, compute_nodes, greedy_upper_bound, resolved_search
 
 CALLS = 40
 QUANTIZE_MS = 0.05  # each change of precision between consecutive compute nodes (a Quantize or Dequantize)
@@ -92,7 +92,7 @@ def latency_config(tmp_path, model, dataset_roots, **tuning):
     return config_for(
         tmp_path, model, dataset_roots, quantization={"format": "QDQ"},
         tuning={"objective": "latency", "accuracy_criterion": {"kind": "relative", "tolerance": 0.05},
-                "latency": {"warmup": 1, "iterations": 1, "rounds": 2}, **tuning},
+                "latency": {"warmup": 1, "iterations": 1, "rounds": 2, "search": "greedy"}, **tuning},
     )  # fmt: skip
 
 
@@ -224,3 +224,18 @@ def test_the_greedy_bound_is_linear_and_the_grid_is_not():
     bounds = [greedy_upper_bound(n, 2, 3) for n in range(2, 40)]
     assert len({b - a for a, b in zip(bounds, bounds[1:])}) == 1  # a constant step per node
     assert greedy_upper_bound(22, 2, 3) < grid_size(22) / 10
+
+
+def test_auto_runs_the_grid_while_it_fits_in_max_trials_and_the_greedy_search_beyond(tmp_path, torch_model, dataset_roots):
+    lenet = torch_model("lenet", "MNIST")
+    grid_size = len(candidate_grid(onnx.load(str(lenet)), latency_config(tmp_path, lenet, dataset_roots)))
+    assert grid_size > greedy_upper_bound(4, 2, 3)  # LeNet's 4 compute nodes: the grid is the larger
+
+    def resolved(max_trials: int) -> LatencySearch:
+        config = latency_config(tmp_path, lenet, dataset_roots, max_trials=max_trials,
+                                latency={"warmup": 1, "iterations": 1, "rounds": 2})  # fmt: skip
+        assert config.tuning.latency.search is LatencySearch.AUTO  # the default
+        return resolved_search(onnx.load(str(lenet)), config)
+
+    assert resolved(grid_size) is LatencySearch.GRID
+    assert resolved(grid_size - 1) is LatencySearch.GREEDY

@@ -8,13 +8,15 @@ for it; no assertion depends on how fast the machine is (a busy-wait lasts *at l
 from __future__ import annotations
 
 import dataclasses
+import random
 import time
+from collections import Counter
 
 import numpy as np
 import pytest
 
 from tuning.measure.benchmark import Performance, Spread, Timing
-from tuning.measure.paired import MIN_CALLS, time_in_turns
+from tuning.measure.paired import MIN_CALLS, TURN_ORDER_SEED, time_in_turns
 from tuning.measure.statistics import Interval, median_interval
 
 pytestmark = pytest.mark.fast
@@ -44,12 +46,32 @@ def test_warm_up_calls_come_first_per_model_cycling_its_feeds_and_are_not_timed(
     timed = log[len(warmup) :]
     assert {name: len(runs) for name, runs in durations.items()} == dict.fromkeys(names, MIN_CALLS)
     assert len(timed) == 3 * MIN_CALLS
-    # Turn t runs every model once on its feed t mod 4, starting with model t mod 3: no model always follows
-    # the same other one.
+    # Turn t runs every model once, on its feed t mod 4, in an order drawn from the fixed seed.
+    shuffler = random.Random(TURN_ORDER_SEED)
+    order = list(names)
     for turn in range(MIN_CALLS):
-        shift = turn % 3
-        order = names[shift:] + names[:shift]
+        shuffler.shuffle(order)
         assert timed[3 * turn : 3 * turn + 3] == [(name, f"{name}{turn % 4}") for name in order]
+
+
+def test_no_model_keeps_running_right_after_the_same_other_one() -> None:
+    # A rotation (turn t starting at model t mod n) puts b right after a in 3 of 4 turns with four models;
+    # whatever a leaves behind (caches, spinning threads) then biases b against the others.
+    log: list[tuple[str, object]] = []
+    names = ["a", "b", "c", "d"]
+    time_in_turns(_logging_calls(names, log), dict.fromkeys(names, [0]), 0, 2 * MIN_CALLS, 0.0)
+    sequence = [name for name, _feed in log]
+    for name in names:
+        predecessors = Counter(before for before, after in zip(sequence, sequence[1:]) if after == name)
+        assert set(predecessors) == set(names) - {name} or set(predecessors) == set(names)
+        assert max(predecessors.values()) <= 0.5 * sum(predecessors.values()), (name, predecessors)
+
+
+def test_the_turn_orders_are_the_same_in_every_run() -> None:
+    logs: list[list[tuple[str, object]]] = [[], []]
+    for log in logs:
+        time_in_turns(_logging_calls(["a", "b", "c"], log), dict.fromkeys("abc", [0]), 0, MIN_CALLS, 0.0)
+    assert logs[0] == logs[1]
 
 
 @pytest.mark.parametrize("min_calls, expected", [(MIN_CALLS - 1, MIN_CALLS), (MIN_CALLS + 7, MIN_CALLS + 7)])

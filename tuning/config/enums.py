@@ -69,8 +69,12 @@ class SlowerThanFp32(str, Enum):
 class LatencySearch(str, Enum):
     """How objective latency searches its candidates (tuning/search/plan.py)."""
 
+    # The grid while it fits in tuning.max_trials, the greedy search beyond (the default). The grid makes
+    # every candidate whatever the machine's speed, so a config makes the same candidates on a quiet and on a
+    # busy machine; the greedy search's sets follow its speed measurements.
+    AUTO = "auto"
     # Each compute node's fp32 fallback screened alone, then greedy sets of the ones that helped: about
-    # 4 candidates per Conv/MatMul/Gemm node (the default).
+    # 4 candidates per Conv/MatMul/Gemm node.
     GREEDY = "greedy"
     # Every fallback set of none, one or two compute nodes x formats x calibration algorithms: quadratic in
     # the nodes, affordable on a model of a handful of them (kept to compare the greedy search against).

@@ -159,8 +159,9 @@ class LatencyMeasurementSection(_TimingSection):
     # What happens when the model to be written is significantly slower than fp32 (at batch 1 or at the
     # throughput batch); "cannot tell at this noise" is neither.
     if_slower_than_fp32: SlowerThanFp32 = SlowerThanFp32.WARN
-    # Which candidates are made: greedy (linear in the compute nodes) or the grid (quadratic); tuning/search/plan.py.
-    search: LatencySearch = LatencySearch.GREEDY
+    # Which candidates are made: the grid (quadratic in the compute nodes) while it fits in max_trials, else
+    # greedy (linear); or either one by name. tuning/search/plan.py.
+    search: LatencySearch = LatencySearch.AUTO
 
 
 class TuningSection(_Section):

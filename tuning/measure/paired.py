@@ -3,14 +3,18 @@
 One call per model per turn is the finest grain there is: at batch 1 a call lasts tens of microseconds, at
 batch 256 a few milliseconds (a short block), so a drift of the machine slower than one turn hits every
 model of the turn alike and cancels in the paired ratio (tuning/measure/statistics.py). The order of the
-models rotates turn by turn, so no model always runs right after the same other one (whose data it would
-find in, or evict from, the caches).
+models is shuffled every turn, from a fixed seed, so no model keeps running right after the same other one
+(whose data it would find in, or evict from, the caches, and whose runtime may leave threads spinning).
+A rotation kept most predecessors fixed: in a report with OpenVINO beside onnxruntime, fp32's second
+onnxruntime session came out 0.89-0.93x the first's time in every run (a fixed bias, on a quiet machine too);
+shuffled, 0.99x [0.98-1.01].
 """
 
 from __future__ import annotations
 
 import contextlib
 import gc
+import random
 import time
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from typing import Any
@@ -20,6 +24,9 @@ import numpy as np
 # Every model runs at least this many timed calls per session set and batch size, whatever the config
 # says: a median of fewer paired ratios is itself noise (a batch-256 round of ~0.03 s was 6 calls).
 MIN_CALLS = 20
+
+# The turn orders are drawn from this seed: the same sequence in every run, whatever the machine's speed.
+TURN_ORDER_SEED = 0
 
 Feed = Any  # what a runner's ``infer`` takes: one batch of inputs, prepared by the runner
 
@@ -50,9 +57,11 @@ def time_in_turns(
             for call in range(warmup_calls):
                 calls[name](feeds[name][call % len(feeds[name])])
         turn = 0
+        order = list(names)
+        shuffler = random.Random(TURN_ORDER_SEED)
         while turn < least or min(timed_ns.values()) < min_ns:
-            shift = turn % len(names)
-            for name in names[shift:] + names[:shift]:
+            shuffler.shuffle(order)
+            for name in order:
                 feed = feeds[name][turn % len(feeds[name])]
                 began = time.perf_counter_ns()
                 calls[name](feed)

@@ -36,7 +36,7 @@ from tuning.measure.verdict import Verdict
 from tuning.search.budget import Budget
 from tuning.search.candidates import Candidates, Measure
 from tuning.search.choice import choose_fastest
-from tuning.search.plan import greedy_search, grid_search
+from tuning.search.plan import greedy_search, grid_search, resolved_search
 from tuning.search.timing import latency_settings, measurement_conditions, with_performance
 from tuning.search.trials import TuningOutcome, no_model_message
 
@@ -64,7 +64,7 @@ def quantize_for_latency(
     """
     started = time.monotonic()
     tuning = config.tuning
-    search = tuning.latency.search
+    search = resolved_search(model, config)
     budget = Budget(tuning.max_trials, tuning.timeout_s, say, expected=1)
     candidates = Candidates(model, calibration, evaluate, images, config, workspace, source, budget, measure)
     try:

@@ -27,7 +27,7 @@ import re
 import numpy as np
 import onnx
 
-from tuning.config.enums import CalibrationAlgorithm, QuantFormat
+from tuning.config.enums import CalibrationAlgorithm, LatencySearch, QuantFormat
 from tuning.config.schema import PipelineConfig
 from tuning.graph.nodes import COMPUTE_OP_TYPES
 from tuning.inc.mapping import CandidateSpec
@@ -98,6 +98,16 @@ def candidate_grid(model: onnx.ModelProto, config: PipelineConfig) -> list[Candi
         for fallback in fallbacks
         for quant_format in _formats(config)
     ]
+
+
+def resolved_search(model: onnx.ModelProto, config: PipelineConfig) -> LatencySearch:
+    """``tuning.latency.search``, with ``auto`` read as the grid while it fits in ``tuning.max_trials`` and
+    the greedy search beyond."""
+    requested = config.tuning.latency.search
+    if requested is not LatencySearch.AUTO:
+        return requested
+    fits = len(candidate_grid(model, config)) <= config.tuning.max_trials
+    return LatencySearch.GRID if fits else LatencySearch.GREEDY
 
 
 def grid_search(candidates: Candidates) -> None:
