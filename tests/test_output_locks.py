@@ -106,6 +106,31 @@ def test_a_second_writer_is_refused_naming_the_holders_pid(tmp_path: Path) -> No
 
 
 @pytest.mark.fast
+def test_a_run_refused_in_the_moment_before_the_holder_wrote_its_pid_still_names_it(tmp_path: Path) -> None:
+    # A CI run once said "another run (pid unknown)": the second tune read the lock file after the first had
+    # locked and emptied it, before it wrote its pid. Here the holder locks an empty file and writes 0.3 s later.
+    output = tmp_path / "model.onnx"
+    script = textwrap.dedent(f"""
+        import fcntl, os, time
+        from tuning.files.locks import LOCK_HEADER, lock_path
+        fd = os.open(lock_path(__import__("pathlib").Path({str(output)!r})), os.O_RDWR | os.O_CREAT, 0o644)
+        fcntl.flock(fd, fcntl.LOCK_EX)
+        print("locked", flush=True)
+        time.sleep(0.3)
+        os.pwrite(fd, f"{{LOCK_HEADER}}pid {{os.getpid()}}\\n".encode(), 0)
+        time.sleep(60)
+    """)
+    holder = subprocess.Popen([sys.executable, "-c", script], cwd=ROOT, stdout=subprocess.PIPE, text=True)
+    try:
+        assert holder.stdout is not None and holder.stdout.readline().strip() == "locked"
+        with pytest.raises(OutputError) as caught:
+            OutputLock.take(output)
+        assert f"another run (pid {holder.pid}) is writing this output" in str(caught.value)
+    finally:
+        holder.kill()
+        holder.wait(timeout=10)
+
+
 def test_a_lock_file_that_is_not_ours_is_refused_and_left_alone(tmp_path: Path) -> None:
     output = tmp_path / "model.onnx"
     lock_path(output).write_text("my notes\n")

@@ -19,6 +19,7 @@ import fcntl
 import os
 import secrets
 import stat
+import time
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -195,11 +196,20 @@ def _read_lock(fd: int) -> str:
     return data.decode("utf-8", errors="replace")
 
 
+# The holder writes its pid just after taking the lock (first removing what a killed run listed): a refused
+# run that reads the file in between polls this long for it before saying "pid unknown".
+_HOLDER_PID_WAIT_S = 2.0
+
+
 def _holder(fd: int) -> str:
-    for line in _read_lock(fd).splitlines()[1:2]:
-        if line.startswith("pid "):
-            return line
-    return "pid unknown"
+    deadline = time.monotonic() + _HOLDER_PID_WAIT_S
+    while True:
+        for line in _read_lock(fd).splitlines()[1:2]:
+            if line.startswith("pid "):
+                return line
+        if time.monotonic() >= deadline:
+            return "pid unknown"
+        time.sleep(0.02)
 
 
 def _still_linked(fd: int, path: Path) -> bool:
