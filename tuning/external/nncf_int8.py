@@ -16,7 +16,6 @@ used, and nothing imports it before a model is asked for.
 from __future__ import annotations
 
 import contextlib
-import importlib
 import logging
 import sys
 from collections.abc import Iterator
@@ -29,7 +28,7 @@ from tuning.errors import InputError
 from tuning.files.atomic import write_bytes_atomic
 from tuning.files.onnx_io import describe, plain_metadata
 from tuning.graph.rewrite import batch_capable_copy
-from tuning.measure.environment import distribution_version
+from tuning.measure.environment import import_failure
 
 NNCF_NAME = "nncf-int8"  # the report's name for the row
 NNCF_FILE = f"{NNCF_NAME}.onnx"  # written into the report's folder beside report.json
@@ -71,15 +70,7 @@ class NncfReference:
 
 def unavailable_reason() -> str | None:
     """Why NNCF cannot be used here (not installed, or does not import), or None."""
-    try:
-        importlib.import_module("nncf")
-    except Exception as exc:  # ModuleNotFoundError when absent; a broken install raises ImportError, OSError, ...
-        what = f"{exc.__class__.__name__}: {str(exc).splitlines()[0] if str(exc) else ''}".rstrip(": ")
-        installed = distribution_version("nncf")
-        if isinstance(exc, ModuleNotFoundError) and exc.name == "nncf" or not installed:
-            return f"NNCF is not installed ({what}); {INSTALL_HINT}"
-        return f"NNCF {installed} is installed but does not import ({what}); reinstall it"
-    return None
+    return import_failure("nncf", "NNCF", INSTALL_HINT)
 
 
 def quantize_with_nncf(float_model: Path, calibration: LabelledImages, out: Path) -> NncfReference:

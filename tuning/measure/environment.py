@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import importlib
 import importlib.metadata
 import os
 import platform
@@ -110,3 +111,17 @@ def distribution_version(distribution: str) -> str | None:
         return importlib.metadata.version(distribution)
     except importlib.metadata.PackageNotFoundError:
         return None
+
+
+def import_failure(module: str, display_name: str, install_hint: str) -> str | None:
+    """Why the optional package ``module`` cannot be used (not installed, or installed but not importing), or
+    None when it imports; a missing package is told apart from a broken one by its metadata."""
+    try:
+        importlib.import_module(module)
+    except Exception as exc:  # ModuleNotFoundError when absent; a broken install raises ImportError, OSError, ...
+        what = f"{exc.__class__.__name__}: {str(exc).splitlines()[0] if str(exc) else ''}".rstrip(": ")
+        installed = distribution_version(module)
+        if isinstance(exc, ModuleNotFoundError) and exc.name == module or not installed:
+            return f"{display_name} is not installed ({what}); {install_hint}"
+        return f"{display_name} {installed} is installed but does not import ({what}); reinstall it"
+    return None

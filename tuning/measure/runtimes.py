@@ -23,7 +23,6 @@ project runs unchanged and reports the runtime as not measured (:func:`unavailab
 from __future__ import annotations
 
 import functools
-import importlib
 import io
 import re
 from collections.abc import Callable
@@ -38,7 +37,7 @@ import onnxruntime as ort
 from tuning.config.enums import Runtime
 from tuning.config.schema import PipelineConfig
 from tuning.errors import ConfigError, InputError
-from tuning.measure.environment import distribution_version
+from tuning.measure.environment import import_failure
 
 INSTALL_HINT = "install the extra with `bash scripts/setup_env.sh openvino` (or pip install 'mnist-int8-tuning[openvino]')"
 
@@ -138,15 +137,7 @@ def unavailable_reason(runtime: Runtime) -> str | None:
     """
     if not is_openvino(runtime):
         return None
-    try:
-        importlib.import_module("openvino")
-    except Exception as exc:  # ModuleNotFoundError when absent; a broken install raises OSError, ImportError, ...
-        what = f"{exc.__class__.__name__}: {str(exc).splitlines()[0] if str(exc) else ''}".rstrip(": ")
-        installed = distribution_version("openvino")
-        if isinstance(exc, ModuleNotFoundError) and exc.name == "openvino" or not installed:
-            return f"OpenVINO is not installed ({what}); {INSTALL_HINT}"
-        return f"OpenVINO {installed} is installed but does not import ({what}); reinstall it"
-    return None
+    return import_failure("openvino", "OpenVINO", INSTALL_HINT)
 
 
 def open_runner(
