@@ -23,7 +23,7 @@ from tuning.errors import InputError
 from tuning.measure import benchmark
 from tuning.measure.benchmark import BenchmarkTarget
 from tuning.measure.environment import capture_environment
-from tuning.measure.paired import MIN_CALLS, time_in_turns
+from tuning.measure.paired import MIN_CALLS, TURN_IMAGES, time_in_turns
 from tuning.measure.runtimes import SessionSettings, open_runner
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -64,7 +64,7 @@ def test_a_figure_lies_within_its_own_range_of_rounds_to_the_last_bit(rounds: in
     assert timing.images_per_s_spread.value == timing.images_per_s_spread.low == 256 * 1000.0 / timing.p50
 
 
-def test_models_take_turns_call_by_call_until_the_count_and_the_time_are_reached(images: np.ndarray) -> None:
+def test_models_take_turns_until_the_count_and_the_time_are_reached(images: np.ndarray) -> None:
     runners = {"fp32": open_runner(FP32), "zoo": open_runner(ZOO_INT8)}
     calls = {name: runner.infer for name, runner in runners.items()}
     feeds = {name: [runner.feed(images[k : k + 1]) for k in range(4)] for name, runner in runners.items()}
@@ -93,6 +93,9 @@ def test_measure_opens_fresh_sessions_per_set_runs_an_a_a_pair_and_pairs_the_rat
         assert [t.batch_size for t in performance.throughput] == [1, 8, 32]
         batch_32 = performance.throughput_at(32)
         assert all(len(runs) == MIN_CALLS for runs in batch_32.rounds_ms)  # 40 images are 2 calls: the floor
+        # Whole turns of TURN_IMAGES images: one turn of 64 calls at batch 1, 3 turns of 8 calls at batch 8.
+        assert all(len(runs) == TURN_IMAGES for runs in performance.latency.rounds_ms)
+        assert all(len(runs) == 24 for runs in performance.throughput_at(8).rounds_ms)
         pooled = np.concatenate(batch_32.rounds_ms)
         assert batch_32.images_per_s == pytest.approx(32 * 1000 / float(np.median(pooled)))
     zoo, fp32 = results["zoo"], results["fp32"]
@@ -100,7 +103,7 @@ def test_measure_opens_fresh_sessions_per_set_runs_an_a_a_pair_and_pairs_the_rat
     assert fp32.second_session is not None and zoo.second_session is None
     floor = fp32.noise_floor()
     assert floor == fp32.second_session.latency.time_ratio(fp32.latency)
-    # Direction: latency is time zoo / time fp32 (paired call by call), throughput its inverse.
+    # Direction: latency is time zoo / time fp32 (paired call by call within turns), throughput its inverse.
     per_set = [float(np.median(z / f)) for z, f in zip(zoo.latency.rounds_ms, fp32.latency.rounds_ms)]
     ratio = zoo.latency_ratio(fp32)
     assert ratio.value == pytest.approx(float(np.median(per_set)))

@@ -114,7 +114,7 @@ def test_an_interval_reads_back_from_json() -> None:
     assert Interval.from_json({"value": 1.0, "min": 0.5, "max": 2.0}) == Interval(1.0, 0.5, 2.0, 0.95)
     assert benchmark.threads_phrase(1) == "1 intra-op thread" and benchmark.threads_phrase(2) == "2 intra-op threads"
     assert benchmark.timing_conditions(project_config(Path("x"), **SMALL).benchmark) == (
-        "2 session sets (fresh sessions each), models alternating call by call, each >= 0 s, >= 4 images and "
+        "2 session sets (fresh sessions each), models taking turns of >= 64 images in consecutive warm calls, each >= 0 s, >= 4 images and "
         ">= 20 calls per model and batch size after 2 warm-up images")
     assert benchmark.timing_conditions(project_config(Path("x"), **{**SMALL, "benchmark.rounds": 1}).benchmark).startswith(
         "1 session set (fresh sessions each)")

@@ -26,6 +26,7 @@ import pytest
 
 from tuning.cli.main import main
 from tuning.errors import InputError
+from tuning.measure.paired import TURN_IMAGES
 from tuning.report.numbers import Role, model_entries
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -267,8 +268,8 @@ def test_performance_numbers_and_ratios_are_consistent(full: dict[str, Any]) -> 
     for name in ("int8", "zoo-int8"):
         model = _model(report, name)["runtimes"]["onnxruntime"]
         latency = model["latency_ms"]
-        # 2 session sets, each 50 calls at batch 1, the models taking turns call by call.
-        assert latency["batch_size"] == 1 and latency["samples"] == 100 and latency["warmup"] == 5
+        # 2 session sets; at batch 1 a turn is a block of TURN_IMAGES calls, so 50 images take one turn per set.
+        assert latency["batch_size"] == 1 and latency["samples"] == 2 * TURN_IMAGES and latency["warmup"] == 5
         assert latency["p50"] <= latency["p90"] <= latency["p99"]
         assert [point["batch_size"] for point in model["throughput"]] == [1, 8]
         ratios = report["ratios_vs_float"]["onnxruntime"][name]

@@ -16,7 +16,7 @@ import numpy as np
 import pytest
 
 from tuning.measure.benchmark import Performance, Spread, Timing
-from tuning.measure.paired import MIN_CALLS, TURN_ORDER_SEED, time_in_turns
+from tuning.measure.paired import MIN_CALLS, TURN_IMAGES, TURN_ORDER_SEED, calls_per_turn, time_in_turns
 from tuning.measure.statistics import Interval, median_interval
 
 pytestmark = pytest.mark.fast
@@ -52,6 +52,44 @@ def test_warm_up_calls_come_first_per_model_cycling_its_feeds_and_are_not_timed(
     for turn in range(MIN_CALLS):
         shuffler.shuffle(order)
         assert timed[3 * turn : 3 * turn + 3] == [(name, f"{name}{turn % 4}") for name in order]
+
+
+def test_a_turn_is_one_untimed_call_then_a_block_of_timed_consecutive_calls_per_model() -> None:
+    """With a block of 5, every model's turn is 6 calls in a row: the first re-warms it after another model ran
+    and is not timed, the next 5 are, on consecutive feeds; the timed counts are whole turns."""
+    log: list[tuple[str, object]] = []
+    names = ["a", "b", "c"]
+    feeds = {name: [f"{name}{k}" for k in range(7)] for name in names}
+    durations = time_in_turns(_logging_calls(names, log), feeds, warmup_calls=0, min_calls=MIN_CALLS + 1, min_seconds=0, block=5)
+    turns = -(-(MIN_CALLS + 1) // 5)
+    assert {name: len(runs) for name, runs in durations.items()} == dict.fromkeys(names, 5 * turns)
+    assert len(log) == 3 * 6 * turns
+    shuffler = random.Random(TURN_ORDER_SEED)
+    order = list(names)
+    position = 0
+    for turn in range(turns):
+        shuffler.shuffle(order)
+        for name in order:
+            run = log[position : position + 6]
+            assert {model for model, _feed in run} == {name}, f"turn {turn}: {name}'s calls are consecutive"
+            timed_feeds = [feed for _model, feed in run[1:]]
+            assert timed_feeds == [f"{name}{k % 7}" for k in range(5 * turn, 5 * turn + 5)]
+            assert run[0][1] not in timed_feeds, "the untimed call re-warms on another input"
+            position += 6
+
+
+def test_a_block_of_one_call_has_no_untimed_call() -> None:
+    # At batch sizes where a turn is a single call, an untimed call would double the cost of the measurement.
+    log: list[tuple[str, object]] = []
+    durations = time_in_turns(_logging_calls(["a", "b"], log), dict.fromkeys("ab", [0]), 0, MIN_CALLS, 0.0, block=1)
+    assert len(log) == 2 * MIN_CALLS == sum(len(runs) for runs in durations.values())
+
+
+@pytest.mark.parametrize("batch_size", [1, 2, 3, 16, 63, 64, 65, 256])
+def test_a_turn_holds_at_least_turn_images_in_as_few_calls_as_that_takes(batch_size: int) -> None:
+    calls = calls_per_turn(batch_size)
+    assert calls >= 1 and calls * batch_size >= TURN_IMAGES
+    assert calls == 1 or (calls - 1) * batch_size < TURN_IMAGES
 
 
 def test_no_model_keeps_running_right_after_the_same_other_one() -> None:

@@ -223,7 +223,7 @@ def summary_lines(summary: TuningSummary) -> list[str]:
     measurement = summary.latency_measurement
     if measurement is not None:
         lines.append(
-            f"Candidates meeting the criterion: timed with fp32 and its A/A twin, call by call, in "
+            f"Candidates meeting the criterion: timed with fp32 and its A/A twin, in turns, in "
             f"{measurement['rounds']} fresh session sets, on {runtimes.conditions_phrase(measurement['runtime_conditions'])}; "
             f"time ratio int8/fp32 at batch 1 (below 1: faster), throughput ratio int8/fp32 at batch "
             f"{measurement['throughput_batch_size']} (above 1: faster): paired median [interval]"

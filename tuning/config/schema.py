@@ -128,9 +128,9 @@ class AccuracyCriterionSection(_Section):
 class _TimingSection(_Section):
     """How long models are timed (tuning/measure/benchmark.py, docs/measurement.md): in ``rounds`` *session
     sets*, each with fresh sessions of every model; in each set and at each batch size a model runs ``warmup``
-    untimed images, then the models alternate call by call until each has run at least ``iterations``
+    untimed images, then the models take turns (blocks of consecutive calls of >= 64 images) until each has run at least ``iterations``
     images, at least 20 calls *and* ``min_time_s`` seconds (like OpenVINO's benchmark_app ``-t``), so a fast
-    model is not judged on a few milliseconds. A ratio is the median of paired call-by-call ratios over the
+    model is not judged on a few milliseconds. A ratio is the median of paired per-call ratios over the
     session sets, with a confidence interval over the sets (6 or more sets: 95 % or more)."""
 
     warmup: _int_range(0, 10_000_000) = 200

@@ -10,8 +10,8 @@ must remember is not the product's speed.
 report.json) the gate. Timing rule (config ``benchmark`` / ``tuning.latency``, docs/measurement.md): the
 models are measured in ``rounds`` *session sets*; each set opens fresh sessions of every model (where a
 session lands in memory moves its speed by several percent), and at each batch size every model runs
-``ceil(warmup / b)`` untimed batches, then the models take turns call by call
-(:mod:`tuning.measure.paired`) until each has run at least ``ceil(iterations / b)`` and
+``ceil(warmup / b)`` untimed batches, then the models take turns, a block of consecutive calls each
+(:mod:`tuning.measure.paired`: 64 images, the first call of a block untimed), until each has run at least ``ceil(iterations / b)`` and
 :data:`~tuning.measure.paired.MIN_CALLS` timed batches and ``min_time_s`` seconds. The first model on each
 runtime (the reference: fp32) runs a second session beside the others, the A/A pair whose ratio is the
 noise floor.
@@ -47,7 +47,7 @@ from tuning.files.onnx_io import describe, load_model, preprocessing_warning
 from tuning.graph.rewrite import batch_capable_copy
 from tuning.measure.environment import capture_environment
 from tuning.measure.evaluate import check_classifier, predict, top1_accuracy, verify_batch_copy
-from tuning.measure.paired import MIN_CALLS, existing_objects_frozen, time_in_turns
+from tuning.measure.paired import MIN_CALLS, TURN_IMAGES, calls_per_turn, existing_objects_frozen, time_in_turns
 from tuning.measure.runtimes import (
     Runner,
     SessionSettings,
@@ -228,6 +228,7 @@ def measure(
                     warmup,
                     min_runs,
                     settings.min_time_s,
+                    calls_per_turn(batch_size),
                 )
                 for name, runs in durations.items():
                     per_set.setdefault((name, step), []).append(runs)
@@ -271,7 +272,7 @@ def timing_conditions(settings: BenchmarkSection) -> str:
     """The timing rule's settings in one phrase, for the lines printed beside the numbers."""
     return (
         f"{settings.rounds} session set{'s' if settings.rounds != 1 else ''} (fresh sessions each), models "
-        f"alternating call by call, each >= {settings.min_time_s:g} s, >= {settings.iterations} images and "
+        f"taking turns of >= {TURN_IMAGES} images in consecutive warm calls, each >= {settings.min_time_s:g} s, >= {settings.iterations} images and "
         f">= {MIN_CALLS} calls per model and batch size after {settings.warmup} warm-up images"
     )
 

@@ -1,19 +1,28 @@
-"""The timing loop: compared models take turns call by call, so that call ``t`` of every model forms a pair.
+"""The timing loop: compared models take turns, a short block of consecutive calls each, so that the
+``t``-th timed call of every model forms a pair.
 
-One call per model per turn is the finest grain there is: at batch 1 a call lasts tens of microseconds, at
-batch 256 a few milliseconds (a short block), so a drift of the machine slower than one turn hits every
-model of the turn alike and cancels in the paired ratio (tuning/measure/statistics.py). The order of the
-models is shuffled every turn, from a fixed seed, so no model keeps running right after the same other one
-(whose data it would find in, or evict from, the caches, and whose runtime may leave threads spinning).
-A rotation kept most predecessors fixed: in a report with OpenVINO beside onnxruntime, fp32's second
-onnxruntime session came out 0.89-0.93x the first's time in every run (a fixed bias, on a quiet machine too);
-shuffled, 0.99x [0.98-1.01].
+A turn gives each model at least TURN_IMAGES images: at batch 1 a block of 64 calls (a few milliseconds),
+at batch 64 and above one call of a millisecond or more. A drift of the machine slower than one turn hits
+every model of the turn alike and cancels in the paired ratio (tuning/measure/statistics.py).
+
+Why blocks and not one call per model per turn: a user's process calls its one model again and again, so
+every call finds that model's weights and buffers in the caches. A call right after another model's finds
+them evicted, and the cost is not the same for every model: on mnist-12 at batch 1, alternating call by
+call timed the int8 model at 0.86-0.92x fp32's time, where plain sessions timed one at a time (or in blocks
+of 10-100 calls) give 0.97-1.03x. So the first call of a block runs untimed, as the re-warming a user never
+pays; at batch sizes where a turn is a single call, the eviction is a fraction of a percent of the call.
+
+The order of the models is shuffled every turn, from a fixed seed, so no model keeps running right after
+the same other one (whose runtime may leave threads spinning). A rotation kept most predecessors fixed: in a
+report with OpenVINO beside onnxruntime, fp32's second onnxruntime session came out 0.89-0.93x the first's
+time in every run (a fixed bias, on a quiet machine too); shuffled, 0.99x [0.98-1.01].
 """
 
 from __future__ import annotations
 
 import contextlib
 import gc
+import math
 import random
 import time
 from collections.abc import Callable, Iterator, Mapping, Sequence
@@ -25,10 +34,18 @@ import numpy as np
 # says: a median of fewer paired ratios is itself noise (a batch-256 round of ~0.03 s was 6 calls).
 MIN_CALLS = 20
 
+# Each model runs at least this many images per turn, in consecutive calls (the module's docstring says why).
+TURN_IMAGES = 64
+
 # The turn orders are drawn from this seed: the same sequence in every run, whatever the machine's speed.
 TURN_ORDER_SEED = 0
 
 Feed = Any  # what a runner's ``infer`` takes: one batch of inputs, prepared by the runner
+
+
+def calls_per_turn(batch_size: int) -> int:
+    """Consecutive timed calls of one model per turn at ``batch_size``: TURN_IMAGES images, at least one call."""
+    return max(1, math.ceil(TURN_IMAGES / batch_size))
 
 
 def time_in_turns(
@@ -37,11 +54,15 @@ def time_in_turns(
     warmup_calls: int,
     min_calls: int,
     min_seconds: float,
+    block: int = 1,
 ) -> dict[str, np.ndarray]:
-    """Per-call durations in ms of every model, the same number for each, call ``t`` of each in turn ``t``.
+    """Per-call durations in ms of every model, the same number for each; the ``t``-th of each ran in the
+    same turn, at the same place in its block.
 
-    Each model first runs ``warmup_calls`` untimed calls; then turns go on until every model has run at
-    least ``max(min_calls, MIN_CALLS)`` calls and ``min_seconds`` of timed work. Inputs cycle through
+    Each model first runs ``warmup_calls`` untimed calls. Then, in every turn, each model in turn runs
+    ``block`` timed calls, preceded by one untimed call when ``block`` is above 1 (the re-warming after
+    another model ran, :mod:`tuning.measure.paired`); turns go on until every model has run at least
+    ``max(min_calls, MIN_CALLS)`` timed calls and ``min_seconds`` of timed work. Inputs cycle through
     ``feeds[name]`` so no model is timed on one cached input. Garbage collection is off meanwhile: a
     collection would land on whichever model happens to be running.
     """
@@ -56,19 +77,23 @@ def time_in_turns(
         for name in names:
             for call in range(warmup_calls):
                 calls[name](feeds[name][call % len(feeds[name])])
-        turn = 0
+        timed_calls = 0
         order = list(names)
         shuffler = random.Random(TURN_ORDER_SEED)
-        while turn < least or min(timed_ns.values()) < min_ns:
+        while timed_calls < least or min(timed_ns.values()) < min_ns:
             shuffler.shuffle(order)
             for name in order:
-                feed = feeds[name][turn % len(feeds[name])]
-                began = time.perf_counter_ns()
-                calls[name](feed)
-                took = time.perf_counter_ns() - began
-                durations[name].append(took)
-                timed_ns[name] += took
-            turn += 1
+                model_feeds = feeds[name]
+                if block > 1:
+                    calls[name](model_feeds[(timed_calls - 1) % len(model_feeds)])
+                for call in range(timed_calls, timed_calls + block):
+                    feed = model_feeds[call % len(model_feeds)]
+                    began = time.perf_counter_ns()
+                    calls[name](feed)
+                    took = time.perf_counter_ns() - began
+                    durations[name].append(took)
+                    timed_ns[name] += took
+            timed_calls += block
     finally:
         if gc_was_enabled:
             gc.enable()

@@ -4,8 +4,8 @@ Direction: a *time ratio* is ``time(model) / time(reference)`` (below 1: the mod
 *throughput ratio* is its inverse, ``images/s(model) / images/s(reference)`` (above 1: faster). Every
 function here computes time ratios; :meth:`Interval.inverse` turns one into a throughput ratio.
 
-How an interval is made (docs/measurement.md): the compared models ran call by call in turns, so call
-``t`` of each is a pair and ``time_a[t] / time_b[t]`` cancels what drifts slower than one turn. The
+How an interval is made (docs/measurement.md): the compared models ran in turns, a block of calls each, so
+the ``t``-th timed call of each is a pair and ``time_a[t] / time_b[t]`` cancels what drifts slower than one turn. The
 median of those paired ratios within one *session set* (fresh sessions of every model) is one
 observation; the ratio is the median of the session sets' observations and its interval the
 order-statistic interval of that median (distribution-free: where a session lands in memory moves a

@@ -94,5 +94,5 @@ class Timing:
         return Spread(self.images_per_s, min(per_round), max(per_round))
 
     def time_ratio(self, reference: Timing, noise_floor: Interval | None = None) -> Interval:
-        """``time(self) / time(reference)`` (below 1: this model is faster), paired call by call."""
+        """``time(self) / time(reference)`` (below 1: this model is faster), paired call by call within turns."""
         return paired_time_ratio(self.rounds_ms, reference.rounds_ms, noise_floor)

@@ -7,6 +7,7 @@ from typing import Any
 from tuning.config.enums import Runtime
 from tuning.config.schema import BenchmarkSection
 from tuning.measure import benchmark
+from tuning.measure.paired import TURN_IMAGES
 from tuning.measure.runtimes import SessionSettings
 from tuning.report.answer import report_answer
 from tuning.report.numbers import Report, other_scale, package_version
@@ -48,10 +49,13 @@ def json_document(report: Report) -> dict[str, Any]:
                 str(b): dict(zip(("warmup", "timed"), benchmark.runs_at_batch(settings, b)))
                 for b in timed_batch_sizes(settings)
             },
-            "interleaving": "call by call, fresh sessions per session set (round)",
+            "interleaving": (
+                f"turns of >= {TURN_IMAGES} images of each model in consecutive calls, the first call of a turn untimed "
+                "when the turn has several, fresh sessions per session set (round)"
+            ),
             "throughput_statistic": "batch_size / median batch time",
             "ratio_statistic": (
-                "median over session sets of the paired call-by-call ratios; *_rounds: that median with its "
+                "median over session sets of the paired per-call ratios; *_rounds: that median with its "
                 "order-statistic confidence interval (min, max; coverage) widened by the A/A pair's excursion"
             ),
             "session_options": SessionSettings.of(report.config).describe(),

@@ -162,9 +162,9 @@ def conditions_section(report: Report) -> str:
             f"throughput at batch sizes {sizes} on batch-capable copies (checked to give the original's outputs)"
             + _shapes_note(report),
             *([f"- {report.nncf_reference.sentence()}"] if report.nncf_reference else []),
-            "- Models alternate call by call; throughput is batch size / median batch time; a figure pools every "
+            "- Models take turns in blocks of consecutive warm calls; throughput is batch size / median batch time; a figure pools every "
             "session set's calls (range in brackets: over the sets); a ratio is the median over session sets of the "
-            "paired call-by-call ratios, in brackets its 95 % interval widened by the fp32 A/A pair (docs/measurement.md)",
+            "paired per-call ratios, in brackets its 95 % interval widened by the fp32 A/A pair (docs/measurement.md)",
             f"- CPU: {env.cpu_model}; {flags}; {env.usable_cpus} usable of {env.cpu_count} cores; "
             f"{env.machine}, {env.system}",
             *_runtime_conditions(report),

@@ -5,7 +5,7 @@ slower than fp32. Here a search (tuning/search/plan.py: greedy, linear in the co
 grid) decides which candidates are made within the budget (tuning/search/budget.py), each one made by INC (``quantization.fit`` with op-wise configs, no evaluation function), rewritten
 exactly where onnxruntime's default optimizers would slow it down (tuning/graph/rewrite.py), scored with
 the same evaluator as objective accuracy; then the passing ones are timed together with the fp32
-model (tuning/measure/benchmark.py: call by call, in fresh session sets, under the deployment's session
+model (tuning/measure/benchmark.py: in turns of consecutive warm calls, in fresh session sets, under the deployment's session
 options). The written candidate is the most preferred one that no other is significantly faster than
 (tuning/search/choice.py), and the verdict compares it with fp32 (tuning/measure/verdict.py).
 

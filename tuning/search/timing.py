@@ -93,7 +93,7 @@ def measurement_conditions(config: PipelineConfig) -> dict[str, Any]:
     latency = config.tuning.latency
     return {
         "models": (
-            "fp32, a second fp32 session (the A/A pair) and the distinct candidates, call by call: each candidate "
+            "fp32, a second fp32 session (the A/A pair) and the distinct candidates, in turns: each candidate "
             "once in one screening session set at batch 1 with fp32 (one per search stage), then the session sets "
             f"below (rounds) for the ones meeting the accuracy criterion within {SCREEN_FACTOR}x of the screening's "
             f"best: the {MAX_FINALISTS} fastest by screening and the most preferred one"
@@ -112,7 +112,7 @@ def measurement_conditions(config: PipelineConfig) -> dict[str, Any]:
         "choice_rule": CHOICE_RULE.format(margin=f"{latency.tie_margin:.0%}"),
         "preference": PREFERENCE,
         "ratio_statistic": (
-            "median over session sets of the paired call-by-call ratios; interval: order-statistic confidence "
+            "median over session sets of the paired per-call ratios; interval: order-statistic confidence "
             "interval of that median widened by the A/A pair's excursion (docs/measurement.md)"
         ),
         "session_options": SessionSettings.of(config).describe(),
