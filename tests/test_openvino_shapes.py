@@ -20,7 +20,9 @@ from tuning.errors import InputError
 from tuning.graph.rewrite import batch_capable_copy
 from tuning.measure import benchmark
 from tuning.measure.benchmark import BenchmarkTarget, measure
+from tuning.measure.paired import time_in_turns
 from tuning.measure.runtimes import SessionSettings, conditions_phrase, onnxruntime_conditions, open_runner
+from tuning.measure.statistics import median_interval, set_ratios
 
 pytestmark = pytest.mark.skipif(
     importlib.util.find_spec("openvino") is None,
@@ -90,6 +92,38 @@ def test_every_openvino_model_is_compiled_per_timed_batch_size_in_every_session_
     on_openvino = sorted(batch for runtime, batch in opened if runtime is Runtime.OPENVINO_F32)
     assert on_openvino == sorted([1, 3, 5] * 2 * settings.rounds)
     assert [batch for runtime, batch in opened if runtime is Runtime.ONNXRUNTIME] == [None] * (2 * 2 * settings.rounds)
+
+
+def test_each_runtimes_models_take_turns_among_themselves_and_ratios_across_runtimes_use_set_medians(monkeypatch) -> None:
+    """A user deploys one runtime: OpenVINO's calls in onnxruntime's turns moved its int8/fp32 ratio. Every call of
+    the timing loop holds the models of one runtime (A/A twins included), every model is timed in every session
+    set, and a ratio across runtimes is the median of the sets' p50 ratios, not of unpaired calls."""
+    model = onnx.load(str(MODEL))
+    groups: list[list[str]] = []
+
+    def spy(calls, *args, **kwargs):
+        groups.append(sorted(calls))
+        return time_in_turns(calls, *args, **kwargs)
+
+    monkeypatch.setattr(benchmark, "time_in_turns", spy)
+    settings = BenchmarkSection(warmup=1, iterations=2, min_time_s=0, rounds=2, batch_sizes=(4,))
+    images = np.random.default_rng(2).random((16, *_sample_dims(model)), dtype=np.float32)
+    targets = [
+        BenchmarkTarget("ort a", model, MODEL),
+        BenchmarkTarget("ov a", model, MODEL, Runtime.OPENVINO_F32),
+        BenchmarkTarget("ort b", model, MODEL),
+    ]
+    performances = measure(targets, images, settings, SessionSettings())
+    ort_group = ["ort a", "ort a (second session)", "ort b"]
+    ov_group = ["ov a", "ov a (second session)"]
+    assert groups == [ort_group, ov_group] * (2 * settings.rounds)  # batch 1 and 4, in both session sets
+    ort_a, ov_a = performances["ort a"], performances["ov a"]
+    assert ort_a.latency.turns == "onnxruntime" and ov_a.latency.turns == "openvino-f32"
+    within = performances["ort b"].latency.time_ratio(ort_a.latency)
+    assert within == median_interval(set_ratios(performances["ort b"].latency.rounds_ms, ort_a.latency.rounds_ms))
+    across = ov_a.latency.time_ratio(ort_a.latency)
+    per_set = [float(np.percentile(ov, 50) / np.percentile(ort, 50)) for ov, ort in zip(ov_a.latency.rounds_ms, ort_a.latency.rounds_ms)]
+    assert across == median_interval(per_set)
 
 
 def test_the_benchmark_command_states_the_shape_it_timed(capsys: pytest.CaptureFixture[str]) -> None:

@@ -168,6 +168,22 @@ def test_a_timing_pools_its_rounds_and_spreads_over_the_rounds_medians() -> None
     assert Spread.from_json(Spread(1.0, 0.5, 2.0).to_json()) == Spread(1.0, 0.5, 2.0)
 
 
+def test_models_that_did_not_take_turns_together_compare_by_their_session_sets_medians() -> None:
+    """Two runtimes' models ran in separate turns, with different call counts: their ratio per set is the ratio of
+    the set's medians (p50 3 over 2 and 8 over 4), while models of the same turns pair call by call."""
+    ort = Timing(1, 0, (np.array([1.0, 2.0, 3.0]), np.array([4.0, 4.0, 4.0])), "onnxruntime")
+    ov = Timing(1, 0, (np.array([3.0, 3.0, 9.0, 1.0, 3.0]), np.array([8.0, 8.0])), "openvino")
+    across = ov.time_ratio(ort)
+    assert across.value == pytest.approx(np.sqrt(1.5 * 2.0)) and (across.low, across.high) == (1.5, 2.0)
+    assert ort.time_ratio(ov).value == pytest.approx(1 / across.value)
+    same_turns = Timing(1, 0, (np.array([2.0, 2.0, 6.0]), np.array([8.0, 4.0, 4.0])), "onnxruntime")
+    # Paired: per-call ratios [2, 1, 2] and [2, 1, 1] have medians 2 and 1; the sets' medians would give 1 and 1.
+    within = same_turns.time_ratio(ort)
+    assert (within.low, within.high) == (1.0, 2.0)
+    with pytest.raises(ValueError, match="same number of calls"):
+        Timing(1, 0, (np.array([1.0, 2.0]),), "onnxruntime").time_ratio(Timing(1, 0, (np.array([1.0]),), "onnxruntime"))
+
+
 def _performance(name: str, latency_rounds, throughput_rounds, twin: Performance | None = None) -> Performance:
     return Performance(name, _timing(1, *latency_rounds), (_timing(8, *throughput_rounds),), {}, twin)
 

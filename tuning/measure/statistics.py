@@ -100,21 +100,32 @@ def median_interval(observations: Sequence[float], confidence: float = CONFIDENC
     return Interval(float(np.exp(np.median(np.log(ordered)))), ordered[rank - 1], ordered[-rank], coverage)
 
 
-def set_ratios(model_sets: Sequence[np.ndarray], reference_sets: Sequence[np.ndarray]) -> list[float]:
-    """Per session set, the median of the paired time ratios ``model[t] / reference[t]``."""
+def set_ratios(
+    model_sets: Sequence[np.ndarray], reference_sets: Sequence[np.ndarray], paired: bool = True
+) -> list[float]:
+    """Per session set, the median of the paired time ratios ``model[t] / reference[t]``; or, for models that
+    did not take turns together (``paired`` false: on different runtimes), the ratio of the set's medians."""
     if len(model_sets) != len(reference_sets):
         raise ValueError("both models must have run in the same session sets")
     ratios = []
     for model, reference in zip(model_sets, reference_sets):
-        if len(model) != len(reference) or not len(model):
-            raise ValueError("paired runs need the same, non-zero number of calls of both models")
+        if not len(model) or not len(reference):
+            raise ValueError("a ratio needs calls of both models in every session set")
+        if not paired:
+            ratios.append(float(np.percentile(model, 50) / np.percentile(reference, 50)))
+            continue
+        if len(model) != len(reference):
+            raise ValueError("paired runs need the same number of calls of both models")
         ratios.append(float(np.median(np.asarray(model) / np.asarray(reference))))
     return ratios
 
 
 def paired_time_ratio(
-    model_sets: Sequence[np.ndarray], reference_sets: Sequence[np.ndarray], noise_floor: Interval | None = None
+    model_sets: Sequence[np.ndarray],
+    reference_sets: Sequence[np.ndarray],
+    noise_floor: Interval | None = None,
+    paired: bool = True,
 ) -> Interval:
-    """``time(model) / time(reference)``: the median over session sets of the paired ratios' medians, with
-    its interval widened by ``noise_floor`` (the A/A pair's interval; None: not widened)."""
-    return median_interval(set_ratios(model_sets, reference_sets)).widened(noise_floor)
+    """``time(model) / time(reference)``: the median over session sets of the per-set ratios (:func:`set_ratios`),
+    with its interval widened by ``noise_floor`` (the A/A pair's interval; None: not widened)."""
+    return median_interval(set_ratios(model_sets, reference_sets, paired)).widened(noise_floor)

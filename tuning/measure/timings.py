@@ -36,12 +36,13 @@ class Spread:
 
 @dataclass(frozen=True)
 class Timing:
-    """Per-call durations of one model at one batch size, per session set; call ``t`` of every model
-    measured together ran in the same turn ``t``."""
+    """Per-call durations of one model at one batch size, per session set; the ``t``-th call of every model
+    that took turns with it (the same ``turns``) ran in the same turn."""
 
     batch_size: int
     warmup_runs: int  # untimed batches in each session set
     rounds_ms: tuple[np.ndarray, ...] = field(repr=False, compare=False)
+    turns: str = ""  # the group of models it took turns with (a runtime's): only those pair call by call
 
     @property
     def durations_ms(self) -> np.ndarray:
@@ -94,5 +95,6 @@ class Timing:
         return Spread(self.images_per_s, min(per_round), max(per_round))
 
     def time_ratio(self, reference: Timing, noise_floor: Interval | None = None) -> Interval:
-        """``time(self) / time(reference)`` (below 1: this model is faster), paired call by call within turns."""
-        return paired_time_ratio(self.rounds_ms, reference.rounds_ms, noise_floor)
+        """``time(self) / time(reference)`` (below 1: this model is faster): paired call by call when both took
+        turns together, else the ratio of each session set's medians (models on different runtimes)."""
+        return paired_time_ratio(self.rounds_ms, reference.rounds_ms, noise_floor, paired=self.turns == reference.turns)
