@@ -82,7 +82,8 @@ def test_three_ranks_write_the_model_one_process_writes(tmp_path, torch_model, d
     # The search asked for the same scores; the split shows in which rank scored each and what was scored ahead.
     models = record["search"]["models"]
     assert {key: models[key] for key in single.search["models"]} == single.search["models"]
-    ranks = [trial["rank"] for trial in record["trials"] if trial["same_model_as"] is None and trial["accuracy"] is not None]
+    scored = [trial for trial in record["trials"] if trial["same_model_as"] is None and trial["accuracy"] is not None]
+    ranks = [trial["rank"] for trial in scored]
     assert ranks[0] == 0 and set(ranks) <= {0, 1, 2}
     # The first scoring round sent one candidate to each worker (the LeNet's search makes more than 3).
     assert sum(rank > 0 for rank in ranks) + models["scored_ahead_unused"] >= 2, (ranks, models)

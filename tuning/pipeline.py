@@ -277,12 +277,12 @@ def search_line(search: dict[str, Any]) -> str:
     budget = search["budget"]
     limits = f"tuning.max_trials {budget['max_trials']}" + (f", tuning.timeout_s {budget['timeout_s']}" if budget["timeout_s"] else "")
     stages = "; ".join(f"{stage['name']} {stage['made']}/{stage['planned']}" for stage in search["stages"])
+    unused = models.get("scored_ahead_unused")  # under MPI only
+    ahead = f" (and {unused} scored ahead on other ranks, unused)" if unused is not None else ""
     return (
         f"Search: {search['name']} (tuning.latency.search) in {search['seconds']:.1f} s, budget {limits}: "
         f"{models['made']} candidates made ({models['distinct']} distinct), {models['screened']} screened, "
-        f"{models['scored']} scored"
-        + (f" (and {models['scored_ahead_unused']} scored ahead on other ranks, unused)" if "scored_ahead_unused" in models else "")
-        + f", {models['timed']} timed in full; stages made/planned: {stages}"
+        f"{models['scored']} scored{ahead}, {models['timed']} timed in full; stages made/planned: {stages}"
         + ("; cut by " + search["cut_by"] if search["cut_by"] else "; nothing cut")
     )
 

@@ -28,8 +28,9 @@ def fit(
     """INC's result for one ``quantization.fit`` call (None when INC found no model), its log in ``workspace``.
 
     ``what`` names the call in errors ("during tuning", "making candidate 3 (...)"). ``over_ranks``: under an
-    MPI launch, INC spreads the call over the ranks (its distributed traversal); otherwise it never sees MPI. An exception INC raised
-    or swallowed becomes a TuningError, or the project's own error when the evaluation function raised it.
+    MPI launch, INC spreads the call over the ranks (its distributed traversal); otherwise it never sees MPI.
+    An exception INC raised or swallowed becomes a TuningError, or the project's own error when the
+    evaluation function raised it.
     """
     import_inc()
     from neural_compressor import quantization, set_random_seed, set_workspace

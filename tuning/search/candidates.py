@@ -233,7 +233,8 @@ class Candidates:
     def counts(self) -> dict[str, int]:
         """How many models the search made, screened (timed in one short round) and scored, for the summary;
         under MPI also how many a worker scored ahead that the search never asked for."""
-        counts = {"made": len(self.trials) - 1, "distinct": len(self.models), "screened": self.screened, "scored": self.scored}
+        counts = {"made": len(self.trials) - 1, "distinct": len(self.models), "screened": self.screened}
+        counts["scored"] = self.scored
         return counts | ({"scored_ahead_unused": self.scorer.unused()} if self.scorer.rank_of(0) is not None else {})
 
 
