@@ -110,8 +110,9 @@ class Scorer:
         for rank, (i, _) in enumerate(sent, start=1):
             if not _wait(comm, rank, deadline):
                 raise TuningError(
-                    f"rank {rank} sent no accuracy for candidate {i} within {patience:.0f} s ({PATIENCE_FACTOR:.0f} "
-                    "times rank 0's scoring of the same round): a rank is stuck or far slower; stopping the job"
+                    f"rank {rank} sent no accuracy for candidate {i} within {patience:.0f} s (the longer of "
+                    f"{PATIENCE_MIN_S:.0f} s and {PATIENCE_FACTOR:.0f} times rank 0's scoring of the same round): "
+                    "a rank is stuck or far slower; stopping the job"
                 )
             scored, result = comm.recv(source=rank, tag=SCORE_TAG)
             self._done[scored] = (result, rank)
