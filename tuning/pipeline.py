@@ -86,7 +86,9 @@ def run_tuning(
         raise ConfigError(f"deployment.runtime: {config.deployment.runtime.value}: {unavailable}")
     source_file, output_model, output_dir = (config.path(key) for key in ("model.path", "output.model", "output.dir"))
     workspace = output_dir / "nc_workspace"
-    if world.distributed:
+    # Objective latency: rank 0 alone runs INC (the other ranks only score), in the usual workspace.
+    inc_on_this_rank = world.rank == 0 or config.tuning.objective is Objective.ACCURACY
+    if world.distributed and config.tuning.objective is Objective.ACCURACY:
         # INC's onnxruntime adaptor writes <workspace>/Optimized_model.onnx and reads it back: ranks sharing
         # one workspace read each other's. Each rank gets its own, with its own inc.log.
         workspace = workspace / f"rank{world.rank}"
@@ -125,8 +127,9 @@ def run_tuning(
         prepare_output_dir(output_model.parent)
         for output in (output_model, summary_path):  # what a run killed while writing them left
             remove_stale_temporaries(output)
-    prepare_scratch_dir(workspace)
-    route_inc_logs(workspace / "inc.log", echo_to_console=verbose and world.rank == 0)
+    if inc_on_this_rank:
+        prepare_scratch_dir(workspace)
+        route_inc_logs(workspace / "inc.log", echo_to_console=verbose and world.rank == 0)
 
     say(
         f"tune: quantizing with INC, objective {config.tuning.objective.value}: {len(calibration)} calibration "
@@ -138,9 +141,10 @@ def run_tuning(
         )
     else:
         outcome = quantize(batch_model, calibration, evaluator, config, workspace)
-        if outcome is None:  # a worker rank: its trials are on rank 0, which writes the model and the summary
-            return None
-        _require_loadable(outcome.model, config, session)
+        if outcome is not None:
+            _require_loadable(outcome.model, config, session)
+    if outcome is None:  # a worker rank: its trials are on rank 0, which writes the model and the summary
+        return None
 
     session_options = session.describe()
     # The model and its summary are replaced together or not at all (a summary that cannot be written
@@ -182,11 +186,17 @@ def run_tuning(
             output_sha256=hashlib.sha256(payload).hexdigest(),
             warning=outcome.warning,
             deployment_runtime=config.deployment.runtime.value,
-            distributed={"ranks": world.size, "trial_order": "evaluation finished"} if world.distributed else None,
+            distributed=(
+                {"ranks": world.size, "trial_order": _TRIAL_ORDER[outcome.objective]} if world.distributed else None
+            ),
             search=outcome.search,
         )
         write_text_atomic(summary_path, json.dumps(asdict(summary), indent=2) + "\n")
     return summary
+
+
+# Under MPI: objective accuracy lists INC's trials as the ranks finished them; objective latency, as rank 0 made them.
+_TRIAL_ORDER = {Objective.ACCURACY: "evaluation finished", Objective.LATENCY: "made"}
 
 
 def _require_loadable(model: onnx.ModelProto, config: PipelineConfig, session: SessionSettings) -> None:
@@ -231,7 +241,12 @@ def summary_lines(summary: TuningSummary) -> list[str]:
         lines.append(f"Choice rule: {measurement['choice_rule']}")
     if summary.search is not None:
         lines.append(search_line(summary.search))
-    if summary.distributed:
+    if summary.distributed and summary.objective == Objective.LATENCY.value:
+        lines.append(
+            f"Candidates: made, screened and timed by rank 0, scored by ranks 0-{summary.distributed['ranks'] - 1}, "
+            "listed in the order they were made"
+        )
+    elif summary.distributed:
         lines.append(
             f"Candidates: evaluated by ranks 1-{summary.distributed['ranks'] - 1} (rank 0 hands them out), "
             f"listed in the order their evaluations finished"
@@ -262,10 +277,12 @@ def search_line(search: dict[str, Any]) -> str:
     budget = search["budget"]
     limits = f"tuning.max_trials {budget['max_trials']}" + (f", tuning.timeout_s {budget['timeout_s']}" if budget["timeout_s"] else "")
     stages = "; ".join(f"{stage['name']} {stage['made']}/{stage['planned']}" for stage in search["stages"])
+    unused = models.get("scored_ahead_unused")  # under MPI only
+    ahead = f" (and {unused} scored ahead on other ranks, unused)" if unused is not None else ""
     return (
         f"Search: {search['name']} (tuning.latency.search) in {search['seconds']:.1f} s, budget {limits}: "
         f"{models['made']} candidates made ({models['distinct']} distinct), {models['screened']} screened, "
-        f"{models['scored']} scored, {models['timed']} timed in full; stages made/planned: {stages}"
+        f"{models['scored']} scored{ahead}, {models['timed']} timed in full; stages made/planned: {stages}"
         + ("; cut by " + search["cut_by"] if search["cut_by"] else "; nothing cut")
     )
 

@@ -99,8 +99,9 @@ def tune(
     inputs = [("the config file", config_file(config_path)), ("model.path", config.model.path)]
     # Only rank 0 of an MPI run writes the outputs, so only it checks and locks them.
     with outputs_guarded(outputs, inputs) if distributed.world().rank == 0 else contextlib.nullcontext():
-        # Importing INC (with scikit-learn and scipy) takes seconds: say so before it starts.
-        console.progress("tune: loading Intel Neural Compressor and onnxruntime (takes a few seconds)")
+        # Importing INC (with scikit-learn and scipy) takes seconds: say so before it starts (rank 0 alone speaks).
+        if distributed.world().rank == 0:
+            console.progress("tune: loading Intel Neural Compressor and onnxruntime (takes a few seconds)")
         from tuning.pipeline import run_tuning
 
         summary = run_tuning(config, verbose=console.verbose, progress=console.progress)

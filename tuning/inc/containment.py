@@ -127,7 +127,7 @@ class _SwallowedExceptionRecorder(logging.Handler):
 
 
 @contextlib.contextmanager
-def contained_inc_call(log_path: Path, timeout_s: int = 0) -> Iterator[IncCall]:
+def contained_inc_call(log_path: Path, timeout_s: int = 0, over_ranks: bool = False) -> Iterator[IncCall]:
     """Run one INC call so that nothing it does outlives or escapes it.
 
     - Ctrl-C and SIGTERM stop the run although INC swallows KeyboardInterrupt
@@ -142,7 +142,8 @@ def contained_inc_call(log_path: Path, timeout_s: int = 0) -> Iterator[IncCall]:
       ``time_limit`` starts a non-daemon Timer (one year long when there is no timeout) and cancels
       it in a ``finally`` that an interrupt arriving just after ``timer.start()`` skips; the
       interpreter then waits for that thread at exit, for a year.
-    - Outside an MPI launch INC does not start MPI (:func:`_mpi_hidden_unless_launched`).
+    - INC sees MPI only for its traversal over the ranks (``over_ranks``, objective accuracy under an MPI
+      launch); otherwise it tunes in one process and never starts MPI (:func:`_mpi_hidden_unless`).
     """
     import_inc()
     from neural_compressor.utils import logger as inc_logger
@@ -156,7 +157,7 @@ def contained_inc_call(log_path: Path, timeout_s: int = 0) -> Iterator[IncCall]:
         with (
             open(log_path, "a", encoding="utf-8") as inc_stderr,
             contextlib.redirect_stderr(inc_stderr),
-            _mpi_hidden_unless_launched(),
+            _mpi_hidden_unless(over_ranks),
         ):
             try:
                 with interrupts_survive_inc(timeout_s):
@@ -169,16 +170,17 @@ def contained_inc_call(log_path: Path, timeout_s: int = 0) -> Iterator[IncCall]:
 
 
 @contextlib.contextmanager
-def _mpi_hidden_unless_launched() -> Iterator[None]:
-    """Make ``import mpi4py`` fail inside the block unless this process is a rank of an MPI launch.
+def _mpi_hidden_unless(over_ranks: bool) -> Iterator[None]:
+    """Make ``import mpi4py`` fail inside the block unless ``over_ranks`` and this process is a rank of an MPI launch.
 
     INC's strategies import mpi4py in every fit to look for ranks, and importing ``mpi4py.MPI``
     starts an MPI singleton (a PMIx server, shared-memory files) in a plain process too. That costs
     time, and where file sizes are limited it aborts the process outside any error handling. Hidden,
-    INC tunes in one process, as it does where mpi4py is not installed.
+    INC tunes in one process, as it does where mpi4py is not installed. Objective latency's rank 0 calls INC
+    under a launch too, to make one candidate: with MPI in sight, INC would start its traversal over the ranks.
     """
     world = distributed.current()
-    if world is not None and world.distributed:
+    if over_ranks and world is not None and world.distributed:
         yield
         return
     hidden = sys.modules.get("mpi4py", _ABSENT)

@@ -1,7 +1,9 @@
 """Distributed tuning over MPI: which rank this process is, and the little the project adds around INC.
 
-The engine is INC's own: with mpi4py importable and more than two MPI ranks, a tuning strategy's
-``traverse`` switches to ``distributed_traverse`` by itself. Every rank builds the tuning space and
+Objective latency spreads only its accuracy scoring over the ranks, with the project's own messages
+(tuning/search/scoring.py); rank 0 alone runs INC and times. Objective accuracy's engine is INC's own:
+with mpi4py importable and more than two MPI ranks, a tuning strategy's ``traverse`` switches to
+``distributed_traverse`` by itself. Every rank builds the tuning space and
 evaluates the fp32 baseline; then, stage by stage, rank 0 (the master) hands candidate ids to the
 worker ranks, which quantize and evaluate them with their own ``eval_func`` and send back
 ``(accuracy, [seconds])``; rank 0 keeps the lowest id of the stage meeting the criterion and
@@ -12,11 +14,12 @@ This module answers what the project needs around that engine:
 
 - :func:`world`: rank and size. mpi4py is imported only under an MPI launcher, so a default run
   never imports it (INC's own ``traverse`` still tries to, and finds a world of one).
-- :func:`check_config`: the configurations INC's distributed traversal can run.
+- :func:`check_config`: the configurations a distributed run can run.
 - :func:`collect`: rank 0 never sees the workers' candidates in its ``eval_func``, so each worker
   sends its trial records to rank 0 after ``quantization.fit``.
 - :func:`abort_unless_settled`: a rank that fails would leave the others waiting in a receive
-  forever; until the records are collected, a failure stops every rank (``MPI_Abort``).
+  forever; until the records are collected (objective latency: until scoring is over, :func:`settle`),
+  a failure stops every rank (``MPI_Abort``).
 """
 
 from __future__ import annotations
@@ -92,23 +95,20 @@ def _detect() -> World:
 
 
 def check_config(config: PipelineConfig, size: int) -> None:
-    """Refuse what INC's distributed traversal cannot run, before any rank starts working.
+    """Refuse what a distributed run cannot run, before any rank starts working.
 
-    Every rank reads the same config, so every rank raises the same RefusedConfig.
+    Objective latency runs with any number of ranks (rank 0 searches and times, the others score).
+    Objective accuracy is INC's distributed traversal, with its limits. Every rank reads the same
+    config, so every rank raises the same RefusedConfig.
     """
-    if size <= 1:
+    tuning = config.tuning
+    if size <= 1 or tuning.objective is Objective.LATENCY:
         return
     if size == 2:
         raise RefusedConfig(
-            "2 MPI ranks: INC's distributed tuning needs at least 3 (rank 0 hands out candidates, the others "
-            "evaluate them); with 2, INC lets each rank tune alone. Run one process, or 3 or more ranks"
-        )
-    tuning = config.tuning
-    if tuning.objective is not Objective.ACCURACY:
-        raise RefusedConfig(
-            f"tuning.objective: distributed tuning needs accuracy (INC's distributed traversal), got "
-            f"{tuning.objective.value} (--set tuning.objective=accuracy); objective latency's candidate grid "
-            "runs in one process"
+            "2 MPI ranks: INC's distributed tuning (tuning.objective accuracy) needs at least 3 (rank 0 hands out "
+            "candidates, the others evaluate them); with 2, INC lets each rank tune alone. Run one process, "
+            "3 or more ranks, or tuning.objective latency"
         )
     if tuning.strategy is not Strategy.BASIC:
         raise RefusedConfig(
@@ -151,6 +151,12 @@ def collect(world: World, records: list, model_found: bool) -> dict[int, list] |
             time.sleep(0.05)
     _settled = True
     return received
+
+
+def settle() -> None:
+    """Objective latency: scoring is over (rank 0 said so, or heard it), so no rank waits for another."""
+    global _settled
+    _settled = True
 
 
 def abort_unless_settled(exit_code: int) -> None:

@@ -23,11 +23,14 @@ def fit(
     what: str,
     calibration_loader: Any = None,
     eval_func: Callable[[Any], float] | None = None,
+    over_ranks: bool = False,
 ) -> Any:
     """INC's result for one ``quantization.fit`` call (None when INC found no model), its log in ``workspace``.
 
-    ``what`` names the call in errors ("during tuning", "making candidate 3 (...)"). An exception INC raised
-    or swallowed becomes a TuningError, or the project's own error when the evaluation function raised it.
+    ``what`` names the call in errors ("during tuning", "making candidate 3 (...)"). ``over_ranks``: under an
+    MPI launch, INC spreads the call over the ranks (its distributed traversal); otherwise it never sees MPI.
+    An exception INC raised or swallowed becomes a TuningError, or the project's own error when the
+    evaluation function raised it.
     """
     import_inc()
     from neural_compressor import quantization, set_random_seed, set_workspace
@@ -38,7 +41,7 @@ def fit(
     set_random_seed(seed)
     log_path = workspace / "inc.log"
     try:
-        with contained_inc_call(log_path, timeout_s) as inc_call:
+        with contained_inc_call(log_path, timeout_s, over_ranks) as inc_call:
             # Wrapped as INC wraps an onnx.ModelProto, without INC's guessing of its framework, which imports
             # torch to ask whether it is a torch module (a second or more) and opens an onnxruntime session.
             result = quantization.fit(

@@ -75,6 +75,7 @@ def quantize(
         what="during tuning",
         calibration_loader=calibration_loader,
         eval_func=eval_func,
+        over_ranks=world.distributed,
     )
     if world.distributed:
         if world.rank != 0:

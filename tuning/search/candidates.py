@@ -3,6 +3,8 @@
 :class:`Candidates` holds everything a search has made so far (its trials, the distinct models, their
 screening ratios) and is the only way a search makes, screens or scores one: the searches of
 tuning/search/plan.py decide *which* candidates, this module does it the same way for all of them.
+Scoring goes through a :class:`~tuning.search.scoring.Scorer`, told which candidates may be scored next, so
+that under MPI other ranks score them in parallel.
 """
 
 from __future__ import annotations
@@ -26,6 +28,7 @@ from tuning.measure import benchmark
 from tuning.measure.runtimes import SessionSettings
 from tuning.search.budget import Budget, StageRecord
 from tuning.search.choice import preference
+from tuning.search.scoring import Scorer
 from tuning.search.timing import MAX_FINALISTS, SCREEN_FACTOR, latency_settings, screen
 from tuning.search.trials import Trial, record_trial
 
@@ -39,6 +42,7 @@ class Candidates:
     """The candidates of one objective-latency search, trial 0 being the fp32 model.
 
     ``measure`` times models (tuning/measure/benchmark.py's ``measure``; a test injects a controlled one).
+    ``scorer`` scores the candidates (default: ``evaluate`` in this process); the fp32 baseline is scored here.
     """
 
     def __init__(
@@ -52,8 +56,10 @@ class Candidates:
         source: Path,
         budget: Budget,
         measure: Measure = benchmark.measure,
+        scorer: Scorer | None = None,
     ) -> None:
         self.model, self.evaluate, self.images, self.config = model, evaluate, images, config
+        self.scorer = Scorer(evaluate) if scorer is None else scorer
         self.workspace, self.source, self.budget, self.measure = workspace, source, budget, measure
         self.trials: list[Trial] = [record_trial(0, evaluate(model), model, [], config, model)]
         self.models: dict[int, onnx.ModelProto] = {}  # distinct candidates by trial index
@@ -164,7 +170,11 @@ class Candidates:
 
     def _evaluate(self, model: onnx.ModelProto) -> float:
         self.scored += 1
-        return self.evaluate(model)
+        index = next(index for index, made in self.models.items() if made is model)
+        return self.scorer.accuracy(index, model)
+
+    def _unscored(self, indices: Sequence[int]) -> list[tuple[int, onnx.ModelProto]]:
+        return [(index, self.models[index]) for index in indices if self.trials[index].accuracy is None]
 
     def loadable(self) -> dict[int, onnx.ModelProto]:
         return {index: model for index, model in self.models.items() if index not in self.unloadable and index in self.screening}
@@ -174,12 +184,15 @@ class Candidates:
         (:func:`score_fastest_first`), then, within SCREEN_FACTOR of the fastest passing one, in order of
         preference until one passes (the most preferred candidate that could win)."""
         loadable = self.loadable()
-        self.trials = score_fastest_first(
-            self.trials, loadable, self.screening, self._evaluate, self.config, self.model, enough=MAX_FINALISTS
-        )
-        for index in self._within():
-            if self.score(index).meets_criterion:
-                break
+        with self.scorer.ahead(self._unscored(sorted(loadable, key=lambda index: (self.screening[index], index)))):
+            self.trials = score_fastest_first(
+                self.trials, loadable, self.screening, self._evaluate, self.config, self.model, enough=MAX_FINALISTS
+            )
+        within = self._within()
+        with self.scorer.ahead(self._unscored(within)):
+            for index in within:
+                if self.score(index).meets_criterion:
+                    break
         # Scores nothing more: the duplicates take their originals' results.
         self.trials = score_fastest_first(self.trials, {}, self.screening, self._evaluate, self.config, self.model)
 
@@ -206,15 +219,23 @@ class Candidates:
         return fastest + [index for index in within[:1] if index not in fastest]
 
     def final_trials(self) -> list[Trial]:
-        """Every trial, each with its screening ratio and, where the runtime refused it, why."""
+        """Every trial, each with its screening ratio, where the runtime refused it, why, and under MPI the rank
+        that scored it."""
         return [
-            dataclasses.replace(trial, unloadable=self.unloadable.get(self.original(trial.index))) if trial.index else trial
+            dataclasses.replace(
+                trial,
+                unloadable=self.unloadable.get(self.original(trial.index)) if trial.index else None,
+                rank=self.scorer.rank_of(self.original(trial.index)),
+            )
             for trial in self.trials
         ]
 
     def counts(self) -> dict[str, int]:
-        """How many models the search made, screened (timed in one short round) and scored, for the summary."""
-        return {"made": len(self.trials) - 1, "distinct": len(self.models), "screened": self.screened, "scored": self.scored}
+        """How many models the search made, screened (timed in one short round) and scored, for the summary;
+        under MPI also how many a worker scored ahead that the search never asked for."""
+        counts = {"made": len(self.trials) - 1, "distinct": len(self.models), "screened": self.screened}
+        counts["scored"] = self.scored
+        return counts | ({"scored_ahead_unused": self.scorer.unused()} if self.scorer.rank_of(0) is not None else {})
 
 
 def score_fastest_first(

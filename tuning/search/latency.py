@@ -8,6 +8,7 @@ the same evaluator as objective accuracy; then the passing ones are timed togeth
 model (tuning/measure/benchmark.py: in turns of consecutive warm calls, in fresh session sets, under the deployment's session
 options). The written candidate is the most preferred one that no other is significantly faster than
 (tuning/search/choice.py), and the verdict compares it with fp32 (tuning/measure/verdict.py).
+Under MPI only the accuracy scoring is spread over the ranks (tuning/search/scoring.py); rank 0 does the rest.
 
 INC's own ``TuningCriterion(objective="performance")`` does not fit: it times the evaluation
 function's wall clock in INC's sessions (not batch-1 latency as users run the model) and still
@@ -28,6 +29,7 @@ from tuning.config.enums import LatencySearch, Objective, SlowerThanFp32
 from tuning.config.schema import PipelineConfig
 from tuning.data.datasets import LabelledImages
 from tuning.errors import SlowerThanFp32Error, TuningError
+from tuning.inc import distributed
 from tuning.measure import benchmark
 from tuning.measure.environment import capture_environment
 from tuning.measure.runtimes import SessionSettings
@@ -37,6 +39,7 @@ from tuning.search.budget import Budget
 from tuning.search.candidates import Candidates, Measure
 from tuning.search.choice import choose_fastest
 from tuning.search.plan import greedy_search, grid_search, resolved_search
+from tuning.search.scoring import Scorer, serve
 from tuning.search.timing import latency_settings, measurement_conditions, with_performance
 from tuning.search.trials import TuningOutcome, no_model_message
 
@@ -51,7 +54,7 @@ def quantize_for_latency(
     source: Path,
     say: Callable[[str], None] = lambda _line: None,
     measure: Measure = benchmark.measure,
-) -> TuningOutcome:
+) -> TuningOutcome | None:
     """Objective latency: search, screen and score candidates; time the finalists; keep the fastest passing one.
 
     ``model`` is the verified batch-capable fp32 model (tuning/graph/rewrite.py): the accuracy and speed
@@ -60,17 +63,24 @@ def quantize_for_latency(
     screened before accuracy is scored (tuning/search/candidates.py): a candidate that cannot win is
     not scored. ``say`` gets one progress line per stage; ``measure`` times models (a test injects a
     controlled one). Raises TuningError when no candidate meets the criterion, or, with
-    ``tuning.latency.if_slower_than_fp32: fail``, when none is faster than fp32.
+    ``tuning.latency.if_slower_than_fp32: fail``, when none is faster than fp32. Under MPI every rank calls
+    this: a worker scores what rank 0 sends it and returns None; rank 0 returns the outcome.
     """
+    world = distributed.world()
+    if world.rank != 0:
+        serve(world, evaluate)
+        return None
     started = time.monotonic()
     tuning = config.tuning
     search = resolved_search(model, config)
     budget = Budget(tuning.max_trials, tuning.timeout_s, say, expected=1)
-    candidates = Candidates(model, calibration, evaluate, images, config, workspace, source, budget, measure)
+    scorer = Scorer(evaluate, world)
+    candidates = Candidates(model, calibration, evaluate, images, config, workspace, source, budget, measure, scorer)
     try:
         (grid_search if search is LatencySearch.GRID else greedy_search)(candidates)
     finally:
         budget.close()
+    scorer.close()  # the other ranks are done: the finalists are timed with them idle or gone
     cut = budget.cut_message()
     if cut:
         say(f"tune: warning: {cut}")
