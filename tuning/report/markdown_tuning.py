@@ -38,9 +38,12 @@ def tuning_section(report: Report) -> str:
             row += [
                 us(trial["latency_p50_ms"]),
                 ratio(Spread.of_rounds(trial["latency_ratio_rounds"])),
-                count(trial["throughput_images_per_s"]),
-                ratio(Spread.of_rounds(trial["throughput_ratio_rounds"])),
             ]
+            row += (
+                [count(trial["throughput_images_per_s"]), ratio(Spread.of_rounds(trial["throughput_ratio_rounds"]))]
+                if trial["throughput_ratio_rounds"]
+                else ["—", "chosen model only"]
+            )
         elif timed:
             screened = trial.get("screening_ratio")
             status = (

@@ -55,13 +55,16 @@ class Candidates:
     ) -> None:
         self.model, self.evaluate, self.images, self.config = model, evaluate, images, config
         self.workspace, self.source, self.budget, self.measure = workspace, source, budget, measure
-        self.trials: list[Trial] = [record_trial(0, evaluate(model), model, [], config, model)]
         self.models: dict[int, onnx.ModelProto] = {}  # distinct candidates by trial index
         self.screening: dict[int, float] = {}  # batch-1 p50 / fp32's in the candidate's screening round
         self.unloadable: dict[int, str] = {}
         self.conditions: dict[str, Any] = {}
         self.screened = 0
         self.scored = 0
+        started = time.monotonic()
+        self.trials: list[Trial] = [record_trial(0, evaluate(model), model, [], config, model)]
+        # The search's time by step; scoring includes the fp32 model's.
+        self.seconds = {"making": 0.0, "screening": 0.0, "scoring": time.monotonic() - started}
         self._seen: dict[bytes, int] = {}
         self._requested = fp32_requests(model, config, source)
         self._calibration = BatchLoader(calibration, config.calibration.batch_size)
@@ -84,7 +87,9 @@ class Candidates:
                 record.not_made.append(spec.description)
                 made.append(None)
                 continue
+            making = time.monotonic()
             index = self._make_one(spec)
+            self.seconds["making"] += time.monotonic() - making
             self.budget.made_one(record, spec.description)
             made.append(self.original(index))
             if self.original(index) == index:
@@ -137,6 +142,7 @@ class Candidates:
         if not indices:
             return
         config = self.config
+        started = time.monotonic()
         ratios, conditions, unloadable = screen(
             self.model,
             {index: self.models[index] for index in indices},
@@ -151,6 +157,7 @@ class Candidates:
         self.unloadable.update(unloadable)
         self.conditions = self.conditions or conditions
         self.screened += len(ratios)
+        self.seconds["screening"] += time.monotonic() - started
 
     def score(self, index: int) -> Trial:
         """The distinct candidate's trial, its accuracy scored (once: a scored trial keeps its accuracy)."""
@@ -164,7 +171,10 @@ class Candidates:
 
     def _evaluate(self, model: onnx.ModelProto) -> float:
         self.scored += 1
-        return self.evaluate(model)
+        started = time.monotonic()
+        accuracy = self.evaluate(model)
+        self.seconds["scoring"] += time.monotonic() - started
+        return accuracy
 
     def loadable(self) -> dict[int, onnx.ModelProto]:
         return {index: model for index, model in self.models.items() if index not in self.unloadable and index in self.screening}
