@@ -116,18 +116,31 @@ def test_every_candidate_is_recorded(default_run):
     assert len({trials[index].model_sha256 for index in timed}) <= MAX_FINALISTS + 1
     for trial in passing:
         if trial.latency_ratio is not None:
-            assert trial.latency_p50_ms > 0 and trial.throughput_images_per_s > 0
-            assert len(trial.latency_ratio_rounds) == len(trial.throughput_ratio_rounds) == config.tuning.latency.rounds
+            assert trial.latency_p50_ms > 0 and len(trial.latency_ratio_rounds) == config.tuning.latency.rounds
             # The median of the session sets' ratios (of an even count: the geometric mean of the middle two).
             assert trial.latency_ratio == pytest.approx(np.exp(np.median(np.log(trial.latency_ratio_rounds))))
-            assert trial.throughput_ratio == pytest.approx(np.exp(np.median(np.log(trial.throughput_ratio_rounds))))
             assert trial.latency_ratio_interval[0] <= trial.latency_ratio <= trial.latency_ratio_interval[1]
+        # The choice reads batch 1: the throughput batch is timed for the chosen candidate alone.
+        if trial.chosen:
+            assert trial.throughput_images_per_s > 0 and len(trial.throughput_ratio_rounds) == config.tuning.latency.rounds
+            assert trial.throughput_ratio == pytest.approx(np.exp(np.median(np.log(trial.throughput_ratio_rounds))))
+            assert trial.throughput_ratio_interval[0] <= trial.throughput_ratio <= trial.throughput_ratio_interval[1]
+        else:
+            assert trial.throughput_ratio is None and trial.throughput_ratio_rounds == ()
     assert all(t.latency_ratio is None for t in trials[1:] if not t.meets_criterion)
     # A candidate asked to keep a node in fp32 has it (or what onnxruntime fused from it) in fp32.
     for trial in trials[1:]:
         for name in trial.fp32_fallback:
             assert any(re.fullmatch(node_pattern(name), node) for node in trial.fp32_nodes), (name, trial)
     written = json.loads((config.output.dir / "tuning_summary.json").read_text())
+    # Where the time went: every stage of the run, in order, adding up to the run's seconds.
+    stages = written["stage_seconds"]
+    assert list(stages)[:5] == ["start_up", "read_model", "load_data", "import_inc", "search"]
+    assert list(stages)[5:] == ["finalists_at_batch_1", "chosen_at_throughput_batch", "write_model"]
+    assert all(seconds >= 0 for seconds in stages.values())
+    assert sum(stages.values()) - stages["start_up"] == pytest.approx(written["seconds"], abs=0.05)
+    assert set(search["seconds_by_step"]) == {"making", "screening", "scoring"}
+    assert sum(search["seconds_by_step"].values()) <= stages["search"] + 0.05
     assert [t["index"] for t in written["trials"]] == list(range(len(trials)))
     assert written["latency_measurement"]["rounds"] == config.tuning.latency.rounds
     assert written["latency_measurement"]["session_options"]["config_entries"] == {}
