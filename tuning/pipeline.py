@@ -351,6 +351,8 @@ def candidate_table(trials: Sequence[Trial], measurement: dict[str, Any] | None)
             status = (
                 f"{measurement['runtime']} cannot load it"
                 if trial.unloadable
+                else f"same graph as trial {trial.same_graph_as} ({screened:.2f}x)"
+                if trial.same_graph_as is not None and screened is not None
                 else f"screened out ({screened:.2f}x)" if screened is not None else "not timed"
             )
             row += ["-", status, "-", "-"]

@@ -49,6 +49,8 @@ def tuning_section(report: Report) -> str:
             status = (
                 f"{measurement.get('runtime')} cannot load it"
                 if trial.get("unloadable")
+                else f"same graph as trial {trial['same_graph_as']} ({factor(screened)})"
+                if trial.get("same_graph_as") is not None and screened is not None
                 else f"screened out at {factor(screened)}" if screened is not None else "not timed"
             )
             row += ["—", status, "—", "—"]
