@@ -108,6 +108,9 @@ def test_a_tuning_run_quantizes_without_importing_torch(tmp_path: Path) -> None:
     ]  # fmt: skip
     code = f"from tuning.cli.main import main\nassert main({argv!r}) is None\n"
     assert imported_after(code, cwd=tmp_path) == ["neural_compressor"]
+    # INC's tuning state is still written, renamed into place (without an fsync), and reads back.
+    snapshot = tmp_path / "run" / "nc_workspace" / "history.snapshot"
+    assert snapshot.stat().st_size > 0 and not list(snapshot.parent.glob("*.tmp"))
     op_types = {node.op_type for node in onnx.load(str(output)).graph.node}
     assert {"QuantizeLinear", "DequantizeLinear"} <= op_types
 

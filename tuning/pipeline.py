@@ -260,7 +260,7 @@ def summary_lines(summary: TuningSummary) -> list[str]:
             f"Candidates meeting the criterion: timed with fp32 and its A/A twin, call by call, in "
             f"{measurement['rounds']} fresh session sets, on {runtimes.conditions_phrase(measurement['runtime_conditions'])}; "
             f"time ratio int8/fp32 at batch 1 (below 1: faster), throughput ratio int8/fp32 at batch "
-            f"{measurement['throughput_batch_size']} (above 1: faster): paired median [interval]"
+            f"{measurement['throughput_batch_size']} (above 1: faster; timed for the chosen one only): paired median [interval]"
         )
         lines.append(f"Choice rule: {measurement['choice_rule']}")
     if summary.search is not None:
