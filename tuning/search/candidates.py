@@ -308,14 +308,24 @@ def score_fastest_first(
     ]
 
 
+# Initializers whose values a graph twin may differ in: weights, biases, scales and zero points. Integer constants
+# of 64 bits (shapes, axes, indices) decide the shapes the kernels run on, and stay part of the key.
+_NUMERIC_VALUES = {
+    onnx.TensorProto.FLOAT, onnx.TensorProto.FLOAT16, onnx.TensorProto.DOUBLE, onnx.TensorProto.BFLOAT16,
+    onnx.TensorProto.INT8, onnx.TensorProto.UINT8, onnx.TensorProto.INT32,
+}  # fmt: skip
+
+
 def graph_key(model: onnx.ModelProto) -> str:
-    """The model without the values of its initializers (names, types and shapes kept): candidates with the same
-    key run the same kernels on the same shapes and differ only in constants, e.g. scales of another calibration."""
+    """The model without the values of its numeric initializers (names, types and shapes kept): candidates with the
+    same key run the same operators on the same shapes and differ only in constants, e.g. another calibration's
+    scales."""
     graph = onnx.GraphProto()
     graph.CopyFrom(model.graph)
     for initializer in graph.initializer:
-        for values in ("raw_data", "float_data", "int32_data", "int64_data", "double_data", "uint64_data", "string_data"):
-            initializer.ClearField(values)
+        if initializer.data_type in _NUMERIC_VALUES:
+            for values in ("raw_data", "float_data", "int32_data", "double_data"):
+                initializer.ClearField(values)
     return hashlib.sha256(graph.SerializeToString(deterministic=True)).hexdigest()
 
 
