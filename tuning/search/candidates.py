@@ -1,10 +1,12 @@
 """Objective latency's candidates: made by INC within the budget, screened for speed, scored fastest first.
 
-A candidate whose graph differs from an earlier one's only in the values of its constants (a *graph twin*: the same
-fallbacks and format under another calibration algorithm, whose scales differ) runs the same kernels on the same
-shapes: it takes its original's screening ratio instead of being screened, and of twins that meet the criterion
-only the first by preference is timed in full (the choice rule, which prefers the earlier trial among candidates
-indistinguishable in speed, would pick it). On mnist-12's grid of 42 candidates: 28 distinct models, 14 graphs.
+A candidate whose graph differs from an earlier one's only in the values of its numeric constants (weights, biases,
+scales, zero points: :func:`graph_key`) is a *graph twin* of it (the same fallbacks and format under another
+calibration algorithm): it runs the same operators on the same shapes, so it takes its original's screening ratio
+instead of being screened, and of twins that meet the criterion only the first by preference is timed in full (the
+choice rule, which prefers the earlier trial among candidates indistinguishable in speed, would pick it). On
+mnist-12's grid of 42 candidates: 28 distinct models, 14 graphs. onnxruntime's optimizers take some decisions on
+constant values; on that grid they optimize every twin pair to the same operators (docs/pipeline.md).
 
 :class:`Candidates` holds everything a search has made so far (its trials, the distinct models, their
 screening ratios) and is the only way a search makes, screens or scores one: the searches of
