@@ -94,40 +94,66 @@ def test_every_candidate_is_recorded(default_run):
         assert trial.int8_nodes, trial
         assert trial.screening_ratio > 0, "every candidate is screened"
     models = search["models"]
-    assert models["screened"] == models["distinct"] and models["timed"] == len({t.model_sha256 for t in trials[1:] if t.latency_ratio is not None})
+    # Graph twins: the grid's percentile candidates have the graphs of the minmax ones (KL made minmax's very
+    # bytes), with other scales; each takes its original's screening ratio and is not screened itself.
+    twins = {t.index: t.same_graph_as for t in trials[1:] if t.same_graph_as is not None and t.same_model_as is None}
+    assert len(twins) == models["graph_twins"] == 14 and models["screened"] == models["distinct"] - len(twins)
+    for index, original in twins.items():
+        twin, first = trials[index], trials[original]
+        assert (twin.fp32_fallback, twin.quant_format) == (first.fp32_fallback, first.quant_format)
+        assert twin.calibration_algorithm != first.calibration_algorithm and twin.model_sha256 != first.model_sha256
+        assert twin.screening_ratio == first.screening_ratio and original < index
+    assert models["timed"] == len({t.model_sha256 for t in trials[1:] if t.latency_ratio is not None})
     passing = [t for t in trials[1:] if t.meets_criterion]
     best = min(t.screening_ratio for t in passing)
     # Scored fastest first: only candidates no slower than SCREEN_FACTOR x the fastest passing one are scored, and
-    # every one faster than the MAX_FINALISTS-th passing one is.
-    fastest = sorted(t.screening_ratio for t in passing)[:MAX_FINALISTS]
+    # every one faster than the MAX_FINALISTS-th passing graph is, but for a twin of a passing graph.
+    fastest = sorted(t.screening_ratio for t in passing if t.same_model_as is None)[:MAX_FINALISTS]
     for trial in trials[1:]:
         assert (trial.accuracy is not None) == (trial.meets_criterion is not None), trial
         if trial.accuracy is not None:
             assert trial.screening_ratio <= SCREEN_FACTOR * best and 0 < trial.accuracy <= 1
-        if trial.screening_ratio <= fastest[-1]:
+        twin_of_passing = trial.same_graph_as is not None and trials[trial.same_graph_as].meets_criterion
+        if trial.screening_ratio <= fastest[-1] and not twin_of_passing:
             assert trial.accuracy is not None, trial
-    # Timed in full: the MAX_FINALISTS fastest passing ones by screening, and the most preferred passing one.
+        if twin_of_passing:
+            assert trial.accuracy is None, trial
+    # Timed in full: the MAX_FINALISTS fastest passing graphs by screening, and the most preferred passing one.
     # (The grid makes some models twice, e.g. a fallback INC quantizes alike under two calibration algorithms:
     # they count once.)
     timed = {t.index for t in trials[1:] if t.latency_ratio is not None}
     assert {t.index for t in passing if t.screening_ratio < fastest[-1]} <= timed
+    assert len({trials[index].same_graph_as or trials[index].index for index in timed if trials[index].same_model_as is None}) == models["timed"]
     first = min(preference(t, 0)[:2] for t in passing)  # format, then fewer fp32 nodes (file sizes are not recorded)
     assert any(preference(trials[index], 0)[:2] == first for index in timed)
     assert len({trials[index].model_sha256 for index in timed}) <= MAX_FINALISTS + 1
     for trial in passing:
         if trial.latency_ratio is not None:
-            assert trial.latency_p50_ms > 0 and trial.throughput_images_per_s > 0
-            assert len(trial.latency_ratio_rounds) == len(trial.throughput_ratio_rounds) == config.tuning.latency.rounds
+            assert trial.latency_p50_ms > 0 and len(trial.latency_ratio_rounds) == config.tuning.latency.rounds
             # The median of the session sets' ratios (of an even count: the geometric mean of the middle two).
             assert trial.latency_ratio == pytest.approx(np.exp(np.median(np.log(trial.latency_ratio_rounds))))
-            assert trial.throughput_ratio == pytest.approx(np.exp(np.median(np.log(trial.throughput_ratio_rounds))))
             assert trial.latency_ratio_interval[0] <= trial.latency_ratio <= trial.latency_ratio_interval[1]
+        # The choice reads batch 1: the throughput batch is timed for the chosen candidate alone.
+        if summary.chosen_trial in (trial.index, trial.same_model_as):
+            assert trial.throughput_images_per_s > 0 and len(trial.throughput_ratio_rounds) == config.tuning.latency.rounds
+            assert trial.throughput_ratio == pytest.approx(np.exp(np.median(np.log(trial.throughput_ratio_rounds))))
+            assert trial.throughput_ratio_interval[0] <= trial.throughput_ratio <= trial.throughput_ratio_interval[1]
+        else:
+            assert trial.throughput_ratio is None and trial.throughput_ratio_rounds == ()
     assert all(t.latency_ratio is None for t in trials[1:] if not t.meets_criterion)
     # A candidate asked to keep a node in fp32 has it (or what onnxruntime fused from it) in fp32.
     for trial in trials[1:]:
         for name in trial.fp32_fallback:
             assert any(re.fullmatch(node_pattern(name), node) for node in trial.fp32_nodes), (name, trial)
     written = json.loads((config.output.dir / "tuning_summary.json").read_text())
+    # Where the time went: every stage of the run, in order, adding up to the run's seconds.
+    stages = written["stage_seconds"]
+    assert list(stages)[:5] == ["start_up", "read_model", "load_data", "import_inc", "search"]
+    assert list(stages)[5:] == ["finalists_at_batch_1", "chosen_at_throughput_batch", "write_model"]
+    assert all(seconds >= 0 for seconds in stages.values())
+    assert sum(stages.values()) - stages["start_up"] == pytest.approx(written["seconds"], abs=0.05)
+    assert set(search["seconds_by_step"]) == {"making", "screening", "scoring"}
+    assert sum(search["seconds_by_step"].values()) <= stages["search"] + 0.05
     assert [t["index"] for t in written["trials"]] == list(range(len(trials)))
     assert written["latency_measurement"]["rounds"] == config.tuning.latency.rounds
     assert written["latency_measurement"]["session_options"]["config_entries"] == {}

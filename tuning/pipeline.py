@@ -11,6 +11,7 @@ from typing import Any, Callable
 
 import onnx
 
+import tuning
 from tuning.config.enums import Objective
 from tuning.config.schema import PipelineConfig
 from tuning.data import datasets
@@ -64,6 +65,8 @@ class TuningSummary:
     distributed: dict[str, Any] | None = None  # under MPI: {"ranks": N, "trial_order": ...}; None in one process
     # Objective latency: which search ran, its budget, its stages and what it cut (tuning/search/budget.py).
     search: dict[str, Any] | None = None
+    # Where the run's time went, in seconds per stage, in order (docs/pipeline.md, "Where the time goes").
+    stage_seconds: dict[str, float] | None = None
 
     @property
     def int8_trials(self) -> int:
@@ -78,6 +81,7 @@ def run_tuning(
     ``progress`` receives one line as each stage starts (rank 0 only), for a console.
     """
     started = time.perf_counter()
+    stages = Stages(started)
     world = distributed.world()
     say = progress if progress is not None and world.rank == 0 else (lambda _line: None)
     distributed.check_config(config, world.size)
@@ -105,6 +109,7 @@ def run_tuning(
     model = onnx_io.load_model(source_path, max_bytes=config.model.max_bytes)
     spec = onnx_io.describe(model, source_path)
 
+    stages.lap("read_model")
     say(f"tune: loading {config.dataset.name} from {datasets.describe_root(config.dataset)}")
     calibration = datasets.calibration_images(config.dataset, config.calibration, spec.sample_shape)
     evaluation = datasets.evaluation_images(config.dataset, config.evaluation.split, spec.sample_shape)
@@ -127,9 +132,11 @@ def run_tuning(
         prepare_output_dir(output_model.parent)
         for output in (output_model, summary_path):  # what a run killed while writing them left
             remove_stale_temporaries(output)
+    stages.lap("load_data")
     if inc_on_this_rank:
         prepare_scratch_dir(workspace)
-        route_inc_logs(workspace / "inc.log", echo_to_console=verbose and world.rank == 0)
+        route_inc_logs(workspace / "inc.log", echo_to_console=verbose and world.rank == 0)  # imports INC
+    stages.lap("import_inc")
 
     say(
         f"tune: quantizing with INC, objective {config.tuning.objective.value}: {len(calibration)} calibration "
@@ -145,6 +152,10 @@ def run_tuning(
             _require_loadable(outcome.model, config, session)
     if outcome is None:  # a worker rank: its trials are on rank 0, which writes the model and the summary
         return None
+    if outcome.measurement is not None:
+        stages.split("search", outcome.measurement["seconds"])
+    else:
+        stages.lap("inc_tuning")
 
     session_options = session.describe()
     # The model and its summary are replaced together or not at all (a summary that cannot be written
@@ -176,6 +187,7 @@ def run_tuning(
             source_bytes=source_path.stat().st_size,
             output_bytes=len(payload),
             seconds=time.perf_counter() - started,
+            stage_seconds=stages.lap("write_model"),
             config_sha256=config.quantization_sha256(),
             summary_path=str(summary_path),
             objective=outcome.objective.value,
@@ -197,6 +209,28 @@ def run_tuning(
 
 # Under MPI: objective accuracy lists INC's trials as the ranks finished them; objective latency, as rank 0 made them.
 _TRIAL_ORDER = {Objective.ACCURACY: "evaluation finished", Objective.LATENCY: "made"}
+
+
+class Stages:
+    """Seconds per stage of a run, from the package's import (:data:`tuning.STARTED`) on."""
+
+    def __init__(self, started: float) -> None:
+        self._mark = started
+        self.seconds: dict[str, float] = {"start_up": round(started - tuning.STARTED, 3)}
+
+    def lap(self, name: str) -> dict[str, float]:
+        """Close stage ``name`` now; returns every stage so far."""
+        now = time.perf_counter()
+        self.seconds[name] = round(now - self._mark, 3)
+        self._mark = now
+        return dict(self.seconds)
+
+    def split(self, name: str, parts: dict[str, float]) -> None:
+        """Close stage ``name`` now, as the parts its own clock measured (in order; the rest goes to the first)."""
+        now = time.perf_counter()
+        total, rest = now - self._mark, list(parts)[1:]
+        self.seconds |= {name: round(total - sum(parts[key] for key in rest), 3)} | {key: round(parts[key], 3) for key in rest}
+        self._mark = now
 
 
 def _require_loadable(model: onnx.ModelProto, config: PipelineConfig, session: SessionSettings) -> None:
@@ -236,7 +270,7 @@ def summary_lines(summary: TuningSummary) -> list[str]:
             f"Candidates meeting the criterion: timed with fp32 and its A/A twin, in turns, in "
             f"{measurement['rounds']} fresh session sets, on {runtimes.conditions_phrase(measurement['runtime_conditions'])}; "
             f"time ratio int8/fp32 at batch 1 (below 1: faster), throughput ratio int8/fp32 at batch "
-            f"{measurement['throughput_batch_size']} (above 1: faster): paired median [interval]"
+            f"{measurement['throughput_batch_size']} (above 1: faster; timed for the chosen one only): paired median [interval]"
         )
         lines.append(f"Choice rule: {measurement['choice_rule']}")
     if summary.search is not None:
@@ -260,6 +294,8 @@ def summary_lines(summary: TuningSummary) -> list[str]:
         lines.append(f"warning: {summary.warning}")
     if summary.search is not None and summary.search["cut"]:
         lines.append(f"warning: {summary.search['cut']}")
+    if summary.stage_seconds:
+        lines.append("Time by stage: " + ", ".join(f"{name.replace('_', ' ')} {seconds:.1f} s" for name, seconds in summary.stage_seconds.items()))
     lines.append(f"Summary (every trial): {summary.summary_path}")
     # The answer last, where a terminal leaves the eye: accuracy change, then whether int8 pays here.
     accuracy = (
@@ -321,14 +357,19 @@ def candidate_table(trials: Sequence[Trial], measurement: dict[str, Any] | None)
             row += [
                 f"{1000 * trial.latency_p50_ms:.1f}",
                 ratio(Spread(trial.latency_ratio, *trial.latency_ratio_interval), plain=True),
-                f"{trial.throughput_images_per_s:,.0f}",
-                ratio(Spread(trial.throughput_ratio, *trial.throughput_ratio_interval), plain=True),
             ]
+            row += (
+                [f"{trial.throughput_images_per_s:,.0f}", ratio(Spread(trial.throughput_ratio, *trial.throughput_ratio_interval), plain=True)]
+                if trial.throughput_ratio is not None
+                else ["-", "chosen one only"]
+            )
         elif timed:
             screened = trial.screening_ratio
             status = (
                 f"{measurement['runtime']} cannot load it"
                 if trial.unloadable
+                else f"same graph as trial {trial.same_graph_as} ({screened:.2f}x)"
+                if trial.same_graph_as is not None and screened is not None
                 else f"screened out ({screened:.2f}x)" if screened is not None else "not timed"
             )
             row += ["-", status, "-", "-"]

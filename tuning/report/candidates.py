@@ -12,7 +12,8 @@ TUNING_SUMMARY = "tuning_summary.json"  # written by the tune command into outpu
 # Keys of each trial in tuning_summary.json copied into report.json's tuning.candidates (tuning.search.trials.Trial).
 _CANDIDATE_KEYS = (
     "index", "accuracy", "meets_criterion", "int8_nodes", "fp32_nodes", "quant_format", "calibration_algorithm",
-    "fp32_fallback", "fp32_compute_nodes", "source_precisions", "rewrites", "same_model_as", "screening_ratio",
+    "fp32_fallback", "fp32_compute_nodes", "source_precisions", "rewrites", "same_model_as", "same_graph_as",
+    "screening_ratio",
     "latency_p50_ms", "latency_ratio", "latency_ratio_rounds", "throughput_images_per_s", "throughput_ratio",
     "throughput_ratio_rounds", "chosen", "reason", "model_sha256", "unloadable",
 )

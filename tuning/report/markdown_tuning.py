@@ -38,14 +38,19 @@ def tuning_section(report: Report) -> str:
             row += [
                 us(trial["latency_p50_ms"]),
                 ratio(Spread.of_rounds(trial["latency_ratio_rounds"])),
-                count(trial["throughput_images_per_s"]),
-                ratio(Spread.of_rounds(trial["throughput_ratio_rounds"])),
             ]
+            row += (
+                [count(trial["throughput_images_per_s"]), ratio(Spread.of_rounds(trial["throughput_ratio_rounds"]))]
+                if trial["throughput_ratio_rounds"]
+                else ["—", "chosen model only"]
+            )
         elif timed:
             screened = trial.get("screening_ratio")
             status = (
                 f"{measurement.get('runtime')} cannot load it"
                 if trial.get("unloadable")
+                else f"same graph as trial {trial['same_graph_as']} ({factor(screened)})"
+                if trial.get("same_graph_as") is not None and screened is not None
                 else f"screened out at {factor(screened)}" if screened is not None else "not timed"
             )
             row += ["—", status, "—", "—"]

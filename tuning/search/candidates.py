@@ -1,5 +1,13 @@
 """Objective latency's candidates: made by INC within the budget, screened for speed, scored fastest first.
 
+A candidate whose graph differs from an earlier one's only in the values of its numeric constants (weights, biases,
+scales, zero points: :func:`graph_key`) is a *graph twin* of it (the same fallbacks and format under another
+calibration algorithm): it runs the same operators on the same shapes, so it takes its original's screening ratio
+instead of being screened, and of twins that meet the criterion only the first by preference is timed in full (the
+choice rule, which prefers the earlier trial among candidates indistinguishable in speed, would pick it). On
+mnist-12's grid of 42 candidates: 28 distinct models, 14 graphs. onnxruntime's optimizers take some decisions on
+constant values; on that grid they optimize every twin pair to the same operators (docs/pipeline.md).
+
 :class:`Candidates` holds everything a search has made so far (its trials, the distinct models, their
 screening ratios) and is the only way a search makes, screens or scores one: the searches of
 tuning/search/plan.py decide *which* candidates, this module does it the same way for all of them.
@@ -10,6 +18,7 @@ that under MPI other ranks score them in parallel.
 from __future__ import annotations
 
 import dataclasses
+import hashlib
 import time
 from collections.abc import Callable, Sequence
 from pathlib import Path
@@ -33,7 +42,7 @@ from tuning.search.timing import MAX_FINALISTS, SCREEN_FACTOR, latency_settings,
 from tuning.search.trials import Trial, record_trial
 
 # How a candidate was made: its own even when it made the same bytes as an earlier one.
-_MADE_FIELDS = ("quant_format", "calibration_algorithm", "fp32_fallback", "rewrites")
+_MADE_FIELDS = ("quant_format", "calibration_algorithm", "fp32_fallback", "rewrites", "same_graph_as")
 
 Measure = Callable[..., dict[str, benchmark.Performance]]  # benchmark.measure's signature
 
@@ -61,14 +70,19 @@ class Candidates:
         self.model, self.evaluate, self.images, self.config = model, evaluate, images, config
         self.scorer = Scorer(evaluate) if scorer is None else scorer
         self.workspace, self.source, self.budget, self.measure = workspace, source, budget, measure
-        self.trials: list[Trial] = [record_trial(0, evaluate(model), model, [], config, model)]
         self.models: dict[int, onnx.ModelProto] = {}  # distinct candidates by trial index
         self.screening: dict[int, float] = {}  # batch-1 p50 / fp32's in the candidate's screening round
         self.unloadable: dict[int, str] = {}
         self.conditions: dict[str, Any] = {}
         self.screened = 0
         self.scored = 0
+        started = time.monotonic()
+        self.trials: list[Trial] = [record_trial(0, evaluate(model), model, [], config, model)]
+        # The search's time by step; scoring includes the fp32 model's.
+        self.seconds = {"making": 0.0, "screening": 0.0, "scoring": time.monotonic() - started}
         self._seen: dict[bytes, int] = {}
+        self._graphs: dict[str, int] = {}  # graph without its constants' values -> the first distinct candidate
+        self.twin_of: dict[int, int] = {}  # distinct candidate -> that first one, when it is not it
         self._requested = fp32_requests(model, config, source)
         self._calibration = BatchLoader(calibration, config.calibration.batch_size)
 
@@ -77,7 +91,7 @@ class Candidates:
         return self.budget.stage(name, [spec.description for spec in specs])
 
     def make(self, record: StageRecord, specs: Sequence[CandidateSpec]) -> list[int | None]:
-        """INC makes each of ``specs`` while the budget allows, then the new distinct ones are screened.
+        """INC makes each of ``specs`` while the budget allows, then the new distinct graphs are screened.
 
         Returns, per spec, the trial index of its distinct model (an earlier one's when INC made the same
         bytes), or None when the budget left it unmade (recorded under the stage ``record``).
@@ -90,12 +104,20 @@ class Candidates:
                 record.not_made.append(spec.description)
                 made.append(None)
                 continue
+            making = time.monotonic()
             index = self._make_one(spec)
+            self.seconds["making"] += time.monotonic() - making
             self.budget.made_one(record, spec.description)
             made.append(self.original(index))
             if self.original(index) == index:
                 new.append(index)
-        self.screen(new)
+        self.screen([index for index in new if index not in self.twin_of])
+        for index in new:  # a graph twin shares its original's speed, and its loadability: the same operators
+            original = self.twin_of.get(index)
+            if original in self.screening:
+                self.screening[index] = self.screening[original]
+            if original in self.unloadable:
+                self.unloadable[index] = self.unloadable[original]
         self.budget.close_stage(record, time.monotonic() - started)
         return made
 
@@ -131,6 +153,10 @@ class Candidates:
             return index
         self._seen[key] = index
         self.models[index] = candidate
+        original = self._graphs.setdefault(graph_key(candidate), index)
+        if original != index:
+            self.twin_of[index] = original
+        made["same_graph_as"] = self.twin_of.get(index)
         self.trials.append(dataclasses.replace(record_trial(index, None, candidate, self.trials, self.config, self.model), **made))
         return index
 
@@ -143,6 +169,7 @@ class Candidates:
         if not indices:
             return
         config = self.config
+        started = time.monotonic()
         ratios, conditions, unloadable = screen(
             self.model,
             {index: self.models[index] for index in indices},
@@ -157,6 +184,7 @@ class Candidates:
         self.unloadable.update(unloadable)
         self.conditions = self.conditions or conditions
         self.screened += len(ratios)
+        self.seconds["screening"] += time.monotonic() - started
 
     def score(self, index: int) -> Trial:
         """The distinct candidate's trial, its accuracy scored (once: a scored trial keeps its accuracy)."""
@@ -171,7 +199,10 @@ class Candidates:
     def _evaluate(self, model: onnx.ModelProto) -> float:
         self.scored += 1
         index = next(index for index, made in self.models.items() if made is model)
-        return self.scorer.accuracy(index, model)
+        started = time.monotonic()
+        accuracy = self.scorer.accuracy(index, model)
+        self.seconds["scoring"] += time.monotonic() - started
+        return accuracy
 
     def _unscored(self, indices: Sequence[int]) -> list[tuple[int, onnx.ModelProto]]:
         return [(index, self.models[index]) for index in indices if self.trials[index].accuracy is None]
@@ -186,7 +217,8 @@ class Candidates:
         loadable = self.loadable()
         with self.scorer.ahead(self._unscored(sorted(loadable, key=lambda index: (self.screening[index], index)))):
             self.trials = score_fastest_first(
-                self.trials, loadable, self.screening, self._evaluate, self.config, self.model, enough=MAX_FINALISTS
+                self.trials, loadable, self.screening, self._evaluate, self.config, self.model, enough=MAX_FINALISTS,
+                twin_of=self.twin_of,
             )
         within = self._within()
         with self.scorer.ahead(self._unscored(within)):
@@ -214,7 +246,11 @@ class Candidates:
         """The passing candidates timed in full: the MAX_FINALISTS fastest by screening within SCREEN_FACTOR of
         the fastest, and the most preferred passing one within it (the choice rule's first pick when nothing
         is significantly faster than it)."""
-        within = [index for index in self._within() if self.trials[index].meets_criterion]
+        within: list[int] = []
+        for index in self._within():  # in order of preference: each graph by its most preferred passing twin
+            graph = self.twin_of.get(index, index)
+            if self.trials[index].meets_criterion and all(self.twin_of.get(other, other) != graph for other in within):
+                within.append(index)
         fastest = sorted(within, key=lambda index: (self.screening[index], index))[:MAX_FINALISTS]
         return fastest + [index for index in within[:1] if index not in fastest]
 
@@ -233,8 +269,13 @@ class Candidates:
     def counts(self) -> dict[str, int]:
         """How many models the search made, screened (timed in one short round) and scored, for the summary;
         under MPI also how many a worker scored ahead that the search never asked for."""
-        counts = {"made": len(self.trials) - 1, "distinct": len(self.models), "screened": self.screened}
-        counts["scored"] = self.scored
+        counts = {
+            "made": len(self.trials) - 1,
+            "distinct": len(self.models),
+            "graph_twins": len(self.twin_of),
+            "screened": self.screened,
+            "scored": self.scored,
+        }
         return counts | ({"scored_ahead_unused": self.scorer.unused()} if self.scorer.rank_of(0) is not None else {})
 
 
@@ -246,28 +287,34 @@ def score_fastest_first(
     config: PipelineConfig,
     source: onnx.ModelProto,
     enough: int | None = None,
+    twin_of: dict[int, int] | None = None,
 ) -> list[Trial]:
     """Score the candidates' accuracy in order of their screening ratio, fastest first, while one can still win.
 
     Once the fastest passing candidate is known, a candidate more than SCREEN_FACTOR times slower in the
     screening round could not be timed further, let alone chosen: it and every slower one stay unscored
     (accuracy None). With ``enough``, scoring also stops once that many candidates pass. A trial scored
-    earlier keeps its accuracy (it is not scored twice). Duplicates take their original's results.
+    earlier keeps its accuracy (it is not scored twice). Duplicates take their original's results. A graph twin
+    (``twin_of``: the same graph as an earlier candidate, other constants) of a passing candidate is not scored:
+    it has the same speed and comes later by preference, so it could not be chosen; ``enough`` counts graphs.
     """
+    twin_of = twin_of or {}
     scored = list(trials)
     first_passing: float | None = None
-    passed = 0
+    passed: set[int] = set()  # the graphs with a passing candidate
     for index in sorted(models, key=lambda i: (screening[i], i)):
         if first_passing is not None and screening[index] > SCREEN_FACTOR * first_passing:
             break
-        if enough is not None and passed >= enough:
+        if enough is not None and len(passed) >= enough:
             break
+        if twin_of.get(index, index) in passed:
+            continue
         if scored[index].accuracy is None:
             made = {field: getattr(scored[index], field) for field in _MADE_FIELDS}
             trial = record_trial(index, evaluate(models[index]), models[index], scored[:1], config, source)
             scored[index] = dataclasses.replace(trial, **made)
         if scored[index].meets_criterion:
-            passed += 1
+            passed.add(twin_of.get(index, index))
             first_passing = screening[index] if first_passing is None else first_passing
     return [
         dataclasses.replace(
@@ -281,6 +328,27 @@ def score_fastest_first(
         else trial
         for trial in scored
     ]
+
+
+# Initializers whose values a graph twin may differ in: weights, biases, scales and zero points. Integer constants
+# of 64 bits (shapes, axes, indices) decide the shapes the kernels run on, and stay part of the key.
+_NUMERIC_VALUES = {
+    onnx.TensorProto.FLOAT, onnx.TensorProto.FLOAT16, onnx.TensorProto.DOUBLE, onnx.TensorProto.BFLOAT16,
+    onnx.TensorProto.INT8, onnx.TensorProto.UINT8, onnx.TensorProto.INT32,
+}  # fmt: skip
+
+
+def graph_key(model: onnx.ModelProto) -> str:
+    """The model without the values of its numeric initializers (names, types and shapes kept): candidates with the
+    same key run the same operators on the same shapes and differ only in constants, e.g. another calibration's
+    scales."""
+    graph = onnx.GraphProto()
+    graph.CopyFrom(model.graph)
+    for initializer in graph.initializer:
+        if initializer.data_type in _NUMERIC_VALUES:
+            for values in ("raw_data", "float_data", "int32_data", "double_data"):
+                initializer.ClearField(values)
+    return hashlib.sha256(graph.SerializeToString(deterministic=True)).hexdigest()
 
 
 def _original(trial: Trial) -> int:

@@ -40,7 +40,7 @@ from tuning.search.candidates import Candidates, Measure
 from tuning.search.choice import choose_fastest
 from tuning.search.plan import greedy_search, grid_search, resolved_search
 from tuning.search.scoring import Scorer, serve
-from tuning.search.timing import latency_settings, measurement_conditions, with_performance
+from tuning.search.timing import combined, latency_settings, measurement_conditions, with_performance
 from tuning.search.trials import TuningOutcome, no_model_message
 
 
@@ -96,26 +96,38 @@ def quantize_for_latency(
     settings = latency_settings(config)
     session = SessionSettings.of(config)
     finalists = {index: models[index] for index in candidates.finalists()}
-    targets = [benchmark.BenchmarkTarget("fp32", model, source, runtime)] + [
-        benchmark.BenchmarkTarget(f"trial {index}", candidate, Path(f"<candidate trial {index} of {source}>"), runtime)
+    targets = {"fp32": benchmark.BenchmarkTarget("fp32", model, source, runtime)} | {
+        f"trial {index}": benchmark.BenchmarkTarget(f"trial {index}", candidate, Path(f"<candidate trial {index} of {source}>"), runtime)
         for index, candidate in finalists.items()
-    ]
+    }
     candidates_done = time.monotonic()
-    say(f"tune: timing the {len(finalists)} finalist{'s' if len(finalists) != 1 else ''} with fp32 in {settings.rounds} session sets")
-    performances = measure(targets, images, settings, session, label="timing candidates")
-    seconds = {"candidates": candidates_done - started, "measurement": time.monotonic() - candidates_done}
+    # The choice reads batch-1 ratios only: the finalists are timed at batch 1, and the throughput batch is timed
+    # for the chosen one alone (with fp32 and its A/A twin), in as many fresh session sets.
+    say(f"tune: timing the {len(finalists)} finalist{'s' if len(finalists) != 1 else ''} with fp32 at batch 1 in {settings.rounds} session sets")
+    at_batch_1 = measure(list(targets.values()), images, settings, session, label="timing candidates", throughput_batch_sizes=())
+    latency_done = time.monotonic()
     batch_size = max(settings.batch_sizes)
-    trials = with_performance(trials, performances, batch_size)
-    fp32 = performances["fp32"]
+    trials = with_performance(trials, at_batch_1, batch_size)
+    fp32 = at_batch_1["fp32"]
 
     def time_ratio(mine: int, theirs: int) -> Interval:
         # Both candidates ran in the same turns as fp32: the interval is widened by fp32's A/A pair like theirs.
-        return performances[f"trial {mine}"].latency.time_ratio(performances[f"trial {theirs}"].latency, fp32.noise_floor())
+        return at_batch_1[f"trial {mine}"].latency.time_ratio(at_batch_1[f"trial {theirs}"].latency, fp32.noise_floor())
 
     file_bytes = {index: finalists[index].ByteSize() for index in finalists}
     chosen, reason = choose_fastest(trials, time_ratio, file_bytes, config.tuning.latency.tie_margin)
+    name = f"trial {chosen}"
+    say(f"tune: timing {name}'s throughput at batch {batch_size} with fp32 in {settings.rounds} session sets")
+    at_batch = measure([targets["fp32"], targets[name]], images, settings, session, label="timing throughput", latency=False)
+    performances = at_batch_1 | {key: combined(at_batch_1[key], at_batch[key]) for key in at_batch}
+    trials = with_performance(trials, performances, batch_size)
     trials[chosen] = dataclasses.replace(trials[chosen], chosen=True, reason=reason)
-    written = performances[f"trial {chosen}"]
+    fp32, written = performances["fp32"], performances[name]
+    seconds = {
+        "candidates": candidates_done - started,
+        "finalists_at_batch_1": latency_done - candidates_done,
+        "chosen_at_throughput_batch": time.monotonic() - latency_done,
+    }
     verdict = Verdict(
         written.latency_ratio(fp32),
         written.throughput_ratio(fp32, batch_size),
@@ -137,5 +149,9 @@ def quantize_for_latency(
         measurement=measurement_conditions(config)
         | {"seconds": seconds, "runtime_conditions": candidates.conditions, "verdict": verdict.to_json()},
         warning=slower,
-        search=budget.to_json(search.value) | {"models": candidates.counts() | {"timed": len(finalists)}},
+        search=budget.to_json(search.value)
+        | {
+            "models": candidates.counts() | {"timed": len(finalists)},
+            "seconds_by_step": {step: round(spent, 3) for step, spent in candidates.seconds.items()},
+        },
     )

@@ -95,8 +95,9 @@ def measurement_conditions(config: PipelineConfig) -> dict[str, Any]:
         "models": (
             "fp32, a second fp32 session (the A/A pair) and the distinct candidates, in turns: each candidate "
             "once in one screening session set at batch 1 with fp32 (one per search stage), then the session sets "
-            f"below (rounds) for the ones meeting the accuracy criterion within {SCREEN_FACTOR}x of the screening's "
-            f"best: the {MAX_FINALISTS} fastest by screening and the most preferred one"
+            f"below (rounds) at batch 1 for the ones meeting the accuracy criterion within {SCREEN_FACTOR}x of the "
+            f"screening's best (the {MAX_FINALISTS} fastest by screening and the most preferred one), then as many "
+            "session sets at the throughput batch size for the chosen one alone (the choice reads batch 1 only)"
         ),
         "min_calls": MIN_CALLS,
         "screen_factor": SCREEN_FACTOR,
@@ -119,14 +120,25 @@ def measurement_conditions(config: PipelineConfig) -> dict[str, Any]:
     }
 
 
+def combined(at_batch_1: benchmark.Performance, at_batch: benchmark.Performance) -> benchmark.Performance:
+    """One model's batch-1 latency from one measurement and its throughput from another, each with the A/A twin
+    of its own measurement (a ratio is widened by the noise floor of the turns it was paired in)."""
+    twin = None
+    if at_batch_1.second_session is not None and at_batch.second_session is not None:
+        twin = combined(at_batch_1.second_session, at_batch.second_session)
+    return dataclasses.replace(at_batch_1, throughput=at_batch.throughput, second_session=twin)
+
+
 def with_performance(
     trials: list[Trial], performances: dict[str, benchmark.Performance], batch_size: int
 ) -> list[Trial]:
-    """Fill in the latency and throughput of every timed trial (a duplicate takes its original's).
+    """Fill in the latency and, where it was timed, the throughput of every timed trial (a duplicate takes its
+    original's).
 
     Ratios against fp32 are paired (tuning/measure/statistics.py): latency as time int8/fp32, throughput as
     images/s int8/fp32; each with its interval (widened by fp32's A/A pair) and its per-session-set medians.
-    p50 and images/s pool every set's calls.
+    p50 and images/s pool every set's calls. Objective latency times the throughput batch for the chosen
+    candidate only: the others' throughput fields stay None.
     """
     fp32 = performances["fp32"]
     filled = []
@@ -137,19 +149,20 @@ def with_performance(
             filled.append(trial)
             continue
         latency = perf.latency_ratio(fp32)
-        throughput = perf.throughput_ratio(fp32, batch_size)
-        timing, reference = perf.throughput_at(batch_size), fp32.throughput_at(batch_size)
-        filled.append(
-            dataclasses.replace(
-                trial,
-                latency_p50_ms=perf.latency.p50,
-                latency_ratio=latency.value,
-                latency_ratio_interval=(latency.low, latency.high),
-                latency_ratio_rounds=tuple(set_ratios(perf.latency.rounds_ms, fp32.latency.rounds_ms)),
+        timed = dict(
+            latency_p50_ms=perf.latency.p50,
+            latency_ratio=latency.value,
+            latency_ratio_interval=(latency.low, latency.high),
+            latency_ratio_rounds=tuple(set_ratios(perf.latency.rounds_ms, fp32.latency.rounds_ms)),
+        )
+        if any(timing.batch_size == batch_size for timing in perf.throughput):
+            throughput = perf.throughput_ratio(fp32, batch_size)
+            timing, reference = perf.throughput_at(batch_size), fp32.throughput_at(batch_size)
+            timed |= dict(
                 throughput_images_per_s=timing.images_per_s,
                 throughput_ratio=throughput.value,
                 throughput_ratio_interval=(throughput.low, throughput.high),
                 throughput_ratio_rounds=tuple(1.0 / r for r in set_ratios(timing.rounds_ms, reference.rounds_ms)),
             )
-        )
+        filled.append(dataclasses.replace(trial, **timed))
     return filled

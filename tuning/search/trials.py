@@ -48,6 +48,9 @@ class Trial:
     fp32_compute_nodes: tuple[str, ...] = ()
     rewrites: tuple[str, ...] = ()  # exact graph rewrites applied to INC's output (tuning/graph/rewrite.py)
     same_model_as: int | None = None  # the same bytes as this earlier trial
+    # The same graph as this earlier distinct trial, with other constants (another calibration's scales): the same
+    # kernels on the same shapes, so it shares that trial's speed (screened and timed once, tuning/search/candidates.py).
+    same_graph_as: int | None = None
     screening_ratio: float | None = None  # objective latency: batch-1 p50 / fp32's in the screening round
     latency_p50_ms: float | None = None  # batch 1
     # Time ratio int8/fp32 at batch 1 (below 1: faster): the median over session sets of the paired ratios,
