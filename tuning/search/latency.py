@@ -38,7 +38,7 @@ from tuning.search.candidates import Candidates, Measure
 from tuning.search.choice import choose_fastest
 from tuning.search.plan import greedy_search, grid_search, resolved_search
 from tuning.search.timing import latency_settings, measurement_conditions, with_performance
-from tuning.search.trials import TuningOutcome, no_model_message
+from tuning.search.trials import Trial, TuningOutcome, no_model_message, record_trial
 
 
 def quantize_for_latency(
@@ -86,12 +86,17 @@ def quantize_for_latency(
     settings = latency_settings(config)
     session = SessionSettings.of(config)
     finalists = {index: models[index] for index in candidates.finalists()}
+    variants = {index: candidates.quantized_pools[index] for index in finalists if index in candidates.quantized_pools}
     targets = [benchmark.BenchmarkTarget("fp32", model, source, runtime)] + [
         benchmark.BenchmarkTarget(f"trial {index}", candidate, Path(f"<candidate trial {index} of {source}>"), runtime)
         for index, candidate in finalists.items()
+    ] + [
+        benchmark.BenchmarkTarget(_QUANTIZED_POOLS.format(index), variant, Path(f"<candidate trial {index} of {source}>"), runtime)
+        for index, (variant, _) in variants.items()
     ]
     candidates_done = time.monotonic()
-    say(f"tune: timing the {len(finalists)} finalist{'s' if len(finalists) != 1 else ''} with fp32 in {settings.rounds} session sets")
+    both = f" ({len(variants)} also with quantized pools)" if variants else ""
+    say(f"tune: timing the {len(finalists)} finalist{'s' if len(finalists) != 1 else ''} with fp32 in {settings.rounds} session sets{both}")
     performances = measure(targets, images, settings, session, label="timing candidates")
     seconds = {"candidates": candidates_done - started, "measurement": time.monotonic() - candidates_done}
     batch_size = max(settings.batch_sizes)
@@ -104,8 +109,13 @@ def quantize_for_latency(
 
     file_bytes = {index: finalists[index].ByteSize() for index in finalists}
     chosen, reason = choose_fastest(trials, time_ratio, file_bytes, config.tuning.latency.tie_margin)
+    written_model, written = models[chosen], performances[f"trial {chosen}"]
+    if chosen in variants:
+        trials[chosen], written_model, written, placement = _pool_placement(
+            trials[chosen], (written_model, variants[chosen][0], variants[chosen][1]), performances, batch_size, model, config
+        )
+        reason = f"{reason}; {placement}"
     trials[chosen] = dataclasses.replace(trials[chosen], chosen=True, reason=reason)
-    written = performances[f"trial {chosen}"]
     verdict = Verdict(
         written.latency_ratio(fp32),
         written.throughput_ratio(fp32, batch_size),
@@ -117,7 +127,7 @@ def quantize_for_latency(
     if slower and config.tuning.latency.if_slower_than_fp32 is SlowerThanFp32.FAIL:
         raise SlowerThanFp32Error(f"{slower}; nothing written (tuning.latency.if_slower_than_fp32: fail)")
     return TuningOutcome(
-        model=models[chosen],
+        model=written_model,
         fp32_accuracy=trials[0].accuracy,
         int8_accuracy=trials[chosen].accuracy,
         trials=trials,
@@ -129,3 +139,41 @@ def quantize_for_latency(
         warning=slower,
         search=budget.to_json(search.value) | {"models": candidates.counts() | {"timed": len(finalists)}},
     )
+
+
+_QUANTIZED_POOLS = "trial {} with quantized pools"
+
+
+def _pool_placement(
+    trial: Trial,
+    placements: tuple[onnx.ModelProto, onnx.ModelProto, list[str]],
+    performances: dict[str, benchmark.Performance],
+    batch_size: int,
+    source: onnx.ModelProto,
+    config: PipelineConfig,
+) -> tuple[Trial, onnx.ModelProto, benchmark.Performance, str]:
+    """The chosen OpenVINO candidate in the pool placement to write, and why.
+
+    ``placements``: the candidate with its pools before their quantizers, the same with quantized pools, and
+    the latter's rewrites.
+
+    Both placements compute the same outputs (tuning/graph/rewrite.py: pool_before_quantize), so throughput at
+    the throughput batch decides, where the placement matters (at batch 1 it hardly does): the pools stay
+    before their quantizers only where that measured significantly faster (the paired ratio's interval, widened
+    by fp32's A/A pair, wholly above 1); otherwise INC's quantized pools are written, which were level with
+    NNCF's graph on every CPU measured (docs/openvino-nncf.md).
+    """
+    fp32 = performances["fp32"]
+    moved, kept = performances[f"trial {trial.index}"], performances[_QUANTIZED_POOLS.format(trial.index)]
+    gain = moved.throughput_at(batch_size).time_ratio(kept.throughput_at(batch_size), fp32.noise_floor(batch_size)).inverse()
+    measured = f"{gain.value:.2f}x [{gain.low:.2f}-{gain.high:.2f}] the throughput at batch {batch_size}"
+    if gain.above(1.0):
+        return trial, placements[0], moved, f"pools before their quantizers: {measured} of quantized pools"
+    _, model, rewrites = placements
+    graph = record_trial(trial.index, trial.accuracy, model, [], config, source)
+    made = dataclasses.replace(
+        with_performance([trial], {"fp32": fp32, f"trial {trial.index}": kept}, batch_size)[0],
+        int8_nodes=graph.int8_nodes, fp32_nodes=graph.fp32_nodes, source_precisions=graph.source_precisions,
+        fp32_compute_nodes=graph.fp32_compute_nodes, model_sha256=graph.model_sha256, rewrites=tuple(rewrites),
+    )  # fmt: skip
+    return made, model, kept, f"pools left quantized: moving them before their quantizers gave {measured}, not significantly more"
