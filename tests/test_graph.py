@@ -113,6 +113,45 @@ def test_qdq_node_whose_output_is_a_graph_output_is_fp32():
     assert node_precisions(model)["conv"] is FP32
 
 
+def test_a_conv_of_dequantized_operands_is_int8_where_a_pool_sits_before_its_quantizer():
+    # What pool_before_quantize makes for OpenVINO: DQ -> Conv -> MaxPool -> Q. The Conv multiplies int8 operands
+    # (OpenVINO runs it as an int8 convolution with a float output); the MaxPool pools that float output.
+    model = model_of([
+        node("DequantizeLinear", ["xq", "s", "z"], ["xd"], "dq_in"),
+        node("DequantizeLinear", ["wq", "s", "z"], ["wd"], "dq_w"),
+        node("Conv", ["xd", "wd"], ["c"], "conv"),
+        node("MaxPool", ["c"], ["p"], "pool"),
+        node("QuantizeLinear", ["p", "s", "z"], ["y"], "q_pool"),
+    ])  # fmt: skip
+    assert node_precisions(model) == {"dq_in": CONVERT, "dq_w": CONVERT, "conv": INT8, "pool": FP32, "q_pool": CONVERT}
+
+
+def test_nncf_s_graph_int8_convolutions_with_float_outputs_and_operands_moved_by_a_pool():
+    # NNCF's layout: Conv -> Relu -> Q -> DQ -> MaxPool -> Conv -> Reshape... -> MatMul, logits in float. The second
+    # Conv and the MatMul read their data through a MaxPool / Reshape of a dequantized tensor: int8 operands.
+    model = model_of([
+        node("QuantizeLinear", ["x", "s", "z"], ["xq"], "q_in"),
+        node("DequantizeLinear", ["xq", "s", "z"], ["xd"], "dq_in"),
+        node("DequantizeLinear", ["w1q", "s", "z"], ["w1"], "dq_w1"),
+        node("Conv", ["xd", "w1"], ["c1"], "conv1"),
+        node("Relu", ["c1"], ["r1"], "relu1"),
+        node("QuantizeLinear", ["r1", "s", "z"], ["r1q"], "q_relu1"),
+        node("DequantizeLinear", ["r1q", "s", "z"], ["r1d"], "dq_relu1"),
+        node("MaxPool", ["r1d"], ["p1"], "pool1"),
+        node("DequantizeLinear", ["w2q", "s", "z"], ["w2"], "dq_w2"),
+        node("Conv", ["p1", "w2"], ["c2"], "conv2"),
+        node("Reshape", ["p1", "shape"], ["flat"], "flatten"),
+        node("DequantizeLinear", ["w3q", "s", "z"], ["w3"], "dq_w3"),
+        node("MatMul", ["flat", "w3"], ["y"], "matmul"),
+        node("Relu", ["c2"], ["r2"], "relu2"),
+        node("MatMul", ["r2", "w3"], ["y2"], "matmul_of_relu"),
+    ], outputs=("y", "y2"))  # fmt: skip
+    precisions = node_precisions(model)
+    assert [precisions[name] for name in ("conv1", "conv2", "matmul")] == [INT8] * 3
+    assert [precisions[name] for name in ("relu1", "pool1", "flatten", "relu2")] == [FP32] * 4
+    assert precisions["matmul_of_relu"] is FP32  # a Relu computes: its output is not known to be on the int8 grid
+
+
 def test_qdq_node_reading_no_dequantized_value_is_fp32():
     model = model_of([
         node("Conv", ["x", "w"], ["c"], "conv"),

@@ -304,13 +304,17 @@ def test_tuning_for_openvino_keeps_only_candidates_it_loads(tmp_path) -> None:
         assert trial.accuracy is None and trial.latency_ratio is None and not trial.chosen
     chosen = next(trial for trial in trials if trial.chosen)
     assert chosen.quant_format == "QDQ" and chosen.meets_criterion
-    # On OpenVINO a uint8 MaxPool is the slow kernel: every QDQ candidate pools before its quantizer.
+    # Every QDQ candidate is made with its pools before their quantizers (OpenVINO's uint8 MaxPool is slow on some
+    # CPUs); the written one keeps that placement only where it measured faster, and says which it wrote.
     for trial in trials:
-        if trial.quant_format == "QDQ":
+        if trial.quant_format == "QDQ" and not trial.chosen:
             assert any(rewrite.endswith("moved before its quantizer") for rewrite in trial.rewrites), trial.rewrites
+    moved = any(rewrite.endswith("moved before its quantizer") for rewrite in chosen.rewrites)
+    assert ("; pools before their quantizers: " if moved else "; pools left quantized: ") in chosen.reason
     written = onnx.load(str(config.output.model))
     producers = {output: node.op_type for node in written.graph.node for output in node.output}
-    assert all(producers.get(node.input[0]) != "DequantizeLinear" for node in written.graph.node if node.op_type == "MaxPool")
+    pools = [node for node in written.graph.node if node.op_type == "MaxPool"]
+    assert moved == all(producers.get(node.input[0]) != "DequantizeLinear" for node in pools)
     measurement = summary.latency_measurement
     assert measurement["runtime"] == "openvino"
     props = {prop.key: prop.value for prop in onnx.load(str(config.output.model)).metadata_props}

@@ -10,6 +10,8 @@ import onnx
 
 _CONVERT_OPS = {"QuantizeLinear", "DequantizeLinear", "DynamicQuantizeLinear"}
 _INTEGER_OPS = {"ConvInteger", "MatMulInteger", "QGemm", "QAttention", "QEmbedLayerNormalization"}
+# Ops that only select or rearrange values: what they read from a DequantizeLinear stays on its int8 grid.
+_MOVE_OPS = {"MaxPool", "Reshape", "Flatten", "Transpose", "Squeeze", "Unsqueeze"}
 
 
 # Nodes whose precision decides speed and accuracy: the ones fp32 fallbacks are about.
@@ -40,9 +42,18 @@ def node_precisions(model: onnx.ModelProto) -> dict[str, Precision]:
 
     A node computes in int8 when it is a QOperator op (QLinearConv, MatMulInteger, ...), when it
     moves already-quantized tensors (a MaxPool or Reshape fed by a QLinear op), or, in QDQ
-    format, when it reads a DequantizeLinear output and all its outputs feed QuantizeLinear.
+    format, when it reads a DequantizeLinear output and all its outputs feed QuantizeLinear, or
+    when it is a Conv/MatMul/Gemm whose data and weight both come from DequantizeLinear (directly or
+    through ops that only move values: MaxPool, Reshape, ...): its multiply-adds run on int8 operands
+    even where its output stays float (NNCF's graphs, where a Relu sits between the Conv and its
+    quantizer, and the MaxPool that :func:`tuning.graph.rewrite.pool_before_quantize` moves there);
+    that float output is not a quantized tensor.
     """
     dequantized = {out for node in model.graph.node if node.op_type == "DequantizeLinear" for out in node.output}
+    on_int8_grid = set(dequantized)
+    for node in model.graph.node:
+        if node.op_type in _MOVE_OPS and node.input and node.input[0] in on_int8_grid:
+            on_int8_grid.add(node.output[0])
     consumers: dict[str, set[str]] = {}
     for node in model.graph.node:
         for value in node.input:
@@ -51,24 +62,31 @@ def node_precisions(model: onnx.ModelProto) -> dict[str, Precision]:
     precisions = {}
     for index, node in enumerate(model.graph.node):
         name = node.name or f"{node.op_type}_{index}"
+        reads_dequantized = any(value in dequantized for value in node.input)
         if node.op_type in _CONVERT_OPS:
             precision = Precision.CONVERT
         elif (
             node.op_type.startswith("QLinear")
             or node.op_type in _INTEGER_OPS
             or any(value in quantized_values for value in node.input)
-            or (
-                any(value in dequantized for value in node.input)
-                and all(consumers.get(value) == {"QuantizeLinear"} for value in node.output)
-            )
+            or _int8_operands(node, on_int8_grid)
+            or (reads_dequantized and all(consumers.get(value) == {"QuantizeLinear"} for value in node.output))
         ):
             precision = Precision.INT8
         else:
             precision = Precision.FP32
         precisions[name] = precision
-        if node.op_type == "QuantizeLinear" or (precision is Precision.INT8 and not node.op_type.endswith("Integer")):
+        # A QDQ node's outputs are float (a QuantizeLinear or a float consumer follows); integer tensors are
+        # QuantizeLinear's and QOperator ops' outputs (not the *Integer ops' int32 sums), and what moves them.
+        if node.op_type == "QuantizeLinear" or (
+            precision is Precision.INT8 and not reads_dequantized and not node.op_type.endswith("Integer")
+        ):
             quantized_values.update(node.output)
     return precisions
+
+
+def _int8_operands(node: onnx.NodeProto, on_int8_grid: set[str]) -> bool:
+    return node.op_type in COMPUTE_OP_TYPES and len(node.input) >= 2 and all(v in on_int8_grid for v in node.input[:2])
 
 
 def op_type_counts(model: onnx.ModelProto) -> dict[str, int]:

@@ -18,8 +18,9 @@ negatives) and runs the same fast graph it would run with that optimizer switche
 
 * :func:`pool_before_quantize` removes the Quantize/Dequantize pair in front of a MaxPool whose output is
   quantized again with the same parameters, so that OpenVINO pools in f32/bf16 and quantizes once after
-  the pool (docs/openvino-nncf.md: its uint8 MaxPool after mnist-12's first conv costs as much as the
-  conv). Quantizing is non-decreasing and a Quantize undoes its Dequantize: bit-identical outputs.
+  the pool (docs/openvino-nncf.md: on an AMD EPYC its uint8 MaxPool after mnist-12's first conv cost as much
+  as the conv; on an Intel Xeon limited to AVX2 the moved graph was slower). Quantizing is non-decreasing and a
+  Quantize undoes its Dequantize: bit-identical outputs. Objective latency times both placements.
 """
 
 from __future__ import annotations
@@ -166,18 +167,25 @@ def pool_before_activation(model: onnx.ModelProto) -> tuple[onnx.ModelProto, lis
     return copy, moved
 
 
-def deployment_rewrites(model: onnx.ModelProto, runtime: Runtime) -> tuple[onnx.ModelProto, list[str]]:
+BEFORE_QUANTIZER = "moved before its quantizer"  # how a pool_before_quantize move is reported
+
+
+def deployment_rewrites(
+    model: onnx.ModelProto, runtime: Runtime, pools_before_quantizers: bool = True
+) -> tuple[onnx.ModelProto, list[str]]:
     """The exact rewrites every int8 model INC makes gets before it is scored, timed or written, for ``runtime``.
 
-    On every runtime the pool goes above its activation (:func:`pool_before_activation`); on OpenVINO it also
-    goes before its quantizer (:func:`pool_before_quantize`: a uint8 MaxPool is OpenVINO's slow kernel, while on
-    onnxruntime the same graph is slower). Returns the model and what was done, one phrase per moved pool.
+    On every runtime the pool goes above its activation (:func:`pool_before_activation`); on OpenVINO, unless
+    ``pools_before_quantizers`` is false, it also goes before its quantizer (:func:`pool_before_quantize`):
+    OpenVINO's uint8 MaxPool is slow on some CPUs and its standalone FakeQuantize on others, so objective
+    latency times both placements (tuning/search/latency.py), while on onnxruntime the moved graph is slower.
+    Returns the model and what was done, one phrase per moved pool.
     """
     rewritten, moved = pool_before_activation(model)
     done = [f"MaxPool {name} moved above its activation" for name in moved]
-    if runtime is not Runtime.ONNXRUNTIME:
+    if runtime is not Runtime.ONNXRUNTIME and pools_before_quantizers:
         rewritten, requantized = pool_before_quantize(rewritten)
-        done += [f"MaxPool {name} moved before its quantizer" for name in requantized]
+        done += [f"MaxPool {name} {BEFORE_QUANTIZER}" for name in requantized]
     return rewritten, done
 
 

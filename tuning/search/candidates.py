@@ -30,7 +30,7 @@ import onnx
 from tuning.config.schema import PipelineConfig
 from tuning.data.datasets import BatchLoader, LabelledImages
 from tuning.errors import TuningError
-from tuning.graph.rewrite import deployment_rewrites
+from tuning.graph.rewrite import BEFORE_QUANTIZER, deployment_rewrites
 from tuning.inc.fit import fit
 from tuning.inc.mapping import CandidateSpec, check_kept_in_fp32, fp32_requests, inc_config
 from tuning.measure import benchmark
@@ -71,6 +71,9 @@ class Candidates:
         self.scorer = Scorer(evaluate) if scorer is None else scorer
         self.workspace, self.source, self.budget, self.measure = workspace, source, budget, measure
         self.models: dict[int, onnx.ModelProto] = {}  # distinct candidates by trial index
+        # Distinct OpenVINO candidates whose pools moved before their quantizers, as they were before that move
+        # (the model and its rewrites): the finalists are timed in both placements (tuning/search/latency.py).
+        self.quantized_pools: dict[int, tuple[onnx.ModelProto, list[str]]] = {}
         self.screening: dict[int, float] = {}  # batch-1 p50 / fp32's in the candidate's screening round
         self.unloadable: dict[int, str] = {}
         self.conditions: dict[str, Any] = {}
@@ -157,6 +160,8 @@ class Candidates:
         if original != index:
             self.twin_of[index] = original
         made["same_graph_as"] = self.twin_of.get(index)
+        if any(rewrite.endswith(BEFORE_QUANTIZER) for rewrite in rewrites):
+            self.quantized_pools[index] = deployment_rewrites(result.model, self.config.deployment.runtime, False)
         self.trials.append(dataclasses.replace(record_trial(index, None, candidate, self.trials, self.config, self.model), **made))
         return index
 

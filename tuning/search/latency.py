@@ -41,7 +41,7 @@ from tuning.search.choice import choose_fastest
 from tuning.search.plan import greedy_search, grid_search, resolved_search
 from tuning.search.scoring import Scorer, serve
 from tuning.search.timing import combined, latency_settings, measurement_conditions, with_performance
-from tuning.search.trials import TuningOutcome, no_model_message
+from tuning.search.trials import Trial, TuningOutcome, no_model_message, record_trial
 
 
 def quantize_for_latency(
@@ -117,12 +117,27 @@ def quantize_for_latency(
     file_bytes = {index: finalists[index].ByteSize() for index in finalists}
     chosen, reason = choose_fastest(trials, time_ratio, file_bytes, config.tuning.latency.tie_margin)
     name = f"trial {chosen}"
-    say(f"tune: timing {name}'s throughput at batch {batch_size} with fp32 in {settings.rounds} session sets")
-    at_batch = measure([targets["fp32"], targets[name]], images, settings, session, label="timing throughput", latency=False)
-    performances = at_batch_1 | {key: combined(at_batch_1[key], at_batch[key]) for key in at_batch}
+    throughput_targets = [targets["fp32"], targets[name]]
+    variant = candidates.quantized_pools.get(chosen)  # an OpenVINO candidate whose pools were moved: weigh both placements
+    if variant is not None:
+        where = Path(f"<candidate trial {chosen} of {source}>")
+        throughput_targets.append(benchmark.BenchmarkTarget(_QUANTIZED_POOLS.format(chosen), variant[0], where, runtime))
+    both = " and with quantized pools" if variant is not None else ""
+    say(f"tune: timing {name}'s throughput at batch {batch_size}{both} with fp32 in {settings.rounds} session sets")
+    # With two placements to weigh, batch 1 is timed again with them: the written one's verdict reads both batches.
+    at_batch = measure(throughput_targets, images, settings, session, label="timing throughput", latency=variant is not None)
+    performances = at_batch_1 | {
+        key: timed if timed.latency is not None else combined(at_batch_1[key], timed) for key, timed in at_batch.items()
+    }
     trials = with_performance(trials, performances, batch_size)
+    fp32 = performances["fp32"]
+    written_model, written = models[chosen], performances[name]
+    if variant is not None:
+        trials[chosen], written_model, written, placement = _pool_placement(
+            trials[chosen], (written_model, variant[0], variant[1]), performances, batch_size, model, config
+        )
+        reason = f"{reason}; {placement}"
     trials[chosen] = dataclasses.replace(trials[chosen], chosen=True, reason=reason)
-    fp32, written = performances["fp32"], performances[name]
     seconds = {
         "candidates": candidates_done - started,
         "finalists_at_batch_1": latency_done - candidates_done,
@@ -139,7 +154,7 @@ def quantize_for_latency(
     if slower and config.tuning.latency.if_slower_than_fp32 is SlowerThanFp32.FAIL:
         raise SlowerThanFp32Error(f"{slower}; nothing written (tuning.latency.if_slower_than_fp32: fail)")
     return TuningOutcome(
-        model=models[chosen],
+        model=written_model,
         fp32_accuracy=trials[0].accuracy,
         int8_accuracy=trials[chosen].accuracy,
         trials=trials,
@@ -155,3 +170,41 @@ def quantize_for_latency(
             "seconds_by_step": {step: round(spent, 3) for step, spent in candidates.seconds.items()},
         },
     )
+
+
+_QUANTIZED_POOLS = "trial {} with quantized pools"
+
+
+def _pool_placement(
+    trial: Trial,
+    placements: tuple[onnx.ModelProto, onnx.ModelProto, list[str]],
+    performances: dict[str, benchmark.Performance],
+    batch_size: int,
+    source: onnx.ModelProto,
+    config: PipelineConfig,
+) -> tuple[Trial, onnx.ModelProto, benchmark.Performance, str]:
+    """The chosen OpenVINO candidate in the pool placement to write, and why.
+
+    ``placements``: the candidate with its pools before their quantizers, the same with quantized pools, and
+    the latter's rewrites.
+
+    Both placements compute the same outputs (tuning/graph/rewrite.py: pool_before_quantize), so throughput at
+    the throughput batch decides, where the placement matters (at batch 1 it hardly does): the pools stay
+    before their quantizers only where that measured significantly faster (the paired ratio's interval, widened
+    by fp32's A/A pair, wholly above 1); otherwise INC's quantized pools are written, which were level with
+    NNCF's graph on every CPU measured (docs/openvino-nncf.md).
+    """
+    fp32 = performances["fp32"]
+    moved, kept = performances[f"trial {trial.index}"], performances[_QUANTIZED_POOLS.format(trial.index)]
+    gain = moved.throughput_at(batch_size).time_ratio(kept.throughput_at(batch_size), fp32.noise_floor(batch_size)).inverse()
+    measured = f"{gain.value:.2f}x [{gain.low:.2f}-{gain.high:.2f}] the throughput at batch {batch_size}"
+    if gain.above(1.0):
+        return trial, placements[0], moved, f"pools before their quantizers: {measured} of quantized pools"
+    _, model, rewrites = placements
+    graph = record_trial(trial.index, trial.accuracy, model, [], config, source)
+    made = dataclasses.replace(
+        with_performance([trial], {"fp32": fp32, f"trial {trial.index}": kept}, batch_size)[0],
+        int8_nodes=graph.int8_nodes, fp32_nodes=graph.fp32_nodes, source_precisions=graph.source_precisions,
+        fp32_compute_nodes=graph.fp32_compute_nodes, model_sha256=graph.model_sha256, rewrites=tuple(rewrites),
+    )  # fmt: skip
+    return made, model, kept, f"pools left quantized: moving them before their quantizers gave {measured}, not significantly more"
