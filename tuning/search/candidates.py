@@ -24,8 +24,9 @@ from tuning.inc.fit import fit
 from tuning.inc.mapping import CandidateSpec, check_kept_in_fp32, fp32_requests, inc_config
 from tuning.measure import benchmark
 from tuning.measure.runtimes import SessionSettings
+from tuning.measure.statistics import Interval
 from tuning.search.budget import Budget, StageRecord
-from tuning.search.choice import preference
+from tuning.search.choice import TimeRatio, preference
 from tuning.search.timing import MAX_FINALISTS, SCREEN_FACTOR, latency_settings, screen
 from tuning.search.trials import Trial, record_trial
 
@@ -61,6 +62,7 @@ class Candidates:
         self.unloadable: dict[int, str] = {}
         self.conditions: dict[str, Any] = {}
         self.screened = 0
+        self.decision_timed = 0  # candidates timed in session sets for a search's decisions (time_together)
         self.scored = 0
         self._seen: dict[bytes, int] = {}
         self._requested = fp32_requests(model, config, source)
@@ -152,6 +154,31 @@ class Candidates:
         self.conditions = self.conditions or conditions
         self.screened += len(ratios)
 
+    def time_together(self, indices: Sequence[int]) -> TimeRatio:
+        """Time these distinct loadable candidates with fp32 and its A/A twin at batch 1 in ``tuning.latency.rounds``
+        session sets, as the finalists are timed (tuning/search/latency.py) but without the throughput batch.
+
+        Returns ``time_ratio(a, b)``: the paired batch-1 time ratio of trials ``a`` and ``b`` with its interval,
+        widened by fp32's A/A pair, for a decision made on significance (tuning/search/choice.py) rather than
+        on one screening round's medians, which move with the machine's load.
+        """
+        config, runtime = self.config, self.config.deployment.runtime
+        targets = [benchmark.BenchmarkTarget("fp32", self.model, self.source, runtime)] + [
+            benchmark.BenchmarkTarget(f"trial {index}", self.models[index], Path(f"<candidate trial {index} of {self.source}>"), runtime)
+            for index in indices
+        ]
+        performances = self.measure(
+            targets, self.images, latency_settings(config), SessionSettings.of(config),
+            label="timing for the search's decisions", throughput_batch_sizes=(),
+        )  # fmt: skip
+        self.decision_timed += len(indices)
+        floor = performances["fp32"].noise_floor()
+
+        def time_ratio(mine: int, theirs: int) -> Interval:
+            return performances[f"trial {mine}"].latency.time_ratio(performances[f"trial {theirs}"].latency, floor)
+
+        return time_ratio
+
     def score(self, index: int) -> Trial:
         """The distinct candidate's trial, its accuracy scored (once: a scored trial keeps its accuracy)."""
         trial = self.trials[index]
@@ -213,8 +240,15 @@ class Candidates:
         ]
 
     def counts(self) -> dict[str, int]:
-        """How many models the search made, screened (timed in one short round) and scored, for the summary."""
-        return {"made": len(self.trials) - 1, "distinct": len(self.models), "screened": self.screened, "scored": self.scored}
+        """How many models the search made, screened (timed in one short round), timed in session sets for its
+        decisions (the greedy search's single fallbacks) and scored, for the summary."""
+        return {
+            "made": len(self.trials) - 1,
+            "distinct": len(self.models),
+            "screened": self.screened,
+            "timed_for_decisions": self.decision_timed,
+            "scored": self.scored,
+        }
 
 
 def score_fastest_first(
