@@ -17,7 +17,7 @@ from tuning.data.datasets import calibration_images, evaluation_images
 from tuning.graph.rewrite import batch_capable_copy
 from tuning.search.budget import Budget
 from tuning.search.candidates import Candidates
-from tuning.search.plan import compute_nodes, greedy_search
+from tuning.search.plan import DECISION_ROUNDS, compute_nodes, greedy_search
 
 # LeNet's compute nodes in compute_nodes order: conv1, fc2, conv2, fc1. Alone in fp32 (1 ms), conv1 makes the model
 # 0.81x the time of every node int8, fc1 0.83x: both beyond the 10 % margin. fc2's fallback changes nothing (1.05 ms
@@ -56,6 +56,25 @@ def test_noise_within_the_intervals_does_not_change_the_greedy_candidates(tmp_pa
     assert len(decisions) == 8
     assert "QDQ, fp32: /fc2/Gemm: 1.00x the time of every node int8 [1.00-1.00], not faster by more than 10%" in decisions
     assert decisions[0].startswith("QDQ, fp32: /conv1/Conv: 0.81x") and decisions[0].endswith("significantly faster")
+
+
+# fc1 in int8 1.6 ms: alone in fp32 it makes the model 0.90x the time of every node int8, right at the margin.
+AT_THE_MARGIN_INT8_MS = [2.0, 1.05, 0.3, 1.6]
+
+
+def test_a_fallback_at_the_margin_is_timed_again_then_left_out(tmp_path, torch_model, dataset_roots):
+    lenet = torch_model("lenet", "MNIST")
+    config = latency_config(tmp_path, lenet, dataset_roots)
+    outcome = search(config, lenet, AT_THE_MARGIN_INT8_MS, noise=NOISE, seed=1)[0]
+    decisions = outcome.search["stages"][1]["decisions"]
+    sets = DECISION_ROUNDS * config.tuning.latency.rounds
+    assert [line for line in decisions if "/fc1/Gemm" in line] == [
+        line for line in decisions if line.endswith(f"not decided after {sets} session sets, left out")
+    ] and len(decisions) == 8
+    # The first timing: all 8 single fallbacks with both all-int8 candidates; each later one: fc1's 2 with them.
+    assert outcome.search["models"]["timed_for_decisions"] == 10 + (DECISION_ROUNDS - 1) * 4
+    # Only conv1 helped: no set of stage 3.
+    assert [stage["name"] for stage in outcome.search["stages"]] == ["every node int8", "each node alone in fp32"]
 
 
 # Accuracy lost by each compute node in int8 (scored by the test, not measured), and gained by each calibration

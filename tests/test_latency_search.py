@@ -186,7 +186,7 @@ def test_a_budget_cut_is_reported_on_the_console_and_in_the_summary(tmp_path, to
     # The single fallbacks made say conv1 and fc2 help in QDQ: their pair is planned, and not made either.
     assert record["stages"][2]["not_made"] == ["QDQ, minmax, fp32: /conv1/Conv, /fc2/Gemm"]
     assert record["cut_by"] == "tuning.max_trials"
-    assert "5 candidates of stage 'each node alone in fp32'; 1 candidate of stage 'greedy" in record["cut"]
+    assert "5 candidates of stage 'each node alone in fp32'; 1 candidate of stage 'fallback sets" in record["cut"]
     assert "raise tuning.max_trials to at least 11" in record["cut"]
     stages = [line for line in lines if line.startswith("tune: search stage")]
     assert len(stages) == 3 and stages[1].startswith("tune: search stage 2, each node alone in fp32: 8 candidates (2 made")

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import dataclasses
 import time
+from dataclasses import dataclass
 from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
@@ -24,9 +25,9 @@ from tuning.inc.fit import fit
 from tuning.inc.mapping import CandidateSpec, check_kept_in_fp32, fp32_requests, inc_config
 from tuning.measure import benchmark
 from tuning.measure.runtimes import SessionSettings
-from tuning.measure.statistics import Interval
+from tuning.measure.statistics import Interval, paired_time_ratio
 from tuning.search.budget import Budget, StageRecord
-from tuning.search.choice import TimeRatio, preference
+from tuning.search.choice import preference
 from tuning.search.timing import MAX_FINALISTS, SCREEN_FACTOR, latency_settings, screen
 from tuning.search.trials import Trial, record_trial
 
@@ -34,6 +35,34 @@ from tuning.search.trials import Trial, record_trial
 _MADE_FIELDS = ("quant_format", "calibration_algorithm", "fp32_fallback", "rewrites")
 
 Measure = Callable[..., dict[str, benchmark.Performance]]  # benchmark.measure's signature
+
+
+@dataclass(frozen=True)
+class SessionSets:
+    """Batch-1 per-call durations (ms) of candidates timed together with fp32 and its A/A twin, per session set.
+
+    Every candidate ran in the first sets; one timed again (:meth:`Candidates.time_together` with ``earlier``)
+    ran in more: two candidates compare over the first sets they both ran in.
+    """
+
+    fp32: list[np.ndarray]
+    twin: list[np.ndarray]
+    candidates: dict[int, list[np.ndarray]]
+
+    @property
+    def count(self) -> int:
+        return len(self.fp32)
+
+    def extended(self, later: SessionSets) -> SessionSets:
+        merged = {index: self.candidates.get(index, []) + sets for index, sets in later.candidates.items()}
+        return SessionSets(self.fp32 + later.fp32, self.twin + later.twin, self.candidates | merged)
+
+    def time_ratio(self, mine: int, theirs: int) -> Interval:
+        """time(trial ``mine``) / time(trial ``theirs``) at batch 1 with its interval, over the sets both ran in,
+        widened by fp32's A/A pair over every set (tuning/measure/statistics.py)."""
+        a, b = self.candidates[mine], self.candidates[theirs]
+        shared = min(len(a), len(b))
+        return paired_time_ratio(a[:shared], b[:shared], paired_time_ratio(self.twin, self.fp32))
 
 
 class Candidates:
@@ -154,13 +183,10 @@ class Candidates:
         self.conditions = self.conditions or conditions
         self.screened += len(ratios)
 
-    def time_together(self, indices: Sequence[int]) -> TimeRatio:
+    def time_together(self, indices: Sequence[int], earlier: SessionSets | None = None) -> SessionSets:
         """Time these distinct loadable candidates with fp32 and its A/A twin at batch 1 in ``tuning.latency.rounds``
-        session sets, as the finalists are timed (tuning/search/latency.py) but without the throughput batch.
-
-        Returns ``time_ratio(a, b)``: the paired batch-1 time ratio of trials ``a`` and ``b`` with its interval,
-        widened by fp32's A/A pair, for a decision made on significance (tuning/search/choice.py) rather than
-        on one screening round's medians, which move with the machine's load.
+        session sets, as the finalists are timed (tuning/search/latency.py) but without the throughput batch; with
+        ``earlier``, the sets are added to those (whose candidates include these) for narrower intervals.
         """
         config, runtime = self.config, self.config.deployment.runtime
         targets = [benchmark.BenchmarkTarget("fp32", self.model, self.source, runtime)] + [
@@ -172,12 +198,14 @@ class Candidates:
             label="timing for the search's decisions", throughput_batch_sizes=(),
         )  # fmt: skip
         self.decision_timed += len(indices)
-        floor = performances["fp32"].noise_floor()
-
-        def time_ratio(mine: int, theirs: int) -> Interval:
-            return performances[f"trial {mine}"].latency.time_ratio(performances[f"trial {theirs}"].latency, floor)
-
-        return time_ratio
+        fp32 = performances["fp32"]
+        assert fp32.latency is not None and fp32.second_session is not None and fp32.second_session.latency is not None
+        timed = SessionSets(
+            list(fp32.latency.rounds_ms),
+            list(fp32.second_session.latency.rounds_ms),
+            {index: list(performances[f"trial {index}"].latency.rounds_ms) for index in indices},
+        )
+        return timed if earlier is None else earlier.extended(timed)
 
     def score(self, index: int) -> Trial:
         """The distinct candidate's trial, its accuracy scored (once: a scored trial keeps its accuracy)."""

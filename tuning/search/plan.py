@@ -39,9 +39,15 @@ from tuning.config.enums import CalibrationAlgorithm, LatencySearch, QuantFormat
 from tuning.config.schema import PipelineConfig
 from tuning.graph.nodes import COMPUTE_OP_TYPES
 from tuning.inc.mapping import CandidateSpec
+from tuning.measure.statistics import Interval
 from tuning.search.budget import StageRecord
-from tuning.search.candidates import Candidates
+from tuning.search.candidates import Candidates, SessionSets
 from tuning.search.choice import significantly_faster
+
+
+# A single fallback whose interval against every node int8 straddles the margin is timed again, in as many session
+# sets more, until the interval settles; after this many timings it is left out (greedy_search's stage 2).
+DECISION_ROUNDS = 3
 
 
 def compute_nodes(model: onnx.ModelProto, config: PipelineConfig) -> list[str]:
@@ -202,10 +208,12 @@ def _significantly_faster_alone(
     :func:`compute_nodes` order, at most all but one.
 
     Each single fallback and its format's all-int8 candidate are timed together in session sets
-    (:meth:`Candidates.time_together`). A screening ratio below 1 is not enough: a node that changes nothing
-    screened faster in one run and slower in the next, and the sets made from it changed with the load (mnist-12
-    under two busy loops: 11 candidates instead of 9). Noise can widen an interval but not move it past the margin,
-    and the order does not read a measurement at all.
+    (:meth:`Candidates.time_together`); a pair whose interval still straddles the margin is timed again in as many
+    sets more, up to DECISION_ROUNDS times, and then left out. A screening ratio below 1 is not enough: a node
+    that changes nothing screened faster in one run and slower in the next, and the sets made from it changed
+    with the load (mnist-12 under two busy loops: 11 candidates instead of 9). Noise widens an interval and the
+    further sets narrow it again, so a node is decided by its effect against the margin, not by the load, unless
+    its effect lies so near the margin that even the last sets cannot tell; the order reads no measurement.
     """
     margin = candidates.config.tuning.latency.tie_margin
     pairs = {
@@ -214,18 +222,28 @@ def _significantly_faster_alone(
         if single is not None and base.get(key[0]) is not None and single != base[key[0]]
         and _screened(candidates, single) is not None and _screened(candidates, base[key[0]]) is not None
     }  # fmt: skip
-    faster: dict[QuantFormat, list[str]] = {quant_format: [] for quant_format in base}
-    if not pairs:
-        return faster
     started = time.monotonic()
-    time_ratio = candidates.time_together(sorted({index for pair in pairs.values() for index in pair}))
-    for (quant_format, node), (single, reference) in pairs.items():  # in compute_nodes order
-        ratio = time_ratio(single, reference)
-        helped = significantly_faster(ratio, margin)
+    decided: dict[tuple[QuantFormat, str], tuple[Interval, bool, bool]] = {}  # ratio, helped, settled
+    timed: SessionSets | None = None
+    for attempt in range(DECISION_ROUNDS):
+        undecided = {key: pair for key, pair in pairs.items() if key not in decided}
+        if not undecided:
+            break
+        timed = candidates.time_together(sorted({index for pair in undecided.values() for index in pair}), timed)
+        for key, (single, reference) in undecided.items():
+            ratio = timed.time_ratio(single, reference)
+            helped = significantly_faster(ratio, margin)
+            settled = helped or ratio.above(1.0 - margin)  # or it cannot be more than the margin faster
+            if settled or attempt == DECISION_ROUNDS - 1:
+                decided[key] = (ratio, helped, settled)
+    faster: dict[QuantFormat, list[str]] = {quant_format: [] for quant_format in base}
+    for (quant_format, node), (ratio, helped, settled) in ((key, decided[key]) for key in pairs):
+        verdict = (
+            "significantly faster" if helped else f"not faster by more than {margin:.0%}" if settled
+            else f"not decided after {timed.count if timed else 0} session sets, left out"
+        )  # fmt: skip
         candidates.budget.decide(
-            record,
-            f"{quant_format.value}, fp32: {node}: {ratio.value:.2f}x the time of every node int8 "
-            f"[{ratio.low:.2f}-{ratio.high:.2f}], " + ("significantly faster" if helped else f"not faster by more than {margin:.0%}"),
+            record, f"{quant_format.value}, fp32: {node}: {ratio.value:.2f}x the time of every node int8 [{ratio.low:.2f}-{ratio.high:.2f}], {verdict}"
         )
         if helped:
             faster[quant_format].append(node)
