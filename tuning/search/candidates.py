@@ -24,6 +24,7 @@ from tuning.graph.rewrite import deployment_rewrites
 from tuning.inc.fit import fit
 from tuning.inc.mapping import CandidateSpec, check_kept_in_fp32, fp32_requests, inc_config
 from tuning.measure import benchmark
+from tuning.measure.paired import MIN_CALLS
 from tuning.measure.runtimes import SessionSettings
 from tuning.measure.statistics import Interval, paired_time_ratio
 from tuning.search.budget import Budget, StageRecord
@@ -35,6 +36,12 @@ from tuning.search.trials import Trial, record_trial
 _MADE_FIELDS = ("quant_format", "calibration_algorithm", "fp32_fallback", "rewrites")
 
 Measure = Callable[..., dict[str, benchmark.Performance]]  # benchmark.measure's signature
+
+# Warm-up and timed calls per model in each session set of the timing for a search's decisions (the fewest the
+# timing loop takes, tuning/measure/paired.py): sessions, not calls, are the unit of repetition, and the greedy
+# search times 2N + 2 models in up to 18 sets; with tuning.latency's 400 calls and 0.05 s per model and set, a
+# 20-convolution CNN (46 models) was still in that timing after 8 minutes on a busy machine.
+DECISION_CALLS = MIN_CALLS
 
 
 @dataclass(frozen=True)
@@ -185,16 +192,18 @@ class Candidates:
 
     def time_together(self, indices: Sequence[int], earlier: SessionSets | None = None) -> SessionSets:
         """Time these distinct loadable candidates with fp32 and its A/A twin at batch 1 in ``tuning.latency.rounds``
-        session sets, as the finalists are timed (tuning/search/latency.py) but without the throughput batch; with
-        ``earlier``, the sets are added to those (whose candidates include these) for narrower intervals.
+        session sets, in turns as the finalists are timed (tuning/search/latency.py), but DECISION_CALLS calls per
+        set and no throughput batch; with ``earlier``, the sets are added to those (whose candidates include these)
+        for narrower intervals.
         """
         config, runtime = self.config, self.config.deployment.runtime
         targets = [benchmark.BenchmarkTarget("fp32", self.model, self.source, runtime)] + [
             benchmark.BenchmarkTarget(f"trial {index}", self.models[index], Path(f"<candidate trial {index} of {self.source}>"), runtime)
             for index in indices
         ]
+        settings = latency_settings(config).model_copy(update={"warmup": DECISION_CALLS, "iterations": DECISION_CALLS, "min_time_s": 0.0})
         performances = self.measure(
-            targets, self.images, latency_settings(config), SessionSettings.of(config),
+            targets, self.images, settings, SessionSettings.of(config),
             label="timing for the search's decisions", throughput_batch_sizes=(),
         )  # fmt: skip
         self.decision_timed += len(indices)

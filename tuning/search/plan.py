@@ -16,10 +16,10 @@ scales, not the graph). With N compute nodes and F formats:
 
   Which candidates the greedy search makes is decided on significant differences or not on speed at all, so
   it does not follow the machine's load: from stage 2 to 3 a node is taken only when its interval lies wholly
-  beyond the margin (noise widens an interval, it does not move it past the margin: a node whose effect is far
-  from the margin is decided the same way quiet or busy, only one whose effect lies near it can go either
-  way); the nodes' order is fixed, every set of stage 3 is made, and stages 4-5 read accuracy, which does
-  not depend on timing. Screening ratios only order the scoring (tuning/search/candidates.py).
+  beyond the margin, and one whose interval straddles it is timed again before it is left out (noise widens an
+  interval, more session sets narrow it: only a node whose effect lies near the margin can go either way); the
+  nodes' order is fixed, every set of stage 3 is made, and stages 4-5 read accuracy, which does not depend on
+  timing. Screening ratios only order the scoring (tuning/search/candidates.py).
 - ``grid``: every fallback set of none, one or two compute nodes x formats x calibration algorithms.
 
 A fallback set covering every compute node is never made (it would leave nothing in int8).
