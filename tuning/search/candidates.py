@@ -37,11 +37,12 @@ _MADE_FIELDS = ("quant_format", "calibration_algorithm", "fp32_fallback", "rewri
 
 Measure = Callable[..., dict[str, benchmark.Performance]]  # benchmark.measure's signature
 
-# Warm-up and timed calls per model in each session set of the timing for a search's decisions (the fewest the
-# timing loop takes, tuning/measure/paired.py): sessions, not calls, are the unit of repetition, and the greedy
-# search times 2N + 2 models in up to 18 sets; with tuning.latency's 400 calls and 0.05 s per model and set, a
-# 20-convolution CNN (46 models) was still in that timing after 8 minutes on a busy machine.
-DECISION_CALLS = MIN_CALLS
+# Timed calls per model in each session set of the timing for a search's decisions, after MIN_CALLS warm-up calls:
+# the greedy search times 2N + 2 models in up to 18 sets. With tuning.latency's 400 calls and 0.05 s per model and
+# set, a 20-convolution CNN (46 models) was still in that timing after 8 minutes on a busy machine; with 20
+# calls the per-set medians were so noisy that LeNet's first Conv, 0.56x [0.42-0.73] with 400, went undecided
+# (0.80x [0.51-1.09], both at load 13-15 on 2 cores).
+DECISION_CALLS = 100
 
 
 @dataclass(frozen=True)
@@ -192,8 +193,8 @@ class Candidates:
 
     def time_together(self, indices: Sequence[int], earlier: SessionSets | None = None) -> SessionSets:
         """Time these distinct loadable candidates with fp32 and its A/A twin at batch 1 in ``tuning.latency.rounds``
-        session sets, in turns as the finalists are timed (tuning/search/latency.py), but DECISION_CALLS calls per
-        set and no throughput batch; with ``earlier``, the sets are added to those (whose candidates include these)
+        session sets, in turns as the finalists are timed (tuning/search/latency.py), but DECISION_CALLS timed calls
+        per set and no throughput batch; with ``earlier``, the sets are added to those (whose candidates include these)
         for narrower intervals.
         """
         config, runtime = self.config, self.config.deployment.runtime
@@ -201,7 +202,7 @@ class Candidates:
             benchmark.BenchmarkTarget(f"trial {index}", self.models[index], Path(f"<candidate trial {index} of {self.source}>"), runtime)
             for index in indices
         ]
-        settings = latency_settings(config).model_copy(update={"warmup": DECISION_CALLS, "iterations": DECISION_CALLS, "min_time_s": 0.0})
+        settings = latency_settings(config).model_copy(update={"warmup": MIN_CALLS, "iterations": DECISION_CALLS, "min_time_s": 0.0})
         performances = self.measure(
             targets, self.images, settings, SessionSettings.of(config),
             label="timing for the search's decisions", throughput_batch_sizes=(),
