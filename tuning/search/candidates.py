@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import dataclasses
 import time
-from dataclasses import dataclass
 from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
@@ -45,7 +44,7 @@ Measure = Callable[..., dict[str, benchmark.Performance]]  # benchmark.measure's
 DECISION_CALLS = 100
 
 
-@dataclass(frozen=True)
+@dataclasses.dataclass(frozen=True)
 class SessionSets:
     """Batch-1 per-call durations (ms) of candidates timed together with fp32 and its A/A twin, per session set.
 
@@ -99,7 +98,7 @@ class Candidates:
         self.unloadable: dict[int, str] = {}
         self.conditions: dict[str, Any] = {}
         self.screened = 0
-        self.decision_timed = 0  # candidates timed in session sets for a search's decisions (time_together)
+        self.decision_timed = 0  # candidate timings in session sets for a search's decisions (time_together)
         self.scored = 0
         self._seen: dict[bytes, int] = {}
         self._requested = fp32_requests(model, config, source)

@@ -44,7 +44,6 @@ from tuning.search.budget import StageRecord
 from tuning.search.candidates import Candidates, SessionSets
 from tuning.search.choice import significantly_faster
 
-
 # A single fallback whose interval against every node int8 straddles the margin is timed again, in as many session
 # sets more, until the interval settles; after this many timings it is left out (greedy_search's stage 2).
 DECISION_ROUNDS = 3
