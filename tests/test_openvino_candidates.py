@@ -85,8 +85,8 @@ def _openvino_search(tmp_path, lenet, dataset_roots, monkeypatch, quantized_pool
     config = config.model_copy(update={"deployment": config.deployment.model_copy(update={"runtime": Runtime.OPENVINO})})
     measure = test_latency_search.controlled_timing
 
-    def slower_quantized_pools(source, int8_ms, timed):
-        inner, cost = measure(source, int8_ms, timed)
+    def slower_quantized_pools(source, int8_ms, timed, *noise):
+        inner, cost = measure(source, int8_ms, timed, *noise)
 
         def timed_measure(targets, *args, **kwargs):
             performances = inner(targets, *args, **kwargs)

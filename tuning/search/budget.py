@@ -27,6 +27,7 @@ class StageRecord:
     made: int = 0
     not_made: list[str] = field(default_factory=list)  # the candidates' descriptions
     seconds: float = 0.0
+    decisions: list[str] = field(default_factory=list)  # what the stage's timing decided for the next stage, and why
 
     def to_json(self) -> dict[str, Any]:
         return {
@@ -35,6 +36,7 @@ class StageRecord:
             "made": self.made,
             "not_made": list(self.not_made),
             "seconds": round(self.seconds, 3),
+            "decisions": list(self.decisions),
         }
 
 
@@ -97,6 +99,11 @@ class Budget:
         record.made += 1
         self._bar.update(1)
         self._bar.set_postfix_str(f"{record.name}: {description}"[:60])
+
+    def decide(self, record: StageRecord, decision: str) -> None:
+        """Record what the stage's timing decided (the summary's ``search.stages[].decisions``) and say it."""
+        record.decisions.append(decision)
+        self._say(f"tune: stage {self.stages.index(record) + 1} decided: {decision}")
 
     def close_stage(self, record: StageRecord, seconds: float) -> None:
         record.seconds += seconds

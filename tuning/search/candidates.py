@@ -34,7 +34,9 @@ from tuning.graph.rewrite import BEFORE_QUANTIZER, deployment_rewrites
 from tuning.inc.fit import fit
 from tuning.inc.mapping import CandidateSpec, check_kept_in_fp32, fp32_requests, inc_config
 from tuning.measure import benchmark
+from tuning.measure.paired import MIN_CALLS
 from tuning.measure.runtimes import SessionSettings
+from tuning.measure.statistics import Interval, paired_time_ratio
 from tuning.search.budget import Budget, StageRecord
 from tuning.search.choice import preference
 from tuning.search.scoring import Scorer
@@ -45,6 +47,41 @@ from tuning.search.trials import Trial, record_trial
 _MADE_FIELDS = ("quant_format", "calibration_algorithm", "fp32_fallback", "rewrites", "same_graph_as")
 
 Measure = Callable[..., dict[str, benchmark.Performance]]  # benchmark.measure's signature
+
+# Timed calls per model in each session set of the timing for a search's decisions, after MIN_CALLS warm-up calls:
+# the greedy search times 2N + 2 models in up to 18 sets. With tuning.latency's 400 calls and 0.05 s per model and
+# set, a 20-convolution CNN (46 models) was still in that timing after 8 minutes on a busy machine; with 20
+# calls the per-set medians were so noisy that LeNet's first Conv, 0.56x [0.42-0.73] with 400, went undecided
+# (0.80x [0.51-1.09], both at load 13-15 on 2 cores).
+DECISION_CALLS = 100
+
+
+@dataclasses.dataclass(frozen=True)
+class SessionSets:
+    """Batch-1 per-call durations (ms) of candidates timed together with fp32 and its A/A twin, per session set.
+
+    Every candidate ran in the first sets; one timed again (:meth:`Candidates.time_together` with ``earlier``)
+    ran in more: two candidates compare over the first sets they both ran in.
+    """
+
+    fp32: list[np.ndarray]
+    twin: list[np.ndarray]
+    candidates: dict[int, list[np.ndarray]]
+
+    @property
+    def count(self) -> int:
+        return len(self.fp32)
+
+    def extended(self, later: SessionSets) -> SessionSets:
+        merged = {index: self.candidates.get(index, []) + sets for index, sets in later.candidates.items()}
+        return SessionSets(self.fp32 + later.fp32, self.twin + later.twin, self.candidates | merged)
+
+    def time_ratio(self, mine: int, theirs: int) -> Interval:
+        """time(trial ``mine``) / time(trial ``theirs``) at batch 1 with its interval, over the sets both ran in,
+        widened by fp32's A/A pair over every set (tuning/measure/statistics.py)."""
+        a, b = self.candidates[mine], self.candidates[theirs]
+        shared = min(len(a), len(b))
+        return paired_time_ratio(a[:shared], b[:shared], paired_time_ratio(self.twin, self.fp32))
 
 
 class Candidates:
@@ -78,6 +115,7 @@ class Candidates:
         self.unloadable: dict[int, str] = {}
         self.conditions: dict[str, Any] = {}
         self.screened = 0
+        self.decision_timed = 0  # candidate timings in session sets for a search's decisions (time_together)
         self.scored = 0
         started = time.monotonic()
         self.trials: list[Trial] = [record_trial(0, evaluate(model), model, [], config, model)]
@@ -191,6 +229,32 @@ class Candidates:
         self.screened += len(ratios)
         self.seconds["screening"] += time.monotonic() - started
 
+    def time_together(self, indices: Sequence[int], earlier: SessionSets | None = None) -> SessionSets:
+        """Time these distinct loadable candidates with fp32 and its A/A twin at batch 1 in ``tuning.latency.rounds``
+        session sets, in turns as the finalists are timed (tuning/search/latency.py), but DECISION_CALLS timed calls
+        per set and no throughput batch; with ``earlier``, the sets are added to those (whose candidates include these)
+        for narrower intervals.
+        """
+        config, runtime = self.config, self.config.deployment.runtime
+        targets = [benchmark.BenchmarkTarget("fp32", self.model, self.source, runtime)] + [
+            benchmark.BenchmarkTarget(f"trial {index}", self.models[index], Path(f"<candidate trial {index} of {self.source}>"), runtime)
+            for index in indices
+        ]
+        settings = latency_settings(config).model_copy(update={"warmup": MIN_CALLS, "iterations": DECISION_CALLS, "min_time_s": 0.0})
+        performances = self.measure(
+            targets, self.images, settings, SessionSettings.of(config),
+            label="timing for the search's decisions", throughput_batch_sizes=(),
+        )  # fmt: skip
+        self.decision_timed += len(indices)
+        fp32 = performances["fp32"]
+        assert fp32.latency is not None and fp32.second_session is not None and fp32.second_session.latency is not None
+        timed = SessionSets(
+            list(fp32.latency.rounds_ms),
+            list(fp32.second_session.latency.rounds_ms),
+            {index: list(performances[f"trial {index}"].latency.rounds_ms) for index in indices},
+        )
+        return timed if earlier is None else earlier.extended(timed)
+
     def score(self, index: int) -> Trial:
         """The distinct candidate's trial, its accuracy scored (once: a scored trial keeps its accuracy)."""
         trial = self.trials[index]
@@ -272,13 +336,15 @@ class Candidates:
         ]
 
     def counts(self) -> dict[str, int]:
-        """How many models the search made, screened (timed in one short round) and scored, for the summary;
-        under MPI also how many a worker scored ahead that the search never asked for."""
+        """How many models the search made, screened (timed in one short round), timed in session sets for its
+        decisions (the greedy search's single fallbacks) and scored, for the summary; under MPI also how many a
+        worker scored ahead that the search never asked for."""
         counts = {
             "made": len(self.trials) - 1,
             "distinct": len(self.models),
             "graph_twins": len(self.twin_of),
             "screened": self.screened,
+            "timed_for_decisions": self.decision_timed,
             "scored": self.scored,
         }
         return counts | ({"scored_ahead_unused": self.scorer.unused()} if self.scorer.rank_of(0) is not None else {})

@@ -4,15 +4,22 @@ The precision of each Conv/MatMul/Gemm node (int8, or kept in fp32) decides a ca
 quantization format decides it too; the calibration algorithm moves accuracy, hardly speed (it changes
 scales, not the graph). With N compute nodes and F formats:
 
-- ``greedy`` (``tuning.latency.search``, the default), in stages, each screened for speed as it is made
+- ``greedy`` (``tuning.latency.search``), in stages, each screened for speed as it is made
   (tuning/search/candidates.py): (1) every node in int8, in each format (F candidates); (2) each node alone
-  in fp32, in each format (F x N), whose screening ratio against (1) is that node's speed gain; (3) per format,
-  the nodes whose fallback made the model faster, added one at a time fastest first, each set screened on the
-  whole model as it is made, while each screens faster than the one before (at most F x (N - 2)).
-  The candidates are then scored fastest first. Only if none meets the accuracy criterion: (4) every node in
-  int8 with each other calibration algorithm, and (5) per format, the nodes whose fallback raised accuracy
-  most, added one at a time until a candidate meets it (at most F x (N - 1)). At most F x (3N + A - 3)
-  candidates (:func:`greedy_upper_bound`), against the grid's F x A x (1 + N + N(N - 1) / 2).
+  in fp32, in each format (F x N), each timed against (1) in session sets; (3) per format, the nodes whose
+  fallback alone was *significantly* faster than (1) (the choice rule's test, tuning/search/choice.py), added
+  one at a time in :func:`compute_nodes` order (at most F x (N - 2)). The candidates are then scored fastest
+  first. Only if none meets the accuracy criterion: (4) every node in int8 with each other calibration
+  algorithm, and (5) per format, the nodes whose fallback raised accuracy most, added one at a time until a
+  candidate meets it (at most F x (N - 1)). At most F x (3N + A - 3) candidates (:func:`greedy_upper_bound`),
+  against the grid's F x A x (1 + N + N(N - 1) / 2).
+
+  Which candidates the greedy search makes is decided on significant differences or not on speed at all, so
+  it does not follow the machine's load: from stage 2 to 3 a node is taken only when its interval lies wholly
+  beyond the margin, and one whose interval straddles it is timed again before it is left out (noise widens an
+  interval, more session sets narrow it: only a node whose effect lies near the margin can go either way); the
+  nodes' order is fixed, every set of stage 3 is made, and stages 4-5 read accuracy, which does not depend on
+  timing. Screening ratios only order the scoring (tuning/search/candidates.py).
 - ``grid``: every fallback set of none, one or two compute nodes x formats x calibration algorithms.
 
 A fallback set covering every compute node is never made (it would leave nothing in int8).
@@ -23,6 +30,7 @@ from __future__ import annotations
 import itertools
 import math
 import re
+import time
 
 import numpy as np
 import onnx
@@ -31,7 +39,14 @@ from tuning.config.enums import CalibrationAlgorithm, LatencySearch, QuantFormat
 from tuning.config.schema import PipelineConfig
 from tuning.graph.nodes import COMPUTE_OP_TYPES
 from tuning.inc.mapping import CandidateSpec
-from tuning.search.candidates import Candidates
+from tuning.measure.statistics import Interval
+from tuning.search.budget import StageRecord
+from tuning.search.candidates import Candidates, SessionSets
+from tuning.search.choice import significantly_faster
+
+# A single fallback whose interval against every node int8 straddles the margin is timed again, in as many session
+# sets more, until the interval settles; after this many timings it is left out (greedy_search's stage 2).
+DECISION_ROUNDS = 3
 
 
 def compute_nodes(model: onnx.ModelProto, config: PipelineConfig) -> list[str]:
@@ -134,22 +149,16 @@ def greedy_search(candidates: Candidates) -> None:
     budget.expect(greedy_upper_bound(len(nodes), len(formats), len(algorithms)))
 
     base = dict(zip(formats, _run(candidates, "every node int8", [CandidateSpec(f, configured, ()) for f in formats])))
+    faster: dict[QuantFormat, list[str]] = {f: [] for f in formats}
     singles: dict[tuple[QuantFormat, str], int | None] = {}
     if len(nodes) > 1:
         keys = [(f, node) for node in nodes for f in formats]
-        made = _run(candidates, "each node alone in fp32", [CandidateSpec(f, configured, (node,)) for f, node in keys])
-        singles = dict(zip(keys, made))
-
-    # (3) Per format, the nodes whose fallback screened faster than every node in int8, fastest first.
-    faster: dict[QuantFormat, list[str]] = {}
-    for quant_format in formats:
-        reference = _screened(candidates, base.get(quant_format))
-        gains = [
-            (ratio / reference, node)
-            for node in nodes
-            if reference and (ratio := _screened(candidates, singles.get((quant_format, node)))) is not None
-        ]
-        faster[quant_format] = [node for gain, node in sorted(gains) if gain < 1.0][: len(nodes) - 1]
+        specs = [CandidateSpec(f, configured, (node,)) for f, node in keys]
+        record = candidates.stage("each node alone in fp32", specs)
+        singles = dict(zip(keys, candidates.make(record, specs)))
+        faster = _significantly_faster_alone(candidates, record, nodes, base, singles)
+    # (3) Per format, the growing sets of those nodes, in compute_nodes order: every set is made, none is judged by
+    # its screening, so which sets exist is decided by significant differences only.
     sets = [
         CandidateSpec(f, configured, tuple(faster[f][:size]))
         for size in range(2, max(map(len, faster.values()), default=0) + 1)
@@ -158,17 +167,7 @@ def greedy_search(candidates: Candidates) -> None:
     ]
     budget.expect(budget.made + len(sets) + len(formats) * (len(algorithms) - 1 + max(len(nodes) - 1, 0)))
     if sets:
-        record = candidates.stage("greedy fallback sets, fastest first, while each screens faster", sets)
-        for quant_format in formats:
-            own = [spec for spec in sets if spec.quant_format is quant_format]
-            previous = _screened(candidates, singles.get((quant_format, own[0].fp32_fallback[0]))) if own else None
-            for spec in own:
-                ratio = _screened(candidates, candidates.make(record, [spec])[0])
-                if ratio is None or previous is None:
-                    continue  # not made (the budget records it) or not loadable: the next one is tried
-                if ratio >= previous:
-                    break  # the added node did not help on the whole model: larger sets are not made
-                previous = ratio
+        _run(candidates, "fallback sets of the nodes significantly faster alone, one node added at a time", sets)
     candidates.score_fastest_first()
     if candidates.passing():
         budget.expect(budget.made)
@@ -194,6 +193,61 @@ def greedy_search(candidates: Candidates) -> None:
                     break
     candidates.score_fastest_first()
     budget.expect(budget.made)
+
+
+def _significantly_faster_alone(
+    candidates: Candidates,
+    record: StageRecord,
+    nodes: list[str],
+    base: dict[QuantFormat, int | None],
+    singles: dict[tuple[QuantFormat, str], int | None],
+) -> dict[QuantFormat, list[str]]:
+    """Per format, the nodes whose fp32 fallback alone is significantly faster than every node in int8, by the
+    choice rule's test (tuning/search/choice.py: the paired ratio's whole interval below 1 - tie_margin), in
+    :func:`compute_nodes` order, at most all but one.
+
+    Each single fallback and its format's all-int8 candidate are timed together in session sets
+    (:meth:`Candidates.time_together`); a pair whose interval still straddles the margin is timed again in as many
+    sets more, up to DECISION_ROUNDS times, and then left out. A screening ratio below 1 is not enough: a node
+    that changes nothing screened faster in one run and slower in the next, and the sets made from it changed
+    with the load (mnist-12 under two busy loops: 11 candidates instead of 9). Noise widens an interval and the
+    further sets narrow it again, so a node is decided by its effect against the margin, not by the load, unless
+    its effect lies so near the margin that even the last sets cannot tell; the order reads no measurement.
+    """
+    margin = candidates.config.tuning.latency.tie_margin
+    pairs = {
+        key: (single, base[key[0]])
+        for key, single in singles.items()
+        if single is not None and base.get(key[0]) is not None and single != base[key[0]]
+        and _screened(candidates, single) is not None and _screened(candidates, base[key[0]]) is not None
+    }  # fmt: skip
+    started = time.monotonic()
+    decided: dict[tuple[QuantFormat, str], tuple[Interval, bool, bool]] = {}  # ratio, helped, settled
+    timed: SessionSets | None = None
+    for attempt in range(DECISION_ROUNDS):
+        undecided = {key: pair for key, pair in pairs.items() if key not in decided}
+        if not undecided:
+            break
+        timed = candidates.time_together(sorted({index for pair in undecided.values() for index in pair}), timed)
+        for key, (single, reference) in undecided.items():
+            ratio = timed.time_ratio(single, reference)
+            helped = significantly_faster(ratio, margin)
+            settled = helped or ratio.above(1.0 - margin)  # or it cannot be more than the margin faster
+            if settled or attempt == DECISION_ROUNDS - 1:
+                decided[key] = (ratio, helped, settled)
+    faster: dict[QuantFormat, list[str]] = {quant_format: [] for quant_format in base}
+    for (quant_format, node), (ratio, helped, settled) in ((key, decided[key]) for key in pairs):
+        verdict = (
+            "significantly faster" if helped else f"not faster by more than {margin:.0%}" if settled
+            else f"not decided after {timed.count if timed else 0} session sets, left out"
+        )  # fmt: skip
+        candidates.budget.decide(
+            record, f"{quant_format.value}, fp32: {node}: {ratio.value:.2f}x the time of every node int8 [{ratio.low:.2f}-{ratio.high:.2f}], {verdict}"
+        )
+        if helped:
+            faster[quant_format].append(node)
+    candidates.budget.close_stage(record, time.monotonic() - started)
+    return {quant_format: found[: len(nodes) - 1] for quant_format, found in faster.items()}
 
 
 def _run(candidates: Candidates, stage: str, specs: list[CandidateSpec]) -> list[int | None]:
