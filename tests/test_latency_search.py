@@ -26,7 +26,7 @@ from tuning.measure.benchmark import SECOND_SESSION, Performance, Timing
 from tuning.measure.evaluate import AccuracyEvaluator
 from tuning.measure.statistics import Interval
 from tuning.search.budget import Budget
-from tuning.search.candidates import graph_key
+from tuning.graph.identity import graph_key
 from tuning.search.choice import significantly_faster
 from tuning.search.latency import quantize_for_latency
 from tuning.search.plan import candidate_grid, compute_nodes, greedy_upper_bound, resolved_search

@@ -18,7 +18,6 @@ that under MPI other ranks score them in parallel.
 from __future__ import annotations
 
 import dataclasses
-import hashlib
 import time
 from collections.abc import Callable, Sequence
 from pathlib import Path
@@ -30,15 +29,16 @@ import onnx
 from tuning.config.schema import PipelineConfig
 from tuning.data.datasets import BatchLoader, LabelledImages
 from tuning.errors import TuningError
+from tuning.graph.identity import graph_key
 from tuning.graph.rewrite import BEFORE_QUANTIZER, deployment_rewrites
 from tuning.inc.fit import fit
 from tuning.inc.mapping import CandidateSpec, check_kept_in_fp32, fp32_requests, inc_config
 from tuning.measure import benchmark
 from tuning.measure.paired import MIN_CALLS
 from tuning.measure.runtimes import SessionSettings
-from tuning.measure.statistics import Interval, paired_time_ratio
 from tuning.search.budget import Budget, StageRecord
 from tuning.search.choice import preference
+from tuning.search.decisions import DECISION_CALLS, SessionSets
 from tuning.search.scoring import Scorer
 from tuning.search.timing import MAX_FINALISTS, SCREEN_FACTOR, latency_settings, screen
 from tuning.search.trials import Trial, record_trial
@@ -47,42 +47,6 @@ from tuning.search.trials import Trial, record_trial
 _MADE_FIELDS = ("quant_format", "calibration_algorithm", "fp32_fallback", "rewrites", "same_graph_as")
 
 Measure = Callable[..., dict[str, benchmark.Performance]]  # benchmark.measure's signature
-
-# Timed calls per model in each session set of the timing for a search's decisions, after MIN_CALLS warm-up calls:
-# the greedy search times 2N + 2 models in up to 18 sets. With tuning.latency's 400 calls and 0.05 s per model and
-# set, a 20-convolution CNN (46 models) was still in that timing after 8 minutes on a busy machine; with 20
-# calls the per-set medians were so noisy that LeNet's first Conv, 0.56x [0.42-0.73] with 400, went undecided
-# (0.80x [0.51-1.09], both at load 13-15 on 2 cores).
-DECISION_CALLS = 100
-
-
-@dataclasses.dataclass(frozen=True)
-class SessionSets:
-    """Batch-1 per-call durations (ms) of candidates timed together with fp32 and its A/A twin, per session set.
-
-    Every candidate ran in the first sets; one timed again (:meth:`Candidates.time_together` with ``earlier``)
-    ran in more: two candidates compare over the first sets they both ran in.
-    """
-
-    fp32: list[np.ndarray]
-    twin: list[np.ndarray]
-    candidates: dict[int, list[np.ndarray]]
-
-    @property
-    def count(self) -> int:
-        return len(self.fp32)
-
-    def extended(self, later: SessionSets) -> SessionSets:
-        merged = {index: self.candidates.get(index, []) + sets for index, sets in later.candidates.items()}
-        return SessionSets(self.fp32 + later.fp32, self.twin + later.twin, self.candidates | merged)
-
-    def time_ratio(self, mine: int, theirs: int) -> Interval:
-        """time(trial ``mine``) / time(trial ``theirs``) at batch 1 with its interval, over the sets both ran in,
-        widened by fp32's A/A pair over every set (tuning/measure/statistics.py)."""
-        a, b = self.candidates[mine], self.candidates[theirs]
-        shared = min(len(a), len(b))
-        return paired_time_ratio(a[:shared], b[:shared], paired_time_ratio(self.twin, self.fp32))
-
 
 class Candidates:
     """The candidates of one objective-latency search, trial 0 being the fp32 model.
@@ -399,27 +363,6 @@ def score_fastest_first(
         else trial
         for trial in scored
     ]
-
-
-# Initializers whose values a graph twin may differ in: weights, biases, scales and zero points. Integer constants
-# of 64 bits (shapes, axes, indices) decide the shapes the kernels run on, and stay part of the key.
-_NUMERIC_VALUES = {
-    onnx.TensorProto.FLOAT, onnx.TensorProto.FLOAT16, onnx.TensorProto.DOUBLE, onnx.TensorProto.BFLOAT16,
-    onnx.TensorProto.INT8, onnx.TensorProto.UINT8, onnx.TensorProto.INT32,
-}  # fmt: skip
-
-
-def graph_key(model: onnx.ModelProto) -> str:
-    """The model without the values of its numeric initializers (names, types and shapes kept): candidates with the
-    same key run the same operators on the same shapes and differ only in constants, e.g. another calibration's
-    scales."""
-    graph = onnx.GraphProto()
-    graph.CopyFrom(model.graph)
-    for initializer in graph.initializer:
-        if initializer.data_type in _NUMERIC_VALUES:
-            for values in ("raw_data", "float_data", "int32_data", "double_data"):
-                initializer.ClearField(values)
-    return hashlib.sha256(graph.SerializeToString(deterministic=True)).hexdigest()
 
 
 def _original(trial: Trial) -> int:

@@ -41,8 +41,9 @@ from tuning.graph.nodes import COMPUTE_OP_TYPES
 from tuning.inc.mapping import CandidateSpec
 from tuning.measure.statistics import Interval
 from tuning.search.budget import StageRecord
-from tuning.search.candidates import Candidates, SessionSets
+from tuning.search.candidates import Candidates
 from tuning.search.choice import significantly_faster
+from tuning.search.decisions import SessionSets
 
 # A single fallback whose interval against every node int8 straddles the margin is timed again, in as many session
 # sets more, until the interval settles; after this many timings it is left out (greedy_search's stage 2).
