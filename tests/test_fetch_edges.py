@@ -95,11 +95,13 @@ def cut(text: str, limit: int = 200) -> str:
 @pytest.mark.parametrize(
     ("deadline_s", "expected_waits"),
     [
-        # Back-off 1 s, then 2 s, 4 s: a wait that would reach the deadline is not started.
+        # Back-off 1 s, then 2 s, 4 s, 8 s: a wait that would reach the deadline is not started. What the injected
+        # clock leaves of the deadline also bounds the real socket of the next attempt: at least 1 s of it here
+        # (with 0.01 s left, a connection on a machine at load 16 timed out).
         (3.0, [1.0]),  # 1 + 2 = 3 reaches it
-        (3.5, [1.0, 2.0]),  # 1 + 2 < 3.5; 1 + 2 + 4 does not fit
+        (4.5, [1.0, 2.0]),  # 1 + 2 < 4.5; 1 + 2 + 4 does not fit
         (1.0, []),  # even the first wait reaches it
-        (7.01, [1.0, 2.0, 4.0]),
+        (9.0, [1.0, 2.0, 4.0]),  # 1 + 2 + 4 < 9; 1 + 2 + 4 + 8 does not fit
     ],
 )
 def test_no_wait_reaches_the_deadline(raw_server, tmp_path: Path, deadline_s: float, expected_waits: list[float]) -> None:

@@ -128,9 +128,11 @@ def test_the_turns_end_when_the_least_timed_model_reached_min_seconds() -> None:
     durations = time_in_turns(calls, {"slow": [0], "quick": [0]}, 0, 1, 0.02)
     assert np.all(durations["slow"] >= 2.0) and np.all(durations["quick"] >= 0.2)
     assert durations["quick"].sum() >= 20.0 and durations["slow"].sum() >= 20.0
-    # One turn fewer would have left the least timed model short of min_seconds.
-    assert min(runs[:-1].sum() for runs in durations.values()) < 20.0
-    assert len(durations["slow"]) == len(durations["quick"]) > MIN_CALLS
+    calls = len(durations["quick"])
+    assert len(durations["slow"]) == calls >= MIN_CALLS
+    # The turns ended at the first turn where both minimums held: one turn fewer missed one of them (on a quiet
+    # machine the time, after ~100 turns; on a loaded one a preempted busy-wait can reach it within MIN_CALLS).
+    assert calls - 1 < MIN_CALLS or min(runs[:-1].sum() for runs in durations.values()) < 20.0
 
 
 def test_garbage_collection_is_off_while_timing_and_restored_after() -> None:
