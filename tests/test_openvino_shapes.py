@@ -22,10 +22,13 @@ from tuning.measure import benchmark
 from tuning.measure.benchmark import BenchmarkTarget, measure
 from tuning.measure.runtimes import SessionSettings, conditions_phrase, onnxruntime_conditions, open_runner
 
-pytestmark = pytest.mark.skipif(
-    importlib.util.find_spec("openvino") is None,
-    reason="the openvino extra is not installed: bash scripts/setup_env.sh openvino",
-)
+pytestmark = [
+    pytest.mark.skipif(
+        importlib.util.find_spec("openvino") is None,
+        reason="the openvino extra is not installed: bash scripts/setup_env.sh openvino",
+    ),
+    pytest.mark.fast,  # in process, a few seconds: mutation runs reach the OpenVINO branches through these
+]
 MODEL = ROOT / "models" / "mnist-12.onnx"  # batch dimension fixed at 1, as the zoo ships it
 
 
