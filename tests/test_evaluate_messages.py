@@ -1,5 +1,6 @@
 """tuning.measure.evaluate's verification of a batch-capable copy: what it returns and what each refusal says,
-on small models built here, with the expected difference computed again from plain onnxruntime sessions.
+on small models built here, with the expected difference computed again from plain onnxruntime sessions; and how
+the shapes an OpenVINO runner compiled are stated.
 """
 
 from __future__ import annotations
@@ -17,6 +18,7 @@ from tiny_models import failing_at_run_time, mlp
 from tuning.data.datasets import LabelledImages
 from tuning.errors import InputError
 from tuning.measure.evaluate import AccuracyEvaluator, verify_batch_copy
+from tuning.measure.runtimes import shapes_phrase
 
 pytestmark = pytest.mark.fast
 
@@ -81,3 +83,14 @@ def test_the_evaluator_names_a_model_it_cannot_load_a_candidate(tmp_path: Path) 
     data = LabelledImages(IMAGES[:4], np.zeros(4, dtype=np.int64))
     with pytest.raises(InputError, match=r"^candidate: onnxruntime cannot load it \("):
         AccuracyEvaluator(data, 2)(broken)
+
+
+def test_the_shapes_openvino_compiled_are_stated_per_timed_batch_or_as_compiled() -> None:
+    assert shapes_phrase({"timed_input_shapes": {"1": "[1,1,28,28]", "8": "[8,1,28,28]"}, "input_shape": "[?]"}) == (
+        "static shapes, compiled per timed batch size (batch 1: [1,1,28,28], batch 8: [8,1,28,28])")
+    assert shapes_phrase({"input_shape": "[4,1,28,28]", "static_batch": 4}) == "input shape [4,1,28,28] (static)"
+    assert shapes_phrase({"input_shape": "[?,1,28,28]", "static_batch": None}) == (
+        "input shape [?,1,28,28] (the model's own)")
+    assert shapes_phrase({"input_shape": "[1,1,28,28]"}) == "input shape [1,1,28,28] (the model's own)"
+    assert shapes_phrase({"timed_input_shapes": {}}) == "input shapes not recorded"
+    assert shapes_phrase({}) == "input shapes not recorded"

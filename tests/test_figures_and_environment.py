@@ -133,7 +133,7 @@ def test_without_cpuinfo_the_processor_is_named_by_the_platform(tmp_path: Path, 
     assert environment.capture_environment().cpu_model == "unknown"
 
 
-def test_the_environment_is_this_machines(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_the_environment_is_this_machines() -> None:
     captured = environment.capture_environment()
     assert captured.cpu_count == os.cpu_count()
     assert captured.usable_cpus == len(os.sched_getaffinity(0))
@@ -142,6 +142,23 @@ def test_the_environment_is_this_machines(tmp_path: Path, monkeypatch: pytest.Mo
     assert captured.versions["numpy"] == np.__version__ and captured.versions["python"] == platform.python_version()
     assert set(captured.versions) == {"onnxruntime", "onnx", "neural_compressor", "numpy", "openvino", "python"}
     assert captured.versions["neural_compressor"] == distribution_version("neural-compressor") is not None
+
+
+def test_the_usable_cores_are_this_process_affinity_else_the_core_count(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(os, "cpu_count", lambda: 64)
+    monkeypatch.setattr(os, "sched_getaffinity", lambda pid: {0, 5, 9} if pid == 0 else set())
+    captured = environment.capture_environment()
+    assert (captured.cpu_count, captured.usable_cpus) == (64, 3)
+    monkeypatch.delattr(os, "sched_getaffinity")  # not Linux
+    assert environment.capture_environment().usable_cpus == 64
+    monkeypatch.setattr(os, "cpu_count", lambda: None)  # the count undeterminable: one core
+    assert environment.capture_environment().usable_cpus == 1
+
+
+def test_cpuinfo_that_is_not_utf_8_is_read_with_replacements(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    (tmp_path / "cpuinfo").write_bytes(b"model name\t: Caf\xe9 CPU\nflags\t: avx2\n")
+    monkeypatch.setattr(environment, "Path", lambda _name: tmp_path / "cpuinfo")
+    assert environment._read_cpuinfo() == {"model name": "Caf\ufffd CPU", "flags": "avx2"}
 
 
 def test_a_version_is_read_from_the_metadata_or_none() -> None:
