@@ -17,7 +17,9 @@ from tiny_models import failing_at_run_time, mlp
 
 from tuning.data.datasets import LabelledImages
 from tuning.errors import InputError
-from tuning.measure.evaluate import AccuracyEvaluator, verify_batch_copy
+from tuning.files.onnx_io import describe
+from tuning.measure import evaluate
+from tuning.measure.evaluate import AccuracyEvaluator, check_classifier, verify_batch_copy
 from tuning.measure.runtimes import shapes_phrase
 
 pytestmark = pytest.mark.fast
@@ -94,3 +96,21 @@ def test_the_shapes_openvino_compiled_are_stated_per_timed_batch_or_as_compiled(
     assert shapes_phrase({"input_shape": "[1,1,28,28]"}) == "input shape [1,1,28,28] (the model's own)"
     assert shapes_phrase({"timed_input_shapes": {}}) == "input shapes not recorded"
     assert shapes_phrase({}) == "input shapes not recorded"
+
+
+def test_a_model_failing_on_a_test_image_is_refused_with_onnxruntimes_first_line(tmp_path: Path) -> None:
+    path = failing_at_run_time(tmp_path / "bad.onnx")
+    model = onnx.load(str(path))
+    session = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"])
+    with pytest.raises(Exception) as raised:  # the same run, done here: onnxruntime's own error
+        session.run(None, {"pixels": IMAGES[:2]})
+    first = str(raised.value).strip().splitlines()[0]
+    with pytest.raises(InputError) as refused:
+        check_classifier(model, describe(model, path), LabelledImages(IMAGES[:10], np.zeros(10, np.int64)), 10, path)
+    assert str(refused.value) == f"{path}: onnxruntime cannot run the model on a test image ({first})"
+
+
+def test_an_error_without_text_is_named_by_its_class() -> None:
+    assert evaluate._first_line(RuntimeError("  first line \nsecond")) == "first line "
+    assert evaluate._first_line(RuntimeError()) == "RuntimeError"
+    assert evaluate._first_line(ValueError(" \n ")) == "ValueError"
