@@ -1,0 +1,87 @@
+"""tuning.measure.benchmark.run_benchmark's refusals, each naming the model file and what was expected, and the
+settings it passes on (the split, the session entries, the batch size, the model's name), on small models built
+here and the real MNIST files.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import onnx
+import pytest
+from conftest import project_config
+from onnx import TensorProto, helper
+from tiny_models import mlp
+
+from tuning.data import datasets
+from tuning.errors import ConfigError, InputError
+from tuning.measure import benchmark
+
+pytestmark = pytest.mark.fast
+
+SMALL = {"benchmark.warmup": 1, "benchmark.iterations": 1, "benchmark.min_time_s": 0, "benchmark.rounds": 1}
+
+
+def test_a_batch_too_large_for_the_limit_is_refused_naming_the_flag_and_the_file(tmp_path: Path) -> None:
+    path = mlp(tmp_path / "m.onnx")
+    config = project_config(tmp_path, **{"benchmark.max_batch_bytes": 6351})
+    needed = 2 * (1 * 28 * 28 + 10) * 4  # two float32 images in, two rows of 10 scores out
+    with pytest.raises(ConfigError) as refused:
+        benchmark.run_benchmark(config, path, "accuracy", 2)
+    assert str(refused.value) == (
+        f"--batch-size: batch 2 of {path} needs {needed} bytes for its input and output tensors, more than "
+        "benchmark.max_batch_bytes (6351); use a smaller batch or raise the limit")
+    assert needed == 6352  # one byte more than the limit: the limit itself is allowed
+    benchmark.run_benchmark(project_config(tmp_path, **{"benchmark.max_batch_bytes": 6352}), path, "accuracy", 2)
+
+
+def test_a_model_that_is_no_classifier_is_refused_naming_its_file(tmp_path: Path) -> None:
+    path = mlp(tmp_path / "two.onnx")
+    model = onnx.load(str(path))
+    model.graph.input.append(helper.make_tensor_value_info("extra", TensorProto.FLOAT, [1]))
+    onnx.save(model, str(path))
+    with pytest.raises(InputError, match=rf"^{path}: expected one graph input, got 2$"):
+        benchmark.run_benchmark(project_config(tmp_path), path, "accuracy", 1)
+    five = mlp(tmp_path / "five.onnx", classes=5)
+    with pytest.raises(InputError, match=rf"^{five}: output 'logits' declares 5 classes, but the dataset has 10$"):
+        benchmark.run_benchmark(project_config(tmp_path), five, "accuracy", 1)
+
+
+def test_the_configured_split_is_scored(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    asked: list[object] = []
+    real = datasets.evaluation_images
+
+    def recording(dataset, split, sample_shape):
+        asked.append(split)
+        return real(dataset, split, sample_shape)
+
+    monkeypatch.setattr(datasets, "evaluation_images", recording)
+    config = project_config(tmp_path)
+    run = benchmark.run_benchmark(config, mlp(tmp_path / "m.onnx"), "accuracy", 1000)
+    assert asked == [config.evaluation.split]
+    assert run.conditions.startswith(f"Conditions: 10,000 MNIST {config.evaluation.split.value} images")
+
+
+def test_the_session_entries_reach_the_runner_which_names_the_file(tmp_path: Path) -> None:
+    path = mlp(tmp_path / "m.onnx")
+    refusing = project_config(tmp_path, **{"deployment.session_config_entries": {"session.load_model_format": "ORT"}})
+    for mode in ("accuracy", "performance"):
+        with pytest.raises(InputError, match=rf"^{path}: onnxruntime cannot load it \("):
+            benchmark.run_benchmark(refusing, path, mode, 1)
+
+
+def test_the_runner_is_asked_for_the_batch_size_and_the_performance_is_named_after_the_file(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    asked: list[int] = []
+    real = benchmark.runner_for_batch
+
+    def recording(target, images, batch_size, session):
+        asked.append(batch_size)
+        return real(target, images, batch_size, session)
+
+    monkeypatch.setattr(benchmark, "runner_for_batch", recording)
+    benchmark.run_benchmark(project_config(tmp_path), mlp(tmp_path / "m.onnx"), "accuracy", 500)
+    run = benchmark.run_benchmark(project_config(tmp_path, **SMALL), mlp(tmp_path / "small.onnx"), "performance", 4)
+    assert asked == [500, 4]
+    assert run.performance.name == "small"
