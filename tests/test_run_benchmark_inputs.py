@@ -1,10 +1,11 @@
 """tuning.measure.benchmark.run_benchmark's refusals, each naming the model file and what was expected, and the
-settings it passes on (the split, the session entries, the batch size, the model's name), on small models built
-here and the real MNIST files.
+settings it passes on (the split, the session entries, the batch size, the model's name) and the conditions and
+warnings it states, on small models built here and the real MNIST files.
 """
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 import onnx
@@ -15,7 +16,10 @@ from tiny_models import mlp
 
 from tuning.data import datasets
 from tuning.errors import ConfigError, InputError
+from tuning.files.onnx_io import METADATA_PREFIX
 from tuning.measure import benchmark
+from tuning.measure.environment import capture_environment
+from tuning.measure.runtimes import SessionSettings, conditions_phrase, onnxruntime_conditions
 
 pytestmark = pytest.mark.fast
 
@@ -85,3 +89,34 @@ def test_the_runner_is_asked_for_the_batch_size_and_the_performance_is_named_aft
     run = benchmark.run_benchmark(project_config(tmp_path, **SMALL), mlp(tmp_path / "small.onnx"), "performance", 4)
     assert asked == [500, 4]
     assert run.performance.name == "small"
+
+
+def _declaring(path: Path, pixel_scale: str) -> Path:
+    model = onnx.load(str(path))
+    for key, value in {"preprocessing.pixel_scale": pixel_scale, "preprocessing.mean": "0.5", "preprocessing.std": "0.25"}.items():
+        model.metadata_props.add(key=METADATA_PREFIX + key, value=value)
+    onnx.save(model, str(path))
+    return path
+
+
+@pytest.mark.parametrize("mode", ["accuracy", "performance"])
+def test_the_run_states_its_conditions_and_warns_of_other_preprocessing(tmp_path: Path, mode: str) -> None:
+    config = project_config(tmp_path, **SMALL)
+    path = _declaring(mlp(tmp_path / "m.onnx"), "other-scale")
+    run = benchmark.run_benchmark(config, path, mode, 1)
+    declared = {"pixel_scale": "other-scale", "mean": 0.5, "std": 0.25}
+    # Keys sorted: the config spells them pixel_scale, mean, std.
+    assert run.warnings == (
+        f"warning: {path} declares preprocessing {json.dumps(declared, sort_keys=True)}; "
+        f"this run uses {json.dumps(config.preprocessing, sort_keys=True)}",)
+    assert list(config.preprocessing) != sorted(config.preprocessing)
+    assert run.runtime_conditions == onnxruntime_conditions(SessionSettings.of(config))
+    environment = capture_environment().summary()
+    if mode == "accuracy":
+        assert run.conditions == (
+            f"Conditions: 10,000 MNIST test images, preprocessing {json.dumps(config.preprocessing, sort_keys=True)}, "
+            f"{conditions_phrase(run.runtime_conditions)}; {environment}")
+    else:
+        assert run.conditions == (
+            f"Conditions: {conditions_phrase(run.runtime_conditions)}; {run.timing.runs} timed batches in "
+            f"{benchmark.timing_conditions(config.benchmark)}, latency = median batch time / batch size; {environment}")
