@@ -179,3 +179,14 @@ def test_openvino_targets_are_compiled_per_step_and_each_runtime_has_its_referen
         assert "input_shape" not in conditions and "static_batch" not in conditions
         assert conditions["inference_num_threads"] == 2
     assert results["ort"].conditions == onnxruntime_conditions(SessionSettings(2))
+
+
+def test_a_batch_1_noise_floor_needs_both_sessions_timed_at_batch_1() -> None:
+    timing = benchmark.Timing(1, 0, (np.ones(3),))
+    throughput = (benchmark.Timing(8, 0, (np.ones(3),)),)
+    twin_without_latency = Performance("a (second session)", None, throughput)
+    with pytest.raises(AssertionError):
+        Performance("a", timing, throughput, {}, twin_without_latency).noise_floor()
+    with pytest.raises(AssertionError):
+        Performance("a", None, throughput, {}, Performance("a (second session)", timing, throughput)).noise_floor()
+    assert Performance("a", None, throughput, {}, twin_without_latency).noise_floor(8).value == pytest.approx(1.0)

@@ -8,6 +8,7 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+import numpy as np
 import onnx
 import pytest
 from conftest import project_config
@@ -120,3 +121,12 @@ def test_the_run_states_its_conditions_and_warns_of_other_preprocessing(tmp_path
         assert run.conditions == (
             f"Conditions: {conditions_phrase(run.runtime_conditions)}; {run.timing.runs} timed batches in "
             f"{benchmark.timing_conditions(config.benchmark)}, latency = median batch time / batch size; {environment}")
+
+
+def test_a_runner_for_a_model_that_is_no_classifier_is_refused_naming_its_file(tmp_path: Path) -> None:
+    path = mlp(tmp_path / "two.onnx")
+    model = onnx.load(str(path))
+    model.graph.input.append(helper.make_tensor_value_info("extra", TensorProto.FLOAT, [1]))
+    target = benchmark.BenchmarkTarget("two", model, path)
+    with pytest.raises(InputError, match=rf"^{path}: expected one graph input, got 2$"):
+        benchmark.runner_for_batch(target, np.zeros((4, 1, 28, 28), np.float32), 4, SessionSettings())
