@@ -17,6 +17,7 @@ from tiny_models import mlp
 
 from tuning.config.enums import Runtime
 from tuning.config.schema import BenchmarkSection
+from tuning.errors import InputError
 from tuning.measure import benchmark
 from tuning.measure.benchmark import BenchmarkTarget, Performance
 from tuning.measure.runtimes import SessionSettings, onnxruntime_conditions
@@ -190,3 +191,13 @@ def test_a_batch_1_noise_floor_needs_both_sessions_timed_at_batch_1() -> None:
     with pytest.raises(AssertionError):
         Performance("a", None, throughput, {}, Performance("a (second session)", timing, throughput)).noise_floor()
     assert Performance("a", None, throughput, {}, twin_without_latency).noise_floor(8).value == pytest.approx(1.0)
+
+
+@pytest.mark.skipif(importlib.util.find_spec("openvino") is None, reason="the openvino extra is not installed")
+def test_an_openvino_step_compiles_the_model_it_times_and_names_its_file() -> None:
+    fp32_path = ROOT / "models" / "mnist-12.onnx"  # its Reshape fixes the batch at 1; its copy takes any batch
+    target = BenchmarkTarget("ov", onnx.load(str(fp32_path)), fp32_path, Runtime.OPENVINO_F32)
+    timed = benchmark._timed_models(target, np.random.default_rng(4).random((8, 1, 28, 28), dtype=np.float32))
+    assert benchmark._compiled(timed, 1, 2, SessionSettings()).conditions["input_shape"] == "[2,1,28,28]"
+    with pytest.raises(InputError, match=rf"^{fp32_path}: OpenVINO cannot load it \("):
+        benchmark._compiled(timed, 0, 2, SessionSettings())  # the model as given cannot run at batch 2

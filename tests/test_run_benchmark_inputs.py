@@ -12,7 +12,8 @@ import numpy as np
 import onnx
 import pytest
 from conftest import project_config
-from onnx import TensorProto, helper
+from onnx import TensorProto, helper, numpy_helper
+from test_pipeline_steps import _batch_centred
 from tiny_models import mlp
 
 from tuning.data import datasets
@@ -130,3 +131,34 @@ def test_a_runner_for_a_model_that_is_no_classifier_is_refused_naming_its_file(t
     target = benchmark.BenchmarkTarget("two", model, path)
     with pytest.raises(InputError, match=rf"^{path}: expected one graph input, got 2$"):
         benchmark.runner_for_batch(target, np.zeros((4, 1, 28, 28), np.float32), 4, SessionSettings())
+
+
+def _reshaping_batch_2(shape: list[int]) -> onnx.ModelProto:
+    """x [2, 2, 2] -> Reshape(x, shape) -> y [2, 4]: a classifier-shaped model whose batch is fixed at 2."""
+    graph = helper.make_graph(
+        [helper.make_node("Reshape", ["x", "shape"], ["y"], name="reshape_y")], "g",
+        [helper.make_tensor_value_info("x", TensorProto.FLOAT, [2, 2, 2])],
+        [helper.make_tensor_value_info("y", TensorProto.FLOAT, [2, 4])],
+        [numpy_helper.from_array(np.array(shape, np.int64), "shape")],
+    )
+    return helper.make_model(graph, opset_imports=[helper.make_opsetid("", 13)])
+
+
+def test_each_step_to_a_batch_capable_copy_names_the_file(tmp_path: Path) -> None:
+    images = np.random.default_rng(0).random((8, 2, 2), dtype=np.float32)
+    source = tmp_path / "fixed.onnx"
+    # The copy cannot be made: a fixed batch next to another -1.
+    refused = benchmark.BenchmarkTarget("r", _reshaping_batch_2([2, -1]), source)
+    with pytest.raises(InputError, match=rf"^{source}: Reshape 'reshape_y' has shape \[2, -1\]"):
+        benchmark.runner_for_batch(refused, images, 4, SessionSettings())
+    # The copy computes something else than the model: scores centred over the batch.
+    centred = onnx.load(str(_batch_centred(tmp_path / "centred.onnx")))
+    pixels = np.random.default_rng(1).random((8, 1, 28, 28), dtype=np.float32)
+    with pytest.raises(InputError, match=rf"^{source}: the batch-capable copy's outputs differ from the original's"):
+        benchmark.runner_for_batch(benchmark.BenchmarkTarget("c", centred, source), pixels, 4, SessionSettings())
+    # The copy is made and verified, then the configured session refuses it.
+    works = benchmark.BenchmarkTarget("w", _reshaping_batch_2([2, 4]), source)
+    assert benchmark.runner_for_batch(works, images, 4, SessionSettings()).scores(images[:4]).shape == (4, 4)
+    refusing = SessionSettings(1, (("session.load_model_format", "ORT"),))
+    with pytest.raises(InputError, match=rf"^{source}: onnxruntime cannot load it \("):
+        benchmark.runner_for_batch(works, images, 4, refusing)
