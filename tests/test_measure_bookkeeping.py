@@ -6,6 +6,7 @@ runners are real onnxruntime sessions (and OpenVINO compiles, with the extra) of
 
 from __future__ import annotations
 
+import functools
 import importlib.util
 import math
 from pathlib import Path
@@ -42,6 +43,7 @@ class Recorder:
         set_index, step = divmod(len(self.calls), self.steps)
         outputs = {name: np.asarray(calls[name](feeds[name][0])[0]) for name in calls}
         self.calls.append({"names": list(calls), "batch": {name: len(next(iter(feeds[name][0].values()))) for name in feeds},
+                           "session_batch": {name: _session_batch(call) for name, call in calls.items()},
                            "feeds": {name: len(feeds[name]) for name in feeds}, "outputs": outputs,
                            "warmup": warmup, "min_calls": min_calls, "min_seconds": min_seconds})
         result = {}
@@ -49,6 +51,11 @@ class Recorder:
             self.codes[name, set_index, step] = code = float(len(self.codes) + 1)
             result[name] = np.full(3, code)
         return result
+
+
+def _session_batch(call) -> object:
+    """The batch dimension of the model an onnxruntime runner's session loaded, read from the session itself."""
+    return call.func.__self__.get_inputs()[0].shape[0] if isinstance(call, functools.partial) else None
 
 
 class Bar:
@@ -108,8 +115,10 @@ def test_each_set_and_step_lands_in_its_own_models_timing(tmp_path: Path, record
         assert call["feeds"] == dict.fromkeys(names, max(1, min(100, 2048 // batch)))
         assert (call["warmup"], call["min_calls"]) == (math.ceil(5 / batch), math.ceil(9 / batch))
         assert call["min_seconds"] == 0.25
-        # The zoo model's latency runs the model as shipped (batch 1 only), throughput its batch-capable copy.
         assert {name: out.shape for name, out in call["outputs"].items()} == dict.fromkeys(names, (batch, 10))
+        # The zoo model's latency runs the model as shipped (batch 1 only), throughput its batch-capable copy.
+        assert call["session_batch"] == {"a": "N", "zoo": 1 if position % len(plan) == 0 else "batch", "b": "N",
+                                         "a (second session)": "N"}
     for name, performance in [*results.items(), ("a (second session)", results["a"].second_session)]:
         assert isinstance(performance, Performance) and performance.name == name
         timings = [performance.latency, *performance.throughput]
