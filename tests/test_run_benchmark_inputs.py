@@ -162,3 +162,18 @@ def test_each_step_to_a_batch_capable_copy_names_the_file(tmp_path: Path) -> Non
     refusing = SessionSettings(1, (("session.load_model_format", "ORT"),))
     with pytest.raises(InputError, match=rf"^{source}: onnxruntime cannot load it \("):
         benchmark.runner_for_batch(works, images, 4, refusing)
+
+
+def test_measure_names_the_file_at_each_step_to_a_batch_capable_copy(tmp_path: Path) -> None:
+    source = tmp_path / "fixed.onnx"
+    two = onnx.load(str(mlp(tmp_path / "two.onnx")))
+    two.graph.input.append(helper.make_tensor_value_info("extra", TensorProto.FLOAT, [1]))
+    with pytest.raises(InputError, match=rf"^{source}: expected one graph input, got 2$"):
+        benchmark._timed_models(benchmark.BenchmarkTarget("t", two, source), np.zeros((4, 1, 28, 28), np.float32))
+    refused = benchmark.BenchmarkTarget("r", _reshaping_batch_2([2, -1]), source)
+    with pytest.raises(InputError, match=rf"^{source}: Reshape 'reshape_y' has shape \[2, -1\]"):
+        benchmark._timed_models(refused, np.zeros((8, 2, 2), np.float32))
+    centred = onnx.load(str(_batch_centred(tmp_path / "centred.onnx")))
+    pixels = np.random.default_rng(1).random((8, 1, 28, 28), dtype=np.float32)
+    with pytest.raises(InputError, match=rf"^{source}: the batch-capable copy's outputs differ from the original's"):
+        benchmark._timed_models(benchmark.BenchmarkTarget("c", centred, source), pixels)
