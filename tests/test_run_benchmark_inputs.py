@@ -13,8 +13,7 @@ import onnx
 import pytest
 from conftest import project_config
 from onnx import TensorProto, helper, numpy_helper
-from test_pipeline_steps import _batch_centred
-from tiny_models import mlp
+from tiny_models import batch_centred, mlp
 
 from tuning.data import datasets
 from tuning.errors import ConfigError, InputError
@@ -152,7 +151,7 @@ def test_each_step_to_a_batch_capable_copy_names_the_file(tmp_path: Path) -> Non
     with pytest.raises(InputError, match=rf"^{source}: Reshape 'reshape_y' has shape \[2, -1\]"):
         benchmark.runner_for_batch(refused, images, 4, SessionSettings())
     # The copy computes something else than the model: scores centred over the batch.
-    centred = onnx.load(str(_batch_centred(tmp_path / "centred.onnx")))
+    centred = onnx.load(str(batch_centred(tmp_path / "centred.onnx")))
     pixels = np.random.default_rng(1).random((8, 1, 28, 28), dtype=np.float32)
     with pytest.raises(InputError, match=rf"^{source}: the batch-capable copy's outputs differ from the original's"):
         benchmark.runner_for_batch(benchmark.BenchmarkTarget("c", centred, source), pixels, 4, SessionSettings())
@@ -173,7 +172,7 @@ def test_measure_names_the_file_at_each_step_to_a_batch_capable_copy(tmp_path: P
     refused = benchmark.BenchmarkTarget("r", _reshaping_batch_2([2, -1]), source)
     with pytest.raises(InputError, match=rf"^{source}: Reshape 'reshape_y' has shape \[2, -1\]"):
         benchmark._timed_models(refused, np.zeros((8, 2, 2), np.float32))
-    centred = onnx.load(str(_batch_centred(tmp_path / "centred.onnx")))
+    centred = onnx.load(str(batch_centred(tmp_path / "centred.onnx")))
     pixels = np.random.default_rng(1).random((8, 1, 28, 28), dtype=np.float32)
     with pytest.raises(InputError, match=rf"^{source}: the batch-capable copy's outputs differ from the original's"):
         benchmark._timed_models(benchmark.BenchmarkTarget("c", centred, source), pixels)
