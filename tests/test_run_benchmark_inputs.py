@@ -176,3 +176,14 @@ def test_measure_names_the_file_at_each_step_to_a_batch_capable_copy(tmp_path: P
     pixels = np.random.default_rng(1).random((8, 1, 28, 28), dtype=np.float32)
     with pytest.raises(InputError, match=rf"^{source}: the batch-capable copy's outputs differ from the original's"):
         benchmark._timed_models(benchmark.BenchmarkTarget("c", centred, source), pixels)
+
+
+def test_a_model_fixed_at_another_batch_than_1_is_timed_at_batch_1_through_its_copy(tmp_path: Path) -> None:
+    source = tmp_path / "two.onnx"
+    target = benchmark.BenchmarkTarget("t", _reshaping_batch_2([2, 4]), source)
+    timed = benchmark._timed_models(target, np.random.default_rng(2).random((8, 2, 2), dtype=np.float32))
+    assert timed.as_given is timed.batched and timed.as_given is not target.model
+    assert timed.as_given.graph.input[0].type.tensor_type.shape.dim[0].dim_param == "batch"
+    refusing = SessionSettings(1, (("session.load_model_format", "ORT"),))
+    with pytest.raises(InputError, match=rf"^{source}: onnxruntime cannot load it \("):
+        benchmark._open(timed, refusing)
