@@ -19,8 +19,8 @@ from tuning.data.datasets import LabelledImages
 from tuning.errors import InputError
 from tuning.files.onnx_io import describe
 from tuning.measure import evaluate
-from tuning.measure.evaluate import AccuracyEvaluator, check_classifier, verify_batch_copy
-from tuning.measure.runtimes import shapes_phrase
+from tuning.measure.evaluate import AccuracyEvaluator, check_classifier, predict, verify_batch_copy
+from tuning.measure.runtimes import open_runner, shapes_phrase
 
 pytestmark = pytest.mark.fast
 
@@ -114,3 +114,21 @@ def test_an_error_without_text_is_named_by_its_class() -> None:
     assert evaluate._first_line(RuntimeError("  first line \nsecond")) == "first line "
     assert evaluate._first_line(RuntimeError()) == "RuntimeError"
     assert evaluate._first_line(ValueError(" \n ")) == "ValueError"
+
+
+def test_a_model_failing_on_a_batch_is_refused_quietly_with_onnxruntimes_first_line(
+    tmp_path: Path, capfd: pytest.CaptureFixture[str]
+) -> None:
+    path = failing_at_run_time(tmp_path / "bad.onnx")
+    model = onnx.load(str(path))
+    session = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"])
+    with pytest.raises(Exception) as raised:
+        session.run(None, {"pixels": IMAGES[:3]})
+    first = str(raised.value).splitlines()[0]
+    capfd.readouterr()
+    with pytest.raises(InputError) as refused:
+        predict(open_runner(model), LabelledImages(IMAGES[:3], np.zeros(3, np.int64)), 3)
+    assert str(refused.value) == f"onnxruntime cannot run the model on a batch of 3 images ({first})"
+    with pytest.raises(InputError):
+        check_classifier(model, describe(model, path), LabelledImages(IMAGES[:10], np.zeros(10, np.int64)), 10, path)
+    assert capfd.readouterr().err == ""  # onnxruntime's log of the failing node is off: the error says it

@@ -96,7 +96,7 @@ def test_the_summary_lists_present_and_absent_flags_and_the_cores() -> None:
 
 CPUINFO = """
 processor\t: 0
-model name\t: First Model  
+model name\t: First Model: 2 GHz  
 flags\t\t: fpu avx2 avx512f amx_int8
 flags\t\t: a second flags line of the same processor is not read
 cache size\t: 1024 KB
@@ -112,10 +112,10 @@ def test_the_first_processors_fields_are_read_from_cpuinfo(tmp_path: Path, monke
     monkeypatch.setattr(environment, "Path", lambda _name: tmp_path / "cpuinfo")
     fields = environment._read_cpuinfo()
     assert fields == {
-        "processor": "0", "model name": "First Model", "flags": "fpu avx2 avx512f amx_int8", "cache size": "1024 KB",
+        "processor": "0", "model name": "First Model: 2 GHz", "flags": "fpu avx2 avx512f amx_int8", "cache size": "1024 KB",
     }
     captured = environment.capture_environment()
-    assert captured.cpu_model == "First Model"
+    assert captured.cpu_model == "First Model: 2 GHz"  # split at the first colon only
     assert captured.cpu_flags == {
         "avx2": True, "avx512f": True, "avx512_vnni": False, "avx_vnni": False, "avx512_bf16": False,
         "amx_int8": True, "amx_bf16": False,
