@@ -36,8 +36,10 @@ patterns_of() {
     fetch | atomic) echo "tuning.files.$1.*" ;;
     graph) echo "tuning.graph.nodes.*" ;;
     rewrite) echo "tuning.graph.rewrite.*" ;;
-    # Timing and its statistics: paired ratios, their intervals, the three-state verdict, the benchmark.
-    measure) echo "tuning.measure.statistics.* tuning.measure.paired.* tuning.measure.verdict.* tuning.measure.benchmark.*" ;;
+    # Timing and its statistics: paired ratios, their intervals, the three-state verdict, the benchmark, the
+    # figures read off a timing, their formats, and the environment printed beside them.
+    measure) echo "tuning.measure.statistics.* tuning.measure.paired.* tuning.measure.verdict.* tuning.measure.benchmark.*" \
+                  "tuning.measure.timings.* tuning.measure.figures.* tuning.measure.environment.*" ;;
     # Loading a model on a runtime with the configured settings, and scoring it (accuracy, batch-copy check).
     runtimes) echo "tuning.measure.runtimes.* tuning.measure.evaluate.*" ;;
     # The accuracy criterion and the trials it judges, and the mapping of the config onto INC's objects.

@@ -22,7 +22,8 @@ LABEL_OF_MODULE = {
     "data.datasets": "data", "data.idx": "data", "graph.nodes": "graph", "gate.checks": "gate",
     "search.choice": "choice", "graph.rewrite": "rewrite",
     "measure.statistics": "measure", "measure.paired": "measure", "measure.verdict": "measure",
-    "measure.benchmark": "measure", "measure.runtimes": "runtimes", "measure.evaluate": "runtimes",
+    "measure.benchmark": "measure", "measure.timings": "measure", "measure.figures": "measure",
+    "measure.environment": "measure", "measure.runtimes": "runtimes", "measure.evaluate": "runtimes",
     "search.trials": "criterion", "inc.mapping": "criterion",
     "report.numbers": "report", "report.answer": "report", "report.speed": "report", "report.accuracy": "report",
 }

@@ -24,10 +24,13 @@ from tuning.measure.paired import time_in_turns
 from tuning.measure.runtimes import SessionSettings, conditions_phrase, onnxruntime_conditions, open_runner
 from tuning.measure.statistics import median_interval, set_ratios
 
-pytestmark = pytest.mark.skipif(
-    importlib.util.find_spec("openvino") is None,
-    reason="the openvino extra is not installed: bash scripts/setup_env.sh openvino",
-)
+pytestmark = [
+    pytest.mark.skipif(
+        importlib.util.find_spec("openvino") is None,
+        reason="the openvino extra is not installed: bash scripts/setup_env.sh openvino",
+    ),
+    pytest.mark.fast,  # in process, a few seconds: mutation runs reach the OpenVINO branches through these
+]
 MODEL = ROOT / "models" / "mnist-12.onnx"  # batch dimension fixed at 1, as the zoo ships it
 
 

@@ -10,12 +10,10 @@ from __future__ import annotations
 
 from pathlib import Path
 
-import numpy as np
-import onnx
 import pytest
 from conftest import write_config
 from neural_compressor.utils import logger as _inc_logger  # noqa: F401  (imported once, as run_tuning would)
-from onnx import TensorProto, helper, numpy_helper
+from tiny_models import batch_centred
 
 from tuning.config.loading import load_config
 from tuning.errors import InputError
@@ -27,28 +25,8 @@ pytestmark = pytest.mark.fast
 ROOT = Path(__file__).resolve().parent.parent
 
 
-def _batch_centred(path: Path) -> Path:
-    weights = np.random.default_rng(0).normal(0, 0.05, (784, 10)).astype(np.float32)
-    graph = helper.make_graph(
-        [
-            helper.make_node("Flatten", ["pixels"], ["flat"], name="flatten"),
-            helper.make_node("MatMul", ["flat", "w"], ["scores"], name="fc"),
-            helper.make_node("ReduceMean", ["scores"], ["mean"], axes=[0], keepdims=1, name="batch_mean"),
-            helper.make_node("Sub", ["scores", "mean"], ["logits"], name="centre"),
-        ],
-        "batch-centred",
-        [helper.make_tensor_value_info("pixels", TensorProto.FLOAT, [1, 1, 28, 28])],
-        [helper.make_tensor_value_info("logits", TensorProto.FLOAT, [1, 10])],
-        [numpy_helper.from_array(weights, "w")],
-    )
-    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 13)])
-    model.ir_version = 8
-    onnx.save(model, str(path))
-    return path
-
-
 def test_a_model_whose_batch_copy_computes_something_else_is_refused_before_tuning(tmp_path: Path) -> None:
-    model = _batch_centred(tmp_path / "centred.onnx")
+    model = batch_centred(tmp_path / "centred.onnx")
     config = load_config(write_config(tmp_path / "config.yaml", {
         "model": {"path": str(model), "url": None, "sha256": None},
         "dataset": {"name": "MNIST", "root": str(ROOT / "data")},

@@ -65,3 +65,25 @@ def failing_at_run_time(path: Path) -> Path:
     model.ir_version = 8
     onnx.save(model, str(path))
     return path
+
+
+def batch_centred(path: Path) -> Path:
+    """Flatten -> MatMul, then the scores centred over the batch (score - its mean over the batch's images): at
+    batch 1 every score is 0, at larger batches not, so a batch-capable copy of it computes something else."""
+    weights = np.random.default_rng(0).normal(0, 0.05, (784, 10)).astype(np.float32)
+    graph = helper.make_graph(
+        [
+            helper.make_node("Flatten", ["pixels"], ["flat"], name="flatten"),
+            helper.make_node("MatMul", ["flat", "w"], ["scores"], name="fc"),
+            helper.make_node("ReduceMean", ["scores"], ["mean"], axes=[0], keepdims=1, name="batch_mean"),
+            helper.make_node("Sub", ["scores", "mean"], ["logits"], name="centre"),
+        ],
+        "batch-centred",
+        [helper.make_tensor_value_info("pixels", TensorProto.FLOAT, [1, 1, 28, 28])],
+        [helper.make_tensor_value_info("logits", TensorProto.FLOAT, [1, 10])],
+        [numpy_helper.from_array(weights, "w")],
+    )
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 13)])
+    model.ir_version = 8
+    onnx.save(model, str(path))
+    return path
