@@ -112,14 +112,35 @@ def test_set_ratios_are_per_set_medians_of_model_over_reference() -> None:
     [
         ([np.ones(3)], [np.ones(3), np.ones(3)], r"^both models must have run in the same session sets$"),
         ([np.ones(3), np.ones(3)], [np.ones(3)], r"^both models must have run in the same session sets$"),
-        ([np.ones(3)], [np.ones(4)], r"^paired runs need the same, non-zero number of calls of both models$"),
-        ([np.ones(2), np.ones(0)], [np.ones(2), np.ones(0)], r"^paired runs need the same, non-zero number"),
-        ([np.ones(0)], [np.ones(1)], r"^paired runs need the same, non-zero number"),
+        ([np.ones(3)], [np.ones(4)], r"^paired runs need the same number of calls of both models$"),
+        ([np.ones(2), np.ones(0)], [np.ones(2), np.ones(0)], r"^a ratio needs calls of both models in every session set$"),
+        ([np.ones(0)], [np.ones(1)], r"^a ratio needs calls of both models in every session set$"),
     ],
 )
 def test_unpaired_runs_are_refused(model, reference, message) -> None:
     with pytest.raises(ValueError, match=message):
         set_ratios(model, reference)
+
+
+@pytest.mark.parametrize(
+    "model, reference, message",
+    [
+        ([np.ones(3)], [np.ones(3), np.ones(3)], r"^both models must have run in the same session sets$"),
+        ([np.ones(2), np.ones(0)], [np.ones(2), np.ones(5)], r"^a ratio needs calls of both models in every session set$"),
+        ([np.ones(3)], [np.ones(0)], r"^a ratio needs calls of both models in every session set$"),
+    ],
+)
+def test_runs_of_separate_turns_are_refused_only_when_a_set_is_missing_or_empty(model, reference, message) -> None:
+    with pytest.raises(ValueError, match=message):
+        set_ratios(model, reference, paired=False)
+
+
+def test_runs_of_separate_turns_compare_by_their_sets_medians_whatever_their_counts() -> None:
+    # Set 1: medians 3 (of 1, 3, 30) and 1.5 (of 1, 2); set 2: 0.5 and 4: a mean would give 11.33 / 1.5.
+    model = [np.array([1.0, 3.0, 30.0]), np.array([0.5])]
+    reference = [np.array([1.0, 2.0]), np.array([2.0, 4.0, 6.0, 4.0])]
+    assert set_ratios(model, reference, paired=False) == [2.0, 0.125]
+    assert set_ratios(reference, model, paired=False) == [0.5, 8.0]
 
 
 def test_a_paired_ratio_is_the_median_over_sets_widened_by_the_floor() -> None:
