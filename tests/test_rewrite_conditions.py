@@ -15,8 +15,9 @@ import onnxruntime as ort
 import pytest
 from onnx import TensorProto, helper, numpy_helper
 
+from tuning.config.enums import Runtime
 from tuning.errors import InputError
-from tuning.graph.rewrite import batch_capable_copy, pool_before_activation, pool_before_quantize
+from tuning.graph.rewrite import batch_capable_copy, deployment_rewrites, pool_before_activation, pool_before_quantize
 
 pytestmark = pytest.mark.fast
 
@@ -350,3 +351,40 @@ def test_a_copy_the_checker_refuses_is_one_line_naming_the_source() -> None:
     message = str(refused.value)
     assert message.startswith("bad.onnx: the batch-capable copy is not a valid model (") and message.endswith(")")
     assert "\n" not in message and "Reshape" in message
+
+
+def _activation_pool_graph(*tails: str) -> onnx.ModelProto:
+    """``x -> Relu -> MaxPool`` once per tail; a ``"quantized"`` tail is read by a QuantizeLinear, a ``"dead"`` one by
+    nothing (its pool output is neither read nor a graph output)."""
+    nodes, outputs = [], []
+    for index, tail in enumerate(tails):
+        nodes += [helper.make_node("Relu", ["x"], [f"act{index}"], name=f"relu{index}"),
+                  helper.make_node("MaxPool", [f"act{index}"], [f"pooled{index}"], name=f"pool{index}",
+                                   kernel_shape=[2, 2], strides=[2, 2])]
+        if tail == "quantized":
+            nodes.append(helper.make_node("QuantizeLinear", [f"pooled{index}", "s", "z"], [f"out{index}"], name=f"q{index}"))
+            outputs.append(helper.make_tensor_value_info(f"out{index}", TensorProto.UINT8, [1, 2, 2, 2]))
+    graph = helper.make_graph(
+        nodes, "g", [helper.make_tensor_value_info("x", TensorProto.FLOAT, [1, 2, 4, 4])], outputs,
+        [numpy_helper.from_array(np.array(0.1, np.float32), "s"), numpy_helper.from_array(np.array(0, np.uint8), "z")],
+    )
+    return helper.make_model(graph, opset_imports=[helper.make_opsetid("", 13)])
+
+
+def test_a_pool_nobody_reads_stays_and_the_pools_after_it_are_still_looked_at() -> None:
+    rewritten, moved = pool_before_activation(_activation_pool_graph("dead", "quantized"))
+    assert moved == ["pool1"]
+    assert [node.name for node in rewritten.graph.node] == ["relu0", "pool0", "pool1", "relu1", "q1"]
+
+
+def test_on_openvino_both_rewrites_are_reported_in_order() -> None:
+    """``x -> Relu -> MaxPool -> Q -> DQ -> MaxPool -> Q' -> DQ'``: the first pool moves above the Relu, then the
+    second before its quantizer, which the first pool's Q now reads through the Relu."""
+    model = _requantized_pool()
+    model.graph.node.insert(0, helper.make_node("Relu", ["x"], ["act"], name="relu"))
+    model.graph.node.insert(1, helper.make_node("MaxPool", ["act"], ["first"], name="first_pool", kernel_shape=[1, 1]))
+    model.graph.node[2].input[0] = "first"
+    rewritten, done = deployment_rewrites(model, Runtime.OPENVINO)
+    assert done == ["MaxPool first_pool moved above its activation", "MaxPool pool moved before its quantizer"]
+    for x in _inputs():
+        assert np.array_equal(_run(rewritten, x), _run(model, x))
