@@ -126,6 +126,7 @@ def test_an_axis_matters_only_per_channel_and_only_axis_1_is_kept_by_pooling() -
     per_channel = (np.array([0.05, 0.02], np.float32), np.array([3, 9], np.uint8))
     _moves_exactly(_requantized_pool(*per_channel, axis=1))
     _moves_exactly(_requantized_pool(*per_channel))  # ONNX's default axis is 1
+    _moves_exactly(_requantized_pool(per_channel[0]))  # a left-out zero point is zero per channel too
     _stays(_requantized_pool(*per_channel, axis=0))
     _stays(_requantized_pool(*per_channel, axis=-3))  # axis 1 of a rank-4 tensor, but the rank is not checked
 
@@ -388,3 +389,13 @@ def test_on_openvino_both_rewrites_are_reported_in_order() -> None:
     assert done == ["MaxPool first_pool moved above its activation", "MaxPool pool moved before its quantizer"]
     for x in _inputs():
         assert np.array_equal(_run(rewritten, x), _run(model, x))
+
+
+def test_the_quantize_and_dequantize_parameters_of_the_removed_pair_all_go() -> None:
+    """Q and DQ read equal parameters under their own names: the four initializers go with the pair."""
+    model = _requantized_pool(zero_point=np.array(4, np.uint8))
+    model.graph.initializer.extend([numpy_helper.from_array(np.array(0.05, np.float32), "dq_scale"),
+                                    numpy_helper.from_array(np.array(4, np.uint8), "dq_zero")])
+    model.graph.node[1].input[1:] = ["dq_scale", "dq_zero"]
+    assert _initializer_names(_moves_exactly(model)) == {"b_scale", "b_zero"}
+
