@@ -399,3 +399,27 @@ def test_the_quantize_and_dequantize_parameters_of_the_removed_pair_all_go() -> 
     model.graph.node[1].input[1:] = ["dq_scale", "dq_zero"]
     assert _initializer_names(_moves_exactly(model)) == {"b_scale", "b_zero"}
 
+
+
+def test_a_dequantize_of_a_graph_input_or_a_pool_nobody_reads_is_no_match() -> None:
+    quantized_input = _requantized_pool()
+    quantized_input.graph.input[0].CopyFrom(helper.make_tensor_value_info("q", TensorProto.UINT8, [1, 2, 4, 4]))
+    del quantized_input.graph.node[0]  # DQ now reads a graph input: no Q to remove
+    _stays(quantized_input)
+    unread = _requantized_pool()
+    del unread.graph.node[3:]  # the pool's output is read by no node and is no graph output
+    unread.graph.node.append(helper.make_node("Identity", ["x"], ["x_copy"]))
+    unread.graph.output[0].CopyFrom(helper.make_tensor_value_info("x_copy", TensorProto.FLOAT, [1, 2, 4, 4]))
+    _stays(unread)
+
+
+def test_constant_nodes_of_parameters_still_read_stay() -> None:
+    model = _requantized_pool()
+    init = next(init for init in model.graph.initializer if init.name == "b_scale")
+    model.graph.node.insert(0, helper.make_node("Constant", [], ["b_scale"], name="b_scale_node", value=init))
+    model.graph.initializer.remove(init)
+    rewritten, moved = pool_before_quantize(model)
+    assert moved == ["pool"]
+    assert [node.name for node in rewritten.graph.node] == ["b_scale_node", "pool", "q2", "dq2"]
+    for x in _inputs():
+        assert np.array_equal(_run(rewritten, x), _run(model, x))
