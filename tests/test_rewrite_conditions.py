@@ -423,3 +423,12 @@ def test_constant_nodes_of_parameters_still_read_stay() -> None:
     assert [node.name for node in rewritten.graph.node] == ["b_scale_node", "pool", "q2", "dq2"]
     for x in _inputs():
         assert np.array_equal(_run(rewritten, x), _run(model, x))
+
+
+def test_a_batch_reshape_after_other_nodes_and_a_computed_shape_is_still_rewritten() -> None:
+    """``Constant -> c``, ``Reshape(x, c)`` (a shape no initializer holds), then ``Reshape(x, shape)`` with the batch."""
+    model = _reshape_model([2, 4], [2, 2, 2], [2, 4])
+    model.graph.node.insert(0, helper.make_node("Constant", [], ["c"], value=numpy_helper.from_array(np.array([8], np.int64))))
+    model.graph.node.insert(1, helper.make_node("Reshape", ["x", "c"], ["flat"], name="computed"))
+    model.graph.output.append(helper.make_tensor_value_info("flat", TensorProto.FLOAT, [8]))
+    assert _shape_of(batch_capable_copy(model)) == [-1, 4]
