@@ -432,3 +432,25 @@ def test_a_batch_reshape_after_other_nodes_and_a_computed_shape_is_still_rewritt
     model.graph.node.insert(1, helper.make_node("Reshape", ["x", "c"], ["flat"], name="computed"))
     model.graph.output.append(helper.make_tensor_value_info("flat", TensorProto.FLOAT, [8]))
     assert _shape_of(batch_capable_copy(model)) == [-1, 4]
+
+
+def test_a_pool_whose_pair_has_a_second_reader_does_not_stop_the_search_for_later_pools() -> None:
+    """Two chains from x; the first one's dequantized tensor is also a graph output, the second is rewritable."""
+    model = _requantized_pool()
+    for node in list(model.graph.node):
+        copy = model.graph.node.add()
+        copy.CopyFrom(node)
+        copy.name = f"second_{node.name}"
+        copy.input[0] = node.input[0] if node.input[0] == "x" else f"second_{node.input[0]}"
+        copy.output[0] = f"second_{node.output[0]}"
+    model.graph.output.extend([helper.make_tensor_value_info("second_y", TensorProto.FLOAT, [1, 2, 2, 2]),
+                               helper.make_tensor_value_info("dq", TensorProto.FLOAT, [1, 2, 4, 4])])
+    rewritten, moved = pool_before_quantize(model)
+    assert moved == ["second_pool"]
+    for x in _inputs():
+        assert all(np.array_equal(a, b) for a, b in zip(_run_all(rewritten, x), _run_all(model, x)))
+
+
+def _run_all(model: onnx.ModelProto, x: np.ndarray) -> list[np.ndarray]:
+    session = ort.InferenceSession(model.SerializeToString(), providers=["CPUExecutionProvider"])
+    return session.run(None, {"x": x})
