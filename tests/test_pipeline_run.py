@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import logging
 import time
 from dataclasses import asdict
 from pathlib import Path
@@ -21,7 +22,7 @@ import numpy as np
 import onnx
 import pytest
 from conftest import write_config
-from neural_compressor.utils import logger as _inc_logger  # noqa: F401  (imported once, as run_tuning would)
+from neural_compressor.utils import logger as inc_logger
 from onnx import helper
 from onnxruntime.quantization import QuantType, quantize_dynamic
 
@@ -33,6 +34,7 @@ from tuning.config.schema import DatasetSection, PipelineConfig
 from tuning.data.datasets import evaluation_images
 from tuning.errors import ConfigError, TuningError
 from tuning.files.onnx_io import read_metadata
+from tuning.inc import distributed
 from tuning.measure.evaluate import AccuracyEvaluator
 from tuning.measure.runtimes import SessionSettings
 from tuning.search.trials import Trial, TuningOutcome
@@ -249,3 +251,51 @@ def test_an_unavailable_runtime_is_refused_naming_the_key(tmp_path) -> None:
     config = _config(tmp_path, deployment={"runtime": "openvino"})
     with pytest.raises(ConfigError, match=r"^deployment\.runtime: openvino: "):
         pipeline.run_tuning(config)
+
+
+def _ranks(monkeypatch, rank: int, size: int) -> None:
+    """This process as one rank of an MPI job: the world ``distributed.world()`` detects once, set instead."""
+    monkeypatch.setattr(distributed, "_world", distributed.World(rank=rank, size=size))
+
+
+def test_rank_0_of_three_tunes_in_its_own_workspace_and_records_the_ranks(tmp_path, monkeypatch) -> None:
+    _ranks(monkeypatch, 0, 3)
+    quantizer = _OnnxruntimeQuantizer()
+    monkeypatch.setattr(pipeline, "quantize", quantizer)
+    progress: list[str] = []
+    summary = pipeline.run_tuning(_config(tmp_path, tuning={"strategy": "basic"}), progress=progress.append)
+    assert quantizer.given["workspace"] == tmp_path / "out" / "run" / "nc_workspace" / "rank0"
+    assert summary.distributed == {"ranks": 3, "trial_order": "evaluation finished"}
+    assert progress[0] == f"tune: reading {tmp_path / 'mlp.onnx'}"
+
+
+def test_a_worker_rank_says_nothing_and_writes_nothing(tmp_path, monkeypatch) -> None:
+    _ranks(monkeypatch, 1, 3)
+    given: list[Path] = []
+    monkeypatch.setattr(pipeline, "quantize", lambda model, calibration, evaluate, config, workspace: given.append(workspace))
+    progress: list[str] = []
+    assert pipeline.run_tuning(_config(tmp_path, tuning={"strategy": "basic"}), progress=progress.append) is None
+    assert given == [tmp_path / "out" / "run" / "nc_workspace" / "rank1"] and progress == []
+    assert not (tmp_path / "out" / "int8.onnx").exists()
+    assert not (tmp_path / "out" / "run" / "tuning_summary.json").exists()
+
+
+def test_three_ranks_refuse_objective_latency_before_reading_the_model(tmp_path, monkeypatch) -> None:
+    _ranks(monkeypatch, 0, 3)
+    config = _latency_config(tmp_path, [1, 64], 1 << 20)
+    (tmp_path / "mlp.onnx").unlink()
+    with pytest.raises(distributed.RefusedConfig, match=r"^tuning\.objective: distributed tuning needs accuracy"):
+        pipeline.run_tuning(config)
+
+
+@pytest.mark.parametrize("verbose", [None, False, True], ids=["default", "quiet", "verbose"])
+def test_incs_console_log_is_kept_only_when_verbose(tmp_path, monkeypatch, verbose) -> None:
+    log = inc_logger.Logger().get_logger()
+    console = logging.StreamHandler()
+    log.addHandler(console)
+    monkeypatch.setattr(pipeline, "quantize", _OnnxruntimeQuantizer())
+    try:
+        pipeline.run_tuning(_config(tmp_path), **({} if verbose is None else {"verbose": verbose}))
+        assert (console in log.handlers) is bool(verbose)
+    finally:
+        log.removeHandler(console)
