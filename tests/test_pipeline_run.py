@@ -10,10 +10,15 @@ like the zoo's, so the quantizer must get its batch-capable copy.
 
 from __future__ import annotations
 
+import contextlib
+import functools
 import hashlib
+import http.server
 import json
 import logging
+import threading
 import time
+from collections.abc import Iterator
 from dataclasses import asdict
 from pathlib import Path
 from typing import Any
@@ -32,7 +37,7 @@ from tuning.config.enums import Objective, Split
 from tuning.config.loading import load_config
 from tuning.config.schema import DatasetSection, PipelineConfig
 from tuning.data.datasets import evaluation_images
-from tuning.errors import ConfigError, TuningError
+from tuning.errors import ConfigError, InputError, TuningError
 from tuning.files.onnx_io import read_metadata
 from tuning.inc import distributed
 from tuning.measure.evaluate import AccuracyEvaluator
@@ -299,3 +304,44 @@ def test_incs_console_log_is_kept_only_when_verbose(tmp_path, monkeypatch, verbo
         assert (console in log.handlers) is bool(verbose)
     finally:
         log.removeHandler(console)
+
+
+@contextlib.contextmanager
+def _serving(folder: Path) -> Iterator[str]:
+    """``folder`` over plain HTTP on loopback (which fetch accepts), in a thread; yields its URL."""
+    handler = functools.partial(_QuietHandler, directory=str(folder))
+    with http.server.ThreadingHTTPServer(("127.0.0.1", 0), handler) as server:
+        thread = threading.Thread(target=server.serve_forever, daemon=True)
+        thread.start()
+        try:
+            yield f"http://127.0.0.1:{server.server_address[1]}"
+        finally:
+            server.shutdown()
+
+
+class _QuietHandler(http.server.SimpleHTTPRequestHandler):
+    def log_message(self, *args: Any) -> None:
+        pass
+
+
+def test_a_missing_model_is_downloaded_from_its_url_and_checked_against_its_sha256(tmp_path, monkeypatch) -> None:
+    (tmp_path / "served").mkdir()
+    served = mlp(tmp_path / "served" / "mlp.onnx", batch=1)
+    monkeypatch.setattr(pipeline, "quantize", _OnnxruntimeQuantizer())
+    with _serving(served.parent) as url:
+        config = _config(tmp_path, model={"path": str(tmp_path / "fetched.onnx"), "url": f"{url}/mlp.onnx",
+                                          "sha256": _sha256(served)})
+        summary = pipeline.run_tuning(config)
+    assert (tmp_path / "fetched.onnx").read_bytes() == served.read_bytes()
+    assert summary.source_model == str(tmp_path / "fetched.onnx") and summary.source_sha256 == _sha256(served)
+
+
+def test_a_model_file_is_checked_against_its_sha256_and_size_limit(tmp_path) -> None:
+    model = mlp(tmp_path / "mlp.onnx", batch=1)
+    wrong = _config(tmp_path, model={"path": str(model), "url": None, "sha256": "0" * 64})
+    with pytest.raises(InputError, match="sha256"):
+        pipeline.run_tuning(wrong)
+    size = model.stat().st_size
+    too_small = _config(tmp_path, model={"path": str(model), "url": None, "sha256": _sha256(model), "max_bytes": size - 1})
+    with pytest.raises(InputError, match=rf"model is {size} bytes, more than model\.max_bytes \({size - 1}\)"):
+        pipeline.run_tuning(too_small)

@@ -1,7 +1,8 @@
 """What ``tune`` prints at the end (tuning/pipeline.py's summary_lines, search_line, candidate_table), line for line.
 
 The expected lines are written out here from chosen trials and measurements: every figure is a value the test
-set (an accuracy of 0.975 is a 2.50 % error, a p50 of 0.0125 ms is 12.5 µs), every table is aligned by the
+set (an accuracy of 0.975 is a 2.50 % error, a p50 of 0.125 ms is 125.0 µs, and 125.1 if it were
+multiplied by 1001), every table is aligned by the
 rule the docstring states (columns as wide as their widest cell, two spaces apart).
 """
 
@@ -32,10 +33,10 @@ def _timed(p50_ms: float, latency: tuple[float, float, float], images_per_s: flo
 
 
 TRIALS = [
-    _trial(0, 0.98, True, ("fp32", "fp32", "fp32"), **_timed(0.0125, (1.0, 0.98, 1.02), 12345.6, (1.0, 0.97, 1.03))),
+    _trial(0, 0.98, True, ("fp32", "fp32", "fp32"), **_timed(0.25, (1.0, 0.98, 1.02), 12345.6, (1.0, 0.97, 1.03))),
     _trial(1, 0.975, True, ("int8", "int8", "folded"), quant_format="QDQ", calibration_algorithm="minmax", rank=1,
            chosen=True, reason="the fastest meeting the criterion", rewrites=("MaxPool p moved above its activation",),
-           **_timed(0.0081, (0.65, 0.6, 0.7), 20000.4, (1.6, 1.5, 1.7))),
+           **_timed(0.125, (0.65, 0.6, 0.7), 20000.4, (1.6, 1.5, 1.7))),
     _trial(2, None, None, ("int8", "fp32", "fp32"), quant_format="QOperator", fp32_compute_nodes=("fc2",),
            screening_ratio=1.234, rank=2),
     _trial(3, None, None, ("int8", "int8", "int8"), quant_format="QOperator", calibration_algorithm="kl",
@@ -66,9 +67,9 @@ TIMED_TABLE = [
     *_aligned([
         ["trial", "candidate", "top-1", "criterion", "nodes int8/fp32/folded", "p50 µs", "time vs fp32 [interval]",
          "img/s @64", "img/s vs fp32 [interval]", "rank", "same model"],
-        ["0", "fp32 baseline", "98.00%", "baseline", "0/3/0", "12.5", "1.00x (0.98-1.02)", "12,346", "1.00x (0.97-1.03)",
+        ["0", "fp32 baseline", "98.00%", "baseline", "0/3/0", "250.0", "1.00x (0.98-1.02)", "12,346", "1.00x (0.97-1.03)",
          "-", ""],
-        ["1 *", "QDQ, minmax, fp32: none", "97.50%", "meets", "2/0/1", "8.1", "0.65x (0.60-0.70)", "20,000",
+        ["1 *", "QDQ, minmax, fp32: none", "97.50%", "meets", "2/0/1", "125.0", "0.65x (0.60-0.70)", "20,000",
          "1.60x (1.50-1.70)", "1", "trials 5, 6"],
         ["2", "QOperator, no calibration, fp32: fc2", "-", "not scored", "1/2/0", "-", "screened out (1.23x)", "-", "-",
          "2", "trial 7"],
