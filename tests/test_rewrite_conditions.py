@@ -426,12 +426,18 @@ def test_constant_nodes_of_parameters_still_read_stay() -> None:
 
 
 def test_a_batch_reshape_after_other_nodes_and_a_computed_shape_is_still_rewritten() -> None:
-    """``Constant -> c``, ``Reshape(x, c)`` (a shape no initializer holds), then ``Reshape(x, shape)`` with the batch."""
+    """``Constant -> c``, ``Reshape(x, c)`` (a shape no initializer holds), ``Reshape(x, [4, 2])`` (no batch), then
+    ``Reshape(x, shape)`` with the batch."""
     model = _reshape_model([2, 4], [2, 2, 2], [2, 4])
     model.graph.node.insert(0, helper.make_node("Constant", [], ["c"], value=numpy_helper.from_array(np.array([8], np.int64))))
     model.graph.node.insert(1, helper.make_node("Reshape", ["x", "c"], ["flat"], name="computed"))
-    model.graph.output.append(helper.make_tensor_value_info("flat", TensorProto.FLOAT, [8]))
-    assert _shape_of(batch_capable_copy(model)) == [-1, 4]
+    model.graph.node.insert(2, helper.make_node("Reshape", ["x", "pairs"], ["paired"], name="no_batch"))
+    model.graph.initializer.append(numpy_helper.from_array(np.array([4, 2], np.int64), "pairs"))
+    model.graph.output.extend([helper.make_tensor_value_info("flat", TensorProto.FLOAT, [8]),
+                               helper.make_tensor_value_info("paired", TensorProto.FLOAT, [4, 2])])
+    copy = batch_capable_copy(model)
+    assert _shape_of(copy) == [-1, 4]
+    assert numpy_helper.to_array(next(i for i in copy.graph.initializer if i.name == "pairs")).tolist() == [4, 2]
 
 
 def test_a_pool_whose_pair_has_a_second_reader_does_not_stop_the_search_for_later_pools() -> None:
