@@ -16,6 +16,7 @@ import hashlib
 import http.server
 import json
 import logging
+import re
 import threading
 import time
 from collections.abc import Iterator
@@ -345,3 +346,34 @@ def test_a_model_file_is_checked_against_its_sha256_and_size_limit(tmp_path) -> 
     too_small = _config(tmp_path, model={"path": str(model), "url": None, "sha256": _sha256(model), "max_bytes": size - 1})
     with pytest.raises(InputError, match=rf"model is {size} bytes, more than model\.max_bytes \({size - 1}\)"):
         pipeline.run_tuning(too_small)
+
+
+def test_model_max_bytes_bounds_the_hashed_file_and_the_loaded_model_with_its_external_data(tmp_path) -> None:
+    model = mlp(tmp_path / "mlp.onnx", batch=1)
+    size = model.stat().st_size
+    unhashed = _config(tmp_path, model={"path": str(model), "url": None, "sha256": None, "max_bytes": size - 1})
+    with pytest.raises(InputError, match=rf"^{re.escape(str(model))}: model file is larger than model\.max_bytes "
+                                         rf"\({size - 1} bytes\)$"):
+        pipeline.run_tuning(unhashed)
+    external = tmp_path / "external" / "mlp.onnx"
+    external.parent.mkdir()
+    onnx.save_model(onnx.load(str(model)), str(external), save_as_external_data=True, location="weights.bin",
+                    size_threshold=0)
+    total = external.stat().st_size + (external.parent / "weights.bin").stat().st_size
+    with_data = _config(tmp_path, model={"path": str(external), "url": None, "sha256": None, "max_bytes": total - 1})
+    with pytest.raises(InputError, match=rf"^{re.escape(str(external))}: model with its external data is {total} bytes"):
+        pipeline.run_tuning(with_data)
+
+
+def test_a_model_that_is_no_classifier_is_refused_naming_its_file(tmp_path) -> None:
+    model = onnx.load(str(mlp(tmp_path / "mlp.onnx", batch=1)))
+    model.graph.output[0].type.tensor_type.shape.dim.add().dim_value = 1  # [1, 10, 1]: not [batch, classes]
+    onnx.save(model, str(tmp_path / "mlp.onnx"))
+    config = load_config(write_config(tmp_path / "config.yaml", {
+        "model": {"path": str(tmp_path / "mlp.onnx"), "url": None, "sha256": None},
+        "dataset": {"name": "MNIST", "root": str(ROOT / "data")},
+        "output": {"model": str(tmp_path / "out" / "int8.onnx"), "dir": str(tmp_path / "out" / "run")},
+        "benchmark": {"reference_models": []},
+    }))
+    with pytest.raises(InputError, match=rf"^{re.escape(str(tmp_path / 'mlp.onnx'))}: output 'logits' must be \[batch, classes\]"):
+        pipeline.run_tuning(config)
