@@ -377,3 +377,22 @@ def test_a_model_that_is_no_classifier_is_refused_naming_its_file(tmp_path) -> N
     }))
     with pytest.raises(InputError, match=rf"^{re.escape(str(tmp_path / 'mlp.onnx'))}: output 'logits' must be \[batch, classes\]"):
         pipeline.run_tuning(config)
+
+
+def test_the_evaluator_scores_the_configured_split(tmp_path, monkeypatch) -> None:
+    given: list[AccuracyEvaluator] = []
+    monkeypatch.setattr(pipeline, "quantize", lambda model, calibration, evaluate, config, workspace: given.append(evaluate))
+    progress: list[str] = []
+    pipeline.run_tuning(_config(tmp_path, evaluation={"split": "train"}), progress=progress.append)
+    train = evaluation_images(DatasetSection(root=ROOT / "data"), Split.TRAIN, (1, 28, 28))
+    assert np.array_equal(given[0].data.labels, train.labels)
+    assert progress[-1].startswith(f"tune: quantizing with INC, objective accuracy: {CALIBRATION} calibration images, "
+                                   "each candidate evaluated on 60,000 images")
+
+
+def test_a_model_with_another_number_of_classes_is_refused_naming_its_file(tmp_path) -> None:
+    model = mlp(tmp_path / "five.onnx", classes=5, batch=1)
+    config = _config(tmp_path, model={"path": str(model), "url": None, "sha256": None})
+    with pytest.raises(InputError, match=rf"^{re.escape(str(model))}: output 'logits' declares 5 classes, but the "
+                                         "dataset has 10"):
+        pipeline.run_tuning(config)
