@@ -95,7 +95,7 @@ def _sha256(path: Path) -> str:
 
 
 def test_the_quantizer_gets_the_batch_copy_the_split_and_a_workspace_in_the_run_folder(tmp_path, monkeypatch) -> None:
-    config = _config(tmp_path)
+    config = _config(tmp_path, benchmark={"reference_models": [], "intra_op_threads": 2})  # not the default settings
     quantizer = _OnnxruntimeQuantizer()
     monkeypatch.setattr(pipeline, "quantize", quantizer)
     progress: list[str] = []
@@ -280,9 +280,11 @@ def test_a_worker_rank_says_nothing_and_writes_nothing(tmp_path, monkeypatch) ->
     given: list[Path] = []
     monkeypatch.setattr(pipeline, "quantize", lambda model, calibration, evaluate, config, workspace: given.append(workspace))
     progress: list[str] = []
-    assert pipeline.run_tuning(_config(tmp_path, tuning={"strategy": "basic"}), progress=progress.append) is None
+    config = _config(tmp_path, tuning={"strategy": "basic"},
+                     output={"model": str(tmp_path / "models" / "int8.onnx"), "dir": str(tmp_path / "out" / "run")})
+    assert pipeline.run_tuning(config, progress=progress.append) is None
     assert given == [tmp_path / "out" / "run" / "nc_workspace" / "rank1"] and progress == []
-    assert not (tmp_path / "out" / "int8.onnx").exists()
+    assert not (tmp_path / "models").exists()  # the output model's folder is rank 0's to make
     assert not (tmp_path / "out" / "run" / "tuning_summary.json").exists()
 
 
@@ -395,4 +397,16 @@ def test_a_model_with_another_number_of_classes_is_refused_naming_its_file(tmp_p
     config = _config(tmp_path, model={"path": str(model), "url": None, "sha256": None})
     with pytest.raises(InputError, match=rf"^{re.escape(str(model))}: output 'logits' declares 5 classes, but the "
                                          "dataset has 10"):
+        pipeline.run_tuning(config)
+
+
+def test_a_batch_copy_that_cannot_be_made_is_refused_naming_the_file(tmp_path) -> None:
+    """The MLP flattening with ``Reshape(pixels, [1, -1])``: its fixed batch cannot become -1 beside another -1."""
+    path = tmp_path / "reshaped.onnx"
+    model = onnx.load(str(mlp(path, batch=1)))
+    model.graph.node[0].CopyFrom(helper.make_node("Reshape", ["pixels", "flat_shape"], ["flat"], name="flatten"))
+    model.graph.initializer.append(onnx.numpy_helper.from_array(np.array([1, -1], np.int64), "flat_shape"))
+    onnx.save(model, str(path))
+    config = _config(tmp_path, model={"path": str(path), "url": None, "sha256": None})
+    with pytest.raises(InputError, match=rf"^{re.escape(str(path))}: Reshape 'flatten' has shape \[1, -1\]"):
         pipeline.run_tuning(config)
