@@ -211,7 +211,7 @@ def test_objective_latency_hands_its_search_the_split_and_writes_what_it_measure
     search = {"name": "grid", "cut": None}
 
     def search_stand_in(model, calibration, evaluate, images, config, workspace, source, say):  # noqa: ANN001
-        given.update(images=images, source=source, workspace=workspace)
+        given.update(images=images, source=source, workspace=workspace, calibration=calibration, config=config)
         say("latency: the stand-in's line")
         outcome = _OnnxruntimeQuantizer().outcome(model, evaluate, workspace)
         outcome.objective, outcome.measurement, outcome.search, outcome.warning = (
@@ -220,7 +220,9 @@ def test_objective_latency_hands_its_search_the_split_and_writes_what_it_measure
 
     monkeypatch.setattr(pipeline, "quantize_for_latency", search_stand_in)
     progress: list[str] = []
-    summary = pipeline.run_tuning(_latency_config(tmp_path, [1, 64], 1 << 20), progress=progress.append)
+    config = _latency_config(tmp_path, [1, 64], 1 << 20)
+    summary = pipeline.run_tuning(config, progress=progress.append)
+    assert given["config"] is config and len(given["calibration"]) == CALIBRATION
 
     split = evaluation_images(DatasetSection(root=ROOT / "data"), Split.TEST, (1, 28, 28))
     assert np.array_equal(given["images"], split.images)
