@@ -150,7 +150,9 @@ def test_the_model_and_summary_written_describe_what_the_quantizer_returned(tmp_
         "preprocessing.pixel_scale": config.dataset.pixel_scale.value,
     }
 
-    on_disk = json.loads(summary_path.read_text())
+    text = summary_path.read_text()
+    on_disk = json.loads(text)
+    assert text == json.dumps(on_disk, indent=2) + "\n"  # indented for a reader, one line per key
     assert on_disk == json.loads(json.dumps(asdict(summary)))
     assert 0 < on_disk.pop("seconds") <= elapsed
     trials = on_disk.pop("trials")
