@@ -2,13 +2,13 @@
 # Mutation testing of the modules that decide correctness (docs/mutation.md): mutmut changes one thing at a
 # time in tuning/<module>.py and runs, for each such mutant, the tests of the fast subset (pytest -m fast)
 # that call the mutated function; a mutant no test fails on is a behaviour no test pins.
-# Usage: scripts/mutation.sh [config|fetch|data|graph|gate|atomic|choice|rewrite|measure|runtimes|criterion|report|pipeline|all]   (default: all, one after another)
+# Usage: scripts/mutation.sh [config|fetch|data|graph|gate|atomic|choice|rewrite|measure|runtimes|criterion|report|pipeline|search|all]   (default: all, one after another)
 # MUTATION_JOBS (default 1) mutants run in parallel. A development tool: .ci/run does not run it.
 set -euo pipefail
 project_root="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 cd "$project_root"
 
-modules=(config fetch data graph gate atomic choice rewrite measure runtimes criterion report pipeline)
+modules=(config fetch data graph gate atomic choice rewrite measure runtimes criterion report pipeline search)
 target="${1:-all}"
 if [[ "$target" == all ]]; then
   selected=("${modules[@]}")
@@ -47,6 +47,15 @@ patterns_of() {
     # The report's numbers: ratios, agreement, accuracy, the answer line.
     report) echo "tuning.report.numbers.* tuning.report.answer.* tuning.report.speed.* tuning.report.accuracy.*" ;;
     pipeline) echo "tuning.pipeline.*" ;;
+    # The latency search: which candidates it plans (plan.py, but for the single fallbacks' timing decision), its
+    # budget, how it times them (timing.py), and the pool placement weighed for the chosen OpenVINO candidate.
+    search) echo "tuning.search.plan.x_compute_nodes__mutmut_* tuning.search.plan.x__reduction_size__mutmut_*" \
+                 "tuning.search.plan.x__formats__mutmut_* tuning.search.plan.x__algorithms__mutmut_*" \
+                 "tuning.search.plan.x_candidate_grid__mutmut_* tuning.search.plan.x_resolved_search__mutmut_*" \
+                 "tuning.search.plan.x_grid_search__mutmut_* tuning.search.plan.x_greedy_upper_bound__mutmut_*" \
+                 "tuning.search.plan.x_greedy_search__mutmut_* tuning.search.plan.x__run__mutmut_*" \
+                 "tuning.search.plan.x__screened__mutmut_* tuning.search.plan.x__accuracy__mutmut_*" \
+                 "tuning.search.timing.* tuning.search.budget.* tuning.search.latency.x__pool_placement__mutmut_*" ;;
     *) echo "tuning.$1.*" ;;
   esac
 }

@@ -15,6 +15,11 @@ from pathlib import Path
 
 DOC = Path(__file__).resolve().parent.parent / "docs" / "mutation.md"
 CHOICE = re.compile(r"^tuning\.search\.candidates\.x_score_fastest_first__mutmut_\d+$")
+# The latency search's group leaves out plan.py's timing decision (_significantly_faster_alone) and, of latency.py,
+# takes the pool placement only (scripts/mutation.sh).
+SEARCH = re.compile(
+    r"^tuning\.search\.(plan\.x_(?!_significantly_faster_alone__)\w+|latency\.x__pool_placement)__mutmut_\d+$"
+)
 # The label a module's mutants are scored under; idx is scored with the datasets it reads, the config's
 # loading with its schema, the latency search's scoring order with the choice rule.
 LABEL_OF_MODULE = {
@@ -24,7 +29,7 @@ LABEL_OF_MODULE = {
     "measure.statistics": "measure", "measure.paired": "measure", "measure.verdict": "measure",
     "measure.benchmark": "measure", "measure.timings": "measure", "measure.figures": "measure",
     "measure.environment": "measure", "measure.runtimes": "runtimes", "measure.evaluate": "runtimes",
-    "search.trials": "criterion", "inc.mapping": "criterion",
+    "search.trials": "criterion", "inc.mapping": "criterion", "search.timing": "search", "search.budget": "search",
     "report.numbers": "report", "report.answer": "report", "report.speed": "report", "report.accuracy": "report",
 }
 
@@ -32,6 +37,8 @@ LABEL_OF_MODULE = {
 def module_of(mutant: str) -> str | None:
     if CHOICE.match(mutant):
         return "choice"
+    if SEARCH.match(mutant):
+        return "search"
     parts = mutant.split(".")
     if len(parts) == 3 and parts[1] == "pipeline":  # tuning/pipeline.py, the one top-level module scored
         return "pipeline"
