@@ -94,6 +94,9 @@ def test_seconds_run_with_the_clock_until_closed():
     clock.now += 100.0
     assert budget.seconds() == 3.5
     assert budget.to_json("grid")["seconds"] == 3.5
+    other, _, clock = budget_with()
+    clock.now += 1.23456
+    assert other.to_json("grid")["seconds"] == 1.235  # to the millisecond
 
 
 def test_each_stage_says_what_it_plans_the_budget_and_the_time_so_far():

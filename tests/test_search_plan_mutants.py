@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import dataclasses
 import itertools
+from collections.abc import Callable
 from pathlib import Path
 from types import SimpleNamespace
 from typing import Any
@@ -103,10 +104,10 @@ METHOD = {
 REFUSED = "org.example.refused"  # a domain onnxruntime does not know: a graph holding one of its ops does not load
 
 
-def onnxruntime_fit(refuse: QuantFormat | None = None):
+def onnxruntime_fit(refuse: Callable[[CandidateSpec], bool] | None = None):
     """A stand-in for tuning.inc.fit.fit: onnxruntime's static quantizer makes the candidate (``inc_conf`` is the
-    CandidateSpec, see :func:`searching`). With ``refuse``, candidates of that format end in an op onnxruntime
-    cannot load, as OpenVINO refuses some QOperator graphs."""
+    CandidateSpec, see :func:`searching`). The candidates ``refuse`` picks end in an op onnxruntime cannot load, as
+    OpenVINO refuses some QOperator graphs."""
 
     def fit(model, spec: CandidateSpec, workspace: Path, *, seed, timeout_s, what, calibration_loader):
         workspace.mkdir(parents=True, exist_ok=True)
@@ -120,7 +121,7 @@ def onnxruntime_fit(refuse: QuantFormat | None = None):
             activation_type=QuantType.QUInt8, weight_type=QuantType.QInt8,
         )  # fmt: skip
         quantized = onnx.load(str(made))
-        if spec.quant_format is refuse:
+        if refuse is not None and refuse(spec):
             output = quantized.graph.output[0].name
             next(node for node in quantized.graph.node if output in node.output).output[:] = ["before refused"]
             quantized.graph.node.append(helper.make_node("Refused", ["before refused"], [output], domain=REFUSED))
@@ -198,7 +199,8 @@ def searching(
     int8_ms: dict[QuantFormat, dict[str, float]],
     loss: dict[str, float] | None = None,
     bonus: dict[Any, float] | None = None,
-    refuse: QuantFormat | None = None,
+    refuse: Callable[[CandidateSpec], bool] | None = None,
+    fp32_accuracy: float = FP32_ACCURACY,
     **overrides: Any,
 ) -> Search:
     """A Candidates over ``model`` whose candidates onnxruntime makes, timed by the tables and scored by ``loss`` (per
@@ -213,14 +215,14 @@ def searching(
 
     def evaluate(candidate: onnx.ModelProto) -> float:
         if not found:
-            return FP32_ACCURACY  # the fp32 model, scored as the search starts
+            return fp32_accuracy  # the fp32 model, scored as the search starts
         index = next(i for i, made in found[0].models.items() if made is candidate)
         scored.append(index)
         trial = found[0].trials[index]
         precisions = source_precisions(model, candidate)
         lost = sum(value for node, value in loss.items() if precisions[node] is SourcePrecision.INT8)
         algorithm, quant_format = CalibrationAlgorithm(trial.calibration_algorithm), QuantFormat(trial.quant_format)
-        return FP32_ACCURACY - lost + bonus.get((algorithm, quant_format), bonus.get(algorithm, 0.0))
+        return fp32_accuracy - lost + bonus.get((algorithm, quant_format), bonus.get(algorithm, 0.0))
 
     timed: list[str] = []
     budget = RecordingBudget(config.tuning.max_trials, config.tuning.timeout_s, lambda line: None, expected=1)
@@ -344,7 +346,7 @@ def test_one_compute_node_is_never_kept_in_fp32(monkeypatch, tmp_path):
 
 
 def test_a_format_the_runtime_refuses_is_neither_timed_against_nor_scored(monkeypatch, tmp_path):
-    search = searching(monkeypatch, tmp_path, MLP4, INT8_MS, LOSS, BONUS, refuse=QOP)
+    search = searching(monkeypatch, tmp_path, MLP4, INT8_MS, LOSS, BONUS, refuse=lambda spec: spec.quant_format is QOP)
     greedy_search(search.candidates)
     candidates = search.candidates
     refused = {index for index, trial in enumerate(candidates.trials) if trial.quant_format == "QOperator"}
@@ -358,6 +360,20 @@ def test_a_format_the_runtime_refuses_is_neither_timed_against_nor_scored(monkey
         ("QOperator", "percentile", ("fcB",)), ("QOperator", "percentile", ("fcB", "fcA")),
         ("QOperator", "percentile", ("fcB", "fcA", "fcD")),
     ]  # fmt: skip
+
+
+def test_a_candidate_scoring_0_that_meets_the_criterion_ends_its_format_s_accuracy_sets(monkeypatch, tmp_path):
+    """The edge of stage 5's stop: an accuracy of 0 is a score (not the -1 of a candidate never scored). A model
+    right on 5 of 10,000 images, an absolute tolerance of 0.001, and a runtime that loads only candidates keeping
+    two nodes or more in fp32: stages 1-4 load nothing, and stage 5's first set (fcD, fcC) scores 0 and passes."""
+    search = searching(
+        monkeypatch, tmp_path, MLP4, INT8_MS, {"fcB": 0.0005}, refuse=lambda spec: len(spec.fp32_fallback) < 2,
+        fp32_accuracy=0.0005,
+    )
+    greedy_search(search.candidates)
+    assert search.made()[14:] == [("QDQ", "minmax", ("fcD", "fcC")), ("QOperator", "minmax", ("fcD", "fcC"))]
+    assert [search.candidates.trials[index].accuracy for index in (15, 16)] == [0.0, 0.0]
+    assert search.stages()[-1] == ("accuracy-first fallback sets, until one meets the criterion", 4, 2, 0)
 
 
 def test_a_cut_budget_leaves_the_planned_candidates_unmade_and_reads_no_accuracy_of_them(monkeypatch, tmp_path):
@@ -381,6 +397,15 @@ def test_a_cut_budget_leaves_the_planned_candidates_unmade_and_reads_no_accuracy
 
 # The grid on a 2-layer MLP: fc2 (16 rows) before fc1 (784).
 MLP2 = layers((784, 16, 10), ["fc1", "fc2"])
+
+
+def test_with_two_compute_nodes_each_is_tried_alone_and_no_set_is_made(monkeypatch, tmp_path):
+    # Alone in fp32, fc2 makes the model 0.6x the time of every node int8 (2.5 ms), in both formats; fc1 1.2x.
+    search = searching(monkeypatch, tmp_path, MLP2, {QDQ: {"fc1": 0.5, "fc2": 2.0}, QOP: {"fc1": 0.5, "fc2": 2.0}})
+    greedy_search(search.candidates)
+    assert search.made() == all_nodes_int8() + singles(nodes=["fc2", "fc1"])  # a set of both would be every node
+    assert [name for name, *_ in search.stages()] == ["every node int8", "each node alone in fp32"]
+    assert search.budget.expected == [2 * (1 + 2 + 0 + 2 + 1), 6 + 0 + 2 * (2 + 1), 6]
 
 
 def test_the_grid_makes_every_candidate_in_grid_order_then_scores_the_fastest_first(monkeypatch, tmp_path):
