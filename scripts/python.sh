@@ -4,6 +4,9 @@ set -euo pipefail
 project_root="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 profile="${TUNING_ENV_PROFILE:-runtime}"
 bash "$project_root/scripts/setup_env.sh" "$profile"
+# This checkout's code, also in the processes it starts: an environment set up from another clone of the project
+# (whose editable install points there) must not run that clone's code instead.
+export PYTHONPATH="$project_root${PYTHONPATH:+:$PYTHONPATH}"
 if [[ -n "${VIRTUAL_ENV:-}" ]]; then
   exec python "$@"
 fi

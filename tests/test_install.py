@@ -141,7 +141,8 @@ def installed(tmp_path_factory: pytest.TempPathFactory) -> Installed:
     dependencies are this environment's (a .pth naming links to them), with nothing downloaded."""
     tmp_path = tmp_path_factory.mktemp("install")
     source = _copy_sources(tmp_path / "source")
-    env = {k: v for k, v in os.environ.items() if not k.startswith(("PIP_", "MNIST_TUNING_", "VIRTUAL_ENV"))}
+    # PYTHONPATH: scripts/python.sh points it at the checkout, which would shadow the installed wheel.
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("PIP_", "MNIST_TUNING_", "VIRTUAL_ENV", "PYTHONPATH"))}
     build = subprocess.run(
         [sys.executable, "-m", "pip", "wheel", "--no-deps", "--no-index", "--no-build-isolation",
          "--disable-pip-version-check", "--no-input", "-w", str(tmp_path / "dist"), str(source)],

@@ -67,7 +67,7 @@ def controlled_timing(source: onnx.ModelProto, int8_ms: dict[str, float], timed:
                         for _ in range(settings.rounds)
                     )
 
-                return Performance(name, Timing(1, 0, rounds(1)), tuple(Timing(b, 0, rounds(b)) for b in sizes),
+                return Performance(name, Timing(1, 0, rounds(1)) if latency else None, tuple(Timing(b, 0, rounds(b)) for b in sizes),
                                    {"runtime": "onnxruntime"})  # fmt: skip
 
             twin = performance(SECOND_SESSION.format(name=target.name)) if position == 0 else None

@@ -34,13 +34,13 @@ from tuning.graph.rewrite import BEFORE_QUANTIZER, deployment_rewrites
 from tuning.inc.fit import fit
 from tuning.inc.mapping import CandidateSpec, check_kept_in_fp32, fp32_requests, inc_config
 from tuning.measure import benchmark
+from tuning.measure.measurements import Measurements
 from tuning.measure.paired import MIN_CALLS
 from tuning.measure.runtimes import SessionSettings
 from tuning.search.budget import Budget, StageRecord
 from tuning.search.choice import preference
-from tuning.search.decisions import DECISION_CALLS, SessionSets
 from tuning.search.scoring import Scorer
-from tuning.search.timing import MAX_FINALISTS, SCREEN_FACTOR, latency_settings, screen
+from tuning.search.timing import DECISION_CALLS, MAX_FINALISTS, SCREEN_FACTOR, latency_settings, screen
 from tuning.search.trials import Trial, record_trial
 
 # How a candidate was made: its own even when it made the same bytes as an earlier one.
@@ -193,11 +193,11 @@ class Candidates:
         self.screened += len(ratios)
         self.seconds["screening"] += time.monotonic() - started
 
-    def time_together(self, indices: Sequence[int], earlier: SessionSets | None = None) -> SessionSets:
+    def time_together(self, indices: Sequence[int], earlier: Measurements | None = None) -> Measurements:
         """Time these distinct loadable candidates with fp32 and its A/A twin at batch 1 in ``tuning.latency.rounds``
         session sets, in turns as the finalists are timed (tuning/search/latency.py), but DECISION_CALLS timed calls
-        per set and no throughput batch; with ``earlier``, the sets are added to those (whose candidates include these)
-        for narrower intervals.
+        per set and no throughput batch; with ``earlier``, added to those measurements (a ratio between two
+        candidates timed again reads every set both ran in: narrower intervals).
         """
         config, runtime = self.config, self.config.deployment.runtime
         targets = [benchmark.BenchmarkTarget("fp32", self.model, self.source, runtime)] + [
@@ -210,14 +210,7 @@ class Candidates:
             label="timing for the search's decisions", throughput_batch_sizes=(),
         )  # fmt: skip
         self.decision_timed += len(indices)
-        fp32 = performances["fp32"]
-        assert fp32.latency is not None and fp32.second_session is not None and fp32.second_session.latency is not None
-        timed = SessionSets(
-            list(fp32.latency.rounds_ms),
-            list(fp32.second_session.latency.rounds_ms),
-            {index: list(performances[f"trial {index}"].latency.rounds_ms) for index in indices},
-        )
-        return timed if earlier is None else earlier.extended(timed)
+        return (earlier or Measurements()).added(performances)
 
     def score(self, index: int) -> Trial:
         """The distinct candidate's trial, its accuracy scored (once: a scored trial keeps its accuracy)."""

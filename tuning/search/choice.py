@@ -30,6 +30,25 @@ def significantly_faster(time_ratio: Interval, tie_margin: float) -> bool:
     return time_ratio.below(1.0 - tie_margin)
 
 
+def undecided(time_ratio: Interval, tie_margin: float) -> bool:
+    """Whether ``time_ratio`` can tell neither way: its interval holds ``1 - tie_margin``, so more session sets could
+    show ``a`` significantly faster than ``b``, or show that it is not."""
+    return not time_ratio.below(1.0 - tie_margin) and not time_ratio.above(1.0 - tie_margin)
+
+
+def undecided_rivals(trials: Sequence[Trial], chosen: int, time_ratio: TimeRatio, tie_margin: float) -> list[int]:
+    """The timed passing candidates that could yet prove significantly faster than the ``chosen`` one: those whose
+    interval against it holds ``1 - tie_margin`` (:func:`undecided`). The choice hangs on them alone: every
+    candidate preferred to the chosen one is already significantly beaten by another, and a rival whose
+    interval lies wholly above the bound cannot become significantly faster."""
+    return [t.index for t in _timed_passing(trials) if t.index != chosen and undecided(time_ratio(t.index, chosen), tie_margin)]
+
+
+def _timed_passing(trials: Sequence[Trial]) -> list[Trial]:
+    """The distinct candidates (trials after fp32's, no duplicates) that meet the criterion and were timed."""
+    return [t for t in trials[1:] if t.meets_criterion and t.same_model_as is None and t.latency_ratio is not None]
+
+
 def preference(trial: Trial, file_bytes: int) -> tuple[bool, int, int, int]:
     """The sort key of :data:`PREFERENCE`: the portable QDQ format first (standard ONNX operators only), fewer
     fp32 compute nodes (more of the model in int8), the smaller file, the earlier trial."""
@@ -45,10 +64,7 @@ def choose_fastest(
     that no other is significantly faster than is chosen. Should every one be beaten by another (possible
     only when intervals are too narrow for the noise), the one with the lowest median ratio is.
     """
-    passing = sorted(
-        (t for t in trials[1:] if t.meets_criterion and t.same_model_as is None and t.latency_ratio is not None),
-        key=lambda t: preference(t, file_bytes[t.index]),
-    )
+    passing = sorted(_timed_passing(trials), key=lambda t: preference(t, file_bytes[t.index]))
     if not passing:
         raise ValueError("no timed passing candidate to choose from")
     beaten_by = {
@@ -70,22 +86,18 @@ def choose_fastest(
         parts.append("every passing candidate is significantly beaten by another; this one has the lowest median")
     elif tied:
         parts.append(
-            f"indistinguishable within the {tie_margin:.0%} margin at this noise from trial{_s(tied)} "
-            f"{_list(tied)}; chosen over {'them' if len(tied) > 1 else 'it'} by preference ({PREFERENCE})"
+            f"indistinguishable within the {tie_margin:.0%} margin at this noise from {trials_phrase(tied)}; chosen over {'them' if len(tied) > 1 else 'it'} by preference ({PREFERENCE})"
         )
     else:
         parts.append("no other passing candidate is indistinguishable from it")
     for index in preferred_but_beaten:
-        parts.append(f"the preferred trial {index} is significantly slower than trial{_s(beaten_by[index])} "
-                     f"{_list(beaten_by[index])}")  # fmt: skip
+        parts.append(f"the preferred trial {index} is significantly slower than "
+                     f"{trials_phrase(beaten_by[index])}")  # fmt: skip
     if faster_than:
-        parts.append(f"significantly faster than trial{_s(faster_than)} {_list(faster_than)}")
+        parts.append(f"significantly faster than {trials_phrase(faster_than)}")
     return chosen.index, "; ".join(parts)
 
 
-def _s(items: Sequence[int]) -> str:
-    return "s" if len(items) > 1 else ""
-
-
-def _list(items: Sequence[int]) -> str:
-    return ", ".join(map(str, sorted(items)))
+def trials_phrase(indices: Sequence[int]) -> str:
+    """``trial 3`` or ``trials 3, 11``, in ascending order."""
+    return f"trial{'s' if len(indices) > 1 else ''} {', '.join(map(str, sorted(indices)))}"

@@ -19,7 +19,7 @@ from __future__ import annotations
 
 import dataclasses
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from pathlib import Path
 
 import numpy as np
@@ -32,15 +32,15 @@ from tuning.errors import SlowerThanFp32Error, TuningError
 from tuning.inc import distributed
 from tuning.measure import benchmark
 from tuning.measure.environment import capture_environment
+from tuning.measure.measurements import REFERENCE, Measurements
 from tuning.measure.runtimes import SessionSettings
-from tuning.measure.statistics import Interval
 from tuning.measure.verdict import Verdict
 from tuning.search.budget import Budget
 from tuning.search.candidates import Candidates, Measure
-from tuning.search.choice import choose_fastest
+from tuning.search.finalists import choose_finalist
 from tuning.search.plan import greedy_search, grid_search, resolved_search
 from tuning.search.scoring import Scorer, serve
-from tuning.search.timing import combined, latency_settings, measurement_conditions, with_performance
+from tuning.search.timing import latency_settings, measurement_conditions, timed_fields, with_performance
 from tuning.search.trials import Trial, TuningOutcome, no_model_message, record_trial
 
 
@@ -101,21 +101,20 @@ def quantize_for_latency(
         for index, candidate in finalists.items()
     }
     candidates_done = time.monotonic()
-    # The choice reads batch-1 ratios only: the finalists are timed at batch 1, and the throughput batch is timed
-    # for the chosen one alone (with fp32 and its A/A twin), in as many fresh session sets.
+    # The choice reads batch-1 ratios only: the finalists are timed at batch 1 (again where the choice hangs on a
+    # pair the noise hides), and the throughput batch is timed for the chosen one alone (with fp32 and its A/A
+    # twin), in as many fresh session sets.
     say(f"tune: timing the {len(finalists)} finalist{'s' if len(finalists) != 1 else ''} with fp32 at batch 1 in {settings.rounds} session sets")
-    at_batch_1 = measure(list(targets.values()), images, settings, session, label="timing candidates", throughput_batch_sizes=())
+
+    def time_finalists(indices: Sequence[int]) -> dict[str, benchmark.Performance]:
+        timed_targets = [targets["fp32"]] + [targets[f"trial {index}"] for index in indices]
+        return measure(timed_targets, images, settings, session, label="timing candidates", throughput_batch_sizes=())
+
+    file_bytes = {index: candidate.ByteSize() for index, candidate in finalists.items()}
+    final = choose_finalist(trials, list(finalists), time_finalists, file_bytes, config.tuning.latency.tie_margin, say)
+    chosen, reason, timed = final.chosen, final.reason, final.timed
     latency_done = time.monotonic()
     batch_size = max(settings.batch_sizes)
-    trials = with_performance(trials, at_batch_1, batch_size)
-    fp32 = at_batch_1["fp32"]
-
-    def time_ratio(mine: int, theirs: int) -> Interval:
-        # Both candidates ran in the same turns as fp32: the interval is widened by fp32's A/A pair like theirs.
-        return at_batch_1[f"trial {mine}"].latency.time_ratio(at_batch_1[f"trial {theirs}"].latency, fp32.noise_floor())
-
-    file_bytes = {index: finalists[index].ByteSize() for index in finalists}
-    chosen, reason = choose_fastest(trials, time_ratio, file_bytes, config.tuning.latency.tie_margin)
     name = f"trial {chosen}"
     throughput_targets = [targets["fp32"], targets[name]]
     variant = candidates.quantized_pools.get(chosen)  # an OpenVINO candidate whose pools were moved: weigh both placements
@@ -126,15 +125,13 @@ def quantize_for_latency(
     say(f"tune: timing {name}'s throughput at batch {batch_size}{both} with fp32 in {settings.rounds} session sets")
     # With two placements to weigh, batch 1 is timed again with them: the written one's verdict reads both batches.
     at_batch = measure(throughput_targets, images, settings, session, label="timing throughput", latency=variant is not None)
-    performances = at_batch_1 | {
-        key: timed if timed.latency is not None else combined(at_batch_1[key], timed) for key, timed in at_batch.items()
-    }
-    trials = with_performance(trials, performances, batch_size)
-    fp32 = performances["fp32"]
-    written_model, written = models[chosen], performances[name]
+    if variant is not None:
+        timed = timed.added(at_batch)
+    trials = with_performance(final.trials, timed, at_batch, batch_size)
+    written_model, written = models[chosen], name
     if variant is not None:
         trials[chosen], written_model, written, placement = _pool_placement(
-            trials[chosen], (written_model, variant[0], variant[1]), performances, batch_size, model, config
+            trials[chosen], (written_model, variant[0], variant[1]), timed, at_batch, batch_size, model, config
         )
         reason = f"{reason}; {placement}"
     trials[chosen] = dataclasses.replace(trials[chosen], chosen=True, reason=reason)
@@ -144,10 +141,10 @@ def quantize_for_latency(
         "chosen_at_throughput_batch": time.monotonic() - latency_done,
     }
     verdict = Verdict(
-        written.latency_ratio(fp32),
-        written.throughput_ratio(fp32, batch_size),
+        timed.time_ratio(written, REFERENCE),
+        at_batch[written].throughput_ratio(at_batch[REFERENCE], batch_size),
         batch_size,
-        fp32.noise_floor(),
+        timed.noise_floor(),
         capture_environment().features(),
     )
     slower = f"int8 does not pay on this machine: {verdict.line()}" if verdict.slower_than_fp32 else None
@@ -178,12 +175,13 @@ _QUANTIZED_POOLS = "trial {} with quantized pools"
 def _pool_placement(
     trial: Trial,
     placements: tuple[onnx.ModelProto, onnx.ModelProto, list[str]],
-    performances: dict[str, benchmark.Performance],
+    timed: Measurements,
+    at_batch: dict[str, benchmark.Performance],
     batch_size: int,
     source: onnx.ModelProto,
     config: PipelineConfig,
-) -> tuple[Trial, onnx.ModelProto, benchmark.Performance, str]:
-    """The chosen OpenVINO candidate in the pool placement to write, and why.
+) -> tuple[Trial, onnx.ModelProto, str, str]:
+    """The chosen OpenVINO candidate in the pool placement to write, the name it was timed under, and why.
 
     ``placements``: the candidate with its pools before their quantizers, the same with quantized pools, and
     the latter's rewrites.
@@ -194,17 +192,17 @@ def _pool_placement(
     by fp32's A/A pair, wholly above 1); otherwise INC's quantized pools are written, which were level with
     NNCF's graph on every CPU measured (docs/openvino-nncf.md).
     """
-    fp32 = performances["fp32"]
-    moved, kept = performances[f"trial {trial.index}"], performances[_QUANTIZED_POOLS.format(trial.index)]
+    moved_name, kept_name = f"trial {trial.index}", _QUANTIZED_POOLS.format(trial.index)
+    fp32, moved, kept = at_batch[REFERENCE], at_batch[moved_name], at_batch[kept_name]
     gain = moved.throughput_at(batch_size).time_ratio(kept.throughput_at(batch_size), fp32.noise_floor(batch_size)).inverse()
     measured = f"{gain.value:.2f}x [{gain.low:.2f}-{gain.high:.2f}] the throughput at batch {batch_size}"
     if gain.above(1.0):
-        return trial, placements[0], moved, f"pools before their quantizers: {measured} of quantized pools"
+        return trial, placements[0], moved_name, f"pools before their quantizers: {measured} of quantized pools"
     _, model, rewrites = placements
     graph = record_trial(trial.index, trial.accuracy, model, [], config, source)
     made = dataclasses.replace(
-        with_performance([trial], {"fp32": fp32, f"trial {trial.index}": kept}, batch_size)[0],
+        trial, **timed_fields(kept_name, timed, at_batch, batch_size),
         int8_nodes=graph.int8_nodes, fp32_nodes=graph.fp32_nodes, source_precisions=graph.source_precisions,
         fp32_compute_nodes=graph.fp32_compute_nodes, model_sha256=graph.model_sha256, rewrites=tuple(rewrites),
     )  # fmt: skip
-    return made, model, kept, f"pools left quantized: moving them before their quantizers gave {measured}, not significantly more"
+    return made, model, kept_name, f"pools left quantized: moving them before their quantizers gave {measured}, not significantly more"

@@ -39,11 +39,11 @@ from tuning.config.enums import CalibrationAlgorithm, LatencySearch, QuantFormat
 from tuning.config.schema import PipelineConfig
 from tuning.graph.nodes import COMPUTE_OP_TYPES
 from tuning.inc.mapping import CandidateSpec
+from tuning.measure.measurements import Measurements
 from tuning.measure.statistics import Interval
 from tuning.search.budget import StageRecord
 from tuning.search.candidates import Candidates
 from tuning.search.choice import significantly_faster
-from tuning.search.decisions import SessionSets
 
 # A single fallback whose interval against every node int8 straddles the margin is timed again, in as many session
 # sets more, until the interval settles; after this many timings it is left out (greedy_search's stage 2).
@@ -224,23 +224,24 @@ def _significantly_faster_alone(
     }  # fmt: skip
     started = time.monotonic()
     decided: dict[tuple[QuantFormat, str], tuple[Interval, bool, bool]] = {}  # ratio, helped, settled
-    timed: SessionSets | None = None
+    timed: Measurements | None = None
     for attempt in range(DECISION_ROUNDS):
         undecided = {key: pair for key, pair in pairs.items() if key not in decided}
         if not undecided:
             break
         timed = candidates.time_together(sorted({index for pair in undecided.values() for index in pair}), timed)
         for key, (single, reference) in undecided.items():
-            ratio = timed.time_ratio(single, reference)
+            ratio = timed.time_ratio(f"trial {single}", f"trial {reference}")
             helped = significantly_faster(ratio, margin)
             settled = helped or ratio.above(1.0 - margin)  # or it cannot be more than the margin faster
             if settled or attempt == DECISION_ROUNDS - 1:
                 decided[key] = (ratio, helped, settled)
     faster: dict[QuantFormat, list[str]] = {quant_format: [] for quant_format in base}
-    for (quant_format, node), (ratio, helped, settled) in ((key, decided[key]) for key in pairs):
+    for (quant_format, node), (single, _) in pairs.items():
+        ratio, helped, settled = decided[quant_format, node]
         verdict = (
             "significantly faster" if helped else f"not faster by more than {margin:.0%}" if settled
-            else f"not decided after {timed.count if timed else 0} session sets, left out"
+            else f"not decided after {timed.session_sets(f'trial {single}') if timed else 0} session sets, left out"
         )  # fmt: skip
         candidates.budget.decide(
             record, f"{quant_format.value}, fp32: {node}: {ratio.value:.2f}x the time of every node int8 [{ratio.low:.2f}-{ratio.high:.2f}], {verdict}"

@@ -6,7 +6,7 @@ Every timing goes through the one measurement entry point, :func:`tuning.measure
 from __future__ import annotations
 
 import dataclasses
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any
 
@@ -17,6 +17,7 @@ from tuning.config.enums import Runtime
 from tuning.config.schema import BenchmarkSection, PipelineConfig
 from tuning.errors import InputError
 from tuning.measure import benchmark
+from tuning.measure.measurements import REFERENCE, Measurements
 from tuning.measure.paired import MIN_CALLS
 from tuning.measure.runtimes import SessionSettings, open_runner
 from tuning.measure.statistics import set_ratios
@@ -29,6 +30,12 @@ SCREEN_FACTOR = 1.25
 # preferred one (tuning/search/choice.py) besides: the full timing costs the same per model, and on a CNN most
 # candidates screen within 1.25x of each other (a 5-conv CNN: 22 of 26), which made it the run's longest step.
 MAX_FINALISTS = 4
+# Timed calls per model in each session set of the timing for a search's decisions, after MIN_CALLS warm-up calls:
+# the greedy search times 2N + 2 models in up to 18 sets. With tuning.latency's 400 calls and 0.05 s per model and
+# set, a 20-convolution CNN (46 models) was still in that timing after 8 minutes on a busy machine; with 20
+# calls the per-set medians were so noisy that LeNet's first Conv, 0.56x [0.42-0.73] with 400, went undecided
+# (0.80x [0.51-1.09], both at load 13-15 on 2 cores).
+DECISION_CALLS = 100
 
 
 def screen(
@@ -120,49 +127,43 @@ def measurement_conditions(config: PipelineConfig) -> dict[str, Any]:
     }
 
 
-def combined(at_batch_1: benchmark.Performance, at_batch: benchmark.Performance) -> benchmark.Performance:
-    """One model's batch-1 latency from one measurement and its throughput from another, each with the A/A twin
-    of its own measurement (a ratio is widened by the noise floor of the turns it was paired in)."""
-    twin = None
-    if at_batch_1.second_session is not None and at_batch.second_session is not None:
-        twin = combined(at_batch_1.second_session, at_batch.second_session)
-    return dataclasses.replace(at_batch_1, throughput=at_batch.throughput, second_session=twin)
+def timed_fields(name: str, timed: Measurements, at_batch: Mapping[str, benchmark.Performance], batch_size: int) -> dict[str, Any]:
+    """The :class:`Trial` fields of the model timed as ``name``: batch-1 latency over every measurement in ``timed``
+    that timed it, and throughput at ``batch_size`` where ``at_batch`` timed it.
+
+    Ratios against fp32 are paired (tuning/measure/statistics.py): latency as time int8/fp32, throughput as
+    images/s int8/fp32; each with its interval (widened by fp32's A/A pair) and its per-session-set values.
+    p50 and images/s pool every set's calls.
+    """
+    latency = timed.time_ratio(name, REFERENCE)
+    fields: dict[str, Any] = dict(
+        latency_p50_ms=timed.p50_ms(name),
+        latency_ratio=latency.value,
+        latency_ratio_interval=(latency.low, latency.high),
+        latency_ratio_rounds=tuple(timed.set_ratios(name, REFERENCE)),
+    )
+    performance, fp32 = at_batch.get(name), at_batch.get(REFERENCE)
+    if performance is not None and fp32 is not None and any(t.batch_size == batch_size for t in performance.throughput):
+        throughput = performance.throughput_ratio(fp32, batch_size)
+        timing, reference = performance.throughput_at(batch_size), fp32.throughput_at(batch_size)
+        fields |= dict(
+            throughput_images_per_s=timing.images_per_s,
+            throughput_ratio=throughput.value,
+            throughput_ratio_interval=(throughput.low, throughput.high),
+            throughput_ratio_rounds=tuple(1.0 / r for r in set_ratios(timing.rounds_ms, reference.rounds_ms)),
+        )
+    return fields
 
 
 def with_performance(
-    trials: list[Trial], performances: dict[str, benchmark.Performance], batch_size: int
+    trials: list[Trial], timed: Measurements, at_batch: Mapping[str, benchmark.Performance], batch_size: int
 ) -> list[Trial]:
-    """Fill in the latency and, where it was timed, the throughput of every timed trial (a duplicate takes its
-    original's).
-
-    Ratios against fp32 are paired (tuning/measure/statistics.py): latency as time int8/fp32, throughput as
-    images/s int8/fp32; each with its interval (widened by fp32's A/A pair) and its per-session-set medians.
-    p50 and images/s pool every set's calls. Objective latency times the throughput batch for the chosen
-    candidate only: the others' throughput fields stay None.
-    """
-    fp32 = performances["fp32"]
+    """Every timed trial with its :func:`timed_fields` (a duplicate takes its original's). Objective latency times
+    the throughput batch for the chosen candidate only: the others' throughput fields stay None, and so do
+    every field of a candidate not timed (it misses the accuracy criterion, or was screened out)."""
     filled = []
     for trial in trials:
         index = trial.same_model_as if trial.same_model_as is not None else trial.index
-        perf = performances.get("fp32" if index == 0 else f"trial {index}")
-        if perf is None:  # misses the accuracy criterion, or screened out: not timed further
-            filled.append(trial)
-            continue
-        latency = perf.latency_ratio(fp32)
-        timed = dict(
-            latency_p50_ms=perf.latency.p50,
-            latency_ratio=latency.value,
-            latency_ratio_interval=(latency.low, latency.high),
-            latency_ratio_rounds=tuple(set_ratios(perf.latency.rounds_ms, fp32.latency.rounds_ms)),
-        )
-        if any(timing.batch_size == batch_size for timing in perf.throughput):
-            throughput = perf.throughput_ratio(fp32, batch_size)
-            timing, reference = perf.throughput_at(batch_size), fp32.throughput_at(batch_size)
-            timed |= dict(
-                throughput_images_per_s=timing.images_per_s,
-                throughput_ratio=throughput.value,
-                throughput_ratio_interval=(throughput.low, throughput.high),
-                throughput_ratio_rounds=tuple(1.0 / r for r in set_ratios(timing.rounds_ms, reference.rounds_ms)),
-            )
-        filled.append(dataclasses.replace(trial, **timed))
+        name = REFERENCE if index == 0 else f"trial {index}"
+        filled.append(dataclasses.replace(trial, **timed_fields(name, timed, at_batch, batch_size)) if timed.session_sets(name) else trial)
     return filled
