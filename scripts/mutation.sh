@@ -48,14 +48,16 @@ patterns_of() {
     report) echo "tuning.report.numbers.* tuning.report.answer.* tuning.report.speed.* tuning.report.accuracy.*" ;;
     pipeline) echo "tuning.pipeline.*" ;;
     # The latency search: which candidates it plans (plan.py, but for the single fallbacks' timing decision), its
-    # budget, how it times them (timing.py), and the pool placement weighed for the chosen OpenVINO candidate.
+    # budget, how it times them (timing.py), the ratios over several measurements (measurements.py), and the pool
+    # placement weighed for the chosen OpenVINO candidate.
     search) echo "tuning.search.plan.x_compute_nodes__mutmut_* tuning.search.plan.x__reduction_size__mutmut_*" \
                  "tuning.search.plan.x__formats__mutmut_* tuning.search.plan.x__algorithms__mutmut_*" \
                  "tuning.search.plan.x_candidate_grid__mutmut_* tuning.search.plan.x_resolved_search__mutmut_*" \
                  "tuning.search.plan.x_grid_search__mutmut_* tuning.search.plan.x_greedy_upper_bound__mutmut_*" \
                  "tuning.search.plan.x_greedy_search__mutmut_* tuning.search.plan.x__run__mutmut_*" \
                  "tuning.search.plan.x__screened__mutmut_* tuning.search.plan.x__accuracy__mutmut_*" \
-                 "tuning.search.timing.* tuning.search.budget.* tuning.search.latency.x__pool_placement__mutmut_*" ;;
+                 "tuning.search.timing.* tuning.search.budget.* tuning.search.latency.x__pool_placement__mutmut_*" \
+                 "tuning.measure.measurements.*" ;;
     *) echo "tuning.$1.*" ;;
   esac
 }
