@@ -1,5 +1,5 @@
 """tuning.measure.runtimes and tuning.measure.evaluate where the mutation run found them unpinned: OpenVINO's
-"not installed" report with the extra installed, and verify_batch_copy called directly with originals the callers
+"not installed" report with the extra installed, the provider and the load error of make_session, and verify_batch_copy called directly with originals the callers
 never pass (a symbolic batch, one describe refuses) and a copy that declares another output first.
 
 The models are small classifiers built here (tests/tiny_models.py), run by real onnxruntime sessions; every
@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import importlib
 import sys
+import warnings
 from pathlib import Path
 
 import numpy as np
@@ -22,7 +23,7 @@ from tiny_models import failing_at_run_time, mlp
 from tuning.config.enums import Runtime
 from tuning.errors import ConfigError, InputError
 from tuning.measure.evaluate import verify_batch_copy
-from tuning.measure.runtimes import INSTALL_HINT, open_runner, unavailable_reason
+from tuning.measure.runtimes import INSTALL_HINT, SessionSettings, make_session, open_runner, unavailable_reason
 
 pytestmark = pytest.mark.fast
 
@@ -43,6 +44,32 @@ def test_an_openvino_that_cannot_be_imported_is_reported_as_not_installed(monkey
             open_runner(onnx.ModelProto(), runtime)
         assert str(refused.value) == f"runtime {runtime.value}: {expected}"
     assert unavailable_reason(Runtime.ONNXRUNTIME) is None  # onnxruntime never asks for OpenVINO
+
+
+def test_a_session_runs_on_the_cpu_provider_as_asked_without_a_fallback(
+    tmp_path: Path, capfd: pytest.CaptureFixture[str]
+) -> None:
+    """A provider name onnxruntime does not know is not an error: it warns, prints "EP Error" and falls back to the
+    CPU. The session asks for the CPU provider by its exact name, so none of that happens."""
+    path = mlp(tmp_path / "m.onnx")
+    capfd.readouterr()
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        sessions = [make_session(path), make_session(onnx.load(str(path)), SessionSettings(2))]
+    assert [str(warning.message) for warning in caught] == []
+    assert capfd.readouterr() == ("", "")
+    assert [session.get_providers() for session in sessions] == [["CPUExecutionProvider"]] * 2
+
+
+def test_a_model_onnxruntime_cannot_load_is_refused_with_its_first_line(tmp_path: Path) -> None:
+    broken = onnx.load(str(mlp(tmp_path / "m.onnx")))
+    broken.graph.node[1].op_type = "NoSuchOp"
+    with pytest.raises(Exception) as raised:  # the same load, done here: onnxruntime's own error
+        ort.InferenceSession(broken.SerializeToString(), providers=["CPUExecutionProvider"])
+    first = str(raised.value).splitlines()[0]
+    with pytest.raises(InputError) as refused:
+        make_session(broken, source="candidate 3")
+    assert str(refused.value) == f"candidate 3: onnxruntime cannot load it ({first})"
 
 
 def _plain_scores(model: onnx.ModelProto, images: np.ndarray, output: str = "logits") -> np.ndarray:
