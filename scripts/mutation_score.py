@@ -59,6 +59,8 @@ def main(modules: list[str]) -> int:
     equivalent = listed_mutants("Equivalent mutants")
     # Code that runs at import, before mutmut switches a mutant on: applied by hand, each fails a test.
     killed_by_hand = listed_mutants("Mutants mutmut cannot switch on")
+    # A native library aborting the tests' interpreter (mutmut: "suspicious"), checked by hand.
+    crashing = listed_mutants("Mutants that crash the test process")
     counts: dict[str, Counter[str]] = {module: Counter() for module in modules}
     survivors: list[str] = []
     for line in sys.stdin:
@@ -68,7 +70,7 @@ def main(modules: list[str]) -> int:
             continue
         if name in equivalent:
             status = "equivalent"
-        elif name in killed_by_hand and status == "survived":
+        elif name in killed_by_hand and status == "survived" or name in crashing and status == "suspicious":
             status = "killed"
         elif status not in ("killed", "timeout", "caught by type check"):
             survivors.append(f"{name}: {status}")

@@ -117,7 +117,7 @@ def test_models_timed_again_in_different_measurements_are_paired_only_where_they
     assert timed.p50_ms("trial 1") == pytest.approx(float(np.percentile(np.concatenate(runs[0]["trial 1"] + runs[1]["trial 1"]), 50)))
 
 
-def test_a_measurement_must_time_fp32_with_its_twin_and_one_without_batch_1_adds_nothing():
+def test_a_measurement_must_time_fp32_with_its_twin_at_batch_1_in_the_same_turns():
     draw = np.random.default_rng(1)
     with pytest.raises(ValueError, match="fp32 and its second session"):
         Measurements().added({"trial 1": Performance("trial 1", timing(drawn(draw, 1.0)), ())})
@@ -129,9 +129,33 @@ def test_a_measurement_must_time_fp32_with_its_twin_and_one_without_batch_1_adds
         name: dataclasses.replace(p, latency=None, second_session=p.second_session and dataclasses.replace(p.second_session, latency=None))
         for name, p in throughput_only.items()
     }
-    assert Measurements().added(throughput_only).session_sets() == 0
-    with pytest.raises(ValueError, match="never timed together"):
+    with pytest.raises(ValueError, match="without batch-1 latency"):
+        Measurements().added(throughput_only)
+    with pytest.raises(ValueError, match="trial 1 and fp32 were never timed together"):
         Measurements().added(measurement({"fp32": drawn(draw, 1.0)}, drawn(draw, 1.0))).time_ratio("trial 1", "fp32")
+    other_runtime = measurement({"fp32": drawn(draw, 1.0), "trial 1": drawn(draw, 0.5)}, drawn(draw, 1.0))
+    other_runtime["trial 1"] = Performance("trial 1", Timing(1, 0, tuple(drawn(draw, 0.5)), "openvino"), ())
+    with pytest.raises(ValueError, match="take turns together"):
+        Measurements().added(other_runtime)
+
+
+def test_the_noise_floor_of_a_model_reads_the_sets_it_ran_in():
+    # The verdict widens the written model's ratio by the A/A pair of its own sets, and says that noise floor:
+    # a rival's re-timing, with a noisier A/A pair, is not the written model's noise.
+    draw = np.random.default_rng(11)
+    quiet = {"fp32": drawn(draw, 1.0, noise=0.01), "trial 1": drawn(draw, 0.8, noise=0.01), "trial 2": drawn(draw, 0.9, noise=0.01)}
+    quiet_twin = drawn(draw, 1.0, noise=0.01)
+    busy = {"fp32": drawn(draw, 1.0, noise=0.2), "trial 2": drawn(draw, 0.9, noise=0.2)}
+    busy_twin = drawn(draw, 1.0, noise=0.2)
+    timed = Measurements().added(measurement(quiet, quiet_twin)).added(measurement(busy, busy_twin))
+    aa = sorted(float(np.median(t / f)) for t, f in zip(quiet_twin, quiet["fp32"]))
+    assert (timed.noise_floor("trial 1").low, timed.noise_floor("trial 1").high) == pytest.approx((aa[0], aa[-1]))
+    every = sorted(float(np.median(t / f)) for t, f in zip(quiet_twin + busy_twin, quiet["fp32"] + busy["fp32"]))
+    rank, _ = order_statistic_rank(len(every))
+    assert (timed.noise_floor().low, timed.noise_floor().high) == pytest.approx((every[rank - 1], every[-rank]))
+    assert timed.noise_floor("trial 1") != timed.noise_floor()
+    with pytest.raises(ValueError, match="trial 3 was never timed"):
+        timed.noise_floor("trial 3")
 
 
 # --- which pairs the choice hangs on --------------------------------------------------------------
@@ -175,6 +199,8 @@ def controlled(ms: dict[int, float], noise: float, seed: int, log: list[list[int
     draw = np.random.default_rng(seed)
 
     def time_finalists(indices) -> dict[str, Performance]:
+        if len(log) > 2 * FINAL_TIMINGS:
+            raise AssertionError("the finalists are timed without end")
         log.append(list(indices))
         durations = {"fp32": drawn(draw, 1.0, noise=noise)} | {f"trial {i}": drawn(draw, ms[i], noise=noise) for i in indices}
         return measurement(durations, drawn(draw, 1.0, noise=noise))
@@ -209,7 +235,7 @@ def test_noise_that_hides_the_lead_in_one_timing_costs_more_timings_not_another_
             # interval against the chosen one holds the bound), always with fp32 (the stand-in adds it).
             assert all(sorted(again) in ([1, 2], [2, 3], [1, 2, 3]) and 2 in again for again in log[1:])
             assert lines and lines[0].startswith("tune: trial ") and "not decided at this noise" in lines[0]
-            assert f"decided after {final.timed.session_sets('trial 2')} session sets ({final.timings} timings)" in final.reason
+            assert final.reason.endswith(f"; decided after {final.timings} timings of {ROUNDS} session sets")
     assert hidden, "the noise never hid the lead in one timing: the test no longer tells"
     # The same seeds with one timing only (the rule before): the preference writes trial 1 where noise hid the lead.
     monkeypatch.setattr(finalists_module, "FINAL_TIMINGS", 1)

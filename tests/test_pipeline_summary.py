@@ -51,7 +51,7 @@ CONDITIONS = {"runtime": "onnxruntime", "version": "1.2.3", "intra_op_num_thread
 MEASUREMENT = {"rounds": 5, "runtime_conditions": CONDITIONS, "throughput_batch_size": 64, "choice_rule": "the rule",
                "verdict": {"line": "int8 is 0.65x the time of fp32"}, "runtime": "openvino"}
 SEARCH = {"name": "greedy", "seconds": 3.21, "budget": {"max_trials": 50, "timeout_s": 120},
-          "models": {"made": 9, "distinct": 5, "screened": 4, "scored": 3, "timed": 2},
+          "models": {"made": 9, "distinct": 5, "screened": 4, "scored": 3, "timed": 2}, "finalist_timings": 1,
           "stages": [{"name": "grid", "made": 4, "planned": 4}, {"name": "greedy", "made": 5, "planned": 10}],
           "cut_by": "tuning.max_trials", "cut": "the budget cut 5 planned candidates"}
 
@@ -107,6 +107,9 @@ def test_the_search_line_names_the_search_its_budget_its_stages_and_what_cut_it(
         "Search: greedy (tuning.latency.search) in 3.2 s, budget tuning.max_trials 50: 9 candidates made (5 distinct), "
         "4 screened, 3 scored, 2 timed in full; stages made/planned: grid 4/4; nothing cut"
     )
+    # Timed again where noise hid the choice: the line says how many timings it took.
+    assert "2 timed in full (3 timings: noise hid the choice); stages" in search_line({**SEARCH, "finalist_timings": 3})
+    assert "2 timed in full (2 timings: noise hid the choice); stages" in search_line({**SEARCH, "finalist_timings": 2})
 
 
 def _summary(**fields) -> TuningSummary:

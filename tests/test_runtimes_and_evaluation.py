@@ -179,6 +179,13 @@ def test_openvino_failures_become_one_line() -> None:
     assert describe_openvino_failure(report) == (
         "unsupported ops: com.microsoft.QLinearConv, QLinearMatMul; nodes: conv1_quant (QLinearConv), fc_quant (QLinearMatMul)")
     assert describe_openvino_failure("Conversion is failed for: Foo\n") == "unsupported ops: Foo"
+    # OpenVINO 2026's summary names ops it has no rule for on a line of their own, beside (or instead of) the
+    # ops it failed to convert; the first line after "Exception from" says nothing about them.
+    summary = ("Exception from src/inference/src/cpp/core.cpp:105:\nCheck 'false' failed at src/frontends/x.cpp:151:\n"
+               "Model wasn't fully converted.\nSummary:\n-- No conversion rule found for operations: NoSuchOp-12\n")
+    assert describe_openvino_failure(summary) == "unsupported ops: NoSuchOp-12"
+    both = summary + "-- Conversion is failed for: QLinearConv-12 \n"
+    assert describe_openvino_failure(both) == "unsupported ops: NoSuchOp-12, QLinearConv-12"
     assert describe_openvino_failure("Exception from x.cpp:1:\n\n  Cannot read the model  \nmore") == "Cannot read the model"
     assert describe_openvino_failure("Exception from x.cpp:1:\n") == "no message"
 

@@ -315,10 +315,11 @@ def search_line(search: dict[str, Any]) -> str:
     stages = "; ".join(f"{stage['name']} {stage['made']}/{stage['planned']}" for stage in search["stages"])
     unused = models.get("scored_ahead_unused")  # under MPI only
     ahead = f" (and {unused} scored ahead on other ranks, unused)" if unused is not None else ""
+    timings = f" ({search['finalist_timings']} timings: noise hid the choice)" if search["finalist_timings"] > 1 else ""
     return (
         f"Search: {search['name']} (tuning.latency.search) in {search['seconds']:.1f} s, budget {limits}: "
         f"{models['made']} candidates made ({models['distinct']} distinct), {models['screened']} screened, "
-        f"{models['scored']} scored{ahead}, {models['timed']} timed in full; stages made/planned: {stages}"
+        f"{models['scored']} scored{ahead}, {models['timed']} timed in full{timings}; stages made/planned: {stages}"
         + ("; cut by " + search["cut_by"] if search["cut_by"] else "; nothing cut")
     )
 

@@ -218,14 +218,16 @@ def thread_warning(runner: Runner, settings: SessionSettings) -> str | None:
 def describe_openvino_failure(message: str) -> str:
     """OpenVINO's multi-line conversion report as one line: the ops and nodes it could not convert.
 
-    Its report ends with ``Conversion is failed for: <op>, <op>`` and names each node as
-    ``<Node(<op type>): <name>>``; any other failure is its first line that says something.
+    Its report ends with a summary, ``Conversion is failed for: <op>, <op>`` for ops it knows but could not convert
+    and ``No conversion rule found for operations: <op>, <op>`` for ops it does not know (either or both), and
+    names each node it tried as ``<Node(<op type>): <name>>``; any other failure is its first line that says
+    something.
     """
-    ops = re.search(r"Conversion is failed for: (.+)", message)
+    ops = re.findall(r"(?:Conversion is failed for|No conversion rule found for operations): (.+)", message)
     nodes = sorted(set(re.findall(r"<Node\((\w+)\): ([^>]+)>", message)))
     if ops:
         named = f"; nodes: {', '.join(f'{name} ({op})' for op, name in nodes)}" if nodes else ""
-        return f"unsupported ops: {ops.group(1).strip()}{named}"
+        return f"unsupported ops: {', '.join(op.strip() for op in ops)}{named}"
     lines = [line.strip() for line in message.splitlines() if line.strip() and not line.startswith("Exception from")]
     return lines[0] if lines else "no message"
 

@@ -36,8 +36,8 @@ class FinalChoice:
     chosen: int
     reason: str
     trials: list[Trial]
-    timed: Measurements
-    timings: int  # how many times finalists were timed
+    measurements: Measurements
+    timings: int  # how many times finalists were timed: 1, or more where noise hid the choice
 
 
 def choose_finalist(
@@ -50,25 +50,30 @@ def choose_finalist(
 ) -> FinalChoice:
     """Time ``finalists`` with fp32, choose by the choice rule, and time the chosen one and its undecided rivals
     again until none is left or :data:`FINAL_TIMINGS` timings are spent (module docstring)."""
-    timed = Measurements().added(time_finalists(finalists))
-
-    def time_ratio(mine: int, theirs: int) -> Interval:
-        return timed.time_ratio(f"trial {mine}", f"trial {theirs}")
-
+    measurements = Measurements().added(time_finalists(finalists))
     timings = 1
     while True:
-        trials = with_performance(trials, timed, {}, 0)
+        # Each pass reads every measurement so far: the ratios of the pairs timed again move, no other.
+        def time_ratio(mine: int, theirs: int, measured: Measurements = measurements) -> Interval:
+            return measured.time_ratio(f"trial {mine}", f"trial {theirs}")
+
+        trials = with_performance(trials, measurements)
         chosen, reason = choose_fastest(trials, time_ratio, file_bytes, tie_margin)
         rivals = undecided_rivals(trials, chosen, time_ratio, tie_margin)
         if not rivals or timings == FINAL_TIMINGS:
             break
         say(f"tune: trial {chosen} against {trials_phrase(rivals)}: not decided at this noise; timing "
             f"{'them' if len(rivals) > 1 else 'it'} again with trial {chosen} and fp32")  # fmt: skip
-        timed = timed.added(time_finalists([chosen, *rivals]))
+        measurements = measurements.added(time_finalists([chosen, *rivals]))
         timings += 1
     if rivals:
-        sets = min(timed.session_sets(f"trial {chosen}", f"trial {rival}") for rival in rivals)
+        sets = min(measurements.session_sets(f"trial {chosen}", f"trial {rival}") for rival in rivals)
         reason += f"; against {trials_phrase(rivals)} not decided after {sets} session sets, left to the preference"
     elif timings > 1:
-        reason += f"; decided after {timed.session_sets(f'trial {chosen}')} session sets ({timings} timings)"
-    return FinalChoice(chosen, reason, trials, timed, timings)
+        reason += f"; decided after {timings} timings of {_rounds(measurements)} session sets"
+    return FinalChoice(chosen, reason, trials, measurements, timings)
+
+
+def _rounds(measurements: Measurements) -> int:
+    """Session sets per timing (every timing has the same settings)."""
+    return measurements.session_sets() // len(measurements.measurements)

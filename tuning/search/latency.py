@@ -112,7 +112,7 @@ def quantize_for_latency(
 
     file_bytes = {index: candidate.ByteSize() for index, candidate in finalists.items()}
     final = choose_finalist(trials, list(finalists), time_finalists, file_bytes, config.tuning.latency.tie_margin, say)
-    chosen, reason, timed = final.chosen, final.reason, final.timed
+    chosen, reason, measurements = final.chosen, final.reason, final.measurements
     latency_done = time.monotonic()
     batch_size = max(settings.batch_sizes)
     name = f"trial {chosen}"
@@ -126,12 +126,12 @@ def quantize_for_latency(
     # With two placements to weigh, batch 1 is timed again with them: the written one's verdict reads both batches.
     at_batch = measure(throughput_targets, images, settings, session, label="timing throughput", latency=variant is not None)
     if variant is not None:
-        timed = timed.added(at_batch)
-    trials = with_performance(final.trials, timed, at_batch, batch_size)
+        measurements = measurements.added(at_batch)
+    trials = with_performance(final.trials, measurements, at_batch, batch_size)
     written_model, written = models[chosen], name
     if variant is not None:
         trials[chosen], written_model, written, placement = _pool_placement(
-            trials[chosen], (written_model, variant[0], variant[1]), timed, at_batch, batch_size, model, config
+            trials[chosen], (written_model, variant[0], variant[1]), measurements, at_batch, batch_size, model, config
         )
         reason = f"{reason}; {placement}"
     trials[chosen] = dataclasses.replace(trials[chosen], chosen=True, reason=reason)
@@ -141,10 +141,10 @@ def quantize_for_latency(
         "chosen_at_throughput_batch": time.monotonic() - latency_done,
     }
     verdict = Verdict(
-        timed.time_ratio(written, REFERENCE),
+        measurements.time_ratio(written, REFERENCE),
         at_batch[written].throughput_ratio(at_batch[REFERENCE], batch_size),
         batch_size,
-        timed.noise_floor(),
+        measurements.noise_floor(written),
         capture_environment().features(),
     )
     slower = f"int8 does not pay on this machine: {verdict.line()}" if verdict.slower_than_fp32 else None
@@ -164,6 +164,7 @@ def quantize_for_latency(
         search=budget.to_json(search.value)
         | {
             "models": candidates.counts() | {"timed": len(finalists)},
+            "finalist_timings": final.timings,
             "seconds_by_step": {step: round(spent, 3) for step, spent in candidates.seconds.items()},
         },
     )
@@ -175,7 +176,7 @@ _QUANTIZED_POOLS = "trial {} with quantized pools"
 def _pool_placement(
     trial: Trial,
     placements: tuple[onnx.ModelProto, onnx.ModelProto, list[str]],
-    timed: Measurements,
+    measurements: Measurements,
     at_batch: dict[str, benchmark.Performance],
     batch_size: int,
     source: onnx.ModelProto,
@@ -201,7 +202,7 @@ def _pool_placement(
     _, model, rewrites = placements
     graph = record_trial(trial.index, trial.accuracy, model, [], config, source)
     made = dataclasses.replace(
-        trial, **timed_fields(kept_name, timed, at_batch, batch_size),
+        trial, **timed_fields(kept_name, measurements, at_batch, batch_size),
         int8_nodes=graph.int8_nodes, fp32_nodes=graph.fp32_nodes, source_precisions=graph.source_precisions,
         fp32_compute_nodes=graph.fp32_compute_nodes, model_sha256=graph.model_sha256, rewrites=tuple(rewrites),
     )  # fmt: skip

@@ -43,7 +43,7 @@ from tuning.measure.measurements import Measurements
 from tuning.measure.statistics import Interval
 from tuning.search.budget import StageRecord
 from tuning.search.candidates import Candidates
-from tuning.search.choice import significantly_faster
+from tuning.search.choice import significantly_faster, undecided
 
 # A single fallback whose interval against every node int8 straddles the margin is timed again, in as many session
 # sets more, until the interval settles; after this many timings it is left out (greedy_search's stage 2).
@@ -233,7 +233,7 @@ def _significantly_faster_alone(
         for key, (single, reference) in undecided.items():
             ratio = timed.time_ratio(f"trial {single}", f"trial {reference}")
             helped = significantly_faster(ratio, margin)
-            settled = helped or ratio.above(1.0 - margin)  # or it cannot be more than the margin faster
+            settled = not undecided(ratio, margin)
             if settled or attempt == DECISION_ROUNDS - 1:
                 decided[key] = (ratio, helped, settled)
     faster: dict[QuantFormat, list[str]] = {quant_format: [] for quant_format in base}

@@ -127,22 +127,27 @@ def measurement_conditions(config: PipelineConfig) -> dict[str, Any]:
     }
 
 
-def timed_fields(name: str, timed: Measurements, at_batch: Mapping[str, benchmark.Performance], batch_size: int) -> dict[str, Any]:
-    """The :class:`Trial` fields of the model timed as ``name``: batch-1 latency over every measurement in ``timed``
-    that timed it, and throughput at ``batch_size`` where ``at_batch`` timed it.
+def timed_fields(
+    name: str,
+    measurements: Measurements,
+    at_batch: Mapping[str, benchmark.Performance] | None = None,
+    batch_size: int | None = None,
+) -> dict[str, Any]:
+    """The :class:`Trial` fields of the model timed as ``name``: batch-1 latency over every measurement in
+    ``measurements`` that timed it, and throughput at ``batch_size`` where ``at_batch`` timed it.
 
     Ratios against fp32 are paired (tuning/measure/statistics.py): latency as time int8/fp32, throughput as
     images/s int8/fp32; each with its interval (widened by fp32's A/A pair) and its per-session-set values.
     p50 and images/s pool every set's calls.
     """
-    latency = timed.time_ratio(name, REFERENCE)
+    latency = measurements.time_ratio(name, REFERENCE)
     fields: dict[str, Any] = dict(
-        latency_p50_ms=timed.p50_ms(name),
+        latency_p50_ms=measurements.p50_ms(name),
         latency_ratio=latency.value,
         latency_ratio_interval=(latency.low, latency.high),
-        latency_ratio_rounds=tuple(timed.set_ratios(name, REFERENCE)),
+        latency_ratio_rounds=tuple(measurements.set_ratios(name, REFERENCE)),
     )
-    performance, fp32 = at_batch.get(name), at_batch.get(REFERENCE)
+    performance, fp32 = (at_batch or {}).get(name), (at_batch or {}).get(REFERENCE)
     if performance is not None and fp32 is not None and any(t.batch_size == batch_size for t in performance.throughput):
         throughput = performance.throughput_ratio(fp32, batch_size)
         timing, reference = performance.throughput_at(batch_size), fp32.throughput_at(batch_size)
@@ -156,14 +161,19 @@ def timed_fields(name: str, timed: Measurements, at_batch: Mapping[str, benchmar
 
 
 def with_performance(
-    trials: list[Trial], timed: Measurements, at_batch: Mapping[str, benchmark.Performance], batch_size: int
+    trials: list[Trial],
+    measurements: Measurements,
+    at_batch: Mapping[str, benchmark.Performance] | None = None,
+    batch_size: int | None = None,
 ) -> list[Trial]:
-    """Every timed trial with its :func:`timed_fields` (a duplicate takes its original's). Objective latency times
-    the throughput batch for the chosen candidate only: the others' throughput fields stay None, and so do
-    every field of a candidate not timed (it misses the accuracy criterion, or was screened out)."""
+    """Every timed trial with its :func:`timed_fields` (a duplicate takes its original's); without ``at_batch``, the
+    batch-1 fields only. Objective latency times the throughput batch for the chosen candidate only: the others'
+    throughput fields stay None, and so do every field of a candidate not timed (it misses the accuracy
+    criterion, or was screened out)."""
     filled = []
     for trial in trials:
         index = trial.same_model_as if trial.same_model_as is not None else trial.index
         name = REFERENCE if index == 0 else f"trial {index}"
-        filled.append(dataclasses.replace(trial, **timed_fields(name, timed, at_batch, batch_size)) if timed.session_sets(name) else trial)
+        timed = measurements.session_sets(name) > 0
+        filled.append(dataclasses.replace(trial, **timed_fields(name, measurements, at_batch, batch_size)) if timed else trial)
     return filled
