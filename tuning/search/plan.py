@@ -226,11 +226,11 @@ def _significantly_faster_alone(
     decided: dict[tuple[QuantFormat, str], tuple[Interval, bool, bool]] = {}  # ratio, helped, settled
     timed: Measurements | None = None
     for attempt in range(DECISION_ROUNDS):
-        undecided = {key: pair for key, pair in pairs.items() if key not in decided}
-        if not undecided:
+        pending = {key: pair for key, pair in pairs.items() if key not in decided}
+        if not pending:
             break
-        timed = candidates.time_together(sorted({index for pair in undecided.values() for index in pair}), timed)
-        for key, (single, reference) in undecided.items():
+        timed = candidates.time_together(sorted({index for pair in pending.values() for index in pair}), timed)
+        for key, (single, reference) in pending.items():
             ratio = timed.time_ratio(f"trial {single}", f"trial {reference}")
             helped = significantly_faster(ratio, margin)
             settled = not undecided(ratio, margin)
