@@ -257,6 +257,12 @@ def test_each_trial_reads_every_measurement_that_timed_it_and_the_throughput_whe
     assert filled[0].latency_ratio == 1.0 and filled[0].index == 0 and filled[0].throughput_ratio == 1.0
 
 
+def test_one_session_set_is_enough_to_be_timed():
+    timed = Measurements().added(measurement(8, FP32[:1], TWIN[:1], trial_1=[[1.0, 1.0, 1.0]]))
+    [filled] = with_performance([unscored(1)], timed)
+    assert timed.session_sets("trial 1") == 1 and filled.latency_ratio == 0.5 and filled.latency_ratio_rounds == (0.5,)
+
+
 def test_throughput_needs_the_model_and_fp32_timed_at_the_batch_size_asked():
     first = measurement(8, FP32, TWIN, trial_1=FP32)
     timed = Measurements().added(first)
