@@ -224,14 +224,14 @@ def _significantly_faster_alone(
     }  # fmt: skip
     started = time.monotonic()
     decided: dict[tuple[QuantFormat, str], tuple[Interval, bool, bool]] = {}  # ratio, helped, settled
-    timed: Measurements | None = None
+    measurements: Measurements | None = None
     for attempt in range(DECISION_ROUNDS):
-        pending = {key: pair for key, pair in pairs.items() if key not in decided}
-        if not pending:
+        open_pairs = {key: pair for key, pair in pairs.items() if key not in decided}
+        if not open_pairs:
             break
-        timed = candidates.time_together(sorted({index for pair in pending.values() for index in pair}), timed)
-        for key, (single, reference) in pending.items():
-            ratio = timed.time_ratio(f"trial {single}", f"trial {reference}")
+        measurements = candidates.time_together(sorted({index for pair in open_pairs.values() for index in pair}), measurements)
+        for key, (single, reference) in open_pairs.items():
+            ratio = measurements.time_ratio(f"trial {single}", f"trial {reference}")
             helped = significantly_faster(ratio, margin)
             settled = not undecided(ratio, margin)
             if settled or attempt == DECISION_ROUNDS - 1:
@@ -241,7 +241,7 @@ def _significantly_faster_alone(
         ratio, helped, settled = decided[quant_format, node]
         verdict = (
             "significantly faster" if helped else f"not faster by more than {margin:.0%}" if settled
-            else f"not decided after {timed.session_sets(f'trial {single}') if timed else 0} session sets, left out"
+            else f"not decided after {measurements.session_sets(f'trial {single}') if measurements else 0} session sets, left out"
         )  # fmt: skip
         candidates.budget.decide(
             record, f"{quant_format.value}, fp32: {node}: {ratio.value:.2f}x the time of every node int8 [{ratio.low:.2f}-{ratio.high:.2f}], {verdict}"
