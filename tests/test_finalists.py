@@ -19,7 +19,8 @@ from tuning.measure.statistics import Interval, order_statistic_rank
 from tuning.measure.timings import Timing
 from tuning.search import finalists as finalists_module
 from tuning.search.choice import undecided, undecided_rivals
-from tuning.search.finalists import FINAL_TIMINGS, choose_finalist
+from tuning.search.finalists import choose_finalist
+from tuning.search.timing import FINAL_TIMINGS
 from tuning.search.trials import Trial
 
 pytestmark = pytest.mark.fast

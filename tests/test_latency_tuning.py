@@ -30,9 +30,8 @@ from tuning.measure.evaluate import AccuracyEvaluator
 from tuning.measure.runtimes import SessionSettings, make_session, open_runner
 from tuning.pipeline import run_tuning
 from tuning.search.choice import PREFERENCE, preference
-from tuning.search.finalists import FINAL_TIMINGS
 from tuning.search.plan import candidate_grid, compute_nodes
-from tuning.search.timing import MAX_FINALISTS, SCREEN_FACTOR
+from tuning.search.timing import FINAL_TIMINGS, MAX_FINALISTS, SCREEN_FACTOR
 
 # --- the grid --------------------------------------------------------------------------------------
 

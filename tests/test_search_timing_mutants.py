@@ -115,12 +115,14 @@ def test_the_measurement_conditions_say_how_the_candidates_were_timed(config):
             "fp32, a second fp32 session (the A/A pair) and the distinct candidates, in turns: each candidate "
             "once in one screening session set at batch 1 with fp32 (one per search stage), then the session sets "
             f"below (rounds) at batch 1 for the ones meeting the accuracy criterion within {SCREEN_FACTOR}x of the "
-            f"screening's best (the {MAX_FINALISTS} fastest by screening and the most preferred one), then as many "
-            "session sets at the throughput batch size for the chosen one alone (the choice reads batch 1 only)"
+            f"screening's best (the {MAX_FINALISTS} fastest by screening and the most preferred one), as many again for "
+            "the chosen one and each one whose interval against it holds 1 - tie_margin (up to 3 timings in all), then "
+            "as many session sets at the throughput batch size for the chosen one alone (the choice reads batch 1 only)"
         ),
         "min_calls": 20,
         "screen_factor": 1.25,
         "max_finalists": 4,
+        "final_timings": 3,
         "rounds": 5,
         "warmup": 3,
         "iterations": 7,
