@@ -27,7 +27,7 @@ patterns_of() {
   case "$1" in
     # The candidate choice of objective latency: tuning/search/choice.py and the scoring order of tuning/search/candidates.py
     # (which candidates are scored, and which passing one is emitted).
-    choice) echo "tuning.search.choice.x_choose_fastest__mutmut_* tuning.search.choice.x_beats__mutmut_*" \
+    choice) echo "tuning.search.choice.*" \
                  "tuning.search.candidates.x_score_fastest_first__mutmut_*" ;;
     # tuning/data/idx.py reads and verifies the IDX files for tuning/data/datasets.py.
     data) echo "tuning.data.datasets.* tuning.data.idx.*" ;;
@@ -48,8 +48,9 @@ patterns_of() {
     report) echo "tuning.report.numbers.* tuning.report.answer.* tuning.report.speed.* tuning.report.accuracy.*" ;;
     pipeline) echo "tuning.pipeline.*" ;;
     # The latency search: which candidates it plans (plan.py, but for the single fallbacks' timing decision), its
-    # budget, how it times them (timing.py), the ratios over several measurements (measurements.py), and the pool
-    # placement weighed for the chosen OpenVINO candidate.
+    # budget, how it times them (timing.py), the ratios over several measurements (measurements.py), the finalists
+    # timed again while noise hides the choice (finalists.py), and the pool placement weighed for the chosen
+    # OpenVINO candidate.
     search) echo "tuning.search.plan.x_compute_nodes__mutmut_* tuning.search.plan.x__reduction_size__mutmut_*" \
                  "tuning.search.plan.x__formats__mutmut_* tuning.search.plan.x__algorithms__mutmut_*" \
                  "tuning.search.plan.x_candidate_grid__mutmut_* tuning.search.plan.x_resolved_search__mutmut_*" \
@@ -57,7 +58,7 @@ patterns_of() {
                  "tuning.search.plan.x_greedy_search__mutmut_* tuning.search.plan.x__run__mutmut_*" \
                  "tuning.search.plan.x__screened__mutmut_* tuning.search.plan.x__accuracy__mutmut_*" \
                  "tuning.search.timing.* tuning.search.budget.* tuning.search.latency.x__pool_placement__mutmut_*" \
-                 "tuning.measure.measurements.*" ;;
+                 "tuning.measure.measurements.* tuning.search.finalists.*" ;;
     *) echo "tuning.$1.*" ;;
   esac
 }

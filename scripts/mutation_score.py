@@ -30,7 +30,7 @@ LABEL_OF_MODULE = {
     "measure.benchmark": "measure", "measure.timings": "measure", "measure.figures": "measure",
     "measure.environment": "measure", "measure.runtimes": "runtimes", "measure.evaluate": "runtimes",
     "search.trials": "criterion", "inc.mapping": "criterion", "search.timing": "search", "search.budget": "search",
-    "measure.measurements": "search",
+    "measure.measurements": "search", "search.finalists": "search",
     "report.numbers": "report", "report.answer": "report", "report.speed": "report", "report.accuracy": "report",
 }
 

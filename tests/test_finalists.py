@@ -247,10 +247,45 @@ def test_noise_that_hides_the_lead_in_one_timing_costs_more_timings_not_another_
 def test_a_pair_at_the_margin_is_timed_the_most_times_then_left_to_the_preference():
     # trial 2 at exactly 0.9x trial 1: no number of sets can tell, and trial 1 is preferred.
     log: list[list[int]] = []
-    final = choose_finalist(FINALISTS[:3], [1, 2], controlled({1: 0.5, 2: 0.45}, 0.02, 5, log), BYTES, MARGIN)
+    lines: list[str] = []
+    final = choose_finalist(FINALISTS[:3], [1, 2], controlled({1: 0.5, 2: 0.45}, 0.02, 5, log), BYTES, MARGIN, lines.append)
+    assert lines == ["tune: trial 1 against trial 2: not decided at this noise; timing it again with trial 1 and fp32"] * 2
+    assert final.reason.startswith("p50 ") and final.reason.count("; against trial 2 not decided") == 1
+    assert final.measurements.session_sets() == FINAL_TIMINGS * ROUNDS
     assert final.timings == FINAL_TIMINGS == len(log)
     assert final.chosen == 1 and log[1:] == [[1, 2]] * (FINAL_TIMINGS - 1)
     sets = FINAL_TIMINGS * ROUNDS
     assert final.reason.endswith(f"against trial 2 not decided after {sets} session sets, left to the preference")
     # The trials carry the ratios over every set they ran in.
     assert len(final.trials[1].latency_ratio_rounds) == sets and len(final.trials[2].latency_ratio_rounds) == sets
+
+
+def test_two_rivals_at_the_margin_are_timed_again_together_and_named_in_one_line():
+    # Without noise a ratio is its value: exactly 0.9 holds the bound, so both rivals stay undecided.
+    log: list[list[int]] = []
+    lines: list[str] = []
+    final = choose_finalist(FINALISTS, [1, 2, 3], controlled({1: 0.5, 2: 0.45, 3: 0.45}, 0.0, 0, log), BYTES, MARGIN,
+                            lines.append)  # fmt: skip
+    assert log == [[1, 2, 3], [1, 2, 3], [1, 2, 3]] and final.chosen == 1
+    assert lines == ["tune: trial 1 against trials 2, 3: not decided at this noise; timing them again with trial 1 and fp32"] * 2
+    assert final.reason.startswith("p50 0.50x fp32 at batch 1; indistinguishable within the 10% margin")
+    assert final.reason.endswith(f"; against trials 2, 3 not decided after {FINAL_TIMINGS * ROUNDS} session sets, left to the preference")
+
+
+def test_a_lead_shown_in_the_second_timing_says_so_after_the_choice_rule_s_reason():
+    # trial 2 against trial 1, per session set: 0.80-0.88 and one set at 0.95 in the first timing (the interval of six
+    # sets is their range, which holds 0.9), 0.5 in each set of the second: of twelve, the 3rd-highest is 0.86.
+    first = [0.80, 0.82, 0.84, 0.86, 0.88, 0.95]
+    log: list[list[int]] = []
+
+    def time_finalists(indices) -> dict[str, Performance]:
+        log.append(list(indices))
+        factors = first if len(log) == 1 else [0.5] * ROUNDS
+        flat = [np.full(CALLS, 1.0) for _ in range(ROUNDS)]
+        durations = {"fp32": flat, "trial 1": [np.full(CALLS, 0.5)] * ROUNDS, "trial 2": [np.full(CALLS, 0.5 * f) for f in factors]}
+        return measurement(durations, flat)
+
+    final = choose_finalist(FINALISTS[:3], [1, 2], time_finalists, BYTES, MARGIN)
+    assert (final.chosen, final.timings, log) == (2, 2, [[1, 2], [1, 2]])
+    assert final.reason.startswith("p50 ") and final.reason.endswith(f"; decided after 2 timings of {ROUNDS} session sets")
+    assert final.measurements.session_sets("trial 1", "trial 2") == 2 * ROUNDS

@@ -152,6 +152,45 @@ def test_failing_duplicate_and_untimed_candidates_are_never_chosen():
     assert choose_fastest(trials, _ratios({}), {3: 1}, tie_margin=0.1)[0] == 3
 
 
+PREFERENCE_TEXT = "QDQ before QOperator, then fewer fp32 compute nodes, then the smaller file, then the earlier trial"
+
+
+def test_the_reason_names_the_tied_and_the_beaten_apart_in_whole_sentences():
+    # trial 1 is preferred; trial 2 is indistinguishable from it; trial 3 is significantly slower than it.
+    trials = [FP32, _trial(1, 1, latency_ratio=0.82), _trial(2, 2, latency_ratio=0.8), _trial(3, 2, latency_ratio=0.95)]
+    slower = {(1, 3): Interval(0.8, 0.75, 0.85)}
+    index, reason = choose_fastest(trials, _ratios(slower), {1: 10, 2: 10, 3: 10}, tie_margin=0.1)
+    assert (index, reason) == (1, "p50 0.82x fp32 at batch 1; indistinguishable within the 10% margin at this noise from "
+                                  f"trial 2; chosen over it by preference ({PREFERENCE_TEXT}); significantly faster than trial 3")
+    # Alone among the passing ones: nothing is indistinguishable from it.
+    assert choose_fastest([FP32, _trial(1, 1, latency_ratio=0.5)], _ratios({}), {1: 10}, tie_margin=0.1) == (
+        1, "p50 0.50x fp32 at batch 1; no other passing candidate is indistinguishable from it"
+    )
+
+
+def test_a_smaller_file_is_preferred_among_candidates_alike_in_format_and_fp32_nodes():
+    trials = [FP32, _trial(1, 1), _trial(2, 1)]
+    assert choose_fastest(trials, _ratios({}), {1: 200, 2: 100}, tie_margin=0.1)[0] == 2
+    assert choose_fastest(trials, _ratios({}), {1: 100, 2: 200}, tie_margin=0.1)[0] == 1
+
+
+def test_when_every_candidate_is_beaten_the_lowest_median_is_chosen_and_the_reason_says_so():
+    # A cycle no consistent measurement gives (1 beats 2, 2 beats 3, 3 beats 1): possible only with intervals too
+    # narrow for the noise, and then the lowest median is written rather than none.
+    beats = Interval(0.8, 0.75, 0.85)
+    trials = [FP32, _trial(1, 1, latency_ratio=0.9), _trial(2, 1, latency_ratio=0.7), _trial(3, 1, latency_ratio=0.8)]
+    index, reason = choose_fastest(trials, _ratios({(1, 2): beats, (2, 3): beats, (3, 1): beats}), {1: 1, 2: 1, 3: 1}, 0.1)
+    assert index == 2
+    assert reason.startswith("p50 0.70x fp32 at batch 1; every passing candidate is significantly beaten by another; "
+                             "this one has the lowest median; the preferred trial 1 is significantly slower than trial 3")
+
+
+def test_nothing_to_choose_from_is_refused_by_name():
+    with pytest.raises(ValueError) as refused:
+        choose_fastest([FP32, _trial(1, 1, meets=False)], _ratios({}), {1: 1}, tie_margin=0.1)
+    assert str(refused.value) == "no timed passing candidate to choose from"
+
+
 # --- the verdict -----------------------------------------------------------------------------------
 
 
