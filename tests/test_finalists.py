@@ -289,3 +289,42 @@ def test_a_lead_shown_in_the_second_timing_says_so_after_the_choice_rule_s_reaso
     assert (final.chosen, final.timings, log) == (2, 2, [[1, 2], [1, 2]])
     assert final.reason.startswith("p50 ") and final.reason.endswith(f"; decided after 2 timings of {ROUNDS} session sets")
     assert final.measurements.session_sets("trial 1", "trial 2") == 2 * ROUNDS
+
+
+def scripted(timings: list[dict[int, list[float]]], log: list[list[int]]):
+    """A stand-in timing its k-th call as ``timings[k]`` says: per trial, its time per session set (fp32 and its
+    twin take 1.0 in every set, so no A/A excursion widens an interval and a ratio per set is the value given)."""
+
+    def time_finalists(indices) -> dict[str, Performance]:
+        times = timings[len(log)]
+        log.append(sorted(indices))
+        assert sorted(times) == sorted(indices), (times, indices)
+        flat = [np.full(CALLS, 1.0) for _ in range(ROUNDS)]
+        durations = {"fp32": flat} | {f"trial {i}": [np.full(CALLS, t) for t in sets] for i, sets in times.items()}
+        return measurement(durations, flat)
+
+    return time_finalists
+
+
+HELD = [0.80, 0.82, 0.84, 0.86, 0.88, 0.95]  # six sets whose range holds 0.9
+OPEN = [0.7, 0.7, 0.7, 1.2, 1.2, 1.2]  # with HELD, twelve sets whose 3rd-lowest and 3rd-highest still hold it
+
+
+@pytest.mark.parametrize(
+    "timings, expected_log",
+    [
+        # trial 2 shows its lead over trial 1 in the second timing, and the choice moves to it; its own rival, trial 3,
+        # was timed in the first timing and the third only: 12 session sets with trial 2 of its 18.
+        ([{1: [1.0] * 6, 2: [0.80, 0.82, 0.84, 0.86, 0.88, 1.2], 3: [0.95] * 5 + [1.0]}, {1: [1.0] * 6, 2: [0.5] * 6},
+          {2: [0.5] * 6, 3: [0.5 * r for r in OPEN]}], [[1, 2, 3], [1, 2], [2, 3]]),
+        # trial 3 shows its lead over trial 1 in the second timing, and the choice moves to trial 2, which trial 3 was
+        # not timed with then: again 12 sets of the pair, while trial 3 ran in 18.
+        ([{1: [1.0] * 6, 2: [1.0] * 6, 3: HELD}, {1: [1.0] * 6, 3: [0.5] * 6}, {2: [1.0] * 6, 3: OPEN}],
+         [[1, 2, 3], [1, 3], [2, 3]]),
+    ],
+)
+def test_when_the_choice_moves_the_undecided_pair_is_counted_over_the_sets_it_shared(timings, expected_log):
+    log: list[list[int]] = []
+    final = choose_finalist(FINALISTS, [1, 2, 3], scripted(timings, log), BYTES, MARGIN)
+    assert log == expected_log and final.chosen == 2
+    assert final.reason.endswith(f"; against trial 3 not decided after {2 * ROUNDS} session sets, left to the preference")
