@@ -20,7 +20,7 @@ from tuning.measure.timings import Timing
 from tuning.search import finalists as finalists_module
 from tuning.search.choice import undecided, undecided_rivals
 from tuning.search.finalists import choose_finalist
-from tuning.search.timing import FINAL_TIMINGS
+from tuning.search.timing import MAX_TIMINGS
 from tuning.search.trials import Trial
 
 pytestmark = pytest.mark.fast
@@ -200,7 +200,7 @@ def controlled(ms: dict[int, float], noise: float, seed: int, log: list[list[int
     draw = np.random.default_rng(seed)
 
     def time_finalists(indices) -> dict[str, Performance]:
-        if len(log) > 2 * FINAL_TIMINGS:
+        if len(log) > 2 * MAX_TIMINGS:
             raise AssertionError("the finalists are timed without end")
         log.append(list(indices))
         durations = {"fp32": drawn(draw, 1.0, noise=noise)} | {f"trial {i}": drawn(draw, ms[i], noise=noise) for i in indices}
@@ -239,7 +239,7 @@ def test_noise_that_hides_the_lead_in_one_timing_costs_more_timings_not_another_
             assert final.reason.endswith(f"; decided after {final.timings} timings of {ROUNDS} session sets")
     assert hidden, "the noise never hid the lead in one timing: the test no longer tells"
     # The same seeds with one timing only (the rule before): the preference writes trial 1 where noise hid the lead.
-    monkeypatch.setattr(finalists_module, "FINAL_TIMINGS", 1)
+    monkeypatch.setattr(finalists_module, "MAX_TIMINGS", 1)
     firsts = [choose_finalist(FINALISTS, [1, 2, 3], controlled(LEAD_MS, 0.06, seed, []), BYTES, MARGIN).chosen for seed in hidden]
     assert 1 in firsts
 
@@ -251,10 +251,10 @@ def test_a_pair_at_the_margin_is_timed_the_most_times_then_left_to_the_preferenc
     final = choose_finalist(FINALISTS[:3], [1, 2], controlled({1: 0.5, 2: 0.45}, 0.02, 5, log), BYTES, MARGIN, lines.append)
     assert lines == ["tune: trial 1 against trial 2: not decided at this noise; timing it again with trial 1 and fp32"] * 2
     assert final.reason.startswith("p50 ") and final.reason.count("; against trial 2 not decided") == 1
-    assert final.measurements.session_sets() == FINAL_TIMINGS * ROUNDS
-    assert final.timings == FINAL_TIMINGS == len(log)
-    assert final.chosen == 1 and log[1:] == [[1, 2]] * (FINAL_TIMINGS - 1)
-    sets = FINAL_TIMINGS * ROUNDS
+    assert final.measurements.session_sets() == MAX_TIMINGS * ROUNDS
+    assert final.timings == MAX_TIMINGS == len(log)
+    assert final.chosen == 1 and log[1:] == [[1, 2]] * (MAX_TIMINGS - 1)
+    sets = MAX_TIMINGS * ROUNDS
     assert final.reason.endswith(f"against trial 2 not decided after {sets} session sets, left to the preference")
     # The trials carry the ratios over every set they ran in.
     assert len(final.trials[1].latency_ratio_rounds) == sets and len(final.trials[2].latency_ratio_rounds) == sets
@@ -269,7 +269,7 @@ def test_two_rivals_at_the_margin_are_timed_again_together_and_named_in_one_line
     assert log == [[1, 2, 3], [1, 2, 3], [1, 2, 3]] and final.chosen == 1
     assert lines == ["tune: trial 1 against trials 2, 3: not decided at this noise; timing them again with trial 1 and fp32"] * 2
     assert final.reason.startswith("p50 0.50x fp32 at batch 1; indistinguishable within the 10% margin")
-    assert final.reason.endswith(f"; against trials 2, 3 not decided after {FINAL_TIMINGS * ROUNDS} session sets, left to the preference")
+    assert final.reason.endswith(f"; against trials 2, 3 not decided after {MAX_TIMINGS * ROUNDS} session sets, left to the preference")
 
 
 def test_a_lead_shown_in_the_second_timing_says_so_after_the_choice_rule_s_reason():

@@ -17,7 +17,8 @@ from tuning.data.datasets import calibration_images, evaluation_images
 from tuning.graph.rewrite import batch_capable_copy
 from tuning.search.budget import Budget
 from tuning.search.candidates import Candidates
-from tuning.search.plan import DECISION_ROUNDS, compute_nodes, greedy_search
+from tuning.search.plan import compute_nodes, greedy_search
+from tuning.search.timing import MAX_TIMINGS
 
 # LeNet's compute nodes in compute_nodes order: conv1, fc2, conv2, fc1. Alone in fp32 (1 ms), conv1 makes the model
 # 0.81x the time of every node int8, fc1 0.83x: both beyond the 10 % margin. fc2's fallback changes nothing (1.05 ms
@@ -67,12 +68,12 @@ def test_a_fallback_at_the_margin_is_timed_again_then_left_out(tmp_path, torch_m
     config = latency_config(tmp_path, lenet, dataset_roots)
     outcome = search(config, lenet, AT_THE_MARGIN_INT8_MS, noise=NOISE, seed=1)[0]
     decisions = outcome.search["stages"][1]["decisions"]
-    sets = DECISION_ROUNDS * config.tuning.latency.rounds
+    sets = MAX_TIMINGS * config.tuning.latency.rounds
     assert [line for line in decisions if "/fc1/Gemm" in line] == [
         line for line in decisions if line.endswith(f"not decided after {sets} session sets, left out")
     ] and len(decisions) == 8
     # The first timing: all 8 single fallbacks with both all-int8 candidates; each later one: fc1's 2 with them.
-    assert outcome.search["models"]["timed_for_decisions"] == 10 + (DECISION_ROUNDS - 1) * 4
+    assert outcome.search["models"]["timed_for_decisions"] == 10 + (MAX_TIMINGS - 1) * 4
     # Only conv1 helped: no set of stage 3.
     assert [stage["name"] for stage in outcome.search["stages"]] == ["every node int8", "each node alone in fp32"]
 

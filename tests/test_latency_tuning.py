@@ -31,7 +31,7 @@ from tuning.measure.runtimes import SessionSettings, make_session, open_runner
 from tuning.pipeline import run_tuning
 from tuning.search.choice import PREFERENCE, preference
 from tuning.search.plan import candidate_grid, compute_nodes
-from tuning.search.timing import FINAL_TIMINGS, MAX_FINALISTS, SCREEN_FACTOR
+from tuning.search.timing import MAX_FINALISTS, MAX_TIMINGS, SCREEN_FACTOR
 
 # --- the grid --------------------------------------------------------------------------------------
 
@@ -129,9 +129,9 @@ def test_every_candidate_is_recorded(default_run):
     assert len({trials[index].model_sha256 for index in timed}) <= MAX_FINALISTS + 1
     for trial in passing:
         if trial.latency_ratio is not None:
-            # One timing of the finalists, or up to FINAL_TIMINGS where noise hid the choice (tuning/search/finalists.py).
+            # One timing of the finalists, or up to MAX_TIMINGS where noise hid the choice (tuning/search/finalists.py).
             timings, left = divmod(len(trial.latency_ratio_rounds), config.tuning.latency.rounds)
-            assert trial.latency_p50_ms > 0 and left == 0 and 1 <= timings <= summary.search["finalist_timings"] <= FINAL_TIMINGS
+            assert trial.latency_p50_ms > 0 and left == 0 and 1 <= timings <= summary.search["finalist_timings"] <= MAX_TIMINGS
             # The median of the session sets' ratios (of an even count: the geometric mean of the middle two).
             assert trial.latency_ratio == pytest.approx(np.exp(np.median(np.log(trial.latency_ratio_rounds))))
             assert trial.latency_ratio_interval[0] <= trial.latency_ratio <= trial.latency_ratio_interval[1]

@@ -17,9 +17,10 @@ that under MPI other ranks score them in parallel.
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -47,6 +48,7 @@ from tuning.search.trials import Trial, record_trial
 _MADE_FIELDS = ("quant_format", "calibration_algorithm", "fp32_fallback", "rewrites", "same_graph_as")
 
 Measure = Callable[..., dict[str, benchmark.Performance]]  # benchmark.measure's signature
+
 
 class Candidates:
     """The candidates of one objective-latency search, trial 0 being the fp32 model.
@@ -81,10 +83,10 @@ class Candidates:
         self.screened = 0
         self.decision_timed = 0  # candidate timings in session sets for a search's decisions (time_together)
         self.scored = 0
-        started = time.monotonic()
-        self.trials: list[Trial] = [record_trial(0, evaluate(model), model, [], config, model)]
         # The search's time by step; scoring includes the fp32 model's.
-        self.seconds = {"making": 0.0, "screening": 0.0, "scoring": time.monotonic() - started}
+        self.seconds = {"making": 0.0, "screening": 0.0, "scoring": 0.0}
+        with self._spent("scoring"):
+            self.trials: list[Trial] = [record_trial(0, evaluate(model), model, [], config, model)]
         self._seen: dict[bytes, int] = {}
         self._graphs: dict[str, int] = {}  # graph without its constants' values -> the first distinct candidate
         self.twin_of: dict[int, int] = {}  # distinct candidate -> that first one, when it is not it
@@ -109,9 +111,8 @@ class Candidates:
                 record.not_made.append(spec.description)
                 made.append(None)
                 continue
-            making = time.monotonic()
-            index = self._make_one(spec)
-            self.seconds["making"] += time.monotonic() - making
+            with self._spent("making"):
+                index = self._make_one(spec)
             self.budget.made_one(record, spec.description)
             made.append(self.original(index))
             if self.original(index) == index:
@@ -176,22 +177,21 @@ class Candidates:
         if not indices:
             return
         config = self.config
-        started = time.monotonic()
-        ratios, conditions, unloadable = screen(
-            self.model,
-            {index: self.models[index] for index in indices},
-            self.images,
-            latency_settings(config),
-            SessionSettings.of(config),
-            config.deployment.runtime,
-            self.source,
-            self.measure,
-        )
+        with self._spent("screening"):
+            ratios, conditions, unloadable = screen(
+                self.model,
+                {index: self.models[index] for index in indices},
+                self.images,
+                latency_settings(config),
+                SessionSettings.of(config),
+                config.deployment.runtime,
+                self.source,
+                self.measure,
+            )
         self.screening.update(ratios)
         self.unloadable.update(unloadable)
         self.conditions = self.conditions or conditions
         self.screened += len(ratios)
-        self.seconds["screening"] += time.monotonic() - started
 
     def time_together(self, indices: Sequence[int], earlier: Measurements | None = None) -> Measurements:
         """Time these distinct loadable candidates with fp32 and its A/A twin at batch 1 in ``tuning.latency.rounds``
@@ -225,10 +225,17 @@ class Candidates:
     def _evaluate(self, model: onnx.ModelProto) -> float:
         self.scored += 1
         index = next(index for index, made in self.models.items() if made is model)
+        with self._spent("scoring"):
+            return self.scorer.accuracy(index, model)
+
+    @contextlib.contextmanager
+    def _spent(self, step: str) -> Iterator[None]:
+        """Add the block's wall time to ``self.seconds[step]``."""
         started = time.monotonic()
-        accuracy = self.scorer.accuracy(index, model)
-        self.seconds["scoring"] += time.monotonic() - started
-        return accuracy
+        try:
+            yield
+        finally:
+            self.seconds[step] += time.monotonic() - started
 
     def _unscored(self, indices: Sequence[int]) -> list[tuple[int, onnx.ModelProto]]:
         return [(index, self.models[index]) for index in indices if self.trials[index].accuracy is None]

@@ -7,7 +7,7 @@ batch 1 against trial 3's 0.99x; quiet, six session sets showed that lead, under
 preference chose trial 3, and the written file changed with the load. So while a candidate's interval against the
 chosen one holds ``1 - tie_margin`` (tuning/search/choice.py: ``undecided_rivals``), the two are timed again in as
 many fresh session sets and their ratio reads all of them (tuning/measure/measurements.py), up to
-FINAL_TIMINGS (tuning/search/timing.py) timings; a pair still undecided then is left to the preference, and the reason says so.
+MAX_TIMINGS (tuning/search/timing.py) timings; a pair still undecided then is left to the preference, and the reason says so.
 """
 
 from __future__ import annotations
@@ -19,7 +19,7 @@ from tuning.measure.benchmark import Performance
 from tuning.measure.measurements import Measurements
 from tuning.measure.statistics import Interval
 from tuning.search.choice import choose_fastest, trials_phrase, undecided_rivals
-from tuning.search.timing import FINAL_TIMINGS, with_performance
+from tuning.search.timing import MAX_TIMINGS, with_performance
 from tuning.search.trials import Trial
 
 # Times these finalists (trial indices) with fp32 and its A/A twin at batch 1 in fresh session sets.
@@ -46,7 +46,7 @@ def choose_finalist(
     say: Callable[[str], None] = lambda _line: None,
 ) -> FinalChoice:
     """Time ``finalists`` with fp32, choose by the choice rule, and time the chosen one and its undecided rivals
-    again until none is left or FINAL_TIMINGS timings are spent (module docstring)."""
+    again until none is left or MAX_TIMINGS timings are spent (module docstring)."""
     measurements = Measurements().added(time_finalists(finalists))
     timings = 1
     while True:
@@ -57,7 +57,7 @@ def choose_finalist(
         trials = with_performance(trials, measurements)
         chosen, reason = choose_fastest(trials, time_ratio, file_bytes, tie_margin)
         rivals = undecided_rivals(trials, chosen, time_ratio, tie_margin)
-        if not rivals or timings == FINAL_TIMINGS:
+        if not rivals or timings == MAX_TIMINGS:
             break
         say(f"tune: trial {chosen} against {trials_phrase(rivals)}: not decided at this noise; timing "
             f"{'them' if len(rivals) > 1 else 'it'} again with trial {chosen} and fp32")  # fmt: skip

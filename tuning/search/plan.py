@@ -44,10 +44,7 @@ from tuning.measure.statistics import Interval
 from tuning.search.budget import StageRecord
 from tuning.search.candidates import Candidates
 from tuning.search.choice import significantly_faster, undecided
-
-# A single fallback whose interval against every node int8 straddles the margin is timed again, in as many session
-# sets more, until the interval settles; after this many timings it is left out (greedy_search's stage 2).
-DECISION_ROUNDS = 3
+from tuning.search.timing import MAX_TIMINGS
 
 
 def compute_nodes(model: onnx.ModelProto, config: PipelineConfig) -> list[str]:
@@ -209,7 +206,7 @@ def _significantly_faster_alone(
 
     Each single fallback and its format's all-int8 candidate are timed together in session sets
     (:meth:`Candidates.time_together`); a pair whose interval still straddles the margin is timed again in as many
-    sets more, up to DECISION_ROUNDS times, and then left out. A screening ratio below 1 is not enough: a node
+    sets more, up to MAX_TIMINGS times (tuning/search/timing.py), and then left out. A screening ratio below 1 is not enough: a node
     that changes nothing screened faster in one run and slower in the next, and the sets made from it changed
     with the load (mnist-12 under two busy loops: 11 candidates instead of 9). Noise widens an interval and the
     further sets narrow it again, so a node is decided by its effect against the margin, not by the load, unless
@@ -225,7 +222,7 @@ def _significantly_faster_alone(
     started = time.monotonic()
     decided: dict[tuple[QuantFormat, str], tuple[Interval, bool, bool]] = {}  # ratio, helped, settled
     measurements: Measurements | None = None
-    for attempt in range(DECISION_ROUNDS):
+    for attempt in range(MAX_TIMINGS):
         open_pairs = {key: pair for key, pair in pairs.items() if key not in decided}
         if not open_pairs:
             break
@@ -234,7 +231,7 @@ def _significantly_faster_alone(
             ratio = measurements.time_ratio(f"trial {single}", f"trial {reference}")
             helped = significantly_faster(ratio, margin)
             settled = not undecided(ratio, margin)
-            if settled or attempt == DECISION_ROUNDS - 1:
+            if settled or attempt == MAX_TIMINGS - 1:
                 decided[key] = (ratio, helped, settled)
     faster: dict[QuantFormat, list[str]] = {quant_format: [] for quant_format in base}
     for (quant_format, node), (single, _) in pairs.items():

@@ -30,9 +30,10 @@ SCREEN_FACTOR = 1.25
 # preferred one (tuning/search/choice.py) besides: the full timing costs the same per model, and on a CNN most
 # candidates screen within 1.25x of each other (a 5-conv CNN: 22 of 26), which made it the run's longest step.
 MAX_FINALISTS = 4
-# Timings of the finalists at most (tuning/search/finalists.py): the first of them all, then of the chosen one and
-# the rivals whose interval against it holds 1 - tie_margin.
-FINAL_TIMINGS = 3
+# Timings at most of a comparison whose interval holds 1 - tie_margin: such a pair is timed again in as many session
+# sets, then left out (the greedy search's single fallbacks, tuning/search/plan.py) or to the preference (the
+# finalists' choice, tuning/search/finalists.py).
+MAX_TIMINGS = 3
 # Timed calls per model in each session set of the timing for a search's decisions, after MIN_CALLS warm-up calls:
 # the greedy search times 2N + 2 models in up to 18 sets. With tuning.latency's 400 calls and 0.05 s per model and
 # set, a 20-convolution CNN (46 models) was still in that timing after 8 minutes on a busy machine; with 20
@@ -107,14 +108,14 @@ def measurement_conditions(config: PipelineConfig) -> dict[str, Any]:
             "once in one screening session set at batch 1 with fp32 (one per search stage), then the session sets "
             f"below (rounds) at batch 1 for the ones meeting the accuracy criterion within {SCREEN_FACTOR}x of the "
             f"screening's best (the {MAX_FINALISTS} fastest by screening and the most preferred one), as many again for "
-            f"the chosen one and each one whose interval against it holds 1 - tie_margin (up to {FINAL_TIMINGS} timings "
+            f"the chosen one and each one whose interval against it holds 1 - tie_margin (up to {MAX_TIMINGS} timings "
             "in all), then as many session sets at the throughput batch size for the chosen one alone (the choice "
             "reads batch 1 only)"
         ),
         "min_calls": MIN_CALLS,
         "screen_factor": SCREEN_FACTOR,
         "max_finalists": MAX_FINALISTS,
-        "final_timings": FINAL_TIMINGS,
+        "final_timings": MAX_TIMINGS,
         "rounds": latency.rounds,
         "warmup": latency.warmup,
         "iterations": latency.iterations,
