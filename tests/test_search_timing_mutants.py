@@ -15,6 +15,7 @@ made here (an operator of a domain it does not know).
 from __future__ import annotations
 
 import dataclasses
+import importlib.util
 from pathlib import Path
 
 import numpy as np
@@ -180,6 +181,7 @@ def test_screening_times_each_loadable_candidate_once_with_fp32_and_gives_its_ra
     assert options == {"label": "screening candidates", "throughput_batch_sizes": ()}
 
 
+@pytest.mark.skipif(importlib.util.find_spec("openvino") is None, reason="the openvino extra is not installed")
 def test_the_runtime_given_is_the_one_the_candidates_are_timed_on(config, models, tmp_path):
     asked: list[list[BenchmarkTarget]] = []
 
